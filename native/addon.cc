@@ -1,0 +1,32 @@
+// Entry point of the alexnet-ts native addon: registers the exports of each part and nothing else.
+#include "common.h"
+
+namespace alexnet {
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+  data->tensorCtor = Napi::Persistent(TensorWrap::Init(env));
+  exports.Set("NativeTensor", data->tensorCtor.Value());
+
+  // The TypeScript side passes its EngineError class so that libtorch failures arrive as that class.
+  Export(env, exports, "setErrorClass", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    if (!info[0].IsFunction()) throw ArgError("argument 1 must be a class");
+    Data(info.Env()).errorCtor = Napi::Persistent(info[0].As<Napi::Function>());
+    return info.Env().Undefined();
+  });
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("compiledLibtorch", Napi::String::New(env, TORCH_VERSION));
+
+  InitTensor(env, exports);
+  InitOps(env, exports);
+  InitNN(env, exports);
+  InitAutograd(env, exports);
+  return exports;
+}
+
+}  // namespace alexnet
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return alexnet::Init(env, exports); }
+
+NODE_API_MODULE(alexnet_native, InitModule)

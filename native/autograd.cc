@@ -1,0 +1,183 @@
+// Autograd, whole optimiser steps (one native call per step, not one per parameter), RNG and runtime settings.
+#include "common.h"
+
+#include <cmath>
+
+namespace alexnet {
+
+static bool HasGrad(const at::Tensor& p) { return p.grad().defined(); }
+
+static void CheckSameLength(size_t a, size_t b, const char* what) {
+  if (a != b) throw ArgError(std::string(what) + ": " + std::to_string(a) + " parameters but " +
+                             std::to_string(b) + " state tensors");
+}
+
+void InitAutograd(Napi::Env env, Napi::Object exports) {
+  // backward(t, grad|null, retainGraph)
+  Export(env, exports, "backward", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    const at::Tensor& t = T(info, 0);
+    if (!t.requires_grad()) throw ArgError("backward() on a tensor that does not require grad (no graph was recorded)");
+    c10::optional<at::Tensor> g = OptT(info, 1);
+    if (!g && t.numel() != 1) throw ArgError("backward() without a gradient needs a one-element tensor, got " + ShapeString(t));
+    bool retain = Present(info, 2) && Bool(info, 2);
+    t.backward(g ? *g : at::Tensor(), retain);
+    return info.Env().Undefined();
+  });
+  Export(env, exports, "grad", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return WrapMaybe(info.Env(), T(info, 0).grad());
+  });
+  Export(env, exports, "setRequiresGrad", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    const at::Tensor& t = T(info, 0);
+    bool on = Bool(info, 1);
+    if (on && !at::isFloatingType(t.scalar_type())) {
+      throw ArgError("only floating-point tensors can require grad, got " + ShapeString(t));
+    }
+    t.requires_grad_(on);
+    return info.Env().Undefined();
+  });
+  Export(env, exports, "setGradEnabled", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    bool prev = at::GradMode::is_enabled();
+    at::GradMode::set_enabled(Bool(info, 0));
+    return Napi::Boolean::New(info.Env(), prev);
+  });
+  Export(env, exports, "isGradEnabled", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled());
+  });
+  // zeroGrad(params): drops the gradients (set_to_none semantics)
+  Export(env, exports, "zeroGrad", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    for (const at::Tensor& p : TList(info, 0)) p.mutable_grad().reset();
+    return info.Env().Undefined();
+  });
+  // gradsFinite(params): false when any gradient holds NaN or infinity
+  Export(env, exports, "gradsFinite", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    at::NoGradGuard ng;
+    for (const at::Tensor& p : TList(info, 0)) {
+      if (HasGrad(p) && !at::isfinite(p.grad()).all().item<bool>()) return Napi::Boolean::New(info.Env(), false);
+    }
+    return Napi::Boolean::New(info.Env(), true);
+  });
+  // clipGradNorm(params, maxNorm) -> total L2 norm before clipping
+  Export(env, exports, "clipGradNorm", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    at::NoGradGuard ng;
+    std::vector<at::Tensor> ps = TList(info, 0);
+    double maxNorm = Num(info, 1);
+    double sq = 0;
+    for (const at::Tensor& p : ps) if (HasGrad(p)) sq += p.grad().detach().to(at::kDouble).pow(2).sum().item<double>();
+    double norm = std::sqrt(sq);
+    if (norm > maxNorm && norm > 0) {
+      for (const at::Tensor& p : ps) if (HasGrad(p)) p.grad().mul_(maxNorm / (norm + 1e-6));
+    }
+    return Napi::Number::New(info.Env(), norm);
+  });
+
+  // sgdStep(params, momentumBuffers, lr, momentum, weightDecay, dampening, nesterov, form, firstStep)
+  //   form "paper":   v <- momentum*v - weightDecay*lr*w - lr*g ;  w <- w + v
+  //   form "pytorch": g' = g + weightDecay*w ; v <- momentum*v + (1-dampening)*g' (v = g' on the first step) ;
+  //                   w <- w - lr*(nesterov ? g' + momentum*v : v)
+  Export(env, exports, "sgdStep", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    at::NoGradGuard ng;
+    std::vector<at::Tensor> ps = TList(info, 0);
+    std::vector<at::Tensor> bufs = TList(info, 1);
+    CheckSameLength(ps.size(), bufs.size(), "sgdStep");
+    double lr = Num(info, 2), mom = Num(info, 3), wd = Num(info, 4), damp = Num(info, 5);
+    bool nesterov = Bool(info, 6);
+    std::string form = Str(info, 7);
+    bool first = Bool(info, 8);
+    if (form != "paper" && form != "pytorch") throw ArgError("unknown SGD form '" + form + "'");
+    for (size_t i = 0; i < ps.size(); i++) {
+      const at::Tensor& w = ps[i];
+      if (!HasGrad(w)) continue;
+      at::Tensor g = w.grad();
+      at::Tensor& v = bufs[i];
+      if (form == "paper") {
+        v.mul_(mom).add_(w, -wd * lr).add_(g, -lr);
+        w.add_(v);
+      } else {
+        at::Tensor d = wd != 0 ? g.add(w, wd) : g;
+        if (mom != 0) {
+          if (first) v.copy_(d);
+          else v.mul_(mom).add_(d, 1 - damp);
+          d = nesterov ? d.add(v, mom) : v;
+        }
+        w.add_(d, -lr);
+      }
+    }
+    return info.Env().Undefined();
+  });
+
+  // adamStep(params, expAvg, expAvgSq, step, lr, beta1, beta2, eps, weightDecay, decoupled)
+  // step counts from 1; decoupled = AdamW (w <- w*(1 - lr*wd)), else L2 added to the gradient (Adam).
+  Export(env, exports, "adamStep", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    at::NoGradGuard ng;
+    std::vector<at::Tensor> ps = TList(info, 0);
+    std::vector<at::Tensor> m = TList(info, 1);
+    std::vector<at::Tensor> v = TList(info, 2);
+    CheckSameLength(ps.size(), m.size(), "adamStep");
+    CheckSameLength(ps.size(), v.size(), "adamStep");
+    double step = Num(info, 3), lr = Num(info, 4), b1 = Num(info, 5), b2 = Num(info, 6), eps = Num(info, 7),
+           wd = Num(info, 8);
+    bool decoupled = Bool(info, 9);
+    double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
+    for (size_t i = 0; i < ps.size(); i++) {
+      const at::Tensor& w = ps[i];
+      if (!HasGrad(w)) continue;
+      at::Tensor g = w.grad();
+      if (wd != 0) {
+        if (decoupled) w.mul_(1 - lr * wd);
+        else g = g.add(w, wd);
+      }
+      m[i].mul_(b1).add_(g, 1 - b1);
+      v[i].mul_(b2).addcmul_(g, g, 1 - b2);
+      at::Tensor denom = v[i].sqrt().div_(std::sqrt(bc2)).add_(eps);
+      w.addcdiv_(m[i], denom, -lr / bc1);
+    }
+    return info.Env().Undefined();
+  });
+
+  // ---- RNG and runtime ----
+  Export(env, exports, "manualSeed", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    torch::manual_seed(static_cast<uint64_t>(Int(info, 0)));
+    return info.Env().Undefined();
+  });
+  Export(env, exports, "getRngState", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return Wrap(info.Env(), gen.get_state());
+  });
+  Export(env, exports, "setRngState", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(T(info, 0));
+    return info.Env().Undefined();
+  });
+  Export(env, exports, "setNumThreads", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    int64_t n = Int(info, 0);
+    if (n < 1) throw ArgError("thread count must be >= 1");
+    at::set_num_threads(static_cast<int>(n));
+    return info.Env().Undefined();
+  });
+  Export(env, exports, "getNumThreads", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Napi::Number::New(info.Env(), at::get_num_threads());
+  });
+  Export(env, exports, "setCudnnBenchmark", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    at::globalContext().setBenchmarkCuDNN(Bool(info, 0));
+    return info.Env().Undefined();
+  });
+  Export(env, exports, "cudaSynchronize", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    if (torch::cuda::is_available()) torch::cuda::synchronize();
+    return info.Env().Undefined();
+  });
+  Export(env, exports, "runtimeInfo", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env e = info.Env();
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("libtorchVersion", TORCH_VERSION);
+    o.Set("cudaAvailable", torch::cuda::is_available());
+    o.Set("cudaDeviceCount", static_cast<double>(torch::cuda::device_count()));
+    o.Set("cudnnAvailable", torch::cuda::cudnn_is_available());
+    o.Set("mkldnnAvailable", at::hasMKLDNN());
+    o.Set("numThreads", at::get_num_threads());
+    return o;
+  });
+}
+
+}  // namespace alexnet

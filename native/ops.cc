@@ -1,0 +1,191 @@
+// Shape operations, elementwise math, reductions and matrix products: thin calls into ATen.
+#include "common.h"
+
+#include <unordered_map>
+
+namespace alexnet {
+
+using Unary = at::Tensor (*)(const at::Tensor&);
+
+static const std::unordered_map<std::string, std::function<at::Tensor(const at::Tensor&)>>& UnaryOps() {
+  static const std::unordered_map<std::string, std::function<at::Tensor(const at::Tensor&)>> ops = {
+      {"neg", [](const at::Tensor& a) { return at::neg(a); }},
+      {"exp", [](const at::Tensor& a) { return at::exp(a); }},
+      {"log", [](const at::Tensor& a) { return at::log(a); }},
+      {"sqrt", [](const at::Tensor& a) { return at::sqrt(a); }},
+      {"rsqrt", [](const at::Tensor& a) { return at::rsqrt(a); }},
+      {"abs", [](const at::Tensor& a) { return at::abs(a); }},
+      {"relu", [](const at::Tensor& a) { return at::relu(a); }},
+      {"sigmoid", [](const at::Tensor& a) { return at::sigmoid(a); }},
+      {"tanh", [](const at::Tensor& a) { return at::tanh(a); }},
+      {"sign", [](const at::Tensor& a) { return at::sign(a); }},
+      {"floor", [](const at::Tensor& a) { return at::floor(a); }},
+      {"ceil", [](const at::Tensor& a) { return at::ceil(a); }},
+      {"round", [](const at::Tensor& a) { return at::round(a); }},
+      {"square", [](const at::Tensor& a) { return at::square(a); }},
+      {"reciprocal", [](const at::Tensor& a) { return at::reciprocal(a); }},
+      {"isfinite", [](const at::Tensor& a) { return at::isfinite(a); }},
+      {"logicalNot", [](const at::Tensor& a) { return at::logical_not(a); }},
+  };
+  return ops;
+}
+
+using BinT = std::function<at::Tensor(const at::Tensor&, const at::Tensor&)>;
+using BinS = std::function<at::Tensor(const at::Tensor&, const at::Scalar&)>;
+
+static const std::unordered_map<std::string, std::pair<BinT, BinS>>& BinaryOps() {
+  static const std::unordered_map<std::string, std::pair<BinT, BinS>> ops = {
+      {"add", {[](const at::Tensor& a, const at::Tensor& b) { return at::add(a, b); },
+               [](const at::Tensor& a, const at::Scalar& b) { return at::add(a, b); }}},
+      {"sub", {[](const at::Tensor& a, const at::Tensor& b) { return at::sub(a, b); },
+               [](const at::Tensor& a, const at::Scalar& b) { return at::sub(a, b); }}},
+      {"mul", {[](const at::Tensor& a, const at::Tensor& b) { return at::mul(a, b); },
+               [](const at::Tensor& a, const at::Scalar& b) { return at::mul(a, b); }}},
+      {"div", {[](const at::Tensor& a, const at::Tensor& b) { return at::div(a, b); },
+               [](const at::Tensor& a, const at::Scalar& b) { return at::div(a, b); }}},
+      {"pow", {[](const at::Tensor& a, const at::Tensor& b) { return at::pow(a, b); },
+               [](const at::Tensor& a, const at::Scalar& b) { return at::pow(a, b); }}},
+      {"maximum", {[](const at::Tensor& a, const at::Tensor& b) { return at::maximum(a, b); },
+                   [](const at::Tensor& a, const at::Scalar& b) { return at::clamp_min(a, b); }}},
+      {"minimum", {[](const at::Tensor& a, const at::Tensor& b) { return at::minimum(a, b); },
+                   [](const at::Tensor& a, const at::Scalar& b) { return at::clamp_max(a, b); }}},
+      {"eq", {[](const at::Tensor& a, const at::Tensor& b) { return at::eq(a, b); },
+              [](const at::Tensor& a, const at::Scalar& b) { return at::eq(a, b); }}},
+      {"ne", {[](const at::Tensor& a, const at::Tensor& b) { return at::ne(a, b); },
+              [](const at::Tensor& a, const at::Scalar& b) { return at::ne(a, b); }}},
+      {"lt", {[](const at::Tensor& a, const at::Tensor& b) { return at::lt(a, b); },
+              [](const at::Tensor& a, const at::Scalar& b) { return at::lt(a, b); }}},
+      {"le", {[](const at::Tensor& a, const at::Tensor& b) { return at::le(a, b); },
+              [](const at::Tensor& a, const at::Scalar& b) { return at::le(a, b); }}},
+      {"gt", {[](const at::Tensor& a, const at::Tensor& b) { return at::gt(a, b); },
+              [](const at::Tensor& a, const at::Scalar& b) { return at::gt(a, b); }}},
+      {"ge", {[](const at::Tensor& a, const at::Tensor& b) { return at::ge(a, b); },
+              [](const at::Tensor& a, const at::Scalar& b) { return at::ge(a, b); }}},
+  };
+  return ops;
+}
+
+static c10::optional<int64_t> OptInt(const Napi::CallbackInfo& info, size_t i) {
+  if (!Present(info, i)) return c10::nullopt;
+  return Int(info, i);
+}
+
+void InitOps(Napi::Env env, Napi::Object exports) {
+  // ---- shape ----
+  Export(env, exports, "reshape", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), T(info, 0).reshape(Ints(info, 1)));
+  });
+  Export(env, exports, "permute", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), T(info, 0).permute(Ints(info, 1)));
+  });
+  Export(env, exports, "transpose", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), T(info, 0).transpose(Int(info, 1), Int(info, 2)));
+  });
+  Export(env, exports, "flatten", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), T(info, 0).flatten(Int(info, 1), Int(info, 2)));
+  });
+  Export(env, exports, "squeeze", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), T(info, 0).squeeze(Int(info, 1)));
+  });
+  Export(env, exports, "unsqueeze", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), T(info, 0).unsqueeze(Int(info, 1)));
+  });
+  Export(env, exports, "expand", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), T(info, 0).expand(Ints(info, 1)));
+  });
+  Export(env, exports, "narrow", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), T(info, 0).narrow(Int(info, 1), Int(info, 2), Int(info, 3)));
+  });
+  Export(env, exports, "indexSelect", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::index_select(T(info, 0), Int(info, 1), T(info, 2)));
+  });
+  Export(env, exports, "gather", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::gather(T(info, 0), Int(info, 1), T(info, 2)));
+  });
+  Export(env, exports, "cat", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::cat(TList(info, 0), Int(info, 1)));
+  });
+  Export(env, exports, "stack", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::stack(TList(info, 0), Int(info, 1)));
+  });
+  Export(env, exports, "flip", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::flip(T(info, 0), Ints(info, 1)));
+  });
+  // pad(t, [left, right, top, bottom, ...], value): constant padding, last dimension first (as F.pad)
+  Export(env, exports, "pad", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::constant_pad_nd(T(info, 0), Ints(info, 1), Num(info, 2)));
+  });
+
+  // ---- elementwise ----
+  Export(env, exports, "unary", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    std::string op = Str(info, 0);
+    auto it = UnaryOps().find(op);
+    if (it == UnaryOps().end()) throw ArgError("unknown unary op '" + op + "'");
+    return Wrap(info.Env(), it->second(T(info, 1)));
+  });
+  // binary(op, a, b): b is a tensor or a number
+  Export(env, exports, "binary", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    std::string op = Str(info, 0);
+    auto it = BinaryOps().find(op);
+    if (it == BinaryOps().end()) throw ArgError("unknown binary op '" + op + "'");
+    const at::Tensor& a = T(info, 1);
+    if (info[2].IsNumber()) return Wrap(info.Env(), it->second.second(a, at::Scalar(Num(info, 2))));
+    return Wrap(info.Env(), it->second.first(a, T(info, 2)));
+  });
+  Export(env, exports, "clamp", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    c10::optional<at::Scalar> lo, hi;
+    if (Present(info, 1)) lo = at::Scalar(Num(info, 1));
+    if (Present(info, 2)) hi = at::Scalar(Num(info, 2));
+    return Wrap(info.Env(), at::clamp(T(info, 0), lo, hi));
+  });
+  Export(env, exports, "where", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::where(T(info, 0), T(info, 1), T(info, 2)));
+  });
+  Export(env, exports, "matmul", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::matmul(T(info, 0), T(info, 1)));
+  });
+
+  // ---- reductions ----
+  // reduce(op, t, dims|null, keepdim): op in sum, mean, amax, amin, var, std (unbiased=false)
+  Export(env, exports, "reduce", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    std::string op = Str(info, 0);
+    const at::Tensor& t = T(info, 1);
+    bool all = !Present(info, 2);
+    std::vector<int64_t> dims = all ? std::vector<int64_t>{} : Ints(info, 2);
+    bool keep = Present(info, 3) && Bool(info, 3);
+    if (all) {
+      dims.resize(t.dim());
+      for (int64_t i = 0; i < t.dim(); i++) dims[i] = i;
+    }
+    at::Tensor r;
+    if (op == "sum") r = dims.empty() ? t.sum() : at::sum(t, dims, keep);
+    else if (op == "mean") r = dims.empty() ? t.mean() : at::mean(t, dims, keep);
+    else if (op == "amax") r = dims.empty() ? t.clone() : at::amax(t, dims, keep);
+    else if (op == "amin") r = dims.empty() ? t.clone() : at::amin(t, dims, keep);
+    else if (op == "var") r = at::var(t, at::OptionalIntArrayRef(dims), /*unbiased=*/false, keep);
+    else if (op == "std") r = at::std(t, at::OptionalIntArrayRef(dims), /*unbiased=*/false, keep);
+    else throw ArgError("unknown reduction '" + op + "'");
+    return Wrap(info.Env(), r);
+  });
+  // argmax(t, dim|null, keepdim)
+  Export(env, exports, "argmax", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::argmax(T(info, 0), OptInt(info, 1), Present(info, 2) && Bool(info, 2)));
+  });
+  // topk(t, k, dim, largest, sorted) -> [values, indices]
+  Export(env, exports, "topk", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    auto r = at::topk(T(info, 0), Int(info, 1), Int(info, 2), Bool(info, 3), Bool(info, 4));
+    return WrapList(info.Env(), {std::get<0>(r), std::get<1>(r)});
+  });
+  Export(env, exports, "softmax", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::softmax(T(info, 0), Int(info, 1)));
+  });
+  Export(env, exports, "logSoftmax", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::log_softmax(T(info, 0), Int(info, 1)));
+  });
+  // bincount-style confusion counts: histogram of int64 values in [0, n)
+  Export(env, exports, "bincount", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Wrap(info.Env(), at::bincount(T(info, 0), {}, Int(info, 1)));
+  });
+}
+
+}  // namespace alexnet

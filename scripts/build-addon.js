@@ -1,0 +1,155 @@
+#!/usr/bin/env node
+// Builds the native addon (native/*.cc) against libtorch.
+//
+// Where libtorch comes from (the conventions tch-rs uses):
+//   LIBTORCH=/path/to/libtorch       an official libtorch tree (include/, lib/)
+//   LIBTORCH_USE_PYTORCH=1           the libtorch inside an installed Python torch (PYTHON=... picks the python)
+//   neither                          Debian's libtorch-dev (apt-get install libtorch-dev)
+// Other variables: CXX (compiler, default g++), JOBS (parallel compiles), CXXSTD (default c++17).
+//
+// Output: build/Release/alexnet_native.node and build/Release/build-info.json. Nothing is rebuilt when the
+// sources and the configuration are unchanged.
+'use strict';
+
+const { execFileSync, spawn } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const srcDir = path.join(root, 'native');
+const outDir = path.join(root, 'build', 'Release');
+const objDir = path.join(root, 'build', 'obj');
+
+function fail(msg) {
+  console.error(`build-addon: ${msg}`);
+  process.exit(1);
+}
+
+function findLibtorch() {
+  if (process.env.LIBTORCH) {
+    const base = path.resolve(process.env.LIBTORCH);
+    if (!fs.existsSync(path.join(base, 'include', 'torch'))) {
+      fail(`LIBTORCH=${base} has no include/torch: point it at the root of a libtorch tree`);
+    }
+    return { source: `LIBTORCH=${base}`, include: [path.join(base, 'include'), path.join(base, 'include/torch/csrc/api/include')], lib: path.join(base, 'lib'), abi: detectAbi(path.join(base, 'lib')) };
+  }
+  if (process.env.LIBTORCH_USE_PYTORCH === '1') {
+    const py = process.env.PYTHON || 'python3';
+    let out;
+    try {
+      out = execFileSync(py, ['-c', 'import torch,os;print(os.path.dirname(torch.__file__));print(int(torch._C._GLIBCXX_USE_CXX11_ABI));print(torch.__version__)'], { encoding: 'utf8' });
+    } catch (e) {
+      fail(`LIBTORCH_USE_PYTORCH=1 but '${py} -c "import torch"' failed: install PyTorch for that python or set PYTHON`);
+    }
+    const [dir, abi, version] = out.trim().split('\n');
+    return { source: `PyTorch ${version} at ${dir}`, include: [path.join(dir, 'include'), path.join(dir, 'include/torch/csrc/api/include')], lib: path.join(dir, 'lib'), abi: Number(abi) };
+  }
+  let multiarch = 'x86_64-linux-gnu';
+  try {
+    multiarch = execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim() || multiarch;
+  } catch { /* keep the default */ }
+  const lib = `/usr/lib/${multiarch}`;
+  if (!fs.existsSync('/usr/include/torch/csrc/api/include/torch/torch.h') || !fs.existsSync(path.join(lib, 'libtorch.so'))) {
+    fail('libtorch not found. On Debian/Ubuntu: apt-get install libtorch-dev. ' +
+      'Or set LIBTORCH=/path/to/libtorch, or LIBTORCH_USE_PYTORCH=1 to use an installed PyTorch.');
+  }
+  return { source: 'Debian libtorch-dev', include: ['/usr/include/torch/csrc/api/include'] /* /usr/include is searched already */, lib, abi: 1 };
+}
+
+function detectAbi(libDir) {
+  // Official libtorch trees come in two ABIs; the "cxx11-abi" builds export std::__cxx11 symbols.
+  try {
+    const syms = execFileSync('sh', ['-c', `nm -DC ${path.join(libDir, 'libc10.so')} | grep -c __cxx11 || true`], { encoding: 'utf8' });
+    return Number(syms.trim()) > 0 ? 1 : 0;
+  } catch {
+    return 1;
+  }
+}
+
+function nodeInclude() {
+  const candidates = [path.join(path.dirname(process.execPath), '..', 'include', 'node'), '/usr/local/include/node', '/usr/include/node'];
+  const found = candidates.find((d) => fs.existsSync(path.join(d, 'node_api.h')));
+  if (!found) fail('Node.js headers (node_api.h) not found: install the nodejs development headers (apt-get install libnode-dev or nodejs)');
+  return found;
+}
+
+function run(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: 'inherit' });
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited with ${code}`))));
+  });
+}
+
+async function main() {
+  const torch = findLibtorch();
+  const cxx = process.env.CXX || 'g++';
+  const std = process.env.CXXSTD || 'c++17';
+  let addonApi;
+  try {
+    addonApi = require('node-addon-api').include_dir;
+  } catch {
+    fail('node-addon-api is missing: run npm ci first');
+  }
+  const includes = [nodeInclude(), path.resolve(root, addonApi), ...torch.include];
+  const libNames = ['c10', 'torch_cpu', 'torch'];
+  for (const extra of ['c10_cuda', 'torch_cuda']) {
+    if (fs.existsSync(path.join(torch.lib, `lib${extra}.so`))) libNames.push(extra);
+  }
+  const cflags = [`-std=${std}`, '-O2', '-fPIC', '-fexceptions', '-pthread', `-D_GLIBCXX_USE_CXX11_ABI=${torch.abi}`,
+    '-DNAPI_VERSION=8', '-DNODE_ADDON_API_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED',
+    '-Wall', '-Wno-unused-parameter', '-Wno-deprecated-declarations', '-Wno-unused-variable',
+    ...includes.map((d) => `-isystem${d}`)];
+  const ldflags = ['-shared', '-pthread', `-L${torch.lib}`, `-Wl,-rpath,${torch.lib}`, '-Wl,--no-as-needed',
+    ...libNames.map((l) => `-l${l}`), '-Wl,--as-needed'];
+
+  const sources = fs.readdirSync(srcDir).filter((f) => f.endsWith('.cc')).sort();
+  const headers = fs.readdirSync(srcDir).filter((f) => f.endsWith('.h'));
+  const config = JSON.stringify({ cxx, cflags, ldflags });
+  const configHash = crypto.createHash('sha256').update(config).digest('hex').slice(0, 16);
+  const headerTime = Math.max(...headers.map((h) => fs.statSync(path.join(srcDir, h)).mtimeMs));
+
+  fs.mkdirSync(objDir, { recursive: true });
+  fs.mkdirSync(outDir, { recursive: true });
+  const stampFile = path.join(objDir, 'config-hash');
+  const sameConfig = fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === configHash;
+
+  const jobs = Number(process.env.JOBS) || Math.max(1, Math.min(os.cpus().length, 8));
+  const pending = sources.filter((src) => {
+    const obj = path.join(objDir, src.replace(/\.cc$/, '.o'));
+    if (!sameConfig || !fs.existsSync(obj)) return true;
+    const t = fs.statSync(obj).mtimeMs;
+    return t < fs.statSync(path.join(srcDir, src)).mtimeMs || t < headerTime;
+  });
+  console.log(`build-addon: libtorch from ${torch.source}; compiling ${pending.length} of ${sources.length} files with ${jobs} jobs`);
+  const queue = [...pending];
+  async function worker() {
+    while (queue.length) {
+      const src = queue.shift();
+      const obj = path.join(objDir, src.replace(/\.cc$/, '.o'));
+      const started = Date.now();
+      await run(cxx, [...cflags, '-c', path.join(srcDir, src), '-o', obj]);
+      console.log(`  ${src} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+    }
+  }
+  try {
+    await Promise.all(Array.from({ length: jobs }, worker));
+  } catch (e) {
+    fail(`compilation failed: ${e.message}`);
+  }
+  fs.writeFileSync(stampFile, configHash);
+
+  const out = path.join(outDir, 'alexnet_native.node');
+  const objs = sources.map((s) => path.join(objDir, s.replace(/\.cc$/, '.o')));
+  const newestObj = Math.max(...objs.map((o) => fs.statSync(o).mtimeMs));
+  if (pending.length || !fs.existsSync(out) || fs.statSync(out).mtimeMs < newestObj) {
+    await run(cxx, [...objs, '-o', out, ...ldflags]).catch((e) => fail(`link failed: ${e.message}`));
+  }
+  const info = { source: torch.source, libDir: torch.lib, cuda: libNames.includes('torch_cuda'), abi: torch.abi, builtAt: new Date().toISOString() };
+  fs.writeFileSync(path.join(outDir, 'build-info.json'), JSON.stringify(info, null, 2) + '\n');
+  console.log(`build-addon: wrote ${path.relative(root, out)} (${info.cuda ? 'CUDA' : 'CPU'} build)`);
+}
+
+main().catch((e) => fail(e.stack || String(e)));
