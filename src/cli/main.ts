@@ -1,0 +1,67 @@
+// The alexnet command: dispatches to one file per subcommand; user mistakes print one line, never a stack.
+import { AlexnetError, EngineError, UserError } from '../errors';
+
+type Command = { summary: string; run: (argv: string[]) => Promise<void> | void };
+
+const COMMANDS: Record<string, Command> = {
+  summary: { summary: 'layer table of a model: shapes, parameters, MACs', run: async (a) => (await import('./summary')).summaryCommand(a) },
+  models: { summary: 'list the AlexNet variants', run: async () => (await import('./models')).modelsCommand() },
+  info: { summary: 'the engine: libtorch version, threads, CUDA', run: async () => (await import('./models')).infoCommand() },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  return [
+    'Usage: alexnet <command> [options]',
+    '',
+    'AlexNet in TypeScript over libtorch. Commands:',
+    ...Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}`),
+    '',
+    "Run 'alexnet <command> --help' for a command's options.",
+  ].join('\n');
+}
+
+export function registerCommand(name: string, c: Command): void {
+  COMMANDS[name] = c;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(usage());
+    return 0;
+  }
+  if (cmd === '--version') {
+    console.log(require('../../../package.json').version);
+    return 0;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    console.error(`alexnet: unknown command '${cmd}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
+    return 2;
+  }
+  try {
+    await c.run(rest);
+    return 0;
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+export function reportError(e: unknown): number {
+  const debug = !!process.env.ALEXNET_DEBUG;
+  if (e instanceof UserError) {
+    console.error(`alexnet: error: ${e.message}`);
+    if (debug) console.error(e.stack);
+    return 2;
+  }
+  if (e instanceof EngineError || e instanceof AlexnetError) {
+    console.error(`alexnet: engine error: ${e.message}`);
+    if (debug) console.error(e.stack);
+    else console.error('(set ALEXNET_DEBUG=1 for the stack trace)');
+    return 1;
+  }
+  console.error(`alexnet: internal error: ${(e as Error)?.message ?? e}`);
+  console.error(debug ? (e as Error)?.stack : '(set ALEXNET_DEBUG=1 for the stack trace; please report it)');
+  return 1;
+}

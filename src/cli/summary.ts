@@ -1,0 +1,44 @@
+// alexnet summary: the layer table of a model (output shapes, parameters, multiply-accumulates).
+import { getModel, listModels } from '../models/registry';
+import { intOption, parse, parseInputShape, thousands } from './args';
+
+export const HELP = `Usage: alexnet summary --model NAME [--input CxHxW] [--classes N] [--json]
+
+Prints each layer of an AlexNet variant: its name (the state_dict prefix), type, output shape for one image,
+parameter count and multiply-accumulates (conv and linear layers, as torchvision counts them); then totals.
+
+Options:
+  --model NAME     one of: ${listModels().map((m) => m.name).join(', ')}
+  --input CxHxW    input shape (default: the variant's own, e.g. 3x224x224); HxW or S keep its channels
+  --classes N      number of output classes (default: the variant's)
+  --json           machine-readable output
+  -h, --help       this help`;
+
+export function summaryCommand(argv: string[], out: (s: string) => void = console.log): void {
+  const { values } = parse(argv, { model: { type: 'string', short: 'm' }, input: { type: 'string' }, classes: { type: 'string' }, json: { type: 'boolean' } }, 'summary');
+  if (values.help) return out(HELP);
+  const name = (values.model as string | undefined) ?? 'alexnet-torchvision';
+  const classes = intOption(values.classes as string | undefined, 'classes', { min: 1 });
+  const base = getModel(name, { numClasses: classes });
+  const input = values.input ? parseInputShape(values.input as string, base.inputShape[0]) : base.inputShape;
+  // Another input size builds the variant for that size (its classifier may depend on it); a size that is too
+  // small fails here with the layer that cannot take it and the smallest size that works.
+  const same = input.join() === base.inputShape.join();
+  const model = same ? base : getModel(name, { numClasses: classes, inChannels: input[0], inputSize: [input[1], input[2]] });
+  if (!same) base.dispose();
+  const rows = model.layerTable(input);
+  const totalParams = model.numParameters();
+  const totalMacs = rows.reduce((a, r) => a + r.macs, 0);
+  if (values.json) {
+    out(JSON.stringify({ model: name, input, layers: rows, totalParams, totalMacs }, null, 2));
+    return;
+  }
+  const table = [['layer', 'type', 'output', 'params', 'MACs'], ...rows.map((r) => [r.name, r.layer, r.outputShape.join('×'), thousands(r.params), thousands(r.macs)])];
+  const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+  const line = (row: string[]) => row.map((c, i) => (i >= 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  out(`${name}: input ${input.join('×')}`);
+  out(line(table[0]));
+  out(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const row of table.slice(1)) out(line(row));
+  out(`total: ${thousands(totalParams)} parameters (${(totalParams * 4 / 1e6).toFixed(1)} MB as float32), ${thousands(totalMacs)} MACs per image (${(totalMacs / 1e9).toFixed(3)} G)`);
+}

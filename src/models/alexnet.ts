@@ -1,0 +1,160 @@
+// The shape shared by every AlexNet variant: three named blocks (features, avgpool, classifier) and a four-line
+// forward, as torchvision's models/alexnet.py. Variants differ only in the layers they put in the blocks.
+import { ShapeError, UserError } from '../errors';
+import { isFloating } from '../tensor/dtype';
+import { Tensor, tidy } from '../tensor/tensor';
+import { Flatten, LayerShapeError, Module, Sequential } from '../nn';
+
+export interface AlexNetOptions {
+  /** Output classes (the last Linear layer's size). */
+  numClasses?: number;
+  /** Input channels: 3 for RGB, 1 for grayscale. */
+  inChannels?: number;
+  /** Dropout probability in the classifier. */
+  dropout?: number;
+  /** Input height and width (a number for a square input). */
+  inputSize?: number | [number, number];
+}
+
+export interface AlexNetSpec {
+  /** The registry name, e.g. 'alexnet-torchvision'. */
+  name: string;
+  /** Per-sample input shape (C, H, W). */
+  input: [number, number, number];
+  features: Sequential;
+  /** Present when the variant pools to a fixed size (then any input that is large enough works). */
+  avgpool?: Module;
+  /** Builds the classifier for the number of features that reach it. */
+  classifier: (inFeatures: number) => Sequential;
+}
+
+export interface LayerRow {
+  name: string;
+  layer: string;
+  outputShape: number[];
+  params: number;
+  macs: number;
+}
+
+type Named = [string, Module];
+
+/** (N, C, H, W) float -> (N, numClasses) logits. */
+export class AlexNet extends Module {
+  readonly name: string;
+  readonly inputShape: [number, number, number];
+  readonly features: Sequential;
+  readonly avgpool: Module | undefined;
+  readonly classifier: Sequential;
+  readonly #flatten = new Flatten();
+
+  constructor(spec: AlexNetSpec) {
+    super();
+    this.name = spec.name;
+    this.inputShape = spec.input;
+    this.features = this.registerModule('features', spec.features);
+    if (spec.avgpool) this.avgpool = this.registerModule('avgpool', spec.avgpool);
+    const pooled = this.traceBody(spec.input);
+    this.classifier = this.registerModule('classifier', spec.classifier(pooled.reduce((a, b) => a * b, 1)));
+  }
+
+  forward(x: Tensor): Tensor {
+    this.checkInput(x);
+    return tidy(() => {
+      const f = this.features.forward(x);
+      const p = this.avgpool ? this.avgpool.forward(f) : f;
+      return this.classifier.forward(this.#flatten.forward(p));
+    });
+  }
+
+  /** The layers in execution order with their dotted names. */
+  layers(): Named[] {
+    const out: Named[] = this.features.namedChildren().map(([n, m]) => [`features.${n}`, m] as Named);
+    if (this.avgpool) out.push(['avgpool', this.avgpool]);
+    out.push(['flatten', this.#flatten]);
+    out.push(...this.classifier.namedChildren().map(([n, m]) => [`classifier.${n}`, m] as Named));
+    return out;
+  }
+
+  /** Whether the input size is fixed (the classifier was built for one feature-map size). */
+  get fixedInputSize(): boolean {
+    return !this.avgpool;
+  }
+
+  /** The per-layer table for a per-sample input shape (default: the model's own). */
+  layerTable(input: number[] = this.inputShape): LayerRow[] {
+    this.checkSampleShape(input);
+    const rows: LayerRow[] = [];
+    let s = input;
+    for (const [name, m] of this.layers()) {
+      const macs = m.macs(s);
+      s = m.outputShape(s);
+      rows.push({ name, layer: m.describe(), outputShape: s, params: m.ownParameterCount(), macs });
+    }
+    return rows;
+  }
+
+  /** Checks a per-sample shape against the architecture; errors name the layer and the smallest size that works. */
+  checkSampleShape(input: number[]): void {
+    const [c, h, w] = this.inputShape;
+    if (input.length !== 3) throw new ShapeError(`${this.name} takes (C, H, W) samples, got [${input.join(', ')}]`);
+    if (input[0] !== c) throw new ShapeError(`${this.name} takes ${c}-channel input (${c}×${h}×${w}), got ${input[0]} channels`);
+    this.traceBody(input);
+    if (this.fixedInputSize && (input[1] !== h || input[2] !== w)) {
+      throw new ShapeError(`${this.name} was built for ${c}×${h}×${w} input, got ${input.join('×')}; build it with inputSize ${input[1] === input[2] ? input[1] : `[${input[1]}, ${input[2]}]`} for that size`);
+    }
+  }
+
+  private checkInput(x: Tensor): void {
+    const s = x.shape;
+    const want = `(N, ${this.inputShape.join(', ')}) float`;
+    if (s.length !== 4) throw new ShapeError(`${this.name} expects input ${want}, got [${s.join(', ')}] ${x.dtype}`);
+    if (!isFloating(x.dtype)) throw new ShapeError(`${this.name} expects input ${want}, got [${s.join(', ')}] ${x.dtype}: convert with .float()`);
+    this.checkSampleShape(s.slice(1));
+  }
+
+  /** Per-sample shape after features and avgpool; a too-small input names the layer and the smallest size. */
+  private traceBody(input: number[]): number[] {
+    const body: Named[] = this.features.namedChildren().map(([n, m]) => [`features.${n}`, m] as Named);
+    if (this.avgpool) body.push(['avgpool', this.avgpool]);
+    const run = (shape: number[]): number[] => body.reduce((s, [, m]) => m.outputShape(s), shape);
+    let s = input;
+    for (const [name, m] of body) {
+      try {
+        s = m.outputShape(s);
+      } catch (e) {
+        if (!(e instanceof LayerShapeError)) throw e;
+        const smallest = smallestSquare(input[0], run);
+        const hint = smallest ? `; the smallest input that works is ${input[0]}×${smallest}×${smallest}` : '';
+        throw new ShapeError(`input ${input.join('×')} is too small for ${this.name}: ${name} (${m.describe()}): ${e.message}${hint}`);
+      }
+    }
+    return s;
+  }
+}
+
+function smallestSquare(channels: number, run: (s: number[]) => number[]): number | undefined {
+  for (let n = 1; n <= 4096; n++) {
+    try {
+      run([channels, n, n]);
+      return n;
+    } catch {
+      /* keep looking */
+    }
+  }
+  return undefined;
+}
+
+/** Validates and fills in the options every variant accepts. */
+export function resolveOptions(name: string, o: AlexNetOptions, defaults: Required<AlexNetOptions>): { numClasses: number; inChannels: number; dropout: number; h: number; w: number } {
+  const numClasses = o.numClasses ?? defaults.numClasses;
+  const inChannels = o.inChannels ?? defaults.inChannels;
+  const dropout = o.dropout ?? defaults.dropout;
+  const size = o.inputSize ?? defaults.inputSize;
+  const [h, w] = typeof size === 'number' ? [size, size] : size;
+  const positive = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  if (!positive(numClasses)) throw new UserError(`${name}: numClasses must be a positive integer, got ${numClasses}`);
+  if (!positive(inChannels)) throw new UserError(`${name}: inChannels must be a positive integer, got ${inChannels}`);
+  if (!(dropout >= 0 && dropout < 1)) throw new UserError(`${name}: dropout must be in [0, 1), got ${dropout}`);
+  if (!positive(h) || !positive(w)) throw new UserError(`${name}: inputSize must be positive integers, got ${JSON.stringify(size)}`);
+  return { numClasses, inChannels, dropout, h, w };
+}

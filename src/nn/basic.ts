@@ -1,0 +1,42 @@
+// Layers without parameters: ReLU, Dropout, Flatten.
+import { UserError } from '../errors';
+import { Tensor } from '../tensor/tensor';
+import { dropout } from './functional';
+import { Module } from './module';
+
+/** max(0, x) elementwise. Any shape -> the same shape. */
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return x.relu();
+  }
+  override describe(): string {
+    return 'ReLU';
+  }
+}
+
+/** Zeroes each element with probability p while training and scales the rest by 1/(1 − p); identity in eval. */
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+    if (!(p >= 0 && p < 1)) throw new UserError(`Dropout: p must be in [0, 1), got ${p}`);
+  }
+  forward(x: Tensor): Tensor {
+    return this.p === 0 ? x.clone() : dropout(x, this.p, this.training);
+  }
+  override describe(): string {
+    return `Dropout(p=${this.p})`;
+  }
+}
+
+/** (N, C, H, W) -> (N, C·H·W). */
+export class Flatten extends Module {
+  forward(x: Tensor): Tensor {
+    return x.flatten(1);
+  }
+  override outputShape(input: number[]): number[] {
+    return [input.reduce((a, b) => a * b, 1)];
+  }
+  override describe(): string {
+    return 'Flatten';
+  }
+}

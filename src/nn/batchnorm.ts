@@ -1,0 +1,51 @@
+import { UserError } from '../errors';
+import { noGrad, ones, Tensor, zeros } from '../tensor/tensor';
+import { batchNorm } from './functional';
+import { expectRank, fmtShape, LayerShapeError, Module } from './module';
+
+/**
+ * Batch normalisation over (N, H, W) per channel. (N, C, H, W) -> (N, C, H, W). Training uses the batch's
+ * statistics and updates running_mean / running_var (momentum 0.1, unbiased variance, as PyTorch); eval uses
+ * the running statistics. Keys: weight, bias, running_mean, running_var, num_batches_tracked.
+ */
+export class BatchNorm2d extends Module {
+  readonly weight: Tensor | undefined;
+  readonly bias: Tensor | undefined;
+  readonly eps: number;
+  readonly momentum: number;
+
+  constructor(readonly numFeatures: number, o: { eps?: number; momentum?: number; affine?: boolean } = {}) {
+    super();
+    if (!Number.isInteger(numFeatures) || numFeatures < 1) throw new UserError(`BatchNorm2d: numFeatures must be a positive integer, got ${numFeatures}`);
+    this.eps = o.eps ?? 1e-5;
+    this.momentum = o.momentum ?? 0.1;
+    const affine = o.affine ?? true;
+    this.weight = this.registerParameter('weight', affine ? ones([numFeatures]) : undefined);
+    this.bias = this.registerParameter('bias', affine ? zeros([numFeatures]) : undefined);
+    this.registerBuffer('running_mean', zeros([numFeatures]));
+    this.registerBuffer('running_var', ones([numFeatures]));
+    this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int64' }));
+  }
+
+  forward(x: Tensor): Tensor {
+    const rm = this.own('running_mean')!;
+    const rv = this.own('running_var')!;
+    if (this.training) {
+      const n = this.own('num_batches_tracked')!;
+      noGrad(() => {
+        const next = n.add(1);
+        n.copy_(next);
+        next.dispose();
+      });
+    }
+    return batchNorm(x, { weight: this.weight, bias: this.bias, runningMean: rm, runningVar: rv, training: this.training, momentum: this.momentum, eps: this.eps });
+  }
+  override outputShape(input: number[]): number[] {
+    expectRank('BatchNorm2d', input, 3);
+    if (input[0] !== this.numFeatures) throw new LayerShapeError(`BatchNorm2d expects ${this.numFeatures} channels, got ${fmtShape(input)}`);
+    return input;
+  }
+  override describe(): string {
+    return `BatchNorm2d(${this.numFeatures})`;
+  }
+}

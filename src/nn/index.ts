@@ -1,0 +1,10 @@
+export * from './module';
+export * from './conv2d';
+export * from './linear';
+export * from './pooling';
+export * from './basic';
+export * from './lrn';
+export * from './batchnorm';
+export * from './sequential';
+export * as init from './init';
+export * as F from './functional';

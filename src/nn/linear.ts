@@ -1,0 +1,37 @@
+import { UserError } from '../errors';
+import { zeros, Tensor } from '../tensor/tensor';
+import { linear } from './functional';
+import { pytorchDefault_ } from './init';
+import { fmtShape, LayerShapeError, Module } from './module';
+
+/** Fully connected layer y = x Wᵀ + b. (N, in) -> (N, out). */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | undefined;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, o: { bias?: boolean } = {}) {
+    super();
+    for (const [n, v] of [['inFeatures', inFeatures], ['outFeatures', outFeatures]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new UserError(`Linear: ${n} must be a positive integer, got ${v}`);
+    }
+    this.weight = this.registerParameter('weight', zeros([outFeatures, inFeatures]))!;
+    this.bias = this.registerParameter('bias', o.bias === false ? undefined : zeros([outFeatures]));
+    pytorchDefault_(this.weight, this.bias);
+  }
+
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+  override outputShape(input: number[]): number[] {
+    if (input.length !== 1 || input[0] !== this.inFeatures) {
+      throw new LayerShapeError(`Linear expects ${this.inFeatures} features, got ${fmtShape(input)}`);
+    }
+    return [this.outFeatures];
+  }
+  override macs(): number {
+    return this.inFeatures * this.outFeatures;
+  }
+  override describe(): string {
+    return `Linear(${this.inFeatures}, ${this.outFeatures})`;
+  }
+}

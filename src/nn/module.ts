@@ -1,0 +1,203 @@
+// Module: the base of every layer and model. Children, parameters and buffers are registered by name, so that
+// stateDict() keys follow PyTorch's convention ("features.0.weight") and PyTorch weights load unchanged.
+import { ShapeError, StateDictError, UserError } from '../errors';
+import { Device, DType, isFloating } from '../tensor/dtype';
+import { keep, noGrad, Tensor } from '../tensor/tensor';
+
+export type StateDict = Map<string, Tensor>;
+
+/** A per-sample shape that a layer cannot handle (the batch dimension is left out). */
+export class LayerShapeError extends ShapeError {}
+
+export const fmtShape = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+export abstract class Module {
+  training = true;
+  readonly #children = new Map<string, Module>();
+  readonly #params = new Map<string, Tensor | undefined>();
+  readonly #buffers = new Map<string, Tensor>();
+
+  /** (N, ...) -> (N, ...): each layer's doc comment states its shape contract. */
+  abstract forward(x: Tensor): Tensor;
+
+  /** Per-sample output shape for a per-sample input shape (no batch dimension), without computing anything. */
+  outputShape(input: number[]): number[] {
+    return input;
+  }
+
+  /** Multiply-accumulates for one sample of the given per-sample input shape (conv and linear layers only). */
+  macs(_input: number[]): number {
+    return 0;
+  }
+
+  /** A one-line description such as "Conv2d(3, 64, kernel=11, stride=4, padding=2)". */
+  describe(): string {
+    return this.constructor.name;
+  }
+
+  // ---- registration ----
+  protected registerModule<M extends Module>(name: string, m: M): M {
+    this.#children.set(name, m);
+    return m;
+  }
+  protected registerParameter(name: string, t: Tensor | undefined): Tensor | undefined {
+    if (t) keep(t).requiresGrad_(true);
+    this.#params.set(name, t);
+    return t;
+  }
+  protected registerBuffer(name: string, t: Tensor): Tensor {
+    this.#buffers.set(name, keep(t));
+    return t;
+  }
+  /** The parameter or buffer registered under `name` on this module (not its children). */
+  protected own(name: string): Tensor | undefined {
+    return this.#params.get(name) ?? this.#buffers.get(name);
+  }
+
+  // ---- traversal ----
+  namedChildren(): [string, Module][] {
+    return [...this.#children];
+  }
+  child(name: string): Module | undefined {
+    return this.#children.get(name);
+  }
+  /** Every module below and including this one, depth first, with dotted names ('' for this one). */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, c] of this.#children) out.push(...c.namedModules(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+  namedParameters(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [prefix, m] of this.namedModules()) {
+      for (const [n, p] of m.#params) if (p) out.push([prefix ? `${prefix}.${n}` : n, p]);
+    }
+    return out;
+  }
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+  namedBuffers(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [prefix, m] of this.namedModules()) {
+      for (const [n, b] of m.#buffers) out.push([prefix ? `${prefix}.${n}` : n, b]);
+    }
+    return out;
+  }
+  numParameters(): number {
+    return this.parameters().reduce((a, p) => a + p.numel, 0);
+  }
+  /** Parameters registered on this module itself (not its children). */
+  ownParameterCount(): number {
+    let n = 0;
+    for (const p of this.#params.values()) if (p) n += p.numel;
+    return n;
+  }
+
+  // ---- modes ----
+  train(on = true): this {
+    for (const [, m] of this.namedModules()) m.training = on;
+    return this;
+  }
+  eval(): this {
+    return this.train(false);
+  }
+
+  // ---- state ----
+  /**
+   * The parameters and buffers by PyTorch key, in PyTorch's order (each module's own parameters, then its
+   * buffers, then its children). The tensors are the module's own: do not dispose them.
+   */
+  stateDict(): StateDict {
+    const out: StateDict = new Map();
+    for (const [prefix, m] of this.namedModules()) {
+      const key = (n: string) => (prefix ? `${prefix}.${n}` : n);
+      for (const [n, p] of m.#params) if (p) out.set(key(n), p);
+      for (const [n, b] of m.#buffers) out.set(key(n), b);
+    }
+    return out;
+  }
+
+  /**
+   * Copies tensors into this module's parameters and buffers. With strict (the default) every key must match:
+   * the error lists all missing, unexpected and mis-shaped keys at once, and nothing is copied.
+   */
+  loadStateDict(sd: StateDict | Record<string, Tensor>, o: { strict?: boolean } = {}): void {
+    const strict = o.strict ?? true;
+    const given = sd instanceof Map ? sd : new Map(Object.entries(sd));
+    const own = this.stateDict();
+    const missing = [...own.keys()].filter((k) => !given.has(k));
+    const unexpected = [...given.keys()].filter((k) => !own.has(k));
+    const mismatched: { key: string; expected: number[]; got: number[] }[] = [];
+    for (const [k, t] of own) {
+      const g = given.get(k);
+      if (!g) continue;
+      const a = t.shape;
+      const b = g.shape;
+      if (a.length !== b.length || a.some((x, i) => x !== b[i])) mismatched.push({ key: k, expected: a, got: b });
+    }
+    const problems: string[] = [];
+    if (strict && missing.length) problems.push(`missing keys: ${missing.join(', ')}`);
+    if (strict && unexpected.length) problems.push(`unexpected keys: ${unexpected.join(', ')}`);
+    if (mismatched.length) {
+      problems.push(`shape mismatch: ${mismatched.map((m) => `${m.key} expects ${fmtShape(m.expected)} but got ${fmtShape(m.got)}`).join('; ')}`);
+    }
+    if (problems.length) {
+      throw new StateDictError(`the state dict does not fit ${this.constructor.name}: ${problems.join('; ')}`, missing, unexpected, mismatched);
+    }
+    noGrad(() => {
+      for (const [k, t] of own) {
+        const g = given.get(k);
+        if (g) t.copy_(g);
+      }
+    });
+  }
+
+  /** Moves (or converts) every parameter and buffer. Create optimisers after moving a model. */
+  to(target: Target): this {
+    for (const [, m] of this.namedModules()) {
+      for (const [n, p] of m.#params) {
+        if (!p) continue;
+        const moved = noGrad(() => p.to(target));
+        p.dispose();
+        m.registerParameter(n, moved);
+      }
+      for (const [n, b] of m.#buffers) {
+        const moved = moveBuffer(b, target);
+        if (!moved) continue;
+        b.dispose();
+        m.registerBuffer(n, moved);
+      }
+    }
+    return this;
+  }
+
+  /** Releases every parameter and buffer. */
+  dispose(): void {
+    for (const p of this.parameters()) p.dispose();
+    for (const [, b] of this.namedBuffers()) b.dispose();
+  }
+
+  /** Runs forward(). */
+  call(x: Tensor): Tensor {
+    return this.forward(x);
+  }
+}
+
+type Target = Device | DType | { device?: Device; dtype?: DType; memoryFormat?: 'contiguous' | 'channelsLast' };
+
+/** Buffers that are not floating point (num_batches_tracked) change device but keep their dtype. */
+function moveBuffer(b: Tensor, target: Target): Tensor | undefined {
+  if (isFloating(b.dtype)) return b.to(target);
+  if (typeof target === 'string') return target === 'cpu' || target.startsWith('cuda') ? b.to(target) : undefined;
+  return target.device ? b.to({ device: target.device }) : undefined;
+}
+
+/** Checks that a per-sample shape has the expected rank; names the layer's kind in the error. */
+export function expectRank(layer: string, input: number[], rank: number): void {
+  if (input.length !== rank) {
+    throw new LayerShapeError(`${layer} expects ${rank === 3 ? '(C, H, W)' : `${rank}-D`} samples, got ${fmtShape(input)}`);
+  }
+}
+
+export { UserError };

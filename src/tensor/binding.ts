@@ -1,0 +1,167 @@
+// The native addon's exact surface, typed by hand, and its loader. This is the only file that touches the addon.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineError, SetupError } from '../errors';
+
+/** An opaque native tensor handle. Only src/tensor uses it. */
+export interface NativeTensor {
+  readonly __brand: 'NativeTensor';
+}
+
+export type H = NativeTensor;
+export type Opt<T> = T | null | undefined;
+
+export interface RuntimeInfo {
+  libtorchVersion: string;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  cudnnAvailable: boolean;
+  mkldnnAvailable: boolean;
+  numThreads: number;
+}
+
+export interface Native {
+  abiVersion: number;
+  compiledLibtorch: string;
+  setErrorClass(cls: new (message: string) => Error): void;
+  // tensor.cc
+  fromBuffer(data: ArrayBufferView, shape: number[], dtype: string): H;
+  toBuffer(t: H): ArrayBuffer;
+  item(t: H): number;
+  meta(t: H): { shape: number[]; dtype: string; device: string };
+  requiresGrad(t: H): boolean;
+  isContiguous(t: H, channelsLast?: boolean): boolean;
+  dispose(t: H): void;
+  isDisposed(t: H): boolean;
+  zeros(shape: number[], dtype?: string, device?: string): H;
+  ones(shape: number[], dtype?: string, device?: string): H;
+  full(shape: number[], value: number, dtype?: string, device?: string): H;
+  randn(shape: number[], dtype?: string, device?: string): H;
+  rand(shape: number[], dtype?: string, device?: string): H;
+  randint(low: number, high: number, shape: number[], device?: string): H;
+  randperm(n: number, device?: string): H;
+  arange(start: number, end: number, step: number, dtype?: string, device?: string): H;
+  to(t: H, device: Opt<string>, dtype: Opt<string>, memoryFormat: Opt<string>): H;
+  contiguous(t: H): H;
+  clone(t: H): H;
+  detach(t: H): H;
+  normal_(t: H, mean: number, std: number): void;
+  uniform_(t: H, low: number, high: number): void;
+  fill_(t: H, value: number): void;
+  copy_(dst: H, src: H): void;
+  // ops.cc
+  reshape(t: H, shape: number[]): H;
+  permute(t: H, dims: number[]): H;
+  transpose(t: H, a: number, b: number): H;
+  flatten(t: H, start: number, end: number): H;
+  squeeze(t: H, dim: number): H;
+  unsqueeze(t: H, dim: number): H;
+  expand(t: H, shape: number[]): H;
+  narrow(t: H, dim: number, start: number, length: number): H;
+  indexSelect(t: H, dim: number, index: H): H;
+  gather(t: H, dim: number, index: H): H;
+  cat(ts: H[], dim: number): H;
+  stack(ts: H[], dim: number): H;
+  flip(t: H, dims: number[]): H;
+  pad(t: H, pads: number[], value: number): H;
+  unary(op: string, t: H): H;
+  binary(op: string, a: H, b: H | number): H;
+  clamp(t: H, min: Opt<number>, max: Opt<number>): H;
+  where(cond: H, a: H, b: H): H;
+  matmul(a: H, b: H): H;
+  reduce(op: string, t: H, dims: Opt<number[]>, keepdim: boolean): H;
+  argmax(t: H, dim: Opt<number>, keepdim: boolean): H;
+  topk(t: H, k: number, dim: number, largest: boolean, sorted: boolean): [H, H];
+  softmax(t: H, dim: number): H;
+  logSoftmax(t: H, dim: number): H;
+  bincount(t: H, minlength: number): H;
+  // nn.cc
+  conv2d(x: H, w: H, b: Opt<H>, stride: number[], padding: number[], dilation: number[], groups: number): H;
+  linear(x: H, w: H, b: Opt<H>): H;
+  maxPool2d(x: H, kernel: number[], stride: number[], padding: number[], ceilMode: boolean): H;
+  avgPool2d(x: H, kernel: number[], stride: number[], padding: number[], ceilMode: boolean, countIncludePad: boolean): H;
+  adaptiveAvgPool2d(x: H, size: number[]): H;
+  dropout(x: H, p: number, training: boolean): H;
+  batchNorm(x: H, w: Opt<H>, b: Opt<H>, runningMean: Opt<H>, runningVar: Opt<H>, training: boolean, momentum: number, eps: number): H;
+  localResponseNorm(x: H, size: number, alpha: number, beta: number, k: number, alphaPerSize: boolean): H;
+  crossEntropy(logits: H, target: H, reduction: string, labelSmoothing: number): H;
+  mseLoss(a: H, b: H, reduction: string): H;
+  resize(x: H, size: number[], mode: string, antialias: boolean): H;
+  // autograd.cc
+  backward(t: H, grad: Opt<H>, retainGraph: boolean): void;
+  grad(t: H): H | undefined;
+  setRequiresGrad(t: H, on: boolean): void;
+  setGradEnabled(on: boolean): boolean;
+  isGradEnabled(): boolean;
+  zeroGrad(params: H[]): void;
+  gradsFinite(params: H[]): boolean;
+  clipGradNorm(params: H[], maxNorm: number): number;
+  sgdStep(params: H[], bufs: H[], lr: number, momentum: number, weightDecay: number, dampening: number, nesterov: boolean, form: string, firstStep: boolean): void;
+  adamStep(params: H[], expAvg: H[], expAvgSq: H[], step: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean): void;
+  manualSeed(seed: number): void;
+  getRngState(): H;
+  setRngState(state: H): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  setCudnnBenchmark(on: boolean): void;
+  cudaSynchronize(): void;
+  runtimeInfo(): RuntimeInfo;
+}
+
+const ADDON_ABI = 1;
+let loaded: Native | undefined;
+
+function projectRoot(): string {
+  // dist/src/tensor/binding.js -> project root is three levels up; src/tensor/binding.ts (ts-node) two.
+  let dir = __dirname;
+  for (let i = 0; i < 5; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, '..', '..', '..');
+}
+
+/** The addon file that will be loaded: ALEXNET_NATIVE overrides the default build location. */
+export function addonPath(): string {
+  return process.env.ALEXNET_NATIVE || path.join(projectRoot(), 'build', 'Release', 'alexnet_native.node');
+}
+
+/** Loads the addon once. Fails with a SetupError that says how to fix the problem. */
+export function native(): Native {
+  if (loaded) return loaded;
+  const file = addonPath();
+  if (!fs.existsSync(file)) {
+    throw new SetupError(
+      `the native engine is not built (${file} is missing). Run 'npm run build:addon' ` +
+        `(needs libtorch: 'apt-get install libtorch-dev', or LIBTORCH=/path, or LIBTORCH_USE_PYTORCH=1), ` +
+        `or run scripts/setup.sh to set everything up.`,
+    );
+  }
+  let mod: Native;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    mod = require(file) as Native;
+  } catch (e) {
+    const reason = (e as Error).message.split('\n')[0];
+    let builtFor = '';
+    try {
+      const info = JSON.parse(fs.readFileSync(path.join(path.dirname(file), 'build-info.json'), 'utf8'));
+      builtFor = ` It was built against ${info.source} (${info.libDir}).`;
+    } catch {
+      /* no build info */
+    }
+    throw new SetupError(
+      `the native engine at ${file} cannot be loaded: ${reason}.${builtFor} ` +
+        `It was probably built for another libtorch or Node.js: rebuild it with 'npm run build:addon' ` +
+        `(set LIBTORCH or LIBTORCH_USE_PYTORCH=1 the same way as for the libtorch you want to use).`,
+    );
+  }
+  if (mod.abiVersion !== ADDON_ABI) {
+    throw new SetupError(
+      `the native engine at ${file} is out of date (interface ${mod.abiVersion}, expected ${ADDON_ABI}): rebuild it with 'npm run build:addon'.`,
+    );
+  }
+  mod.setErrorClass(EngineError);
+  loaded = mod;
+  return mod;
+}
