@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Sets up alexnet-ts on a Debian/Ubuntu machine, installing only what is missing:
+#   Debian packages: libtorch-dev (the engine), dataset-fashion-mnist (the demo's data), g++, python3
+#   --test adds python3-torch and python3-torchvision (the PyTorch oracles the parity tests compare against)
+#   then: npm ci, the native addon (npm run build:addon), the TypeScript build (npm run build:ts).
+# LIBTORCH=/path or LIBTORCH_USE_PYTORCH=1 build the addon against another libtorch (then libtorch-dev is skipped).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_tests=1 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (expected --test)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+pkgs=(g++ make python3 dataset-fashion-mnist)
+if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=(libtorch-dev); fi
+if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision); fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  say "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  say "Debian packages present: ${pkgs[*]}"
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "setup.sh: Node.js 20 or later is needed (found $(node --version))" >&2
+  exit 1
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund
+else
+  say "node_modules up to date"
+fi
+
+say "building the native addon"
+npm run --silent build:addon
+say "building the TypeScript sources"
+npm run --silent build:ts
+say "ready: try 'npx alexnet --help'"

@@ -1,0 +1,204 @@
+#!/usr/bin/python3
+"""PyTorch oracle for alexnet-ts parity tests.
+
+Usage: oracle.py IN.safetensors OUT.safetensors
+
+IN holds the inputs of several cases; its metadata "cases" is a JSON list of {"id", "op", "args"}, and the
+tensors of case ID are named "ID.NAME". For each case the oracle computes the op with PyTorch / torchvision,
+backpropagates the upstream gradient "ID.gy" (when given) and writes "ID.y" (and other outputs) and
+"ID.grad.NAME" for every floating-point input. The tests compare them with alexnet-ts.
+
+Reference formulas that PyTorch lacks are written out independently here (TensorFlow's tf.nn.lrn).
+"""
+import json
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DT = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
+      "U8": torch.uint8, "I32": torch.int32, "I64": torch.int64, "BOOL": torch.bool}
+DT_NAME = {v: k for k, v in DT.items()}
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    base = 8 + n
+    out = {}
+    for k, e in header.items():
+        b, end = e["data_offsets"]
+        raw = bytearray(data[base + b: base + end])
+        t = torch.frombuffer(raw, dtype=DT[e["dtype"]]) if raw else torch.empty(0, dtype=DT[e["dtype"]])
+        out[k] = t.reshape(e["shape"]).clone()
+    return out, meta
+
+
+def write_safetensors(path, tensors):
+    header, chunks, off = {}, [], 0
+    for k, t in tensors.items():
+        t = t.detach().contiguous().cpu()
+        raw = t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes()
+        header[k] = {"dtype": DT_NAME[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        chunks.append(raw)
+        off += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(chunks))
+
+
+def tf_lrn(x, depth_radius, bias, alpha, beta):
+    """tf.nn.lrn written out: sqr_sum[c] = sum(x[c - r .. c + r]^2) clipped at the ends."""
+    c = x.shape[1]
+    sq = x * x
+    sums = []
+    for i in range(c):
+        lo, hi = max(0, i - depth_radius), min(c, i + depth_radius + 1)
+        sums.append(sq[:, lo:hi].sum(dim=1))
+    sqr_sum = torch.stack(sums, dim=1)
+    return x / (bias + alpha * sqr_sum) ** beta
+
+
+def d2l_alexnet():
+    return nn.Sequential(
+        nn.Conv2d(1, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Flatten(),
+        nn.Linear(6400, 4096), nn.ReLU(), nn.Dropout(p=0.5),
+        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(p=0.5),
+        nn.Linear(4096, 10))
+
+
+class Paper2012(nn.Module):
+    """The 2012 paper's network written with PyTorch layers; LRN with the paper's k=2, n=5, alpha=1e-4 on the
+    sum is PyTorch's LocalResponseNorm with alpha = 5 * 1e-4 (PyTorch divides alpha by size)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2))
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(),
+            nn.Linear(4096, 1000))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def run_model(net, t, prefix, x_name="x", d2l_keys=False):
+    params = {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
+    sd = {k: params[k] for k in net.state_dict().keys()}
+    net.load_state_dict(sd)
+    net.eval()
+    x = params[x_name]
+    logits = net(x)
+    loss = F.cross_entropy(logits, params["target"])
+    loss.backward()
+    out = {"y": logits, "loss": loss.reshape(1)}
+    for k, p in net.named_parameters():
+        out["grad." + k] = p.grad
+    return out
+
+
+def run_case(op, a, t):
+    if op.startswith("model_"):
+        torch.manual_seed(0)
+        if op == "model_torchvision":
+            import torchvision
+            net = torchvision.models.alexnet()
+        elif op == "model_d2l":
+            net = d2l_alexnet()
+        elif op == "model_2012":
+            net = Paper2012()
+        else:
+            raise ValueError(op)
+        return run_model(net, t, "")
+    for k, v in t.items():
+        if v.is_floating_point() and k != "gy":
+            v.requires_grad_(True)
+    x = t.get("x")
+    extra = {}
+    if op == "conv2d":
+        y = F.conv2d(x, t["w"], t.get("b"), stride=a["stride"], padding=a["padding"], groups=a["groups"])
+    elif op == "linear":
+        y = F.linear(x, t["w"], t.get("b"))
+    elif op == "relu":
+        y = F.relu(x)
+    elif op == "maxpool":
+        y = F.max_pool2d(x, a["k"], a["s"], a.get("p", 0), ceil_mode=a.get("ceil", False))
+    elif op == "adaptiveavg":
+        y = F.adaptive_avg_pool2d(x, a["size"])
+    elif op == "batchnorm":
+        rm, rv = t["rm"].detach().clone(), t["rv"].detach().clone()
+        y = F.batch_norm(x, rm, rv, t["w"], t["b"], training=a["training"], momentum=a["momentum"], eps=a["eps"])
+        extra = {"rm": rm, "rv": rv}
+    elif op == "lrn_pytorch":
+        y = F.local_response_norm(x, a["size"], alpha=a["alpha"], beta=a["beta"], k=a["k"])
+    elif op == "lrn_tf":
+        y = tf_lrn(x, a["depth_radius"], a["bias"], a["alpha"], a["beta"])
+    elif op == "cross_entropy":
+        y = F.cross_entropy(x, t["target"], label_smoothing=a.get("label_smoothing", 0.0)).reshape(1)
+    elif op == "softmax":
+        y = F.softmax(x, dim=a["dim"])
+    elif op == "log_softmax":
+        y = F.log_softmax(x, dim=a["dim"])
+    elif op == "resize":
+        y = F.interpolate(x, size=a["size"], mode="bilinear", align_corners=False, antialias=a.get("antialias", False))
+    elif op == "sgd":
+        # One or more torch.optim.SGD steps on a parameter with a fixed gradient sequence.
+        w = t["w"].detach().clone().requires_grad_(True)
+        opt = torch.optim.SGD([w], lr=a["lr"], momentum=a["momentum"], weight_decay=a["weight_decay"],
+                              dampening=a.get("dampening", 0), nesterov=a.get("nesterov", False))
+        for i in range(a["steps"]):
+            w.grad = t["g%d" % i].clone()
+            opt.step()
+        return {"y": w.detach()}
+    elif op == "adam":
+        w = t["w"].detach().clone().requires_grad_(True)
+        cls = torch.optim.AdamW if a.get("decoupled") else torch.optim.Adam
+        opt = cls([w], lr=a["lr"], betas=(a["beta1"], a["beta2"]), eps=a["eps"], weight_decay=a["weight_decay"])
+        for i in range(a["steps"]):
+            w.grad = t["g%d" % i].clone()
+            opt.step()
+        return {"y": w.detach()}
+    else:
+        raise ValueError("unknown op " + op)
+    out = {"y": y}
+    out.update(extra)
+    if "gy" in t:
+        y.backward(t["gy"])
+        for k, v in t.items():
+            if v.is_floating_point() and v.grad is not None:
+                out["grad." + k] = v.grad
+    return out
+
+
+def main():
+    tensors, meta = read_safetensors(sys.argv[1])
+    torch.set_num_threads(int(meta.get("threads", "1")))
+    results = {}
+    for case in json.loads(meta["cases"]):
+        cid = case["id"]
+        mine = {k[len(cid) + 1:]: v for k, v in tensors.items() if k.startswith(cid + ".")}
+        for k, v in run_case(case["op"], case.get("args", {}), mine).items():
+            results[cid + "." + k] = v
+    write_safetensors(sys.argv[2], results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+// 200 forward/backward/update steps of a small conv net: resident memory must not grow after warm-up.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Conv2d, F, Flatten, Linear, MaxPool2d, ReLU, Sequential } from '../src/nn';
+import { native } from '../src/tensor/binding';
+import { manualSeed, randint, randn, tidy, zeros, zerosLike } from '../src/tensor/tensor';
+
+test('memory stays flat over 200 training steps', () => {
+  manualSeed(0);
+  const net = new Sequential(
+    new Conv2d(3, 16, 3, { padding: 1 }), new ReLU(), new MaxPool2d(2),
+    new Conv2d(16, 32, 3, { padding: 1 }), new ReLU(), new MaxPool2d(2),
+    new Flatten(), new Linear(32 * 8 * 8, 10),
+  );
+  const params = net.parameters();
+  const bufs = params.map((p) => zerosLike(p).keep());
+  const x = randn([16, 3, 32, 32]).keep();
+  const y = randint(0, 10, [16]).keep();
+  let rss20 = 0;
+  let firstLoss = 0;
+  let lastLoss = 0;
+  for (let step = 1; step <= 200; step++) {
+    const loss = tidy(() => {
+      const l = F.crossEntropy(net.forward(x), y);
+      l.backward();
+      return l.item();
+    });
+    native().sgdStep(params.map((p) => p.handle), bufs.map((b) => b.handle), 0.01, 0.9, 0, 0, false, 'pytorch', step === 1);
+    native().zeroGrad(params.map((p) => p.handle));
+    if (step === 1) firstLoss = loss;
+    lastLoss = loss;
+    if (step === 20) {
+      global.gc?.();
+      rss20 = process.memoryUsage().rss;
+    }
+  }
+  global.gc?.();
+  const rssEnd = process.memoryUsage().rss;
+  const growthMb = (rssEnd - rss20) / 1e6;
+  assert.ok(growthMb < 15, `resident memory grew by ${growthMb.toFixed(1)} MB between step 20 and step 200`);
+  assert.ok(lastLoss < firstLoss, 'the net learned the fixed batch');
+  void zeros;
+});

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ShapeError, StateDictError, UserError } from '../src/errors';
+import { getModel, listModels } from '../src/models/registry';
+import { manualSeed, randint, randn, Tensor, tensor, zeros } from '../src/tensor/tensor';
+import { maxAbsDiff, oracleMissing, relDiff, runOracle } from './helpers/oracle';
+
+test('parameter counts match the published architectures', () => {
+  const expected: Record<string, number> = { 'alexnet-torchvision': 61_100_840, 'alexnet-d2l': 46_764_746, 'alexnet-2012': 60_965_224 };
+  for (const [name, n] of Object.entries(expected)) {
+    const m = getModel(name);
+    assert.equal(m.numParameters(), n, name);
+    m.dispose();
+  }
+});
+
+test('every variant builds, reports its layer table and runs a forward pass of the right shape', () => {
+  manualSeed(0);
+  for (const { name } of listModels()) {
+    const m = getModel(name, { numClasses: 7 }).eval();
+    const rows = m.layerTable();
+    assert.deepEqual(rows[rows.length - 1].outputShape, [7]);
+    assert.equal(rows.reduce((a, r) => a + r.params, 0), m.numParameters(), `${name}: rows add up to the total`);
+    const y = m.forward(randn([2, ...m.inputShape]));
+    assert.deepEqual(y.shape, [2, 7], name);
+    m.dispose();
+  }
+});
+
+test('torchvision MACs are 0.714 G (conv and linear layers)', () => {
+  const m = getModel('alexnet-torchvision');
+  assert.equal(m.layerTable().reduce((a, r) => a + r.macs, 0), 714_188_480);
+  m.dispose();
+});
+
+test('alexnet-2012 follows the paper: groups, LRN k=2 n=5, N(0, 0.01) weights, biases of 1', () => {
+  manualSeed(1);
+  const m = getModel('alexnet-2012');
+  const sd = m.stateDict();
+  assert.deepEqual(sd.get('features.4.weight')!.shape, [256, 48, 5, 5]); // conv2 sees half of conv1's 96 maps
+  assert.deepEqual(sd.get('features.8.weight')!.shape, [384, 256, 3, 3]); // conv3 sees both halves
+  assert.deepEqual(sd.get('features.10.weight')!.shape, [384, 192, 3, 3]);
+  const bias = (k: string) => sd.get(k)!.mean().item();
+  assert.equal(bias('features.0.bias'), 0);
+  assert.equal(bias('features.4.bias'), 1);
+  assert.equal(bias('features.8.bias'), 0);
+  assert.equal(bias('features.10.bias'), 1);
+  assert.equal(bias('features.12.bias'), 1);
+  assert.equal(bias('classifier.1.bias'), 1);
+  assert.equal(bias('classifier.4.bias'), 1);
+  assert.equal(bias('classifier.6.bias'), 0);
+  const w = sd.get('classifier.1.weight')!;
+  assert.ok(Math.abs(w.std().item() - 0.01) < 2e-4, `std ${w.std().item()}`);
+  assert.ok(Math.abs(w.mean().item()) < 1e-4);
+  assert.match(m.layerTable()[2].layer, /LocalResponseNorm\(paper, size=5, alpha=0.0001, beta=0.75, k=2\)/);
+  m.dispose();
+});
+
+test('wrong input shape or dtype is a clear error naming the shapes', () => {
+  const m = getModel('alexnet-d2l', { inputSize: 96 }).eval();
+  assert.throws(() => m.forward(zeros([2, 3, 96, 96])), (e: unknown) => e instanceof ShapeError && /1-channel/.test(e.message) && /got 3 channels/.test(e.message));
+  assert.throws(() => m.forward(zeros([2, 1, 96, 96], { dtype: 'uint8' })), (e: unknown) => e instanceof ShapeError && /uint8/.test(e.message));
+  assert.throws(() => m.forward(zeros([1, 96, 96])), (e: unknown) => e instanceof ShapeError && /\(N, 1, 96, 96\)/.test(e.message));
+  assert.throws(() => m.forward(zeros([2, 1, 128, 128])), (e: unknown) => e instanceof ShapeError && /built for 1×96×96/.test(e.message));
+  assert.throws(() => getModel('alexnet-torchvision', { inputSize: 40 }), (e: unknown) => e instanceof ShapeError && /features\.\d+/.test(e.message) && /3×63×63/.test(e.message));
+  assert.throws(() => getModel('alexnet-9000'), (e: unknown) => e instanceof UserError && /alexnet-torchvision/.test(e.message));
+  m.dispose();
+});
+
+test('loadStateDict lists every missing, unexpected and mis-shaped key', () => {
+  const m = getModel('alexnet-d2l', { inputSize: 67 });
+  const sd = new Map(m.stateDict());
+  sd.delete('features.0.bias');
+  sd.set('features.99.weight', zeros([1]));
+  sd.set('classifier.6.weight', zeros([3, 4096]));
+  assert.throws(() => m.loadStateDict(sd), (e: unknown) => {
+    assert.ok(e instanceof StateDictError);
+    assert.deepEqual(e.missing, ['features.0.bias']);
+    assert.deepEqual(e.unexpected, ['features.99.weight']);
+    assert.deepEqual(e.mismatched, [{ key: 'classifier.6.weight', expected: [10, 4096], got: [3, 4096] }]);
+    assert.match(e.message, /features\.0\.bias.*features\.99\.weight.*classifier\.6\.weight expects \[10, 4096\] but got \[3, 4096\]/);
+    return true;
+  });
+  m.dispose();
+});
+
+test('a state dict round-trips between two models (same outputs)', () => {
+  manualSeed(5);
+  const a = getModel('alexnet-bn', { inputSize: 67 }).eval();
+  const b = getModel('alexnet-bn', { inputSize: 67 }).eval();
+  const x = randn([2, 3, 67, 67]);
+  assert.ok(maxAbsDiff(a.forward(x), b.forward(x)) > 0);
+  b.loadStateDict(a.stateDict());
+  assert.equal(maxAbsDiff(a.forward(x), b.forward(x)), 0);
+  assert.deepEqual([...a.stateDict().keys()].slice(0, 7), ['features.0.weight', 'features.0.bias', 'features.1.weight', 'features.1.bias', 'features.1.running_mean', 'features.1.running_var', 'features.1.num_batches_tracked']);
+});
+
+// ---- parity with PyTorch models on the same weights ---------------------------------------------------------
+function parity(name: string, op: string, keyMap: (k: string) => string, input: number[], classes: number, logitTol: number) {
+  manualSeed(123);
+  const m = getModel(name).eval();
+  const x = randn([2, ...input]);
+  const target = randint(0, classes, [2]);
+  const tensors: Record<string, Tensor> = { x, target };
+  for (const [k, t] of m.stateDict()) tensors[keyMap(k)] = t;
+  const ref = runOracle([{ id: 'm', op, tensors }]);
+  const logits = m.forward(x);
+  const d = maxAbsDiff(logits, ref.get('m.y')!);
+  assert.ok(d <= logitTol, `${name} logits differ by ${d}`);
+  const loss = (require('../src/nn').F as typeof import('../src/nn').F).crossEntropy(logits, target);
+  assert.ok(Math.abs(loss.item() - ref.get('m.loss')!.item()) < 1e-5);
+  loss.backward();
+  let worst = 0;
+  for (const [k, p] of m.namedParameters()) {
+    const r = ref.get(`m.grad.${keyMap(k)}`);
+    assert.ok(r, `no reference gradient for ${k}`);
+    const rd = relDiff(p.grad!, r);
+    worst = Math.max(worst, rd);
+    assert.ok(rd <= 1e-4, `${name} gradient of ${k} differs (relative ${rd})`);
+  }
+  m.dispose();
+  return { logitDiff: d, worstGradRel: worst };
+}
+
+test('alexnet-torchvision gives torchvision\'s logits and gradients on the same weights', { skip: oracleMissing() }, () => {
+  parity('alexnet-torchvision', 'model_torchvision', (k) => k, [3, 224, 224], 1000, 1e-4);
+});
+
+test('alexnet-d2l matches d2l\'s PyTorch network on the same weights', { skip: oracleMissing() }, () => {
+  // d2l builds one nn.Sequential: features.i -> i, flatten at 13, classifier.j -> 14 + j
+  const map = (k: string) => {
+    const [block, idx, ...rest] = k.split('.');
+    return [block === 'features' ? Number(idx) : 14 + Number(idx), ...rest].join('.');
+  };
+  parity('alexnet-d2l', 'model_d2l', map, [1, 224, 224], 10, 1e-4);
+});
+
+test('alexnet-2012 matches the paper network written with PyTorch layers (LRN alpha × 5)', { skip: oracleMissing() }, () => {
+  parity('alexnet-2012', 'model_2012', (k) => k, [3, 227, 227], 1000, 1e-4);
+});
+
+test('tensor() and zeros() reject bad shapes', () => {
+  assert.throws(() => tensor([1, 2], [3]), UserError);
+});
