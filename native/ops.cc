@@ -129,7 +129,13 @@ void InitOps(Napi::Env env, Napi::Object exports) {
     auto it = BinaryOps().find(op);
     if (it == BinaryOps().end()) throw ArgError("unknown binary op '" + op + "'");
     const at::Tensor& a = T(info, 1);
-    if (info[2].IsNumber()) return Wrap(info.Env(), it->second.second(a, at::Scalar(Num(info, 2))));
+    if (info[2].IsNumber()) {
+      // An integral number keeps an integer tensor integral (as Python ints do in PyTorch).
+      double d = Num(info, 2);
+      bool integral = !at::isFloatingType(a.scalar_type()) && d == static_cast<double>(static_cast<int64_t>(d));
+      at::Scalar sc = integral ? at::Scalar(static_cast<int64_t>(d)) : at::Scalar(d);
+      return Wrap(info.Env(), it->second.second(a, sc));
+    }
     return Wrap(info.Env(), it->second.first(a, T(info, 2)));
   });
   Export(env, exports, "clamp", [](const Napi::CallbackInfo& info) -> Napi::Value {

@@ -98,7 +98,7 @@ async function main() {
   for (const extra of ['c10_cuda', 'torch_cuda']) {
     if (fs.existsSync(path.join(torch.lib, `lib${extra}.so`))) libNames.push(extra);
   }
-  const cflags = [`-std=${std}`, '-O2', '-fPIC', '-fexceptions', '-pthread', `-D_GLIBCXX_USE_CXX11_ABI=${torch.abi}`,
+  const cflags = [`-std=${std}`, '-O3', '-fno-math-errno', '-fPIC', '-fexceptions', '-pthread', `-D_GLIBCXX_USE_CXX11_ABI=${torch.abi}`,
     '-DNAPI_VERSION=8', '-DNODE_ADDON_API_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED',
     '-Wall', '-Wno-unused-parameter', '-Wno-deprecated-declarations', '-Wno-unused-variable',
     ...includes.map((d) => `-isystem${d}`)];

@@ -307,6 +307,10 @@ export class Tensor {
     const [v, i] = native().topk(this.handle, k, dim, largest, sorted);
     return { values: new Tensor(v), indices: new Tensor(i) };
   }
+  /** Counts of each value 0..minlength-1 in a 1-D int64 tensor. */
+  bincount(minlength: number): Tensor {
+    return new Tensor(native().bincount(this.handle, minlength));
+  }
   softmax(dim: number): Tensor {
     return new Tensor(native().softmax(this.handle, dim));
   }

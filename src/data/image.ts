@@ -1,0 +1,38 @@
+// Decoding user images (PNG, JPEG, WebP, …) with sharp (libvips), converted to what a model was trained on.
+import * as fs from 'node:fs';
+import { UserError } from '../errors';
+
+/** Refuse images with more pixels than this (image bombs); sharp enforces it while decoding. */
+export const MAX_PIXELS = 100_000_000;
+
+/**
+ * Decodes `file` to raw uint8 pixels, C×H×W (planar), with `channels` 1 (grayscale) or 3 (RGB), resized to
+ * height×width with bilinear filtering (the aspect ratio is not kept: as the data set images were made).
+ */
+export async function loadImageAs(file: string, channels: number, height: number, width: number): Promise<Uint8Array> {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch {
+    throw new UserError(`cannot read ${file}: no such file`);
+  }
+  if (!stat.isFile()) throw new UserError(`${file} is not a file`);
+  if (stat.size === 0) throw new UserError(`${file} is empty (0 bytes), not an image`);
+  if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
+  const sharp = (await import('sharp')).default;
+  let data: Buffer;
+  try {
+    let img = sharp(file, { limitInputPixels: MAX_PIXELS, failOn: 'error' }).rotate().flatten({ background: '#ffffff' });
+    img = channels === 1 ? img.grayscale() : img.toColourspace('srgb');
+    data = await img.resize(width, height, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
+  } catch (e) {
+    const why = (e as Error).message.replace(/^Input file /, '');
+    throw new UserError(`${file} is not an image that can be read (${why}); expected PNG, JPEG, WebP, GIF or TIFF`);
+  }
+  const hw = height * width;
+  const got = data.length / hw;
+  const out = new Uint8Array(channels * hw);
+  // sharp gives interleaved HWC; the engine wants planar CHW.
+  for (let c = 0; c < channels; c++) for (let i = 0; i < hw; i++) out[c * hw + i] = data[i * got + Math.min(c, got - 1)];
+  return out;
+}

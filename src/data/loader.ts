@@ -1,0 +1,109 @@
+// Batches from an in-memory data set. Shuffling is seeded per (seed, epoch), so a resumed run sees the same
+// batches; conversion, resizing and normalisation run in the engine on whole batches (on the GPU when the batch
+// goes there), never in per-pixel JavaScript loops.
+import { UserError } from '../errors';
+import { Device } from '../tensor/dtype';
+import { tensor, Tensor, tidy } from '../tensor/tensor';
+import { pad, resize } from '../nn/functional';
+import { TensorDataset } from './fashion-mnist';
+
+export interface Preprocess {
+  /** Model input size [height, width]. */
+  inputSize: [number, number];
+  /** 'bilinear' stretches to the input size (as torchvision's Resize); 'pad' keeps the aspect ratio and pads with zeros (TF's resize_with_pad). */
+  resize: 'bilinear' | 'pad';
+  /** Per-channel mean and std applied after scaling to [0, 1]; empty for none (d2l uses none). */
+  mean: number[];
+  std: number[];
+}
+
+/** uint8 images (B, C, H, W) -> float32 (B, C, h, w) on `device`, scaled to [0, 1], resized and normalised. */
+export function preprocessBatch(images: Tensor, p: Preprocess, device: Device = 'cpu'): Tensor {
+  return tidy(() => {
+    let x = images.to({ device }).float().div(255);
+    const [, c, h, w] = x.shape;
+    const [th, tw] = p.inputSize;
+    if (h !== th || w !== tw) {
+      if (p.resize === 'pad') {
+        const scale = Math.min(th / h, tw / w);
+        const nh = Math.max(1, Math.round(h * scale));
+        const nw = Math.max(1, Math.round(w * scale));
+        x = resize(x, [nh, nw], 'bilinear', scale < 1);
+        const top = Math.floor((th - nh) / 2);
+        const left = Math.floor((tw - nw) / 2);
+        x = pad(x, [left, tw - nw - left, top, th - nh - top]);
+      } else {
+        x = resize(x, [th, tw], 'bilinear', th < h || tw < w);
+      }
+    }
+    if (p.mean.length) {
+      if (p.mean.length !== c || p.std.length !== c) throw new UserError(`normalisation needs ${c} mean and std values, got ${p.mean.length} and ${p.std.length}`);
+      const mean = tensor(p.mean, [1, c, 1, 1]).to({ device });
+      const std = tensor(p.std, [1, c, 1, 1]).to({ device });
+      x = x.sub(mean).div(std);
+    }
+    return x;
+  });
+}
+
+/** A small fast PRNG (mulberry32) for seeded shuffles that do not touch libtorch's generator. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The order of examples in one epoch: a Fisher-Yates shuffle seeded by (seed, epoch), or 0..n-1. */
+export function epochOrder(n: number, seed: number, epoch: number, shuffle: boolean): Int32Array {
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  if (!shuffle) return order;
+  const rand = mulberry32((seed * 0x9e3779b1) ^ (epoch * 0x85ebca6b) ^ 0x5bd1e995);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order;
+}
+
+export interface Batch {
+  index: number;
+  images: Tensor;
+  labels: Tensor;
+}
+
+export class BatchLoader {
+  readonly numBatches: number;
+
+  constructor(readonly ds: TensorDataset, readonly o: { batchSize: number; shuffle: boolean; seed: number; dropLast?: boolean }) {
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
+    const n = ds.labels.size(0);
+    this.numBatches = o.dropLast ? Math.floor(n / o.batchSize) : Math.ceil(n / o.batchSize);
+    if (this.numBatches === 0) throw new UserError(`the data set has ${n} examples, fewer than one batch of ${o.batchSize}`);
+  }
+
+  get size(): number {
+    return this.ds.labels.size(0);
+  }
+
+  /** Yields the batches of `epoch` from `start` on. The caller disposes each batch's tensors (or uses tidy). */
+  *batches(epoch: number, start = 0): Generator<Batch> {
+    const order = epochOrder(this.size, this.o.seed, epoch, this.o.shuffle);
+    for (let b = start; b < this.numBatches; b++) {
+      const lo = b * this.o.batchSize;
+      const hi = Math.min(this.size, lo + this.o.batchSize);
+      const idx = tensor(order.subarray(lo, hi), [hi - lo], 'int32').to('int64');
+      const images = this.ds.images.indexSelect(0, idx);
+      const labels = this.ds.labels.indexSelect(0, idx);
+      idx.dispose();
+      yield { index: b, images, labels };
+    }
+  }
+}

@@ -1,0 +1,272 @@
+// The training loop: seeded, resumable, checkpointed at every epoch end and on Ctrl-C, stopped with a clear
+// message (and the last good checkpoint kept) when the loss stops being finite.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AlexnetError, UserError } from '../errors';
+import { loadIdxDataset, TensorDataset } from '../data/fashion-mnist';
+import { BatchLoader, Preprocess, preprocessBatch } from '../data/loader';
+import { AlexNet, AlexNetOptions } from '../models/alexnet';
+import { getModel } from '../models/registry';
+import { crossEntropy } from '../nn/functional';
+import { Adam, Optimizer, SGD } from '../optim/optimizer';
+import { makeSchedule, Schedule } from '../optim/schedules';
+import { Device } from '../tensor/dtype';
+import { native } from '../tensor/binding';
+import { cudaAvailable, getRngState, manualSeed, setNumThreads, setRngState, tidy, zeros } from '../tensor/tensor';
+import { loadCheckpoint, ModelRecord, saveCheckpoint } from './checkpoint';
+import { evaluate, EvalResult } from './evaluate';
+import { formatDuration, ProgressBar } from './progress';
+
+export interface TrainConfig {
+  model: string;
+  modelOptions: AlexNetOptions;
+  dataset: 'fashion-mnist' | 'mnist';
+  dataDir?: string;
+  /** Use only the first N training / test examples. */
+  trainLimit?: number;
+  testLimit?: number;
+  epochs: number;
+  batchSize: number;
+  evalBatchSize: number;
+  optimizer: 'sgd' | 'sgd-paper' | 'adam';
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  schedule: string;
+  preprocess: Preprocess;
+  seed: number;
+  device: 'cpu' | 'cuda' | 'auto' | Device;
+  threads?: number;
+  save?: string;
+  metrics?: string;
+  /** Stop after this many optimiser steps in total (the run can be resumed later). */
+  maxSteps?: number;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  train_loss: number;
+  train_acc: number;
+  test_loss: number;
+  test_acc: number;
+  test_top5: number;
+  lr: number;
+  images_per_sec: number;
+  epoch_seconds: number;
+  elapsed_seconds: number;
+  [k: string]: number;
+}
+
+export interface TrainResult {
+  model: AlexNet;
+  record: ModelRecord;
+  history: EpochRecord[];
+  lastEval?: EvalResult;
+  stopped: 'completed' | 'max-steps' | 'interrupted';
+  globalStep: number;
+  device: Device;
+}
+
+export interface TrainHooks {
+  log?: (line: string) => void;
+  /** A progress stream (stderr by default). */
+  progressStream?: NodeJS.WriteStream;
+  /** Polled between steps: true asks the run to stop, save and return (Ctrl-C sets it). */
+  shouldStop?: () => boolean;
+}
+
+export class NonFiniteLossError extends AlexnetError {}
+
+export function resolveDevice(d: TrainConfig['device']): Device {
+  if (d === 'auto') return cudaAvailable() ? 'cuda' : 'cpu';
+  if (d.startsWith('cuda') && !cudaAvailable()) {
+    throw new UserError(`--device ${d} was asked for, but this libtorch build has no usable CUDA device (use --device cpu, or build the addon with LIBTORCH_USE_PYTORCH=1 against a CUDA PyTorch)`);
+  }
+  return d as Device;
+}
+
+function makeOptimizer(cfg: TrainConfig, model: AlexNet): Optimizer {
+  const params = model.parameters();
+  switch (cfg.optimizer) {
+    case 'sgd': return new SGD(params, { lr: cfg.lr, momentum: cfg.momentum, weightDecay: cfg.weightDecay, form: 'pytorch' });
+    case 'sgd-paper': return new SGD(params, { lr: cfg.lr, momentum: cfg.momentum, weightDecay: cfg.weightDecay, form: 'paper' });
+    case 'adam': return new Adam(params, { lr: cfg.lr, weightDecay: cfg.weightDecay });
+    default: throw new UserError(`unknown optimiser '${cfg.optimizer}' (expected sgd, sgd-paper or adam)`);
+  }
+}
+
+export function loadData(cfg: Pick<TrainConfig, 'dataset' | 'dataDir' | 'trainLimit' | 'testLimit'>): { train: TensorDataset; test: TensorDataset } {
+  const dir = cfg.dataDir;
+  return {
+    train: loadIdxDataset({ dir, split: 'train', name: cfg.dataset, limit: cfg.trainLimit }),
+    test: loadIdxDataset({ dir, split: 'test', name: cfg.dataset, limit: cfg.testLimit }),
+  };
+}
+
+/** Trains from scratch, or continues the checkpoint `resume` (whose config wins, except for `epochs`/`maxSteps`/`save`). */
+export async function train(cfgIn: TrainConfig, hooks: TrainHooks = {}, resume?: string): Promise<TrainResult> {
+  const log = hooks.log ?? ((s: string) => console.log(s));
+  const ckpt = resume ? loadCheckpoint(resume) : undefined;
+  const cfg: TrainConfig = ckpt ? { ...(ckpt.config as unknown as TrainConfig), epochs: cfgIn.epochs, maxSteps: cfgIn.maxSteps, save: cfgIn.save ?? resume, metrics: cfgIn.metrics ?? (ckpt.config.metrics as string | undefined), threads: cfgIn.threads ?? (ckpt.config.threads as number | undefined) } : cfgIn;
+  const device = resolveDevice(cfg.device);
+  setNumThreads(cfg.threads ?? os.cpus().length);
+  if (device.startsWith('cuda')) native().setCudnnBenchmark(true);
+
+  const { train: trainSet, test: testSet } = loadData(cfg);
+  manualSeed(cfg.seed);
+  const model = getModel(cfg.model, { ...cfg.modelOptions, numClasses: trainSet.classes.length });
+  if (device !== 'cpu') model.to(device);
+  const opt = makeOptimizer(cfg, model);
+  const schedule: Schedule = makeSchedule(cfg.schedule);
+  const record: ModelRecord = {
+    model: cfg.model,
+    modelOptions: { ...cfg.modelOptions, numClasses: trainSet.classes.length },
+    classes: trainSet.classes,
+    preprocess: cfg.preprocess,
+    sourceShape: trainSet.images.shape.slice(1),
+    dataset: cfg.dataset,
+  };
+  let history: EpochRecord[] = [];
+  let progress = { epoch: 0, batch: 0, globalStep: 0 };
+  if (ckpt) {
+    const sd = new Map([...ckpt.tensors].filter(([k]) => k.startsWith('model.')).map(([k, t]) => [k.slice(6), t]));
+    model.loadStateDict(sd);
+    const optState = new Map([...ckpt.tensors].filter(([k]) => k.startsWith('optim.')).map(([k, t]) => [k.slice(6), t]));
+    opt.loadState(optState, ckpt.optimizer.scalars);
+    schedule.load(ckpt.optimizer.schedule);
+    setRngState(ckpt.tensors.get('rng.cpu')!);
+    for (const t of ckpt.tensors.values()) t.dispose();
+    history = ckpt.history as EpochRecord[];
+    progress = ckpt.progress;
+    log(`resuming ${resume}: ${progress.epoch} epochs and ${progress.batch} batches done, step ${progress.globalStep}`);
+  }
+
+  const loader = new BatchLoader(trainSet, { batchSize: cfg.batchSize, shuffle: true, seed: cfg.seed });
+  const save = (p: typeof progress) => {
+    if (!cfg.save) return;
+    saveCheckpoint(cfg.save, model, {
+      record, progress: p, config: cfg as unknown as Record<string, unknown>, history,
+      optimizer: { type: cfg.optimizer, scalars: opt.stateScalars(), schedule: schedule.state() },
+      optimizerTensors: opt.stateTensors(), rng: getRngState(),
+    });
+  };
+  const appendMetrics = (r: EpochRecord) => {
+    if (cfg.metrics) {
+      fs.mkdirSync(path.dirname(path.resolve(cfg.metrics)), { recursive: true });
+      fs.appendFileSync(cfg.metrics, JSON.stringify(r) + '\n');
+    }
+  };
+
+  log(`training ${cfg.model} on ${cfg.dataset} (${trainSet.labels.size(0)} train / ${testSet.labels.size(0)} test images, input ${model.inputShape.join('×')}) on ${device} with ${cfg.threads ?? os.cpus().length} threads; ${cfg.optimizer} lr ${opt.lr}, batch ${cfg.batchSize}, ${cfg.epochs} epochs`);
+  const runStart = Date.now();
+  const elapsedBefore = history.length ? history[history.length - 1].elapsed_seconds : 0;
+  let stopped: TrainResult['stopped'] = 'completed';
+  let lastEval: EvalResult | undefined;
+  let estimatePrinted = !!ckpt;
+
+  model.train();
+  for (let epoch = progress.epoch; epoch < cfg.epochs && stopped === 'completed'; epoch++) {
+    const bar = new ProgressBar(`epoch ${epoch + 1}/${cfg.epochs}`, loader.numBatches, hooks.progressStream, progress.batch);
+    const epochStart = Date.now();
+    const lossSum = zeros([], { device, dtype: 'float64' });
+    const correct = zeros([], { device, dtype: 'int64' });
+    let seen = 0;
+    let checkedSeen = 0;
+    const readStats = () => {
+      const l = lossSum.item();
+      if (!Number.isFinite(l)) {
+        throw new NonFiniteLossError(`the training loss became ${l} in epoch ${epoch + 1} (step ${progress.globalStep}): the learning rate (${opt.lr}) is probably too high. ` +
+          (cfg.save && fs.existsSync(cfg.save) ? `The last good checkpoint is ${cfg.save}.` : 'No checkpoint was written.'));
+      }
+      return { loss: l / Math.max(1, seen), acc: correct.item() / Math.max(1, seen) };
+    };
+    let lastRead = 0;
+    for (const batch of loader.batches(epoch, progress.batch)) {
+      // Let signal handlers (Ctrl-C) run between steps.
+      await new Promise<void>((r) => setImmediate(r));
+      if (hooks.shouldStop?.()) {
+        stopped = 'interrupted';
+        batch.images.dispose();
+        batch.labels.dispose();
+        break;
+      }
+      const t0 = Date.now();
+      const n = batch.labels.size(0);
+      tidy(() => {
+        const x = preprocessBatch(batch.images, cfg.preprocess, device);
+        const y = batch.labels.to({ device });
+        const logits = model.forward(x);
+        const loss = crossEntropy(logits, y);
+        loss.backward();
+        lossSum.copy_(lossSum.add(loss.detach().to('float64').mul(n)));
+        correct.copy_(correct.add(logits.argmax(1).eq(y).sum()));
+      });
+      batch.images.dispose();
+      batch.labels.dispose();
+      opt.step();
+      opt.zeroGrad();
+      seen += n;
+      progress = { epoch, batch: batch.index + 1, globalStep: progress.globalStep + 1 };
+      const now = Date.now();
+      // Reading the running sums synchronises the device: do it a few times a second, not every step.
+      if (now - lastRead > 250 || batch.index + 1 === loader.numBatches) {
+        lastRead = now;
+        const s = readStats();
+        checkedSeen = seen;
+        const ips = (seen / ((now - epochStart) / 1000)).toFixed(0);
+        bar.update(batch.index + 1, `loss ${s.loss.toFixed(4)} acc ${s.acc.toFixed(3)} ${ips} img/s`);
+      }
+      if (!estimatePrinted && progress.globalStep >= 4) {
+        estimatePrinted = true;
+        const perStep = (now - t0) / 1000;
+        const steps = cfg.maxSteps ? Math.min(cfg.maxSteps, loader.numBatches * cfg.epochs) : loader.numBatches * cfg.epochs;
+        const evalCost = cfg.maxSteps ? 1 : cfg.epochs;
+        const est = perStep * (steps + (evalCost * testSet.labels.size(0)) / cfg.batchSize / 3);
+        log(`estimated time: about ${formatDuration(est)} (${steps} steps at ${perStep.toFixed(2)} s/step, plus evaluation)`);
+      }
+      if (cfg.maxSteps && progress.globalStep >= cfg.maxSteps) {
+        stopped = 'max-steps';
+        break;
+      }
+    }
+    if (seen > checkedSeen) readStats();
+    bar.done();
+    const trainStats = seen ? readStats() : { loss: NaN, acc: NaN };
+    lossSum.dispose();
+    correct.dispose();
+    if (stopped === 'interrupted') {
+      save(progress);
+      log(`interrupted after step ${progress.globalStep}${cfg.save ? `: checkpoint saved to ${cfg.save}; continue with --resume ${cfg.save}` : ' (no --save given: nothing was written)'}`);
+      break;
+    }
+    const finishedEpoch = progress.batch === loader.numBatches;
+    const epochSeconds = (Date.now() - epochStart) / 1000;
+    if (finishedEpoch || stopped === 'max-steps') {
+      const evalBar = new ProgressBar('  evaluating', Math.ceil(testSet.labels.size(0) / cfg.evalBatchSize), hooks.progressStream);
+      lastEval = evaluate(model, testSet, cfg.preprocess, { batchSize: cfg.evalBatchSize, device, onBatch: (d) => evalBar.update(d) });
+      evalBar.done();
+      model.train();
+    }
+    if (finishedEpoch) {
+      const lr = opt.lr;
+      opt.lr = schedule.epochEnd(opt.lr, 1 - lastEval!.top1);
+      const r: EpochRecord = {
+        epoch: epoch + 1, train_loss: trainStats.loss, train_acc: trainStats.acc,
+        test_loss: lastEval!.loss, test_acc: lastEval!.top1, test_top5: lastEval!.top5, lr,
+        images_per_sec: seen / epochSeconds, epoch_seconds: epochSeconds,
+        elapsed_seconds: elapsedBefore + (Date.now() - runStart) / 1000,
+      };
+      history.push(r);
+      appendMetrics(r);
+      log(`epoch ${r.epoch}/${cfg.epochs}: train loss ${r.train_loss.toFixed(4)} acc ${r.train_acc.toFixed(4)} | test loss ${r.test_loss.toFixed(4)} top-1 ${r.test_acc.toFixed(4)} top-5 ${r.test_top5.toFixed(4)} | ${r.images_per_sec.toFixed(0)} img/s, ${formatDuration(r.epoch_seconds)}` + (opt.lr !== lr ? ` | lr ${lr} -> ${opt.lr}` : ''));
+      progress = { epoch: epoch + 1, batch: 0, globalStep: progress.globalStep };
+    } else if (lastEval) {
+      log(`stopped after step ${progress.globalStep} (${progress.batch}/${loader.numBatches} batches of epoch ${epoch + 1}): train loss ${trainStats.loss.toFixed(4)} acc ${trainStats.acc.toFixed(4)} | test loss ${lastEval.loss.toFixed(4)} top-1 ${lastEval.top1.toFixed(4)} top-5 ${lastEval.top5.toFixed(4)}`);
+    }
+    save(progress);
+  }
+  return { model, record, history, lastEval, stopped, globalStep: progress.globalStep, device };
+}
+
+export { formatDuration };
