@@ -1,13 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import * as path from 'node:path';
 import { test } from 'node:test';
-
-const BIN = path.resolve(__dirname, '..', '..', 'bin', 'alexnet.js');
-export function cli(args: string[], o: { env?: NodeJS.ProcessEnv; input?: string } = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...o.env }, input: o.input });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { cli } from './helpers/cli';
 
 test('alexnet summary works for all five variants with the published totals', () => {
   const totals: Record<string, string> = {

@@ -2,7 +2,7 @@
 import * as os from 'node:os';
 import { UserError } from '../errors';
 import { listModels } from '../models/registry';
-import { TrainConfig, train, TrainResult } from '../train/trainer';
+import { ResumeOverrides, TrainConfig, train, TrainResult } from '../train/trainer';
 import { intOption, numOption, parse } from './args';
 
 export const HELP = `Usage: alexnet train [options]
@@ -98,7 +98,7 @@ export function configFromOptions(v: Values): TrainConfig {
 }
 
 /** Runs training with Ctrl-C handling: the first Ctrl-C stops after the current step and saves; a second one quits. */
-export async function runTraining(cfg: TrainConfig, resume?: string, log?: (s: string) => void): Promise<TrainResult> {
+export async function runTraining(cfg: TrainConfig | ResumeOverrides, resume?: string, log?: (s: string) => void): Promise<TrainResult> {
   let stop = false;
   const onSigint = () => {
     if (stop) process.exit(130);
@@ -118,8 +118,19 @@ export async function runTraining(cfg: TrainConfig, resume?: string, log?: (s: s
 export async function trainCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, TRAIN_OPTIONS, 'train');
   if (values.help) return console.log(HELP);
+  const resume = values.resume as string | undefined;
   const cfg = configFromOptions(values);
-  const r = await runTraining(cfg, values.resume as string | undefined);
-  if (cfg.save || values.resume) console.log(`checkpoint: ${cfg.save ?? values.resume}`);
+  let settings: TrainConfig | ResumeOverrides = cfg;
+  if (resume) {
+    // Only the settings that can change mid-run are taken from the command line; the rest is the checkpoint's.
+    const allowed: Record<string, keyof ResumeOverrides> = { epochs: 'epochs', 'max-steps': 'maxSteps', save: 'save', metrics: 'metrics', threads: 'threads', lr: 'lr', device: 'device' };
+    const fixed = Object.keys(values).filter((k) => values[k] !== undefined && k !== 'resume' && !(k in allowed));
+    if (fixed.length) throw new UserError(`--${fixed[0]} cannot be changed when resuming: the checkpoint's settings are used (only ${Object.keys(allowed).map((k) => `--${k}`).join(', ')} can be given with --resume)`);
+    const overrides: ResumeOverrides = {};
+    for (const [flag, key] of Object.entries(allowed)) if (values[flag] !== undefined) (overrides as Record<string, unknown>)[key] = cfg[key];
+    settings = overrides;
+  }
+  const r = await runTraining(settings, resume);
+  if (cfg.save || resume) console.log(`checkpoint: ${cfg.save ?? resume}`);
   if (r.stopped === 'interrupted') process.exitCode = 130;
 }

@@ -125,9 +125,16 @@ export function writeFileAtomic(file: string, data: Buffer | Buffer[]): void {
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
   const fd = fs.openSync(tmp, 'w');
   try {
+    // ALEXNET_TEST_WRITE_DELAY_MS pauses halfway through the write: the tests kill the process there to show
+    // that an interrupted write leaves the previous file intact.
+    const delay = Number(process.env.ALEXNET_TEST_WRITE_DELAY_MS) || 0;
     for (const chunk of Array.isArray(data) ? data : [data]) {
       let written = 0;
-      while (written < chunk.length) written += fs.writeSync(fd, chunk, written, chunk.length - written);
+      while (written < chunk.length) {
+        const part = delay ? Math.min(chunk.length - written, Math.ceil(chunk.length / 2)) : chunk.length - written;
+        written += fs.writeSync(fd, chunk, written, part);
+        if (delay && written < chunk.length) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, delay);
+      }
     }
     fs.fsyncSync(fd);
   } finally {

@@ -104,11 +104,28 @@ export function loadData(cfg: Pick<TrainConfig, 'dataset' | 'dataDir' | 'trainLi
   };
 }
 
-/** Trains from scratch, or continues the checkpoint `resume` (whose config wins, except for `epochs`/`maxSteps`/`save`). */
-export async function train(cfgIn: TrainConfig, hooks: TrainHooks = {}, resume?: string): Promise<TrainResult> {
+/** Settings that may change when a run is resumed; everything else comes from the checkpoint. */
+export const RESUMABLE_OVERRIDES = ['epochs', 'maxSteps', 'save', 'metrics', 'threads', 'lr', 'device'] as const;
+export type ResumeOverrides = Partial<Pick<TrainConfig, (typeof RESUMABLE_OVERRIDES)[number]>>;
+
+/**
+ * Trains from scratch with `cfg`, or, with `resume`, continues that checkpoint exactly where it stopped with its
+ * own settings, except for the overrides given (`epochs`, `maxSteps`, `save` (default: the checkpoint itself),
+ * `metrics`, `threads`, `lr`, `device`).
+ */
+export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHooks = {}, resume?: string): Promise<TrainResult> {
   const log = hooks.log ?? ((s: string) => console.log(s));
   const ckpt = resume ? loadCheckpoint(resume) : undefined;
-  const cfg: TrainConfig = ckpt ? { ...(ckpt.config as unknown as TrainConfig), epochs: cfgIn.epochs, maxSteps: cfgIn.maxSteps, save: cfgIn.save ?? resume, metrics: cfgIn.metrics ?? (ckpt.config.metrics as string | undefined), threads: cfgIn.threads ?? (ckpt.config.threads as number | undefined) } : cfgIn;
+  let cfg: TrainConfig;
+  if (ckpt) {
+    cfg = { ...(ckpt.config as unknown as TrainConfig), save: resume, maxSteps: undefined };
+    for (const k of RESUMABLE_OVERRIDES) {
+      const v = (cfgIn as ResumeOverrides)[k];
+      if (v !== undefined) (cfg as unknown as Record<string, unknown>)[k] = v;
+    }
+  } else {
+    cfg = cfgIn as TrainConfig;
+  }
   const device = resolveDevice(cfg.device);
   setNumThreads(cfg.threads ?? os.cpus().length);
   if (device.startsWith('cuda')) native().setCudnnBenchmark(true);
@@ -134,6 +151,7 @@ export async function train(cfgIn: TrainConfig, hooks: TrainHooks = {}, resume?:
     model.loadStateDict(sd);
     const optState = new Map([...ckpt.tensors].filter(([k]) => k.startsWith('optim.')).map(([k, t]) => [k.slice(6), t]));
     opt.loadState(optState, ckpt.optimizer.scalars);
+    if ((cfgIn as ResumeOverrides).lr !== undefined) opt.lr = (cfgIn as ResumeOverrides).lr!;
     schedule.load(ckpt.optimizer.schedule);
     setRngState(ckpt.tensors.get('rng.cpu')!);
     for (const t of ckpt.tensors.values()) t.dispose();

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { loadCheckpoint, loadModel } from '../src/train/checkpoint';
+import { NonFiniteLossError, train, TrainConfig } from '../src/train/trainer';
+import { maxAbsDiff } from './helpers/oracle';
+import { BIN, cli } from './helpers/cli';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-train-'));
+
+function cfg(o: Partial<TrainConfig>): TrainConfig {
+  return {
+    model: 'alexnet-d2l', modelOptions: { inputSize: 67 }, dataset: 'fashion-mnist', trainLimit: 128, testLimit: 64,
+    epochs: 2, batchSize: 32, evalBatchSize: 64, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0.0005,
+    schedule: 'constant', preprocess: { inputSize: [67, 67], resize: 'bilinear', mean: [0.286], std: [0.353] },
+    seed: 3, device: 'cpu', threads: os.cpus().length, ...o,
+  };
+}
+const quiet = { log: () => {}, progressStream: fs.createWriteStream('/dev/null') as unknown as NodeJS.WriteStream };
+
+test('a few hundred steps on a subset lower the loss and beat chance clearly', async () => {
+  const r = await train(cfg({ trainLimit: 6400, testLimit: 1000, epochs: 1, batchSize: 32, optimizer: 'adam', lr: 1e-4, momentum: 0 }), quiet);
+  const h = r.history[0];
+  assert.equal(r.globalStep, 200);
+  assert.ok(h.test_acc > 0.5, `test accuracy ${h.test_acc} after 200 steps (chance is 0.1)`);
+  assert.ok(h.test_loss < Math.log(10) * 0.7, `test loss ${h.test_loss} vs ${Math.log(10)} at chance`);
+  r.model.dispose();
+});
+
+test('save then resume gives the same weights as an uninterrupted run', async () => {
+  const full = await train(cfg({}), quiet);
+  const ckpt = path.join(dir, 'resume.safetensors');
+  const first = await train(cfg({ maxSteps: 5, save: ckpt }), quiet); // stops inside epoch 2 (4 steps per epoch)
+  assert.equal(first.stopped, 'max-steps');
+  assert.deepEqual(loadCheckpoint(ckpt).progress, { epoch: 1, batch: 1, globalStep: 5 });
+  first.model.dispose();
+  const resumed = await train({}, quiet, ckpt);
+  assert.equal(resumed.globalStep, 8);
+  const a = full.model.stateDict();
+  for (const [k, t] of resumed.model.stateDict()) assert.equal(maxAbsDiff(t, a.get(k)!), 0, `${k} differs after resuming`);
+  assert.equal(resumed.history.length, 2);
+  assert.equal(resumed.history[1].test_acc, full.history[1].test_acc);
+  full.model.dispose();
+  resumed.model.dispose();
+});
+
+test('a non-finite loss stops the run with a clear message and keeps the last good checkpoint', async () => {
+  const ckpt = path.join(dir, 'nan.safetensors');
+  (await train(cfg({ epochs: 1, save: ckpt }), quiet)).model.dispose();
+  const before = fs.readFileSync(ckpt);
+  await assert.rejects(train({ epochs: 2, lr: 1e12 }, quiet, ckpt), (e: unknown) => {
+    assert.ok(e instanceof NonFiniteLossError);
+    assert.match(e.message, /loss became (NaN|Infinity|-Infinity)/);
+    assert.match(e.message, /last good checkpoint is .*nan\.safetensors/);
+    return true;
+  });
+  assert.ok(fs.readFileSync(ckpt).equals(before), 'the checkpoint was not touched');
+  assert.equal(loadCheckpoint(ckpt).progress.epoch, 1);
+});
+
+test('SIGKILL while a checkpoint is being written leaves the previous one loadable', async () => {
+  const ckpt = path.join(dir, 'kill.safetensors');
+  const child = spawn(process.execPath, [BIN, 'train', '--input-size', '67', '--train-limit', '64', '--test-limit', '32', '--batch-size', '32', '--epochs', '5', '--save', ckpt], {
+    env: { ...process.env, ALEXNET_TEST_WRITE_DELAY_MS: '4000' }, stdio: 'ignore',
+  });
+  const tmp = path.join(dir, `.kill.safetensors.${child.pid}.tmp`);
+  const deadline = Date.now() + 120_000;
+  // wait for the first checkpoint to be complete and the second write to be halfway
+  while (!(fs.existsSync(ckpt) && fs.existsSync(tmp)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(fs.existsSync(tmp), 'the second checkpoint write started');
+  child.kill('SIGKILL');
+  await new Promise((r) => child.on('exit', r));
+  const c = loadCheckpoint(ckpt);
+  assert.equal(c.progress.epoch, 1);
+  const { model } = loadModel(ckpt);
+  model.dispose();
+});
+
+test('eval and predict work from a checkpoint; predict rejects files that are not images', async () => {
+  const ckpt = path.join(dir, 'cli.safetensors');
+  const r = cli(['train', '--input-size', '67', '--train-limit', '64', '--test-limit', '64', '--batch-size', '32', '--epochs', '1', '--save', ckpt, '--metrics', path.join(dir, 'm.jsonl')]);
+  assert.equal(r.code, 0, r.stderr);
+  const rec = JSON.parse(fs.readFileSync(path.join(dir, 'm.jsonl'), 'utf8').trim());
+  assert.equal(rec.epoch, 1);
+  for (const k of ['train_loss', 'train_acc', 'test_loss', 'test_acc', 'test_top5', 'images_per_sec', 'elapsed_seconds']) assert.equal(typeof rec[k], 'number', k);
+  const ev = JSON.parse(cli(['eval', '--weights', ckpt, '--limit', '100', '--json']).stdout);
+  assert.equal(ev.n, 100);
+  assert.equal(ev.confusion.flat().reduce((a: number, b: number) => a + b, 0), 100);
+  assert.ok(ev.top5 >= ev.top1);
+  const text = path.join(dir, 'not-an-image.jpg');
+  fs.writeFileSync(text, 'hello, I am text\n');
+  const empty = path.join(dir, 'empty.png');
+  fs.writeFileSync(empty, '');
+  for (const f of [text, empty, path.join(dir, 'missing.png')]) {
+    const p = cli(['predict', '--weights', ckpt, f]);
+    assert.equal(p.code, 2, p.stderr);
+    assert.equal(p.stderr.trim().split('\n').length, 1, p.stderr);
+    assert.ok(p.stderr.includes(f), p.stderr);
+  }
+  const bad = cli(['train', '--epochs', 'ten']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--epochs must be an integer/);
+  const resumeBad = cli(['train', '--resume', ckpt, '--model', 'alexnet-2012']);
+  assert.match(resumeBad.stderr, /--model cannot be changed when resuming/);
+});
