@@ -1,9 +1,22 @@
 // Entry point of the alexnet-ts native addon: registers the exports of each part and nothing else.
 #include "common.h"
 
+#include <cstdlib>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace alexnet {
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#if defined(__GLIBC__)
+  // Tensor buffers of 100 KB to 32 MB, allocated 64-byte aligned and freed every step, fragment glibc's heap
+  // under its default *dynamic* mmap threshold: measured here, the C heap grew by ~0.26 MB per training step
+  // with constant bytes in use (160 MB free-but-unreturnable after 600 steps). A fixed 64 KB threshold serves
+  // those buffers with mmap, returned to the system on free: resident memory stays flat. A user's own
+  // MALLOC_MMAP_THRESHOLD_ wins.
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+#endif
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   data->tensorCtor = Napi::Persistent(TensorWrap::Init(env));

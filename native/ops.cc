@@ -26,6 +26,8 @@ static const std::unordered_map<std::string, std::function<at::Tensor(const at::
       {"reciprocal", [](const at::Tensor& a) { return at::reciprocal(a); }},
       {"isfinite", [](const at::Tensor& a) { return at::isfinite(a); }},
       {"logicalNot", [](const at::Tensor& a) { return at::logical_not(a); }},
+      // In place: the result shares the input's storage (autograd checks that this is safe).
+      {"relu_", [](const at::Tensor& a) { at::Tensor t = a; return at::relu_(t); }},
   };
   return ops;
 }

@@ -1,6 +1,9 @@
 // The tensor wrapper, argument conversion, the error guard, tensor creation, reading data back and conversions.
 #include "common.h"
 
+#include <malloc.h>
+
+#include <atomic>
 #include <cstring>
 #include <sstream>
 
@@ -11,9 +14,15 @@ Napi::Function TensorWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativeTensor", {});
 }
 
-TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
+// Handles that exist (JS objects not yet collected) and handles that still hold a tensor: for leak diagnosis.
+static std::atomic<int64_t> g_wraps{0};
+static std::atomic<int64_t> g_live{0};
+
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) { g_wraps++; }
 
 TensorWrap::~TensorWrap() {
+  g_wraps--;
+  if (tensor_.defined()) g_live--;
   // Finalizer path: V8 is collecting the object. The at::Tensor destructor drops our reference.
   if (accounted_ != 0) {
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -accounted_);
@@ -24,6 +33,7 @@ TensorWrap::~TensorWrap() {
 void TensorWrap::Set(Napi::Env env, at::Tensor t) {
   Release(env);
   tensor_ = std::move(t);
+  if (tensor_.defined()) g_live++;
   // Views share their base's storage: only owners are reported, so V8 sees roughly the real native memory.
   if (tensor_.defined() && !tensor_.is_view() && tensor_.device().is_cpu()) {
     accounted_ = static_cast<int64_t>(tensor_.nbytes());
@@ -36,6 +46,7 @@ void TensorWrap::Release(Napi::Env env) {
     Napi::MemoryManagement::AdjustExternalMemory(env, -accounted_);
     accounted_ = 0;
   }
+  if (tensor_.defined()) g_live--;
   tensor_ = at::Tensor();
 }
 
@@ -323,6 +334,22 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
     o.Set("shape", shape);
     o.Set("dtype", DtypeName(t.scalar_type()));
     o.Set("device", DeviceName(t.device()));
+    return o;
+  });
+
+  // memoryStats(): tensor handles and the C allocator's view (bytes), for diagnosing memory growth.
+  Export(env, exports, "memoryStats", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env e = info.Env();
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("handles", static_cast<double>(g_wraps.load()));
+    o.Set("liveTensors", static_cast<double>(g_live.load()));
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+    o.Set("heapBytes", static_cast<double>(mi.arena));
+    o.Set("heapInUse", static_cast<double>(mi.uordblks));
+    o.Set("heapFree", static_cast<double>(mi.fordblks));
+    o.Set("mmapBytes", static_cast<double>(mi.hblkhd));
+#endif
     return o;
   });
 

@@ -19,11 +19,11 @@ export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
     new Conv2d(384, 256, 3, { padding: 1, groups: 2 }),
   ];
   const features = new Sequential(
-    conv[0], new ReLU(), lrn(), pool(),
-    conv[1], new ReLU(), lrn(), pool(),
-    conv[2], new ReLU(),
-    conv[3], new ReLU(),
-    conv[4], new ReLU(), pool(),
+    conv[0], new ReLU(true), lrn(), pool(),
+    conv[1], new ReLU(true), lrn(), pool(),
+    conv[2], new ReLU(true),
+    conv[3], new ReLU(true),
+    conv[4], new ReLU(true), pool(),
   );
   const fc: Linear[] = [];
   const model = new AlexNet({
@@ -32,7 +32,7 @@ export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
     features,
     classifier: (n) => {
       fc.push(new Linear(n, 4096), new Linear(4096, 4096), new Linear(4096, o.numClasses));
-      return new Sequential(new Dropout(o.dropout), fc[0], new ReLU(), new Dropout(o.dropout), fc[1], new ReLU(), fc[2]);
+      return new Sequential(new Dropout(o.dropout), fc[0], new ReLU(true), new Dropout(o.dropout), fc[1], new ReLU(true), fc[2]);
     },
   });
   noGrad(() => {

@@ -12,15 +12,15 @@ export function alexnetD2l(options: AlexNetOptions = {}): AlexNet {
     name: 'alexnet-d2l',
     input: [o.inChannels, o.h, o.w],
     features: new Sequential(
-      new Conv2d(o.inChannels, 96, 11, { stride: 4, padding: 1 }), new ReLU(), pool(),
-      new Conv2d(96, 256, 5, { padding: 2 }), new ReLU(), pool(),
-      new Conv2d(256, 384, 3, { padding: 1 }), new ReLU(),
-      new Conv2d(384, 384, 3, { padding: 1 }), new ReLU(),
-      new Conv2d(384, 256, 3, { padding: 1 }), new ReLU(), pool(),
+      new Conv2d(o.inChannels, 96, 11, { stride: 4, padding: 1 }), new ReLU(true), pool(),
+      new Conv2d(96, 256, 5, { padding: 2 }), new ReLU(true), pool(),
+      new Conv2d(256, 384, 3, { padding: 1 }), new ReLU(true),
+      new Conv2d(384, 384, 3, { padding: 1 }), new ReLU(true),
+      new Conv2d(384, 256, 3, { padding: 1 }), new ReLU(true), pool(),
     ),
     classifier: (n) => new Sequential(
-      new Linear(n, 4096), new ReLU(), new Dropout(o.dropout),
-      new Linear(4096, 4096), new ReLU(), new Dropout(o.dropout),
+      new Linear(n, 4096), new ReLU(true), new Dropout(o.dropout),
+      new Linear(4096, 4096), new ReLU(true), new Dropout(o.dropout),
       new Linear(4096, o.numClasses),
     ),
   });

@@ -12,15 +12,15 @@ export function alexnetHalf(options: AlexNetOptions = {}): AlexNet {
     name: 'alexnet-half',
     input: [o.inChannels, o.h, o.w],
     features: new Sequential(
-      new Conv2d(o.inChannels, 96, 11, { stride: 4, padding: 2 }), new ReLU(), pool(),
-      new Conv2d(96, 256, 5, { padding: 2 }), new ReLU(), pool(),
-      new Conv2d(256, 384, 3, { padding: 1 }), new ReLU(),
-      new Conv2d(384, 384, 3, { padding: 1 }), new ReLU(),
-      new Conv2d(384, 256, 3, { padding: 1 }), new ReLU(), pool(),
+      new Conv2d(o.inChannels, 96, 11, { stride: 4, padding: 2 }), new ReLU(true), pool(),
+      new Conv2d(96, 256, 5, { padding: 2 }), new ReLU(true), pool(),
+      new Conv2d(256, 384, 3, { padding: 1 }), new ReLU(true),
+      new Conv2d(384, 384, 3, { padding: 1 }), new ReLU(true),
+      new Conv2d(384, 256, 3, { padding: 1 }), new ReLU(true), pool(),
     ),
     classifier: (n) => new Sequential(
-      new Dropout(o.dropout), new Linear(n, 2048), new ReLU(),
-      new Dropout(o.dropout), new Linear(2048, 2048), new ReLU(),
+      new Dropout(o.dropout), new Linear(n, 2048), new ReLU(true),
+      new Dropout(o.dropout), new Linear(2048, 2048), new ReLU(true),
       new Linear(2048, o.numClasses),
     ),
   });

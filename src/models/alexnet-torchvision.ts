@@ -11,16 +11,16 @@ export function alexnetTorchvision(options: AlexNetOptions = {}): AlexNet {
     name: 'alexnet-torchvision',
     input: [o.inChannels, o.h, o.w],
     features: new Sequential(
-      new Conv2d(o.inChannels, 64, 11, { stride: 4, padding: 2 }), new ReLU(), pool(),
-      new Conv2d(64, 192, 5, { padding: 2 }), new ReLU(), pool(),
-      new Conv2d(192, 384, 3, { padding: 1 }), new ReLU(),
-      new Conv2d(384, 256, 3, { padding: 1 }), new ReLU(),
-      new Conv2d(256, 256, 3, { padding: 1 }), new ReLU(), pool(),
+      new Conv2d(o.inChannels, 64, 11, { stride: 4, padding: 2 }), new ReLU(true), pool(),
+      new Conv2d(64, 192, 5, { padding: 2 }), new ReLU(true), pool(),
+      new Conv2d(192, 384, 3, { padding: 1 }), new ReLU(true),
+      new Conv2d(384, 256, 3, { padding: 1 }), new ReLU(true),
+      new Conv2d(256, 256, 3, { padding: 1 }), new ReLU(true), pool(),
     ),
     avgpool: new AdaptiveAvgPool2d(6),
     classifier: (n) => new Sequential(
-      new Dropout(o.dropout), new Linear(n, 4096), new ReLU(),
-      new Dropout(o.dropout), new Linear(4096, 4096), new ReLU(),
+      new Dropout(o.dropout), new Linear(n, 4096), new ReLU(true),
+      new Dropout(o.dropout), new Linear(4096, 4096), new ReLU(true),
       new Linear(4096, o.numClasses),
     ),
   });

@@ -46,6 +46,7 @@ export class AlexNet extends Module {
   readonly avgpool: Module | undefined;
   readonly classifier: Sequential;
   readonly #flatten = new Flatten();
+  #memoryFormat: 'contiguous' | 'channelsLast' = 'contiguous';
 
   constructor(spec: AlexNetSpec) {
     super();
@@ -55,12 +56,26 @@ export class AlexNet extends Module {
     if (spec.avgpool) this.avgpool = this.registerModule('avgpool', spec.avgpool);
     const pooled = this.traceBody(spec.input);
     this.classifier = this.registerModule('classifier', spec.classifier(pooled.reduce((a, b) => a * b, 1)));
+    // oneDNN (CPU) and cuDNN (GPU) run convolutions fastest on channels-last (NHWC) tensors: measured on the
+    // 2-core CPU, training +3–10% and inference +5–26% over NCHW. The state dict is the same either way.
+    this.setMemoryFormat('channelsLast');
+  }
+
+  /** The layout of conv weights and activations: 'channelsLast' (the default) or 'contiguous' (NCHW). */
+  get memoryFormat(): 'contiguous' | 'channelsLast' {
+    return this.#memoryFormat;
+  }
+  setMemoryFormat(f: 'contiguous' | 'channelsLast'): this {
+    this.to({ memoryFormat: f });
+    this.#memoryFormat = f;
+    return this;
   }
 
   forward(x: Tensor): Tensor {
     this.checkInput(x);
     return tidy(() => {
-      const f = this.features.forward(x);
+      const input = x.isContiguous(this.#memoryFormat) ? x : x.to({ memoryFormat: this.#memoryFormat });
+      const f = this.features.forward(input);
       const p = this.avgpool ? this.avgpool.forward(f) : f;
       return this.classifier.forward(this.#flatten.forward(p));
     });

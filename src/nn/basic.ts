@@ -4,10 +4,17 @@ import { Tensor } from '../tensor/tensor';
 import { dropout } from './functional';
 import { Module } from './module';
 
-/** max(0, x) elementwise. Any shape -> the same shape. */
+/**
+ * max(0, x) elementwise. Any shape -> the same shape. With `inplace` (as torchvision's AlexNet) the result
+ * overwrites the input, saving a buffer and a pass over memory; use it only where nothing else needs the input
+ * (after a convolution or linear layer, whose gradients do not need their output).
+ */
 export class ReLU extends Module {
+  constructor(readonly inplace = false) {
+    super();
+  }
   forward(x: Tensor): Tensor {
-    return x.relu();
+    return this.inplace ? x.relu_() : x.relu();
   }
   override describe(): string {
     return 'ReLU';

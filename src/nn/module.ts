@@ -153,20 +153,22 @@ export abstract class Module {
     });
   }
 
-  /** Moves (or converts) every parameter and buffer. Create optimisers after moving a model. */
+  /**
+   * Moves or converts every parameter and buffer in place: the Tensor objects stay the same (layers and user code
+   * keep valid references), their data is replaced. Create optimisers after moving a model (they hold the native
+   * handles). A memory format applies to 4-D tensors only.
+   */
   to(target: Target): this {
     for (const [, m] of this.namedModules()) {
-      for (const [n, p] of m.#params) {
+      for (const p of m.#params.values()) {
         if (!p) continue;
-        const moved = noGrad(() => p.to(target));
-        p.dispose();
-        m.registerParameter(n, moved);
+        const requiresGrad = p.requiresGrad;
+        p._adopt(noGrad(() => p.to(forRank(target, p.ndim))));
+        if (requiresGrad) p.requiresGrad_(true);
       }
-      for (const [n, b] of m.#buffers) {
+      for (const b of m.#buffers.values()) {
         const moved = moveBuffer(b, target);
-        if (!moved) continue;
-        b.dispose();
-        m.registerBuffer(n, moved);
+        if (moved) b._adopt(moved);
       }
     }
     return this;
@@ -186,9 +188,15 @@ export abstract class Module {
 
 type Target = Device | DType | { device?: Device; dtype?: DType; memoryFormat?: 'contiguous' | 'channelsLast' };
 
+/** A memory format applies to 4-D tensors only (conv weights); others keep their layout. */
+function forRank(target: Target, ndim: number): Target {
+  if (typeof target === 'string' || !target.memoryFormat || ndim === 4) return target;
+  return { device: target.device, dtype: target.dtype };
+}
+
 /** Buffers that are not floating point (num_batches_tracked) change device but keep their dtype. */
 function moveBuffer(b: Tensor, target: Target): Tensor | undefined {
-  if (isFloating(b.dtype)) return b.to(target);
+  if (isFloating(b.dtype)) return b.to(forRank(target, b.ndim));
   if (typeof target === 'string') return target === 'cpu' || target.startsWith('cuda') ? b.to(target) : undefined;
   return target.device ? b.to({ device: target.device }) : undefined;
 }

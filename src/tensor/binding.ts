@@ -29,6 +29,7 @@ export interface Native {
   toBuffer(t: H): ArrayBuffer;
   item(t: H): number;
   meta(t: H): { shape: number[]; dtype: string; device: string };
+  memoryStats(): { handles: number; liveTensors: number; heapBytes?: number; heapInUse?: number; heapFree?: number; mmapBytes?: number };
   requiresGrad(t: H): boolean;
   isContiguous(t: H, channelsLast?: boolean): boolean;
   dispose(t: H): void;

@@ -129,6 +129,19 @@ export class Tensor {
     }
   }
 
+  /**
+   * Internal: makes this tensor hold `other`'s data (as PyTorch's `param.data = other`), so that every reference
+   * to this Tensor object sees the moved or converted data; `other` is emptied. Used by Module.to().
+   */
+  _adopt(other: Tensor): this {
+    const h = other.handle;
+    other.#h = null;
+    if (this.#h !== null) native().dispose(this.#h);
+    this.#h = h;
+    this.#meta = undefined;
+    return this;
+  }
+
   /** Keeps this tensor alive past the enclosing tidy() scopes. */
   keep(): this {
     return keep(this);
@@ -277,6 +290,8 @@ export class Tensor {
   rsqrt(): Tensor { return this.un('rsqrt'); }
   abs(): Tensor { return this.un('abs'); }
   relu(): Tensor { return this.un('relu'); }
+  /** ReLU in place: the returned tensor shares this one's storage. */
+  relu_(): Tensor { return this.un('relu_'); }
   sigmoid(): Tensor { return this.un('sigmoid'); }
   tanh(): Tensor { return this.un('tanh'); }
   square(): Tensor { return this.un('square'); }
