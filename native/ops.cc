@@ -98,6 +98,21 @@ void InitOps(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "narrow", [](const Napi::CallbackInfo& info) -> Napi::Value {
     return Wrap(info.Env(), T(info, 0).narrow(Int(info, 1), Int(info, 2), Int(info, 3)));
   });
+  // asStrided(t, size, stride, offset): a view of t's storage (used to rebuild tensors saved with strides).
+  Export(env, exports, "asStrided", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    const at::Tensor& t = T(info, 0);
+    std::vector<int64_t> size = Ints(info, 1), stride = Ints(info, 2);
+    int64_t offset = Int(info, 3);
+    if (size.size() != stride.size()) throw ArgError("size and stride must have the same length");
+    int64_t last = offset;  // the largest element index the view touches must lie inside t
+    for (size_t i = 0; i < size.size(); i++) {
+      if (size[i] < 0 || stride[i] < 0) throw ArgError("size and stride must be >= 0");
+      if (size[i] == 0) { last = -1; break; }
+      last += (size[i] - 1) * stride[i];
+    }
+    if (offset < 0 || last >= t.numel()) throw ArgError("the strided view reaches past the end of its storage");
+    return Wrap(info.Env(), t.as_strided(size, stride, offset));
+  });
   Export(env, exports, "indexSelect", [](const Napi::CallbackInfo& info) -> Napi::Value {
     return Wrap(info.Env(), at::index_select(T(info, 0), Int(info, 1), T(info, 2)));
   });

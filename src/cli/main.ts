@@ -9,6 +9,7 @@ const COMMANDS: Record<string, Command> = {
   train: { summary: 'train on Fashion-MNIST / MNIST (d2l recipe by default)', run: async (a) => (await import('./train')).trainCommand(a) },
   eval: { summary: 'evaluate a trained model: top-1, top-5, per class, confusion matrix', run: async (a) => (await import('./eval')).evalCommand(a) },
   predict: { summary: 'classify image files with a trained model', run: async (a) => (await import('./predict')).predictCommand(a) },
+  export: { summary: 'write weights as safetensors or ONNX', run: async (a) => (await import('./export')).exportCommand(a) },
   models: { summary: 'list the AlexNet variants', run: async () => (await import('./models')).modelsCommand() },
   info: { summary: 'the engine: libtorch version, threads, CUDA', run: async () => (await import('./models')).infoCommand() },
 };

@@ -6,10 +6,12 @@ import { UserError } from '../errors';
 export const MAX_PIXELS = 100_000_000;
 
 /**
- * Decodes `file` to raw uint8 pixels, C×H×W (planar), with `channels` 1 (grayscale) or 3 (RGB), resized to
- * height×width with bilinear filtering (the aspect ratio is not kept: as the data set images were made).
+ * Decodes `file` to raw uint8 pixels, C×H×W (planar), with `channels` 1 (grayscale) or 3 (RGB), at
+ * height×width: either resized to it directly (the aspect ratio is not kept: as the data set's images were made)
+ * or, with `shortSide`, resized so that the short side has that length and then centre-cropped (torchvision's
+ * Resize + CenterCrop, for photos).
  */
-export async function loadImageAs(file: string, channels: number, height: number, width: number): Promise<Uint8Array> {
+export async function loadImageAs(file: string, channels: number, height: number, width: number, shortSide?: number): Promise<Uint8Array> {
   let stat: fs.Stats;
   try {
     stat = fs.statSync(file);
@@ -24,7 +26,19 @@ export async function loadImageAs(file: string, channels: number, height: number
   try {
     let img = sharp(file, { limitInputPixels: MAX_PIXELS, failOn: 'error' }).rotate().flatten({ background: '#ffffff' });
     img = channels === 1 ? img.grayscale() : img.toColourspace('srgb');
-    data = await img.resize(width, height, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
+    if (shortSide) {
+      const meta = await sharp(file, { limitInputPixels: MAX_PIXELS }).rotate().metadata();
+      const [w0, h0] = meta.autoOrient ? [meta.autoOrient.width, meta.autoOrient.height] : [meta.width ?? 1, meta.height ?? 1];
+      const scale = shortSide / Math.min(w0, h0);
+      const rw = Math.max(width, Math.round(w0 * scale));
+      const rh = Math.max(height, Math.round(h0 * scale));
+      const resized = await img.resize(rw, rh, { fit: 'fill', kernel: 'linear' }).raw().toBuffer({ resolveWithObject: true });
+      img = sharp(resized.data, { raw: { width: rw, height: rh, channels: resized.info.channels } })
+        .extract({ left: Math.floor((rw - width) / 2), top: Math.floor((rh - height) / 2), width, height });
+      data = await img.raw().toBuffer();
+    } else {
+      data = await img.resize(width, height, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
+    }
   } catch (e) {
     const why = (e as Error).message.replace(/^Input file /, '');
     throw new UserError(`${file} is not an image that can be read (${why}); expected PNG, JPEG, WebP, GIF or TIFF`);

@@ -15,6 +15,11 @@ export interface Preprocess {
   /** Per-channel mean and std applied after scaling to [0, 1]; empty for none (d2l uses none). */
   mean: number[];
   std: number[];
+  /**
+   * For photos (predict): resize the short side to this many pixels, then centre-crop to inputSize (as
+   * torchvision's Resize(256) + CenterCrop(224)). Unset: the image is resized to the data set's size.
+   */
+  shortSide?: number;
 }
 
 /** uint8 images (B, C, H, W) -> float32 (B, C, h, w) on `device`, scaled to [0, 1], resized and normalised. */

@@ -59,6 +59,7 @@ export interface Native {
   unsqueeze(t: H, dim: number): H;
   expand(t: H, shape: number[]): H;
   narrow(t: H, dim: number, start: number, length: number): H;
+  asStrided(t: H, size: number[], stride: number[], offset: number): H;
   indexSelect(t: H, dim: number, index: H): H;
   gather(t: H, dim: number, index: H): H;
   cat(ts: H[], dim: number): H;

@@ -253,6 +253,10 @@ export class Tensor {
   narrow(dim: number, start: number, length: number): Tensor {
     return new Tensor(native().narrow(this.handle, dim, start, length));
   }
+  /** A view of this (contiguous) tensor's elements with the given size, strides and offset, in elements. */
+  asStrided(size: number[], stride: number[], offset = 0): Tensor {
+    return new Tensor(native().asStrided(this.handle, size, stride, offset));
+  }
   indexSelect(dim: number, index: Tensor): Tensor {
     return new Tensor(native().indexSelect(this.handle, dim, index.handle));
   }

@@ -9,6 +9,8 @@ import { AlexNet, AlexNetOptions } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { Preprocess } from '../data/loader';
 import { Tensor } from '../tensor/tensor';
+import { loadPth } from '../io/pth';
+import { modelFromStateDict, weightsKind } from '../io/weights';
 
 export const CHECKPOINT_FORMAT = 'alexnet-ts/checkpoint';
 export const WEIGHTS_FORMAT = 'alexnet-ts/weights';
@@ -107,12 +109,24 @@ export function saveWeights(file: string, model: AlexNet, record: ModelRecord): 
   saveSafetensors(file, model.stateDict(), { format: WEIGHTS_FORMAT, version: '1', ...recordMeta(record) });
 }
 
-/** Loads a checkpoint or a weights file into a freshly built model (eval mode). */
-export function loadModel(file: string): { model: AlexNet; record: ModelRecord } {
+/** The model record as string metadata (for safetensors and ONNX files). */
+export function recordMetadata(record: ModelRecord): Metadata {
+  return { format: WEIGHTS_FORMAT, version: '1', ...recordMeta(record) };
+}
+
+/** Reads a model record back from string metadata (ONNX metadata_props). */
+export function recordFromMetadata(m: Metadata, file: string): ModelRecord {
+  return readRecord(m, file);
+}
+
+/**
+ * Loads weights into a freshly built model (eval mode): an alexnet-ts checkpoint or weights file, or a plain
+ * state dict (torch.save .pth/.pt, or safetensors from elsewhere) whose variant is recognised from its keys.
+ */
+export function loadModel(file: string, o: { model?: string } = {}): { model: AlexNet; record: ModelRecord } {
+  if (weightsKind(file) === 'pth') return modelFromStateDict(loadPth(file), o);
   const { tensors, metadata } = loadSafetensors(file);
-  if (metadata.format !== CHECKPOINT_FORMAT && metadata.format !== WEIGHTS_FORMAT) {
-    throw new UserError(`${file} has no alexnet-ts metadata (model name, classes, preprocessing): it is not a checkpoint or weights file written by alexnet-ts`);
-  }
+  if (metadata.format !== CHECKPOINT_FORMAT && metadata.format !== WEIGHTS_FORMAT) return modelFromStateDict(tensors, o);
   const record = readRecord(metadata, file);
   const model = getModel(record.model, record.modelOptions);
   const sd = new Map<string, Tensor>();

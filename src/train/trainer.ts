@@ -138,7 +138,7 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
   const schedule: Schedule = makeSchedule(cfg.schedule);
   const record: ModelRecord = {
     model: cfg.model,
-    modelOptions: { ...cfg.modelOptions, numClasses: trainSet.classes.length },
+    modelOptions: { ...cfg.modelOptions, numClasses: trainSet.classes.length, inChannels: model.inputShape[0] },
     classes: trainSet.classes,
     preprocess: cfg.preprocess,
     sourceShape: trainSet.images.shape.slice(1),

@@ -1,0 +1,184 @@
+// ONNX export of the AlexNet family, written with our own protobuf encoder from the ONNX schema (onnx.proto):
+// opset 13, IR version 8, a dynamic batch dimension, weights as raw little-endian initialisers, and the model
+// record (classes, preprocessing) in metadata_props so that ONNX-only inference needs nothing else.
+import { UserError } from '../errors';
+import { native } from '../tensor/binding';
+import { AlexNet } from '../models/alexnet';
+import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU } from '../nn';
+import { Tensor } from '../tensor/tensor';
+
+export const ONNX_OPSET = 13;
+export const ONNX_IR_VERSION = 8;
+
+// ---- a minimal protobuf writer -----------------------------------------------------------------------------
+class Pb {
+  private chunks: Buffer[] = [];
+
+  private varint(v: number | bigint): void {
+    let x = BigInt.asUintN(64, BigInt(v));
+    const bytes: number[] = [];
+    do {
+      let b = Number(x & 0x7fn);
+      x >>= 7n;
+      if (x) b |= 0x80;
+      bytes.push(b);
+    } while (x);
+    this.chunks.push(Buffer.from(bytes));
+  }
+  private key(field: number, wire: number): void {
+    this.varint((field << 3) | wire);
+  }
+  int(field: number, v: number | bigint): this {
+    this.key(field, 0);
+    this.varint(v);
+    return this;
+  }
+  float(field: number, v: number): this {
+    this.key(field, 5);
+    const b = Buffer.alloc(4);
+    b.writeFloatLE(v);
+    this.chunks.push(b);
+    return this;
+  }
+  bytes(field: number, v: Buffer | string): this {
+    const b = typeof v === 'string' ? Buffer.from(v, 'utf8') : v;
+    this.key(field, 2);
+    this.varint(b.length);
+    this.chunks.push(b);
+    return this;
+  }
+  msg(field: number, m: Pb): this {
+    return this.bytes(field, m.finish());
+  }
+  finish(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+// ONNX enums
+const FLOAT = 1;
+const ATTR = { FLOAT: 1, INT: 2, INTS: 7 } as const;
+
+type Attr = { name: string; f?: number; i?: number; ints?: number[] };
+
+function attribute(a: Attr): Pb {
+  const p = new Pb().bytes(1, a.name);
+  if (a.f !== undefined) p.float(2, a.f).int(20, ATTR.FLOAT);
+  else if (a.i !== undefined) p.int(3, a.i).int(20, ATTR.INT);
+  else {
+    for (const v of a.ints!) p.int(8, v);
+    p.int(20, ATTR.INTS);
+  }
+  return p;
+}
+
+function node(op: string, inputs: string[], outputs: string[], name: string, attrs: Attr[] = []): Pb {
+  const p = new Pb();
+  for (const i of inputs) p.bytes(1, i);
+  for (const o of outputs) p.bytes(2, o);
+  p.bytes(3, name).bytes(4, op);
+  for (const a of attrs) p.msg(5, attribute(a));
+  return p;
+}
+
+function initializer(name: string, t: Tensor): Pb {
+  const p = new Pb();
+  for (const d of t.shape) p.int(1, d);
+  p.int(2, FLOAT).bytes(8, name);
+  p.bytes(9, Buffer.from(native().toBuffer(t.float().handle)));
+  return p;
+}
+
+function valueInfo(name: string, dims: (number | string)[]): Pb {
+  const shape = new Pb();
+  for (const d of dims) shape.msg(1, typeof d === 'number' ? new Pb().int(1, d) : new Pb().bytes(2, d));
+  const tensorType = new Pb().int(1, FLOAT).msg(2, shape);
+  return new Pb().bytes(1, name).msg(2, new Pb().msg(1, tensorType));
+}
+
+// ---- export ------------------------------------------------------------------------------------------------
+export interface OnnxExport {
+  bytes: Buffer;
+  nodes: number;
+  opTypes: string[];
+}
+
+/**
+ * The model (in eval mode) as an ONNX graph with input "input" (batch, C, H, W) and output "logits"
+ * (batch, classes). Dropout disappears; LRN is mapped to ONNX's (which divides α by size) with the right α;
+ * adaptive average pooling becomes identity or AveragePool for the model's input size.
+ */
+export function exportOnnx(model: AlexNet, metadata: Record<string, string> = {}): OnnxExport {
+  const graph = new Pb();
+  const nodes: { op: string; inputs: string[]; output: string; name: string; attrs: Attr[] }[] = [];
+  const inits: Pb[] = [];
+  let current = 'input';
+  let shape: number[] = [...model.inputShape];
+  const sd = model.stateDict();
+  const keyOf = new Map<Tensor, string>([...sd].map(([k, t]) => [t, k]));
+  const param = (t: Tensor | undefined): string => {
+    const k = keyOf.get(t!)!;
+    inits.push(initializer(k, t!));
+    return k;
+  };
+  const emit = (layer: string, op: string, inputs: string[], attrs: Attr[] = []) => {
+    current = `${layer}.out`;
+    nodes.push({ op, inputs, output: current, name: layer, attrs });
+  };
+  for (const [name, m] of model.layers()) {
+    const next = m.outputShape(shape);
+    if (m instanceof Conv2d) {
+      emit(name, 'Conv', [current, param(m.weight), ...(m.bias ? [param(m.bias)] : [])], [
+        { name: 'kernel_shape', ints: [...m.kernel] }, { name: 'strides', ints: [...m.stride] },
+        { name: 'pads', ints: [m.padding[0], m.padding[1], m.padding[0], m.padding[1]] },
+        { name: 'dilations', ints: [...m.dilation] }, { name: 'group', i: m.groups },
+      ]);
+    } else if (m instanceof ReLU) {
+      emit(name, 'Relu', [current]);
+    } else if (m instanceof MaxPool2d) {
+      emit(name, 'MaxPool', [current], [
+        { name: 'kernel_shape', ints: [...m.kernel] }, { name: 'strides', ints: [...m.stride] },
+        { name: 'pads', ints: [m.padding[0], m.padding[1], m.padding[0], m.padding[1]] }, { name: 'ceil_mode', i: m.ceilMode ? 1 : 0 },
+      ]);
+    } else if (m instanceof LocalResponseNorm) {
+      // ONNX: window floor((size-1)/2) before and ceil((size-1)/2) after, Y = X / (bias + α/size · Σ)^β.
+      if (m.size % 2 === 0) throw new UserError(`${name}: LRN with an even window (${m.size}) cannot be expressed in ONNX (its window is placed differently)`);
+      emit(name, 'LRN', [current], [
+        { name: 'size', i: m.size }, { name: 'alpha', f: m.alphaPerSize ? m.alpha : m.alpha * m.size },
+        { name: 'beta', f: m.beta }, { name: 'bias', f: m.k },
+      ]);
+    } else if (m instanceof BatchNorm2d) {
+      const own = new Map(m.namedParameters().concat(m.namedBuffers()));
+      emit(name, 'BatchNormalization', [current, param(own.get('weight')), param(own.get('bias')), param(own.get('running_mean')), param(own.get('running_var'))], [{ name: 'epsilon', f: m.eps }]);
+    } else if (m instanceof AdaptiveAvgPool2d) {
+      const [, h, w] = shape;
+      const [oh, ow] = m.size;
+      if (h === oh && w === ow) continue; // identity at this input size
+      if (h % oh || w % ow) throw new UserError(`${name}: adaptive pooling from ${h}×${w} to ${oh}×${ow} has uneven windows and no ONNX equivalent; export at an input size whose feature map is a multiple of ${oh}×${ow}`);
+      emit(name, 'AveragePool', [current], [{ name: 'kernel_shape', ints: [h / oh, w / ow] }, { name: 'strides', ints: [h / oh, w / ow] }]);
+    } else if (m instanceof Flatten) {
+      emit(name, 'Flatten', [current], [{ name: 'axis', i: 1 }]);
+    } else if (m instanceof Dropout) {
+      continue; // inference: identity
+    } else if (m instanceof Linear) {
+      emit(name, 'Gemm', [current, param(m.weight), ...(m.bias ? [param(m.bias)] : [])], [{ name: 'transB', i: 1 }]);
+    } else {
+      throw new UserError(`${name}: ${(m as Module).describe()} has no ONNX mapping`);
+    }
+    shape = next;
+  }
+  if (!nodes.length) throw new UserError(`${model.name} has no layers to export`);
+  nodes[nodes.length - 1].output = 'logits';
+  for (const n of nodes) graph.msg(1, node(n.op, n.inputs, [n.output], n.name, n.attrs));
+  graph.bytes(2, model.name);
+  for (const i of inits) graph.msg(5, i);
+  graph.msg(11, valueInfo('input', ['batch', ...model.inputShape]));
+  graph.msg(12, valueInfo('logits', ['batch', ...shape]));
+
+  const m = new Pb().int(1, ONNX_IR_VERSION).bytes(2, 'alexnet-ts').bytes(3, require('../../../package.json').version);
+  m.msg(7, graph);
+  m.msg(8, new Pb().bytes(1, '').int(2, ONNX_OPSET));
+  for (const [k, v] of Object.entries(metadata)) m.msg(14, new Pb().bytes(1, k).bytes(2, v));
+  return { bytes: m.finish(), nodes: nodes.length, opTypes: nodes.map((n) => n.op) };
+}
+

@@ -1,0 +1,129 @@
+// PyTorch checkpoints saved with torch.save (the zip format of PyTorch ≥ 1.6): archive/data.pkl holds the
+// pickled state dict, archive/data/<key> the raw storages. The pickle is read by a restricted unpickler that
+// only rebuilds tensors: loading never executes code from the file.
+import * as fs from 'node:fs';
+import { FormatError, UserError } from '../errors';
+import { DType, DTYPE_SIZE } from '../tensor/dtype';
+import { tensor, Tensor, tidy } from '../tensor/tensor';
+import { PickleDict, unpickle } from './pickle';
+import { isZip, readZipDirectory, readZipEntry } from './zip';
+
+const STORAGE_DTYPES: Record<string, DType> = {
+  FloatStorage: 'float32', DoubleStorage: 'float64', HalfStorage: 'float16', BFloat16Storage: 'bfloat16',
+  LongStorage: 'int64', IntStorage: 'int32', ByteStorage: 'uint8', BoolStorage: 'bool',
+};
+
+interface StorageType { storageDtype: DType }
+interface Storage { dtype: DType; bytes: Buffer; key: string }
+
+function rowMajorStrides(size: number[]): number[] {
+  const s = new Array<number>(size.length);
+  let acc = 1;
+  for (let i = size.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= size[i];
+  }
+  return s;
+}
+
+function fromBytes(bytes: Uint8Array, dtype: DType, shape: number[]): Tensor {
+  const view: Record<DType, () => ArrayLike<number> | BigInt64Array> = {
+    float32: () => new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4),
+    float64: () => new Float64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8),
+    int64: () => new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8),
+    int32: () => new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4),
+    uint8: () => bytes,
+    bool: () => bytes,
+    float16: () => new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2) as unknown as ArrayLike<number>,
+    bfloat16: () => new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2) as unknown as ArrayLike<number>,
+  };
+  return tensor(view[dtype]() as ArrayLike<number>, shape, dtype);
+}
+
+/** Reads the tensors of a torch.save file. Nested checkpoints ({state_dict: …}, {model: …}) are unwrapped. */
+export function loadPth(file: string): Map<string, Tensor> {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  if (!isZip(buf)) {
+    const legacy = buf.length > 2 && buf[0] === 0x80;
+    throw new FormatError(legacy
+      ? `${file} uses PyTorch's legacy (pre-1.6) format: re-save it with torch.save(state_dict, path) from PyTorch 1.6 or later`
+      : `${file} is not a PyTorch checkpoint (torch.save writes a zip archive; this file is not one)`);
+  }
+  const entries = readZipDirectory(buf, file);
+  const pkl = [...entries.keys()].find((n) => /^[^/]+\/data\.pkl$/.test(n));
+  if (!pkl) throw new FormatError(`${file} is a zip archive without data.pkl: not a torch.save file`);
+  const prefix = pkl.slice(0, -'data.pkl'.length);
+  const order = entries.get(`${prefix}byteorder`);
+  if (order && readZipEntry(buf, order, file).toString().trim() !== 'little') throw new FormatError(`${file} was saved on a big-endian machine; that is not supported`);
+  const storages = new Map<string, Storage>();
+  const loaded: Tensor[] = [];
+
+  const rebuild = (storage: unknown, offset: unknown, size: unknown, stride: unknown) => {
+    const st = storage as Storage;
+    if (!st || !st.bytes || !Array.isArray(size) || !Array.isArray(stride) || typeof offset !== 'number') {
+      throw new FormatError(`${file}: a tensor record is malformed`);
+    }
+    const sz = size as number[];
+    const sr = stride as number[];
+    const esize = DTYPE_SIZE[st.dtype];
+    const numel = sz.reduce((a, b) => a * b, 1);
+    const contiguous = sr.every((v, i) => sz[i] === 1 || v === rowMajorStrides(sz)[i]);
+    let t: Tensor;
+    if (contiguous) {
+      if ((offset + numel) * esize > st.bytes.length) throw new FormatError(`${file}: a tensor reaches past the end of storage ${st.key}`);
+      t = fromBytes(st.bytes.subarray(offset * esize, (offset + numel) * esize), st.dtype, sz);
+    } else {
+      t = tidy(() => fromBytes(st.bytes, st.dtype, [st.bytes.length / esize]).asStrided(sz, sr, offset).contiguous());
+    }
+    loaded.push(t);
+    return t;
+  };
+
+  let result: unknown;
+  try {
+    result = unpickle(readZipEntry(buf, entries.get(pkl)!, file), {
+      global: (module, name) => {
+        if (module === 'collections' && name === 'OrderedDict') return () => new PickleDict();
+        if (module === 'torch._utils' && name === '_rebuild_tensor_v2') return rebuild;
+        if (module === 'torch._utils' && name === '_rebuild_parameter') return (data: unknown) => data;
+        if (module === 'torch' && STORAGE_DTYPES[name]) return Object.assign(() => undefined, { storageDtype: STORAGE_DTYPES[name] });
+        return undefined;
+      },
+      persistentLoad: (pid) => {
+        if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new FormatError(`${file}: unexpected persistent id in the pickle`);
+        const [, type, key, , numel] = pid as [string, StorageType, string, string, number];
+        const dtype = type?.storageDtype;
+        if (!dtype) throw new FormatError(`${file}: storage ${key} has an unsupported type`);
+        if (!storages.has(key)) {
+          const e = entries.get(`${prefix}data/${key}`);
+          if (!e) throw new FormatError(`${file}: storage ${key} is missing from the archive`);
+          const bytes = readZipEntry(buf, e, file);
+          if (bytes.length !== numel * DTYPE_SIZE[dtype]) throw new FormatError(`${file}: storage ${key} has ${bytes.length} bytes, expected ${numel} × ${DTYPE_SIZE[dtype]}`);
+          storages.set(key, { dtype, bytes, key });
+        }
+        return storages.get(key);
+      },
+    }, file);
+  } catch (e) {
+    for (const t of loaded) t.dispose();
+    throw e;
+  }
+  let dict = result;
+  for (const wrapper of ['state_dict', 'model', 'model_state_dict']) {
+    if (dict instanceof Map && dict.get(wrapper) instanceof Map) dict = dict.get(wrapper);
+  }
+  if (!(dict instanceof Map)) throw new FormatError(`${file} does not hold a state dict (a mapping of names to tensors)`);
+  const out = new Map<string, Tensor>();
+  for (const [k, v] of dict) {
+    if (!(v instanceof Tensor)) continue;
+    out.set(String(k).replace(/^module\./, ''), v);
+  }
+  if (!out.size) throw new FormatError(`${file} holds no tensors`);
+  return out;
+}
+
