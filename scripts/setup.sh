@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up alexnet-ts on a Debian/Ubuntu machine, installing only what is missing:
 #   Debian packages: libtorch-dev (the engine), dataset-fashion-mnist (the demo's data), g++, python3
-#   --test adds python3-torch and python3-torchvision (the PyTorch oracles the parity tests compare against)
+#   --test adds python3-torch, python3-torchvision and python3-onnx (the oracles the parity tests compare against)
 #   then: npm ci, the native addon (npm run build:addon), the TypeScript build (npm run build:ts).
 # LIBTORCH=/path or LIBTORCH_USE_PYTORCH=1 build the addon against another libtorch (then libtorch-dev is skipped).
 set -euo pipefail
@@ -21,7 +21,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 # libopenblas0-pthread replaces the reference BLAS that libtorch-dev pulls in: its fully connected layers run ~25× faster.
 pkgs=(g++ make python3 dataset-fashion-mnist libopenblas0-pthread)
 if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=(libtorch-dev); fi
-if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision); fi
+if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision python3-onnx); fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 
 missing=()
@@ -44,6 +44,8 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
+# onnxruntime-node's install script would download GPU binaries; its CPU build ships inside the package.
+export ONNXRUNTIME_NODE_INSTALL=skip
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "npm ci"
   npm ci --no-audit --no-fund

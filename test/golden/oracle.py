@@ -116,6 +116,45 @@ def run_model(net, t, prefix, x_name="x", d2l_keys=False):
 
 
 def run_case(op, a, t):
+    if op == "save_pth":
+        # torchvision's AlexNet with seeded weights, saved with real torch.save; its logits for t["x"].
+        import torchvision
+        torch.manual_seed(a["seed"])
+        net = torchvision.models.alexnet().eval()
+        obj = net.state_dict()
+        if a.get("nested"):
+            obj = {"epoch": 3, "state_dict": {"module." + k: v for k, v in obj.items()}}
+        torch.save(obj, a["path"])
+        with torch.no_grad():
+            return {"y": net(t["x"])}
+    if op == "read_safetensors":
+        # PyTorch reads a safetensors file we wrote (the reader above: struct + json + torch.frombuffer).
+        tensors, meta = read_safetensors(a["path"])
+        out = {"k." + k: v for k, v in tensors.items()}
+        out["meta_len"] = torch.tensor([len(meta)])
+        return out
+    if op == "onnx_check":
+        import onnx
+        model = onnx.load(a["path"])
+        onnx.checker.check_model(model, full_check=True)
+        return {"opset": torch.tensor([model.opset_import[0].version]), "nodes": torch.tensor([len(model.graph.node)])}
+    if op == "hostile_pth":
+        # A torch.save archive whose data.pkl asks for os.system: loading it must not run anything.
+        import io, pickle, zipfile
+
+        class Evil:
+            def __reduce__(self):
+                import os
+                return (os.system, ("touch " + a["marker"],))
+
+        torch.save({"w": torch.ones(2)}, a["path"] + ".tmp")
+        with zipfile.ZipFile(a["path"] + ".tmp") as src, zipfile.ZipFile(a["path"], "w") as dst:
+            for info in src.infolist():
+                data = src.read(info.filename)
+                if info.filename.endswith("data.pkl"):
+                    data = pickle.dumps({"w": Evil()}, protocol=2)
+                dst.writestr(info, data)
+        return {"ok": torch.tensor([1])}
     if op.startswith("model_"):
         torch.manual_seed(0)
         if op == "model_torchvision":

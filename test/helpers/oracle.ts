@@ -14,8 +14,8 @@ let availability: string | undefined | null = null;
 /** undefined when the oracle can run; otherwise why not. ALEXNET_REQUIRE_ORACLE=1 (CI) turns a skip into a failure. */
 export function oracleMissing(): string | undefined {
   if (availability === null) {
-    const r = spawnSync(PYTHON, ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
-    availability = r.status === 0 ? undefined : `PyTorch oracle unavailable (${PYTHON} cannot import torch/torchvision: apt-get install python3-torch python3-torchvision)`;
+    const r = spawnSync(PYTHON, ['-c', 'import torch, torchvision, onnx'], { encoding: 'utf8' });
+    availability = r.status === 0 ? undefined : `PyTorch oracle unavailable (${PYTHON} cannot import torch, torchvision or onnx: apt-get install python3-torch python3-torchvision python3-onnx)`;
     if (availability && process.env.ALEXNET_REQUIRE_ORACLE === '1') throw new Error(availability);
   }
   return availability;
