@@ -95,7 +95,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
   });
   console.log(`  ${right}/${preds.length} correct\n`);
   console.log(`written to ${out}:`);
-  console.log(`  checkpoint.safetensors  weights + optimiser state (alexnet eval|predict --weights ${path.relative(process.cwd(), cfg.save!)})`);
+  const rel = path.relative(process.cwd(), cfg.save!);
+  console.log(`  checkpoint.safetensors  weights + optimiser state (alexnet eval|predict --weights ${rel.startsWith('..') ? cfg.save : rel})`);
   console.log('  metrics.jsonl           one JSON record per epoch');
   console.log('  eval.json               top-1, top-5, per-class accuracy, confusion matrix');
   console.log('  samples/                the test images classified above');

@@ -1,6 +1,7 @@
 // alexnet models / alexnet info
 import { listModels } from '../models/registry';
 import { runtimeInfo } from '../tensor/tensor';
+import { blasImplementation, blasWarning } from '../tensor/blas';
 
 export function modelsCommand(out: (s: string) => void = console.log): void {
   const models = listModels();
@@ -9,5 +10,8 @@ export function modelsCommand(out: (s: string) => void = console.log): void {
 }
 
 export function infoCommand(out: (s: string) => void = console.log): void {
-  out(JSON.stringify(runtimeInfo(), null, 2));
+  const blas = blasImplementation();
+  out(JSON.stringify({ ...runtimeInfo(), blas: blas?.path ?? 'unknown', referenceBlas: blas?.reference ?? false }, null, 2));
+  const w = blasWarning();
+  if (w) console.error(w);
 }

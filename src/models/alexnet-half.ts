@@ -1,23 +1,16 @@
 // The common "half classifier" AlexNet of many tutorials: 96(stride 4, pad 2)-256-384-384-256 kernels without
 // LRN, a 2048-2048 classifier with dropout; conv weights Kaiming normal (fan_out, ReLU) with zero biases,
 // linear weights N(0, 0.01) with zero biases.
-import { Conv2d, Dropout, init, Linear, MaxPool2d, ReLU, Sequential } from '../nn';
+import { Conv2d, Dropout, init, Linear, ReLU, Sequential } from '../nn';
 import { noGrad } from '../tensor/tensor';
-import { AlexNet, AlexNetOptions, resolveOptions } from './alexnet';
+import { AlexNet, AlexNetOptions, plainFeatures, resolveOptions } from './alexnet';
 
 export function alexnetHalf(options: AlexNetOptions = {}): AlexNet {
   const o = resolveOptions('alexnet-half', options, { numClasses: 1000, inChannels: 3, dropout: 0.5, inputSize: 224 });
-  const pool = () => new MaxPool2d(3, { stride: 2 });
   const model = new AlexNet({
     name: 'alexnet-half',
     input: [o.inChannels, o.h, o.w],
-    features: new Sequential(
-      new Conv2d(o.inChannels, 96, 11, { stride: 4, padding: 2 }), new ReLU(true), pool(),
-      new Conv2d(96, 256, 5, { padding: 2 }), new ReLU(true), pool(),
-      new Conv2d(256, 384, 3, { padding: 1 }), new ReLU(true),
-      new Conv2d(384, 384, 3, { padding: 1 }), new ReLU(true),
-      new Conv2d(384, 256, 3, { padding: 1 }), new ReLU(true), pool(),
-    ),
+    features: plainFeatures(o.inChannels, [96, 256, 384, 384, 256], 2),
     classifier: (n) => new Sequential(
       new Dropout(o.dropout), new Linear(n, 2048), new ReLU(true),
       new Dropout(o.dropout), new Linear(2048, 2048), new ReLU(true),

@@ -3,7 +3,7 @@
 import { ShapeError, UserError } from '../errors';
 import { isFloating } from '../tensor/dtype';
 import { Tensor, tidy } from '../tensor/tensor';
-import { Flatten, LayerShapeError, Module, Sequential } from '../nn';
+import { Conv2d, Flatten, LayerShapeError, MaxPool2d, Module, ReLU, Sequential } from '../nn';
 
 export interface AlexNetOptions {
   /** Output classes (the last Linear layer's size). */
@@ -172,4 +172,20 @@ export function resolveOptions(name: string, o: AlexNetOptions, defaults: Requir
   if (!(dropout >= 0 && dropout < 1)) throw new UserError(`${name}: dropout must be in [0, 1), got ${dropout}`);
   if (!positive(h) || !positive(w)) throw new UserError(`${name}: inputSize must be positive integers, got ${JSON.stringify(size)}`);
   return { numClasses, inChannels, dropout, h, w };
+}
+
+/**
+ * The plain AlexNet feature stack (no LRN, no groups, no batch norm) shared by several variants: conv1 11×11
+ * stride 4, conv2 5×5, conv3–5 3×3, ReLU after each, 3×3/2 max pooling after conv1, conv2 and conv5.
+ */
+export function plainFeatures(inChannels: number, widths: [number, number, number, number, number], conv1Padding: number): Sequential {
+  const [c1, c2, c3, c4, c5] = widths;
+  const pool = () => new MaxPool2d(3, { stride: 2 });
+  return new Sequential(
+    new Conv2d(inChannels, c1, 11, { stride: 4, padding: conv1Padding }), new ReLU(true), pool(),
+    new Conv2d(c1, c2, 5, { padding: 2 }), new ReLU(true), pool(),
+    new Conv2d(c2, c3, 3, { padding: 1 }), new ReLU(true),
+    new Conv2d(c3, c4, 3, { padding: 1 }), new ReLU(true),
+    new Conv2d(c4, c5, 3, { padding: 1 }), new ReLU(true), pool(),
+  );
 }

@@ -13,6 +13,7 @@ import { Adam, Optimizer, SGD } from '../optim/optimizer';
 import { makeSchedule, Schedule } from '../optim/schedules';
 import { Device } from '../tensor/dtype';
 import { native } from '../tensor/binding';
+import { blasWarning } from '../tensor/blas';
 import { cudaAvailable, getRngState, manualSeed, setNumThreads, setRngState, tidy, zeros } from '../tensor/tensor';
 import { loadCheckpoint, ModelRecord, saveCheckpoint } from './checkpoint';
 import { evaluate, EvalResult } from './evaluate';
@@ -127,6 +128,8 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
     cfg = cfgIn as TrainConfig;
   }
   const device = resolveDevice(cfg.device);
+  const blas = device === 'cpu' ? blasWarning() : undefined;
+  if (blas) log(blas);
   setNumThreads(cfg.threads ?? os.cpus().length);
   if (device.startsWith('cuda')) native().setCudnnBenchmark(true);
 
