@@ -35,6 +35,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOps(env, exports);
   InitNN(env, exports);
   InitAutograd(env, exports);
+  InstallAllocator(env, exports);
   return exports;
 }
 

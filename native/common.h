@@ -73,5 +73,6 @@ void InitTensor(Napi::Env env, Napi::Object exports);
 void InitOps(Napi::Env env, Napi::Object exports);
 void InitNN(Napi::Env env, Napi::Object exports);
 void InitAutograd(Napi::Env env, Napi::Object exports);
+void InstallAllocator(Napi::Env env, Napi::Object exports);
 
 }  // namespace alexnet

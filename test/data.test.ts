@@ -86,3 +86,32 @@ test('batch preprocessing scales, resizes (bilinear or with padding) and normali
   // half-pixel centres: the corner output pixel copies the corner input pixel
   assert.equal(up.toArray()[0], 0);
 });
+
+test('photos: short side resized then centre-cropped, EXIF rotation honoured, bad files named', async () => {
+  const sharp = (await import('sharp')).default;
+  const { loadImageAs } = await import('../src/data/image');
+  // 40×20: black left half, white right half. Short side 10 -> 20×10, centre crop 10×10 = columns 5..14.
+  const w = 40;
+  const h = 20;
+  const px = Buffer.alloc(w * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) px[y * w + x] = x < w / 2 ? 0 : 255;
+  const file = path.join(dir, 'halves.png');
+  await sharp(px, { raw: { width: w, height: h, channels: 1 } }).png().toFile(file);
+  const out = await loadImageAs(file, 1, 10, 10, 10);
+  assert.equal(out.length, 100);
+  assert.ok(out[0] < 30 && out[10 * 5] < 30, 'left columns of the crop are dark');
+  assert.ok(out[9] > 225 && out[10 * 5 + 9] > 225, 'right columns of the crop are bright');
+  // The same picture stored rotated 90° counter-clockwise (20 wide × 40 tall: bright top, dark bottom) with EXIF
+  // orientation 6 (display rotated 90° clockwise): honoured, it shows as the original again, left dark and right
+  // bright; ignored, the crop's top row would be bright.
+  const rotated = path.join(dir, 'rotated.jpg');
+  const stored = await sharp(px, { raw: { width: w, height: h, channels: 1 } }).rotate(-90).raw().toBuffer({ resolveWithObject: true });
+  await sharp(stored.data, { raw: { width: stored.info.width, height: stored.info.height, channels: 1 } }).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toFile(rotated);
+  const r = await loadImageAs(rotated, 1, 10, 10, 10);
+  assert.ok(r[0] < 40 && r[9] > 215 && r[90] < 40 && r[99] > 215, `rotation honoured (corners ${r[0]} ${r[9]} ${r[90]} ${r[99]})`);
+  const rgb = await loadImageAs(file, 3, 10, 10, 10);
+  assert.equal(rgb.length, 300);
+  const txt = path.join(dir, 'fake.jpg');
+  fs.writeFileSync(txt, 'not an image');
+  await assert.rejects(loadImageAs(txt, 1, 10, 10), (e: unknown) => (e as Error).message.includes(txt) && /not an image/.test((e as Error).message));
+});

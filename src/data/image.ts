@@ -27,8 +27,10 @@ export async function loadImageAs(file: string, channels: number, height: number
     let img = sharp(file, { limitInputPixels: MAX_PIXELS, failOn: 'error' }).rotate().flatten({ background: '#ffffff' });
     img = channels === 1 ? img.grayscale() : img.toColourspace('srgb');
     if (shortSide) {
-      const meta = await sharp(file, { limitInputPixels: MAX_PIXELS }).rotate().metadata();
-      const [w0, h0] = meta.autoOrient ? [meta.autoOrient.width, meta.autoOrient.height] : [meta.width ?? 1, meta.height ?? 1];
+      const meta = await sharp(file, { limitInputPixels: MAX_PIXELS }).metadata();
+      // EXIF orientations 5–8 rotate by 90°: .rotate() above swaps width and height for them.
+      const swap = (meta.orientation ?? 1) >= 5;
+      const [w0, h0] = swap ? [meta.height ?? 1, meta.width ?? 1] : [meta.width ?? 1, meta.height ?? 1];
       const scale = shortSide / Math.min(w0, h0);
       const rw = Math.max(width, Math.round(w0 * scale));
       const rh = Math.max(height, Math.round(h0 * scale));

@@ -1,0 +1,132 @@
+// A caching CPU allocator for tensor buffers (libtorch 1.x).
+//
+// Why: a training loop frees and re-allocates the same buffer sizes every step. Through glibc those buffers
+// either fragment the heap (measured: +0.26 MB RSS per step under the default dynamic mmap threshold) or, with
+// a fixed threshold, are fresh mmaps whose pages the kernel faults in and zeroes every step. Here blocks of
+// 64 KB or more are mmapped once and kept, by size, for reuse: no fragmentation, no per-step page faults.
+// The cache holds at most ALEXNET_CPU_CACHE_MB (default 4096) megabytes of free blocks; beyond that blocks go
+// back to the system. Small blocks use posix_memalign / free as libtorch's default allocator does.
+#include "common.h"
+
+#include <c10/core/Allocator.h>
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace alexnet {
+
+#if TORCH_VERSION_MAJOR < 2
+
+namespace {
+
+constexpr size_t kLarge = 64 * 1024;
+constexpr size_t kPage = 4096;
+constexpr size_t kAlign = 64;
+
+struct Cache {
+  std::mutex mu;
+  std::unordered_map<void*, size_t> sizes;                 // live and cached large blocks -> rounded size
+  std::unordered_map<size_t, std::vector<void*>> free;     // rounded size -> cached blocks
+  size_t cached = 0;
+  size_t limit = 0;
+  size_t hits = 0, misses = 0;
+};
+
+Cache& TheCache() {
+  static Cache* c = [] {
+    auto* cache = new Cache();  // never destroyed: tensors may be freed during process exit
+    const char* env = std::getenv("ALEXNET_CPU_CACHE_MB");
+    cache->limit = static_cast<size_t>(env ? std::atoll(env) : 4096) << 20;
+    return cache;
+  }();
+  return *c;
+}
+
+void Free(void* p) {
+  if (!p) return;
+  Cache& c = TheCache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.sizes.find(p);
+    if (it != c.sizes.end()) {
+      size_t n = it->second;
+      if (c.cached + n <= c.limit) {
+        c.free[n].push_back(p);
+        c.cached += n;
+        return;
+      }
+      c.sizes.erase(it);
+      munmap(p, n);
+      return;
+    }
+  }
+  std::free(p);
+}
+
+class CachingCpuAllocator final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(size_t nbytes) const override {
+    void* p = nullptr;
+    if (nbytes >= kLarge) {
+      const size_t n = (nbytes + kPage - 1) / kPage * kPage;
+      Cache& c = TheCache();
+      {
+        std::lock_guard<std::mutex> lock(c.mu);
+        auto it = c.free.find(n);
+        if (it != c.free.end() && !it->second.empty()) {
+          p = it->second.back();
+          it->second.pop_back();
+          c.cached -= n;
+          c.hits++;
+        }
+      }
+      if (!p) {
+        p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        TORCH_CHECK(p != MAP_FAILED, "out of memory: cannot allocate ", nbytes, " bytes");
+        std::lock_guard<std::mutex> lock(c.mu);
+        c.sizes[p] = n;
+        c.misses++;
+      }
+    } else if (nbytes > 0) {
+      TORCH_CHECK(posix_memalign(&p, kAlign, nbytes) == 0, "out of memory: cannot allocate ", nbytes, " bytes");
+    }
+    return {p, p, &Free, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &Free; }
+};
+
+CachingCpuAllocator g_allocator;
+
+}  // namespace
+
+void InstallAllocator(Napi::Env env, Napi::Object exports) {
+  if (std::getenv("ALEXNET_CPU_CACHE_MB") == nullptr || std::atoll(std::getenv("ALEXNET_CPU_CACHE_MB")) > 0) {
+    c10::SetAllocator(c10::DeviceType::CPU, &g_allocator, /*priority=*/1);
+  }
+  Export(env, exports, "allocatorStats", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    Cache& c = TheCache();
+    std::lock_guard<std::mutex> lock(c.mu);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("cachedBytes", static_cast<double>(c.cached));
+    o.Set("largeBlocks", static_cast<double>(c.sizes.size()));
+    o.Set("hits", static_cast<double>(c.hits));
+    o.Set("misses", static_cast<double>(c.misses));
+    return o;
+  });
+}
+
+#else
+
+// libtorch 2.x changed the Allocator interface; there the fixed mmap threshold (addon.cc) is the remedy.
+void InstallAllocator(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "allocatorStats", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return info.Env().Undefined();
+  });
+}
+
+#endif
+
+}  // namespace alexnet
