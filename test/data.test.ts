@@ -105,8 +105,10 @@ test('photos: short side resized then centre-cropped, EXIF rotation honoured, ba
   // orientation 6 (display rotated 90° clockwise): honoured, it shows as the original again, left dark and right
   // bright; ignored, the crop's top row would be bright.
   const rotated = path.join(dir, 'rotated.jpg');
-  const stored = await sharp(px, { raw: { width: w, height: h, channels: 1 } }).rotate(-90).raw().toBuffer({ resolveWithObject: true });
-  await sharp(stored.data, { raw: { width: stored.info.width, height: stored.info.height, channels: 1 } }).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toFile(rotated);
+  // Stored 20 wide × 40 tall; orientation 6 displays it rotated 90° clockwise: D(x, y) = S(y, 39 − x).
+  const stored = Buffer.alloc(20 * 40);
+  for (let y = 0; y < 40; y++) for (let x = 0; x < 20; x++) stored[y * 20 + x] = y < 20 ? 255 : 0;
+  await sharp(stored, { raw: { width: 20, height: 40, channels: 1 } }).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toFile(rotated);
   const r = await loadImageAs(rotated, 1, 10, 10, 10);
   assert.ok(r[0] < 40 && r[9] > 215 && r[90] < 40 && r[99] > 215, `rotation honoured (corners ${r[0]} ${r[9]} ${r[90]} ${r[99]})`);
   const rgb = await loadImageAs(file, 3, 10, 10, 10);
