@@ -99,17 +99,20 @@ class CachingCpuAllocator final : public c10::Allocator {
 };
 
 CachingCpuAllocator g_allocator;
+bool g_enabled = false;
 
 }  // namespace
 
 void InstallAllocator(Napi::Env env, Napi::Object exports) {
   if (std::getenv("ALEXNET_CPU_CACHE_MB") == nullptr || std::atoll(std::getenv("ALEXNET_CPU_CACHE_MB")) > 0) {
     c10::SetAllocator(c10::DeviceType::CPU, &g_allocator, /*priority=*/1);
+    g_enabled = true;
   }
   Export(env, exports, "allocatorStats", [](const Napi::CallbackInfo& info) -> Napi::Value {
     Cache& c = TheCache();
     std::lock_guard<std::mutex> lock(c.mu);
     Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("enabled", g_enabled);
     o.Set("cachedBytes", static_cast<double>(c.cached));
     o.Set("largeBlocks", static_cast<double>(c.sizes.size()));
     o.Set("hits", static_cast<double>(c.hits));

@@ -31,7 +31,7 @@ export interface Native {
   meta(t: H): { shape: number[]; dtype: string; device: string };
   memoryStats(): { handles: number; liveTensors: number; heapBytes?: number; heapInUse?: number; heapFree?: number; mmapBytes?: number };
   /** The caching CPU allocator's state (libtorch 1.x builds); undefined where it is not used. */
-  allocatorStats(): { cachedBytes: number; largeBlocks: number; hits: number; misses: number } | undefined;
+  allocatorStats(): { enabled: boolean; cachedBytes: number; largeBlocks: number; hits: number; misses: number } | undefined;
   requiresGrad(t: H): boolean;
   isContiguous(t: H, channelsLast?: boolean): boolean;
   dispose(t: H): void;
