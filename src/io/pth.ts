@@ -72,7 +72,8 @@ export function loadPth(file: string): Map<string, Tensor> {
     const sr = stride as number[];
     const esize = DTYPE_SIZE[st.dtype];
     const numel = sz.reduce((a, b) => a * b, 1);
-    const contiguous = sr.every((v, i) => sz[i] === 1 || v === rowMajorStrides(sz)[i]);
+    const dense = rowMajorStrides(sz);
+    const contiguous = sr.every((v, i) => sz[i] === 1 || v === dense[i]);
     let t: Tensor;
     if (contiguous) {
       if ((offset + numel) * esize > st.bytes.length) throw new FormatError(`${file}: a tensor reaches past the end of storage ${st.key}`);

@@ -9,8 +9,6 @@ import { Preprocess } from '../data/loader';
 import { AlexNet } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { Tensor } from '../tensor/tensor';
-import { loadPth } from './pth';
-import { loadSafetensors } from './safetensors';
 import { isZip } from './zip';
 import IMAGENET_CLASSES from '../models/imagenet-classes.json';
 
@@ -71,9 +69,4 @@ export function weightsKind(file: string): WeightsKind {
   if (n >= 4 && isZip(head)) return 'pth';
   if (n === 9 && head[8] === 0x7b /* '{' */) return 'safetensors';
   throw new FormatError(`${file} is neither a safetensors file nor a PyTorch (torch.save) checkpoint`);
-}
-
-/** A plain state dict from a .pth or a safetensors file without alexnet-ts metadata. */
-export function loadPlainStateDict(file: string): Map<string, Tensor> {
-  return weightsKind(file) === 'pth' ? loadPth(file) : loadSafetensors(file).tensors;
 }

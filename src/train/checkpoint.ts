@@ -132,10 +132,9 @@ export function loadModel(file: string, o: { model?: string } = {}): { model: Al
   const sd = new Map<string, Tensor>();
   const prefix = metadata.format === CHECKPOINT_FORMAT ? 'model.' : '';
   for (const [k, t] of tensors) {
-    if (k.startsWith(prefix) && (prefix || !k.includes('/'))) sd.set(k.slice(prefix.length), t);
+    if (k.startsWith(prefix)) sd.set(k.slice(prefix.length), t);
     else t.dispose();
   }
-  if (prefix) for (const k of [...sd.keys()]) if (!k) sd.delete(k);
   model.loadStateDict(sd);
   for (const t of sd.values()) t.dispose();
   return { model: model.eval(), record };

@@ -193,7 +193,6 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
     const lossSum = zeros([], { device, dtype: 'float64' });
     const correct = zeros([], { device, dtype: 'int64' });
     let seen = 0;
-    let checkedSeen = 0;
     const readStats = () => {
       const l = lossSum.item();
       if (!Number.isFinite(l)) {
@@ -234,7 +233,6 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
       if (now - lastRead > 250 || batch.index + 1 === loader.numBatches) {
         lastRead = now;
         const s = readStats();
-        checkedSeen = seen;
         const ips = (seen / ((now - epochStart) / 1000)).toFixed(0);
         bar.update(batch.index + 1, `loss ${s.loss.toFixed(4)} acc ${s.acc.toFixed(3)} ${ips} img/s`);
       }
@@ -251,7 +249,6 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
         break;
       }
     }
-    if (seen > checkedSeen) readStats();
     bar.done();
     const trainStats = seen ? readStats() : { loss: NaN, acc: NaN };
     lossSum.dispose();
