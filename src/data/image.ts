@@ -1,54 +1,135 @@
-// Decoding user images (PNG, JPEG, WebP, …) with sharp (libvips), converted to what a model was trained on.
+// Decoding images (PNG, JPEG, WebP, GIF, TIFF) with sharp (libvips): the size after EXIF rotation, and the pixels
+// of a transform plan (resize, crops) as interleaved uint8 HWC — the layout the engine takes as channels-last.
 import * as fs from 'node:fs';
+import type { Sharp } from 'sharp';
 import { UserError } from '../errors';
+import { Plan, planCenter } from './transforms';
 
-/** Refuse images with more pixels than this (image bombs); sharp enforces it while decoding. */
+/** Refuse images with more pixels than this (image bombs): sharp checks it from the header, before decoding. */
 export const MAX_PIXELS = 100_000_000;
+/** libvips gives up on one image after this many seconds (a pathological file never hangs a run). */
+export const DECODE_TIMEOUT_S = 60;
 
-/**
- * Decodes `file` to raw uint8 pixels, C×H×W (planar), with `channels` 1 (grayscale) or 3 (RGB), at
- * height×width: either resized to it directly (the aspect ratio is not kept: as the data set's images were made)
- * or, with `shortSide`, resized so that the short side has that length and then centre-cropped (torchvision's
- * Resize + CenterCrop, for photos).
- */
-export async function loadImageAs(file: string, channels: number, height: number, width: number, shortSide?: number): Promise<Uint8Array> {
+/** A file that is not a usable image; `reason` is short and says what is wrong with it. */
+export class ImageError extends UserError {
+  constructor(readonly file: string, readonly reason: string) {
+    super(`${file}: ${reason}`);
+  }
+}
+
+type SharpFn = typeof import('sharp');
+let sharpFn: SharpFn | undefined;
+export function sharpModule(): SharpFn {
+  sharpFn ??= require('sharp') as SharpFn;
+  return sharpFn;
+}
+
+function checkFile(file: string): void {
   let stat: fs.Stats;
   try {
     stat = fs.statSync(file);
-  } catch {
-    throw new UserError(`cannot read ${file}: no such file`);
-  }
-  if (!stat.isFile()) throw new UserError(`${file} is not a file`);
-  if (stat.size === 0) throw new UserError(`${file} is empty (0 bytes), not an image`);
-  if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
-  const sharp = (await import('sharp')).default;
-  let data: Buffer;
-  try {
-    let img = sharp(file, { limitInputPixels: MAX_PIXELS, failOn: 'error' }).rotate().flatten({ background: '#ffffff' });
-    img = channels === 1 ? img.grayscale() : img.toColourspace('srgb');
-    if (shortSide) {
-      const meta = await sharp(file, { limitInputPixels: MAX_PIXELS }).metadata();
-      // EXIF orientations 5–8 rotate by 90°: .rotate() above swaps width and height for them.
-      const swap = (meta.orientation ?? 1) >= 5;
-      const [w0, h0] = swap ? [meta.height ?? 1, meta.width ?? 1] : [meta.width ?? 1, meta.height ?? 1];
-      const scale = shortSide / Math.min(w0, h0);
-      const rw = Math.max(width, Math.round(w0 * scale));
-      const rh = Math.max(height, Math.round(h0 * scale));
-      const resized = await img.resize(rw, rh, { fit: 'fill', kernel: 'linear' }).raw().toBuffer({ resolveWithObject: true });
-      img = sharp(resized.data, { raw: { width: rw, height: rh, channels: resized.info.channels } })
-        .extract({ left: Math.floor((rw - width) / 2), top: Math.floor((rh - height) / 2), width, height });
-      data = await img.raw().toBuffer();
-    } else {
-      data = await img.resize(width, height, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
-    }
   } catch (e) {
-    const why = (e as Error).message.replace(/^Input file /, '');
-    throw new UserError(`${file} is not an image that can be read (${why}); expected PNG, JPEG, WebP, GIF or TIFF`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ImageError(file, code === 'ELOOP' ? 'a symbolic link loop' : code === 'EACCES' ? 'permission denied' : 'no such file');
   }
+  if (!stat.isFile()) throw new ImageError(file, 'not a file');
+  if (stat.size === 0) throw new ImageError(file, 'empty (0 bytes), not an image');
+}
+
+function decodeFailure(file: string, e: unknown): ImageError {
+  if (e instanceof ImageError) return e;
+  const msg = String((e as Error)?.message ?? e).replace(/^Input file /, '').replace(/^Input buffer /, '');
+  if (/pixel limit/i.test(msg)) return new ImageError(file, `too many pixels (over ${MAX_PIXELS.toLocaleString('en-US')}: refused as a possible image bomb)`);
+  if (/unsupported image format/i.test(msg)) return new ImageError(file, 'not an image that can be read (expected PNG, JPEG, WebP, GIF or TIFF)');
+  if (/timeout/i.test(msg)) return new ImageError(file, `decoding took over ${DECODE_TIMEOUT_S} s`);
+  return new ImageError(file, `damaged or truncated image (${msg.split('\n')[0]})`);
+}
+
+/** The decoding pipeline's start: EXIF orientation applied, transparency flattened on white, sRGB or grayscale. */
+function open(file: string, channels: number): Sharp {
+  const img = sharpModule()(file, { limitInputPixels: MAX_PIXELS, failOn: 'error' }).timeout({ seconds: DECODE_TIMEOUT_S }).rotate().flatten({ background: '#ffffff' });
+  return channels === 1 ? img.grayscale() : img.toColourspace('srgb');
+}
+
+/** Width and height as displayed (EXIF orientations 5–8 turn the stored image by 90°). */
+export async function imageSize(file: string): Promise<{ width: number; height: number }> {
+  checkFile(file);
+  try {
+    const m = await sharpModule()(file, { limitInputPixels: MAX_PIXELS }).metadata();
+    if (!m.width || !m.height) throw new Error('no image size in the header');
+    if (m.width * m.height > MAX_PIXELS) throw new Error('pixel limit');
+    return (m.orientation ?? 1) >= 5 ? { width: m.height, height: m.width } : { width: m.width, height: m.height };
+  } catch (e) {
+    throw decodeFailure(file, e);
+  }
+}
+
+/**
+ * The pixels of `plan` applied to `file`: crops.length images of outH×outW×channels, one after another.
+ * Throws ImageError for anything that is not a readable image.
+ */
+export async function renderPlan(file: string, plan: Plan, channels: number, size?: { width: number; height: number }): Promise<Buffer> {
+  if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
+  const { width, height } = size ?? (await imageSize(file));
+  const resized = plan.resizeW !== width || plan.resizeH !== height;
+  const crop = plan.crops[0];
+  const cropIsOut = crop.width === plan.outW && crop.height === plan.outH;
+  const raw = async (img: Sharp, w: number, h: number) => {
+    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+    if (info.width !== w || info.height !== h || info.channels !== channels) throw new Error(`decoded to ${info.width}×${info.height}×${info.channels}, expected ${w}×${h}×${channels}`);
+    return data;
+  };
+  try {
+    if (plan.crops.length === 1) {
+      let img = open(file, channels);
+      if (resized) img = img.resize(plan.resizeW, plan.resizeH, { fit: 'fill', kernel: 'linear' });
+      img = img.extract({ left: crop.left, top: crop.top, width: crop.width, height: crop.height });
+      if (!cropIsOut) {
+        if (resized) throw new Error('a plan cannot both resize the image and resize its crop');
+        img = img.resize(plan.outW, plan.outH, { fit: 'fill', kernel: 'linear' });
+      }
+      return await raw(img, plan.outW, plan.outH);
+    }
+    // Several crops (testing): decode and resize once, then copy the crops out row by row.
+    const base = await raw(resized ? open(file, channels).resize(plan.resizeW, plan.resizeH, { fit: 'fill', kernel: 'linear' }) : open(file, channels), plan.resizeW, plan.resizeH);
+    const row = plan.outW * channels;
+    const out = Buffer.allocUnsafe(plan.crops.length * plan.outH * row);
+    plan.crops.forEach((c, i) => {
+      if (c.width !== plan.outW || c.height !== plan.outH) throw new Error('multi-crop plans take crops of the output size');
+      for (let y = 0; y < c.height; y++) {
+        const src = ((c.top + y) * plan.resizeW + c.left) * channels;
+        base.copy(out, (i * plan.outH + y) * row, src, src + row);
+      }
+    });
+    return out;
+  } catch (e) {
+    throw decodeFailure(file, e);
+  }
+}
+
+/**
+ * Decodes `file` to uint8 pixels, C×H×W (planar), with `channels` 1 (grayscale) or 3 (RGB), at height×width:
+ * either resized to it directly (the aspect ratio is not kept: as the data set's images were made) or, with
+ * `shortSide`, resized so that the short side has that length and then centre-cropped (torchvision's Resize +
+ * CenterCrop, for photos).
+ */
+export async function loadImageAs(file: string, channels: number, height: number, width: number, shortSide?: number): Promise<Uint8Array> {
+  if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
+  const size = await imageSize(file);
+  let plan: Plan;
+  if (shortSide) {
+    plan = planCenter(size.width, size.height, { size: Math.max(height, width), shortSide });
+    // Non-square inputs: centre the height×width window in the resized image.
+    plan.outW = width;
+    plan.outH = height;
+    plan.crops = [{ left: Math.floor((plan.resizeW - width) / 2), top: Math.floor((plan.resizeH - height) / 2), width, height }];
+  } else {
+    plan = { resizeW: width, resizeH: height, outW: width, outH: height, crops: [{ left: 0, top: 0, width, height }] };
+  }
+  const data = await renderPlan(file, plan, channels, size);
   const hw = height * width;
-  const got = data.length / hw;
   const out = new Uint8Array(channels * hw);
-  // sharp gives interleaved HWC; the engine wants planar CHW.
-  for (let c = 0; c < channels; c++) for (let i = 0; i < hw; i++) out[c * hw + i] = data[i * got + Math.min(c, got - 1)];
+  // sharp gives interleaved HWC; the engine's tensor here is planar CHW.
+  for (let c = 0; c < channels; c++) for (let i = 0; i < hw; i++) out[c * hw + i] = data[i * channels + c];
   return out;
 }

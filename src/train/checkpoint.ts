@@ -8,6 +8,7 @@ import { loadSafetensors, Metadata, saveSafetensors } from '../io/safetensors';
 import { AlexNet, AlexNetOptions } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { Preprocess } from '../data/loader';
+import { PhotoTransform } from '../data/transforms';
 import { Tensor } from '../tensor/tensor';
 import { loadPth } from '../io/pth';
 import { modelFromStateDict, weightsKind } from '../io/weights';
@@ -20,10 +21,16 @@ export interface ModelRecord {
   model: string;
   modelOptions: AlexNetOptions;
   classes: string[];
+  /** Image-folder models: the class folder names (the class index is the position here); `classes` are display names. */
+  classIds?: string[];
   preprocess: Preprocess;
   /** Shape of one raw example of the data set the model was trained on (C, H, W), e.g. [1, 28, 28]. */
   sourceShape?: number[];
   dataset?: string;
+  /** Image-folder models: the photo transform they were trained with (ten-crop testing reuses its geometry). */
+  transform?: PhotoTransform;
+  /** Image-folder models without a val/ folder: the share and seed of the validation split. */
+  split?: { valSplit: number; seed: number };
 }
 
 export interface Progress {
@@ -48,6 +55,9 @@ function recordMeta(r: ModelRecord): Metadata {
     model: r.model,
     model_options: JSON.stringify(r.modelOptions),
     classes: JSON.stringify(r.classes),
+    ...(r.classIds ? { class_ids: JSON.stringify(r.classIds) } : {}),
+    ...(r.transform ? { transform: JSON.stringify(r.transform) } : {}),
+    ...(r.split ? { split: JSON.stringify(r.split) } : {}),
     preprocess: JSON.stringify(r.preprocess),
     source_shape: JSON.stringify(r.sourceShape ?? null),
     dataset: r.dataset ?? '',
@@ -68,6 +78,9 @@ function readRecord(m: Metadata, file: string): ModelRecord {
     model: m.model,
     modelOptions: parseJson(m, 'model_options', file),
     classes: parseJson(m, 'classes', file),
+    classIds: m.class_ids ? parseJson<string[]>(m, 'class_ids', file) : undefined,
+    transform: m.transform ? parseJson<PhotoTransform>(m, 'transform', file) : undefined,
+    split: m.split ? parseJson<{ valSplit: number; seed: number }>(m, 'split', file) : undefined,
     preprocess: parseJson(m, 'preprocess', file),
     sourceShape: m.source_shape ? (JSON.parse(m.source_shape) ?? undefined) : undefined,
     dataset: m.dataset || undefined,

@@ -4,8 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AlexnetError, UserError } from '../errors';
-import { loadIdxDataset, TensorDataset } from '../data/fashion-mnist';
-import { BatchLoader, Preprocess, preprocessBatch } from '../data/loader';
+import { Preprocess } from '../data/loader';
+import { Problem } from '../data/image-folder';
+import { PhotoTransform } from '../data/transforms';
 import { AlexNet, AlexNetOptions } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { crossEntropy } from '../nn/functional';
@@ -16,14 +17,20 @@ import { native } from '../tensor/binding';
 import { blasWarning } from '../tensor/blas';
 import { cudaAvailable, getRngState, manualSeed, setNumThreads, setRngState, tidy, zeros } from '../tensor/tensor';
 import { loadCheckpoint, ModelRecord, saveCheckpoint } from './checkpoint';
+import { FolderConfig, OpenedData, prepareData } from './data';
 import { evaluate, EvalResult } from './evaluate';
 import { formatDuration, ProgressBar } from './progress';
 
 export interface TrainConfig {
   model: string;
   modelOptions: AlexNetOptions;
-  dataset: 'fashion-mnist' | 'mnist';
+  /** fashion-mnist, mnist or folder:PATH. */
+  dataset: string;
   dataDir?: string;
+  /** Image-folder settings (folder:PATH data sets). */
+  folder?: FolderConfig;
+  /** The photo transform in use: resolved at the start of a run and kept, so a resumed run needs no stats file. */
+  transform?: PhotoTransform;
   /** Use only the first N training / test examples. */
   trainLimit?: number;
   testLimit?: number;
@@ -56,6 +63,10 @@ export interface EpochRecord {
   images_per_sec: number;
   epoch_seconds: number;
   elapsed_seconds: number;
+  /** Images left out in this epoch because they could not be read. */
+  skipped: number;
+  /** Time the training loop waited for the input pipeline. */
+  data_wait_seconds: number;
   [k: string]: number;
 }
 
@@ -97,11 +108,13 @@ function makeOptimizer(cfg: TrainConfig, model: AlexNet): Optimizer {
   }
 }
 
-export function loadData(cfg: Pick<TrainConfig, 'dataset' | 'dataDir' | 'trainLimit' | 'testLimit'>): { train: TensorDataset; test: TensorDataset } {
-  const dir = cfg.dataDir;
-  return {
-    train: loadIdxDataset({ dir, split: 'train', name: cfg.dataset, limit: cfg.trainLimit }),
-    test: loadIdxDataset({ dir, split: 'test', name: cfg.dataset, limit: cfg.testLimit }),
+/** Logs unreadable files: each one the first time, up to `max` lines, then only a count. */
+export function problemLogger(log: (s: string) => void, max = 20): (p: Problem) => void {
+  let n = 0;
+  return (p) => {
+    n++;
+    if (n <= max) log(`warning: skipping ${p.file}: ${p.reason}`);
+    else if (n === max + 1) log('warning: more unreadable files: they are skipped and counted, not listed');
   };
 }
 
@@ -133,19 +146,43 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
   setNumThreads(cfg.threads ?? os.cpus().length);
   if (device.startsWith('cuda')) native().setCudnnBenchmark(true);
 
-  const { train: trainSet, test: testSet } = loadData(cfg);
+  const prepared = prepareData({ ...cfg, folder: cfg.folder });
+  const onProblem = problemLogger(log);
+  for (const p of prepared.problems) onProblem(p);
   manualSeed(cfg.seed);
-  const model = getModel(cfg.model, { ...cfg.modelOptions, numClasses: trainSet.classes.length });
+  const numClasses = prepared.classes.length;
+  const model = getModel(cfg.model, { ...cfg.modelOptions, numClasses });
   if (device !== 'cpu') model.to(device);
+  const data: OpenedData = prepared.open({
+    inputShape: model.inputShape, device, batchSize: cfg.batchSize, evalBatchSize: cfg.evalBatchSize,
+    preprocess: cfg.preprocess, transform: cfg.transform, onProblem,
+  });
+  try {
+    // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
+    cfg = { ...cfg, transform: data.transform, preprocess: data.preprocess };
+    return await trainLoop(cfg, { model, data, prepared: { name: prepared.name, classes: prepared.classes, classIds: prepared.classIds }, ckpt, cfgIn, resume, device, hooks, log });
+  } finally {
+    await data.close();
+  }
+}
+
+async function trainLoop(cfg: TrainConfig, c: {
+  model: AlexNet; data: OpenedData; prepared: { name: string; classes: string[]; classIds?: string[] };
+  ckpt?: ReturnType<typeof loadCheckpoint>; cfgIn: TrainConfig | ResumeOverrides; resume?: string; device: Device; hooks: TrainHooks; log: (s: string) => void;
+}): Promise<TrainResult> {
+  const { model, data, ckpt, cfgIn, resume, device, hooks, log } = c;
   const opt = makeOptimizer(cfg, model);
   const schedule: Schedule = makeSchedule(cfg.schedule);
   const record: ModelRecord = {
     model: cfg.model,
-    modelOptions: { ...cfg.modelOptions, numClasses: trainSet.classes.length, inChannels: model.inputShape[0] },
-    classes: trainSet.classes,
-    preprocess: cfg.preprocess,
-    sourceShape: trainSet.images.shape.slice(1),
-    dataset: cfg.dataset,
+    modelOptions: { ...cfg.modelOptions, numClasses: c.prepared.classes.length, inChannels: model.inputShape[0] },
+    classes: c.prepared.classes,
+    classIds: c.prepared.classIds,
+    preprocess: data.preprocess,
+    sourceShape: data.sourceShape,
+    dataset: c.prepared.name,
+    transform: data.transform,
+    split: cfg.folder ? { valSplit: cfg.folder.valSplit, seed: cfg.seed } : undefined,
   };
   let history: EpochRecord[] = [];
   let progress = { epoch: 0, batch: 0, globalStep: 0 };
@@ -163,7 +200,7 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
     log(`resuming ${resume}: ${progress.epoch} epochs and ${progress.batch} batches done, step ${progress.globalStep}`);
   }
 
-  const loader = new BatchLoader(trainSet, { batchSize: cfg.batchSize, shuffle: true, seed: cfg.seed });
+  const loader = data.train;
   const save = (p: typeof progress) => {
     if (!cfg.save) return;
     saveCheckpoint(cfg.save, model, {
@@ -179,7 +216,7 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
     }
   };
 
-  log(`training ${cfg.model} on ${cfg.dataset} (${trainSet.labels.size(0)} train / ${testSet.labels.size(0)} test images, input ${model.inputShape.join('×')}) on ${device} with ${cfg.threads ?? os.cpus().length} threads; ${cfg.optimizer} lr ${opt.lr}, batch ${cfg.batchSize}, ${cfg.epochs} epochs`);
+  log(`training ${cfg.model} on ${record.dataset} (${loader.size} train / ${data.test.size} test images, ${record.classes.length} classes, input ${model.inputShape.join('×')}) on ${device} with ${cfg.threads ?? os.cpus().length} threads; ${cfg.optimizer} lr ${opt.lr}, batch ${cfg.batchSize}, ${cfg.epochs} epochs`);
   const runStart = Date.now();
   const elapsedBefore = history.length ? history[history.length - 1].elapsed_seconds : 0;
   let stopped: TrainResult['stopped'] = 'completed';
@@ -193,6 +230,7 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
     const lossSum = zeros([], { device, dtype: 'float64' });
     const correct = zeros([], { device, dtype: 'int64' });
     let seen = 0;
+    let waited = 0;
     const readStats = () => {
       const l = lossSum.item();
       if (!Number.isFinite(l)) {
@@ -202,53 +240,68 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
       return { loss: l / Math.max(1, seen), acc: correct.item() / Math.max(1, seen) };
     };
     let lastRead = 0;
-    for (const batch of loader.batches(epoch, progress.batch)) {
-      // Let signal handlers (Ctrl-C) run between steps.
-      await new Promise<void>((r) => setImmediate(r));
-      if (hooks.shouldStop?.()) {
-        stopped = 'interrupted';
-        batch.images.dispose();
-        batch.labels.dispose();
-        break;
+    const batches = loader.batches(epoch, progress.batch);
+    let t0 = Date.now();
+    try {
+      for (;;) {
+        const next = await batches.next();
+        waited += (Date.now() - t0) / 1000;
+        if (next.done) break;
+        const batch = next.value;
+        // Let signal handlers (Ctrl-C) run between steps.
+        await new Promise<void>((r) => setImmediate(r));
+        if (hooks.shouldStop?.()) {
+          stopped = 'interrupted';
+          batch.x.dispose();
+          batch.y.dispose();
+          break;
+        }
+        const stepStart = Date.now();
+        const n = batch.y.size(0);
+        try {
+          tidy(() => {
+            const logits = model.forward(batch.x);
+            const loss = crossEntropy(logits, batch.y);
+            loss.backward();
+            lossSum.copy_(lossSum.add(loss.detach().to('float64').mul(n)));
+            correct.copy_(correct.add(logits.argmax(1).eq(batch.y).sum()));
+          });
+        } finally {
+          batch.x.dispose();
+          batch.y.dispose();
+        }
+        opt.step();
+        opt.zeroGrad();
+        seen += n;
+        progress = { epoch, batch: batch.index + 1, globalStep: progress.globalStep + 1 };
+        const now = Date.now();
+        // Reading the running sums synchronises the device: do it a few times a second, not every step.
+        if (now - lastRead > 250 || batch.index + 1 === loader.numBatches) {
+          lastRead = now;
+          const s = readStats();
+          const ips = (seen / ((now - epochStart) / 1000)).toFixed(0);
+          bar.update(batch.index + 1, `loss ${s.loss.toFixed(4)} acc ${s.acc.toFixed(3)} ${ips} img/s`);
+        }
+        if (!estimatePrinted && progress.globalStep >= 4) {
+          estimatePrinted = true;
+          const perStep = (now - stepStart) / 1000;
+          const steps = cfg.maxSteps ? Math.min(cfg.maxSteps, loader.numBatches * cfg.epochs) : loader.numBatches * cfg.epochs;
+          const evalCost = cfg.maxSteps ? 1 : cfg.epochs;
+          const est = perStep * (steps + (evalCost * data.test.size) / cfg.batchSize / 3);
+          log(`estimated time: about ${formatDuration(est)} (${steps} steps at ${perStep.toFixed(2)} s/step, plus evaluation)`);
+        }
+        if (cfg.maxSteps && progress.globalStep >= cfg.maxSteps) {
+          stopped = 'max-steps';
+          break;
+        }
+        t0 = Date.now();
       }
-      const t0 = Date.now();
-      const n = batch.labels.size(0);
-      tidy(() => {
-        const x = preprocessBatch(batch.images, cfg.preprocess, device);
-        const y = batch.labels.to({ device });
-        const logits = model.forward(x);
-        const loss = crossEntropy(logits, y);
-        loss.backward();
-        lossSum.copy_(lossSum.add(loss.detach().to('float64').mul(n)));
-        correct.copy_(correct.add(logits.argmax(1).eq(y).sum()));
-      });
-      batch.images.dispose();
-      batch.labels.dispose();
-      opt.step();
-      opt.zeroGrad();
-      seen += n;
-      progress = { epoch, batch: batch.index + 1, globalStep: progress.globalStep + 1 };
-      const now = Date.now();
-      // Reading the running sums synchronises the device: do it a few times a second, not every step.
-      if (now - lastRead > 250 || batch.index + 1 === loader.numBatches) {
-        lastRead = now;
-        const s = readStats();
-        const ips = (seen / ((now - epochStart) / 1000)).toFixed(0);
-        bar.update(batch.index + 1, `loss ${s.loss.toFixed(4)} acc ${s.acc.toFixed(3)} ${ips} img/s`);
-      }
-      if (!estimatePrinted && progress.globalStep >= 4) {
-        estimatePrinted = true;
-        const perStep = (now - t0) / 1000;
-        const steps = cfg.maxSteps ? Math.min(cfg.maxSteps, loader.numBatches * cfg.epochs) : loader.numBatches * cfg.epochs;
-        const evalCost = cfg.maxSteps ? 1 : cfg.epochs;
-        const est = perStep * (steps + (evalCost * testSet.labels.size(0)) / cfg.batchSize / 3);
-        log(`estimated time: about ${formatDuration(est)} (${steps} steps at ${perStep.toFixed(2)} s/step, plus evaluation)`);
-      }
-      if (cfg.maxSteps && progress.globalStep >= cfg.maxSteps) {
-        stopped = 'max-steps';
-        break;
-      }
+    } finally {
+      // Stops the epoch's prefetching when the loop ends early.
+      await batches.return(undefined);
     }
+    // Batches that lost all their images are not yielded: the epoch is complete when the source is exhausted.
+    if (stopped === 'completed') progress = { ...progress, batch: loader.numBatches };
     bar.done();
     const trainStats = seen ? readStats() : { loss: NaN, acc: NaN };
     lossSum.dispose();
@@ -260,9 +313,10 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
     }
     const finishedEpoch = progress.batch === loader.numBatches;
     const epochSeconds = (Date.now() - epochStart) / 1000;
+    const skipped = loader.skipped;
     if (finishedEpoch || stopped === 'max-steps') {
-      const evalBar = new ProgressBar('  evaluating', Math.ceil(testSet.labels.size(0) / cfg.evalBatchSize), hooks.progressStream);
-      lastEval = evaluate(model, testSet, cfg.preprocess, { batchSize: cfg.evalBatchSize, device, onBatch: (d) => evalBar.update(d) });
+      const evalBar = new ProgressBar('  evaluating', data.test.numBatches, hooks.progressStream);
+      lastEval = await evaluate(model, data.test, { onBatch: (d) => evalBar.update(d) });
       evalBar.done();
       model.train();
     }
@@ -274,10 +328,14 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
         test_loss: lastEval!.loss, test_acc: lastEval!.top1, test_top5: lastEval!.top5, lr,
         images_per_sec: seen / epochSeconds, epoch_seconds: epochSeconds,
         elapsed_seconds: elapsedBefore + (Date.now() - runStart) / 1000,
+        skipped, data_wait_seconds: waited,
       };
       history.push(r);
       appendMetrics(r);
-      log(`epoch ${r.epoch}/${cfg.epochs}: train loss ${r.train_loss.toFixed(4)} acc ${r.train_acc.toFixed(4)} | test loss ${r.test_loss.toFixed(4)} top-1 ${r.test_acc.toFixed(4)} top-5 ${r.test_top5.toFixed(4)} | ${r.images_per_sec.toFixed(0)} img/s, ${formatDuration(r.epoch_seconds)}` + (opt.lr !== lr ? ` | lr ${lr} -> ${opt.lr}` : ''));
+      log(`epoch ${r.epoch}/${cfg.epochs}: train loss ${r.train_loss.toFixed(4)} acc ${r.train_acc.toFixed(4)} | test loss ${r.test_loss.toFixed(4)} top-1 ${r.test_acc.toFixed(4)} top-5 ${r.test_top5.toFixed(4)} | ${r.images_per_sec.toFixed(0)} img/s, ${formatDuration(r.epoch_seconds)}` +
+        (waited > 0.05 * epochSeconds ? `, ${((100 * waited) / epochSeconds).toFixed(0)}% waiting for data` : '') +
+        (skipped ? ` | ${skipped} unreadable image${skipped === 1 ? '' : 's'} skipped` : '') +
+        (opt.lr !== lr ? ` | lr ${lr} -> ${opt.lr}` : ''));
       progress = { epoch: epoch + 1, batch: 0, globalStep: progress.globalStep };
     } else if (lastEval) {
       log(`stopped after step ${progress.globalStep} (${progress.batch}/${loader.numBatches} batches of epoch ${epoch + 1}): train loss ${trainStats.loss.toFixed(4)} acc ${trainStats.acc.toFixed(4)} | test loss ${lastEval.loss.toFixed(4)} top-1 ${lastEval.top1.toFixed(4)} top-5 ${lastEval.top5.toFixed(4)}`);

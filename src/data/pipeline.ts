@@ -1,0 +1,239 @@
+// The photo input pipeline: worker threads decode and crop images with sharp while the main thread runs the
+// engine; batches are requested `prefetch` ahead, each assembled into one contiguous uint8 buffer (NHWC, which
+// the engine reads as channels-last without a copy); flips, PCA colour noise and normalisation then run in the
+// engine on the whole batch, on the GPU when training runs there.
+//
+// Everything random is decided from (seed, epoch, image index) — by whichever worker — so the same seed gives the
+// same batches, with any number of workers, and a resumed run continues with the batches it would have seen.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { UserError } from '../errors';
+import { Device } from '../tensor/dtype';
+import { cat, tensor, Tensor, tidy, where } from '../tensor/tensor';
+import type { DecodeMode, DecodeReply, DecodeRequest, DecodeResult } from './decode-worker';
+import { Problem, Sample } from './image-folder';
+import { epochOrder } from './loader';
+import { BatchSource, ReadyBatch } from './source';
+import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, trainFlip } from './transforms';
+
+/** Decode workers: min(8, cores − 1), at least one. */
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(8, os.cpus().length - 1));
+}
+
+/** A pool of decode worker threads; each request goes to the worker with the least outstanding work. */
+export class DecodePool {
+  #workers: { w: Worker; pending: Map<number, { resolve: (r: DecodeResult[]) => void; reject: (e: Error) => void; items: number }> }[] = [];
+  #nextId = 1;
+  #closed = false;
+
+  constructor(readonly size = defaultWorkers(), readonly inFlight = 2) {
+    if (!Number.isInteger(size) || size < 1) throw new UserError(`--workers must be a positive integer, got ${size}`);
+    for (let i = 0; i < size; i++) this.#spawn(i);
+  }
+
+  #spawn(i: number): void {
+    const w = new Worker(path.join(__dirname, 'decode-worker.js'), { workerData: { inFlight: this.inFlight } });
+    const slot = { w, pending: new Map() };
+    this.#workers[i] = slot;
+    w.on('message', (reply: DecodeReply) => {
+      const p = slot.pending.get(reply.id);
+      slot.pending.delete(reply.id);
+      p?.resolve(reply.results);
+    });
+    const fail = (err: Error) => {
+      for (const p of slot.pending.values()) p.reject(err);
+      slot.pending.clear();
+      if (!this.#closed) this.#spawn(i);
+    };
+    w.on('error', (e) => fail(new UserError(`an image decoder thread failed: ${e.message}`)));
+    w.on('exit', (code) => {
+      if (!this.#closed) fail(new UserError(`an image decoder thread stopped (exit code ${code})`));
+    });
+    // Idle workers must not keep the process alive.
+    w.unref();
+  }
+
+  /** Decodes `items`, split into one request per worker. Results come back in the order of `items`. */
+  async decode(mode: DecodeMode, transform: PhotoTransform, items: DecodeRequest['items']): Promise<DecodeResult[]> {
+    if (this.#closed) throw new UserError('the decode pool is closed');
+    const parts = Math.min(this.size, items.length);
+    const per = Math.ceil(items.length / Math.max(1, parts));
+    const jobs: Promise<DecodeResult[]>[] = [];
+    for (let p = 0; p < parts; p++) {
+      const chunk = items.slice(p * per, (p + 1) * per);
+      if (!chunk.length) continue;
+      const slot = this.#workers.reduce((a, b) => (load(b) < load(a) ? b : a));
+      const id = this.#nextId++;
+      jobs.push(new Promise((resolve, reject) => {
+        slot.pending.set(id, { resolve, reject, items: chunk.length });
+        slot.w.ref();
+        const req: DecodeRequest = { id, mode, transform, items: chunk };
+        slot.w.postMessage(req);
+      }).finally(() => {
+        if (!slot.pending.size) slot.w.unref();
+      }) as Promise<DecodeResult[]>);
+    }
+    return (await Promise.all(jobs)).flat();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#workers.map((s) => s.w.terminate()));
+  }
+}
+
+function load(s: { pending: Map<number, { items: number }> }): number {
+  let n = 0;
+  for (const p of s.pending.values()) n += p.items;
+  return n;
+}
+
+export interface FolderSourceOptions {
+  batchSize: number;
+  shuffle: boolean;
+  seed: number;
+  /** train: random crops, flips, PCA noise; center: the evaluation crop; ten-crop: 10 inputs per image. */
+  mode: 'train' | 'center' | 'ten-crop';
+  transform: PhotoTransform;
+  device: Device;
+  pool: DecodePool;
+  /** Batches requested ahead of the one being used (default 3). */
+  prefetch?: number;
+  /** Fail at the first unreadable image (naming it) instead of skipping it. */
+  strict?: boolean;
+  /** Called once per unreadable image, the first time it is met. */
+  onProblem?: (p: Problem) => void;
+}
+
+/** The engine's part of the transform, on a batch of uint8 NHWC pixels: flip, to float, PCA noise, normalise. */
+export function finishBatch(u8: Tensor, o: { flips?: boolean[]; shifts?: number[][]; mean: number[]; std: number[]; tenCrop?: boolean; device: Device }): Tensor {
+  return tidy(() => {
+    let x = u8.to({ device: o.device });
+    if (o.tenCrop) {
+      // (n, 5, H, W, C) -> the five crops, then the same five mirrored: (n·10, H, W, C).
+      const [n, , h, w, c] = x.shape;
+      x = cat([x, x.flip(3)], 1).reshape(n * 10, h, w, c);
+    } else if (o.flips?.some((f) => f)) {
+      const mask = tensor(o.flips.map((f) => (f ? 1 : 0)), [o.flips.length, 1, 1, 1], 'uint8').to({ device: o.device }).to('bool');
+      x = where(mask, x.flip(2), x);
+    }
+    // NHWC viewed as NCHW is the channels-last layout: no copy.
+    let f = x.permute(0, 3, 1, 2).float().div(255);
+    const c = f.shape[1];
+    if (o.shifts) f = f.add(tensor(o.shifts.flat(), [o.shifts.length, c, 1, 1]).to({ device: o.device }));
+    if (o.mean.length) {
+      f = f.sub(tensor(o.mean, [1, c, 1, 1]).to({ device: o.device })).div(tensor(o.std, [1, c, 1, 1]).to({ device: o.device }));
+    }
+    return f;
+  });
+}
+
+interface RawBatch {
+  index: number;
+  pixels: Uint8Array;
+  labels: number[];
+  seeds: number[];
+  skipped: number;
+}
+
+/** Batches of an image folder, decoded by a DecodePool and finished in the engine. */
+export class FolderSource implements BatchSource {
+  readonly numBatches: number;
+  skipped = 0;
+  /** Files that failed once: skipped without another try in later epochs (and counted again). */
+  readonly bad = new Map<string, string>();
+
+  constructor(readonly samples: Sample[], readonly classes: string[], readonly o: FolderSourceOptions) {
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
+    if (!samples.length) throw new UserError('the data set split is empty');
+    this.numBatches = Math.ceil(samples.length / o.batchSize);
+    const c = o.transform.channels;
+    if (o.transform.mean.length && (o.transform.mean.length !== c || o.transform.std.length !== c)) {
+      throw new UserError(`normalisation needs ${c} mean and std values, got ${o.transform.mean.length} and ${o.transform.std.length}`);
+    }
+  }
+
+  get size(): number {
+    return this.samples.length;
+  }
+
+  get crops(): number {
+    return this.o.mode === 'ten-crop' ? 10 : 1;
+  }
+
+  /** Decodes batch `b` of `epoch` to pixels; unreadable images are dropped (or, strict, refused). */
+  async #decode(epoch: number, b: number, order: Int32Array): Promise<RawBatch> {
+    const t = this.o.transform;
+    const lo = b * this.o.batchSize;
+    const idx = Array.from(order.subarray(lo, Math.min(this.size, lo + this.o.batchSize)));
+    let skipped = 0;
+    const todo = idx.filter((i) => {
+      const known = this.bad.has(this.samples[i].file);
+      if (known) skipped++;
+      return !known;
+    });
+    const mode: DecodeMode = this.o.mode === 'ten-crop' ? 'five-crop' : this.o.mode;
+    const items = todo.map((i) => ({ file: this.samples[i].file, seed: imageSeed(this.o.seed, epoch, i) }));
+    const results = await this.o.pool.decode(mode, t, items);
+    const per = (mode === 'five-crop' ? 5 : 1) * t.size * t.size * t.channels;
+    const ok: number[] = [];
+    results.forEach((r, k) => {
+      if (r.ok) {
+        if (r.data.byteLength !== per) throw new UserError(`${items[k].file}: decoded to ${r.data.byteLength} bytes, expected ${per}`);
+        ok.push(k);
+        return;
+      }
+      const file = items[k].file;
+      if (this.o.strict) throw new UserError(`${file}: ${r.reason} (--strict stops at unreadable images; without it they are skipped with a warning)`);
+      skipped++;
+      if (!this.bad.has(file)) {
+        this.bad.set(file, r.reason);
+        this.o.onProblem?.({ file, reason: r.reason });
+      }
+    });
+    const pixels = new Uint8Array(ok.length * per);
+    ok.forEach((k, j) => pixels.set(new Uint8Array((results[k] as { data: ArrayBuffer }).data), j * per));
+    return { index: b, pixels, labels: ok.map((k) => this.samples[todo[k]].label), seeds: ok.map((k) => items[k].seed), skipped };
+  }
+
+  async *batches(epoch: number, start = 0): AsyncGenerator<ReadyBatch> {
+    const order = epochOrder(this.size, this.o.seed, epoch, this.o.shuffle);
+    const prefetch = Math.max(1, this.o.prefetch ?? 3);
+    const queue: Promise<RawBatch>[] = [];
+    let next = start;
+    this.skipped = 0;
+    const fill = () => {
+      while (queue.length < prefetch && next < this.numBatches) {
+        const p = this.#decode(epoch, next++, order);
+        // Handled where it is awaited; this keeps an abandoned epoch's failures from being "unhandled".
+        p.catch(() => undefined);
+        queue.push(p);
+      }
+    };
+    fill();
+    const t = this.o.transform;
+    while (queue.length) {
+      const raw = await queue.shift()!;
+      fill();
+      this.skipped += raw.skipped;
+      const n = raw.labels.length;
+      if (!n) continue;
+      const five = this.o.mode === 'ten-crop';
+      const shape = five ? [n, 5, t.size, t.size, t.channels] : [n, t.size, t.size, t.channels];
+      const train = this.o.mode === 'train';
+      const x = tidy(() => finishBatch(tensor(raw.pixels, shape, 'uint8'), {
+        flips: train ? raw.seeds.map((s) => trainFlip(s, t)) : undefined,
+        shifts: train && t.pcaStd > 0 && t.channels === 3 ? raw.seeds.map((s) => pcaShift(pcaAlphas(s, t.pcaStd), t.eigval, t.eigvec)) : undefined,
+        mean: t.mean, std: t.std, tenCrop: five, device: this.o.device,
+      }));
+      const y = tensor(raw.labels, [n], 'int64').to({ device: this.o.device });
+      yield { index: raw.index, x, y, crops: this.crops };
+    }
+  }
+
+  async close(): Promise<void> {
+    // The pool is shared (train and validation): its owner closes it.
+  }
+}

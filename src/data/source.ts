@@ -1,0 +1,71 @@
+// What the training loop and evaluation read from: batches already on the device and ready for the model.
+// In-memory data sets (IDX) and image folders (decoded by workers) both provide it.
+import { Device } from '../tensor/dtype';
+import { Tensor } from '../tensor/tensor';
+import { TensorDataset } from './fashion-mnist';
+import { BatchLoader, Preprocess, preprocessBatch } from './loader';
+
+export interface ReadyBatch {
+  /** Position of the batch in its epoch (batches that lost every image are left out, so indices can skip). */
+  index: number;
+  /** Model input, float32 on the device: (n × crops, C, H, W). */
+  x: Tensor;
+  /** Labels, int64 on the device: (n). */
+  y: Tensor;
+  /** Inputs per example: 1, or 10 for ten-crop testing (the crops of example i are rows i·10 … i·10 + 9). */
+  crops: number;
+}
+
+export interface BatchSource {
+  /** Examples per epoch (before any are skipped). */
+  readonly size: number;
+  readonly numBatches: number;
+  readonly classes: string[];
+  /** Yields the batches of `epoch` from batch `start` on; the consumer disposes x and y. */
+  batches(epoch: number, start?: number): AsyncGenerator<ReadyBatch>;
+  /** Examples skipped in the epoch read last (unreadable images). */
+  readonly skipped: number;
+  close(): Promise<void>;
+}
+
+/** Batches of an in-memory data set, preprocessed in the engine. */
+export class TensorSource implements BatchSource {
+  readonly loader: BatchLoader;
+  readonly skipped = 0;
+
+  constructor(readonly ds: TensorDataset, readonly preprocess: Preprocess, readonly o: { batchSize: number; shuffle: boolean; seed: number; device: Device }) {
+    this.loader = new BatchLoader(ds, o);
+  }
+
+  get size(): number {
+    return this.loader.size;
+  }
+
+  get numBatches(): number {
+    return this.loader.numBatches;
+  }
+
+  get classes(): string[] {
+    return this.ds.classes;
+  }
+
+  async *batches(epoch: number, start = 0): AsyncGenerator<ReadyBatch> {
+    for (const b of this.loader.batches(epoch, start)) {
+      let x: Tensor;
+      let y: Tensor;
+      try {
+        x = preprocessBatch(b.images, this.preprocess, this.o.device);
+        y = b.labels.to({ device: this.o.device });
+      } finally {
+        b.images.dispose();
+        b.labels.dispose();
+      }
+      yield { index: b.index, x, y, crops: 1 };
+    }
+  }
+
+  async close(): Promise<void> {
+    this.ds.images.dispose();
+    this.ds.labels.dispose();
+  }
+}

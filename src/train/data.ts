@@ -1,0 +1,142 @@
+// The data a run trains and validates on: an IDX data set in memory (Fashion-MNIST, MNIST) or an image folder
+// decoded by worker threads. Both end up as BatchSources of model-ready batches on the run's device.
+import * as path from 'node:path';
+import { loadIdxDataset } from '../data/fashion-mnist';
+import { folderPath, ImageFolder, Problem, scanImageFolder } from '../data/image-folder';
+import { Preprocess } from '../data/loader';
+import { DecodePool, defaultWorkers, FolderSource } from '../data/pipeline';
+import { BatchSource, TensorSource } from '../data/source';
+import { readStats } from '../data/stats';
+import { Augment, PhotoTransform, presetTransform } from '../data/transforms';
+import { Device } from '../tensor/dtype';
+import { UserError } from '../errors';
+
+/** Settings of an image-folder data set (`--dataset folder:PATH`). */
+export interface FolderConfig {
+  valSplit: number;
+  labels?: string;
+  augment: Augment;
+  shortSide?: number;
+  /** α's standard deviation for PCA colour noise; undefined: the preset's (0.1 for paper, else 0). */
+  pcaStd?: number;
+  /** A statistics file from `alexnet stats`: its mean/std normalise, its eigen-decomposition drives PCA noise. */
+  stats?: string;
+  workers?: number;
+  prefetch?: number;
+  strict?: boolean;
+}
+
+export interface DataSpec {
+  dataset: string;
+  dataDir?: string;
+  trainLimit?: number;
+  testLimit?: number;
+  folder?: FolderConfig;
+  seed: number;
+}
+
+export interface OpenedData {
+  train: BatchSource;
+  test: BatchSource;
+  /** What the model record keeps: how an input is made for this model. */
+  preprocess: Preprocess;
+  transform?: PhotoTransform;
+  sourceShape?: number[];
+  close(): Promise<void>;
+}
+
+/** A data set whose classes are known; `open` makes the batch sources once the model's input shape is known. */
+export interface PreparedData {
+  name: string;
+  classes: string[];
+  classIds?: string[];
+  trainSize: number;
+  testSize: number;
+  problems: Problem[];
+  folder?: ImageFolder;
+  open(o: { inputShape: number[]; device: Device; batchSize: number; evalBatchSize: number; preprocess: Preprocess; transform?: PhotoTransform; tenCrop?: boolean; onProblem?: (p: Problem) => void }): OpenedData;
+}
+
+/** The transform a folder run uses: the preset, the model's input, and the statistics file's values if given. */
+export function folderTransform(f: FolderConfig, inputShape: number[]): PhotoTransform {
+  const [channels, size] = inputShape;
+  const stats = f.stats ? readStats(f.stats) : undefined;
+  if (stats && stats.mean.length !== channels) throw new UserError(`${f.stats} has statistics for ${stats.mean.length} channels, the model takes ${channels}`);
+  const grey = channels === 1;
+  return presetTransform(f.augment, size, {
+    shortSide: f.shortSide,
+    pcaStd: grey ? 0 : f.pcaStd,
+    channels,
+    mean: stats?.mean ?? (grey ? [0.449] : undefined),
+    std: stats?.std ?? (grey ? [0.226] : undefined),
+    eigval: grey ? [] : stats?.eigval,
+    eigvec: grey ? [] : stats?.eigvec,
+  });
+}
+
+export function prepareData(spec: DataSpec): PreparedData {
+  const root = folderPath(spec.dataset);
+  if (root === undefined) {
+    if (spec.dataset !== 'fashion-mnist' && spec.dataset !== 'mnist') throw new UserError(`unknown data set '${spec.dataset}' (expected fashion-mnist, mnist or folder:PATH)`);
+    const train = loadIdxDataset({ dir: spec.dataDir, split: 'train', name: spec.dataset, limit: spec.trainLimit });
+    const test = loadIdxDataset({ dir: spec.dataDir, split: 'test', name: spec.dataset, limit: spec.testLimit });
+    return {
+      name: spec.dataset, classes: train.classes, trainSize: train.labels.size(0), testSize: test.labels.size(0), problems: [],
+      open: (o) => {
+        const trainSrc = new TensorSource(train, o.preprocess, { batchSize: o.batchSize, shuffle: true, seed: spec.seed, device: o.device });
+        const testSrc = new TensorSource(test, o.preprocess, { batchSize: o.evalBatchSize, shuffle: false, seed: 0, device: o.device });
+        return {
+          train: trainSrc, test: testSrc, preprocess: o.preprocess, sourceShape: train.images.shape.slice(1),
+          close: async () => {
+            await trainSrc.close();
+            await testSrc.close();
+          },
+        };
+      },
+    };
+  }
+  const f = spec.folder ?? { valSplit: 0.1, augment: 'torchvision' as Augment };
+  const folder = scanImageFolder(root, { valSplit: f.valSplit, seed: spec.seed, strict: f.strict, labels: f.labels });
+  const limit = <T>(a: T[], n?: number) => (n ? a.slice(0, n) : a);
+  const trainSamples = limit(folder.train, spec.trainLimit);
+  const valSamples = limit(folder.val, spec.testLimit);
+  if (!valSamples.length) {
+    throw new UserError(folder.layout === 'folders' ? `${path.join(folder.root, folder.valFolder!)} has no images` : `the validation split of ${folder.root} is empty: use --val-split with a larger share, or a val/ folder`);
+  }
+  return {
+    name: `folder:${folder.root}`, classes: folder.classes, classIds: folder.classIds, trainSize: trainSamples.length, testSize: valSamples.length,
+    problems: folder.problems, folder,
+    open: (o) => {
+      const transform = o.transform ?? folderTransform(f, o.inputShape);
+      const pool = new DecodePool(f.workers ?? defaultWorkers());
+      const common = { seed: spec.seed, transform, device: o.device, pool, prefetch: f.prefetch, strict: f.strict, onProblem: o.onProblem };
+      const train = new FolderSource(trainSamples, folder.classes, { ...common, batchSize: o.batchSize, shuffle: true, mode: 'train' });
+      const test = new FolderSource(valSamples, folder.classes, { ...common, batchSize: o.tenCrop ? Math.max(1, Math.floor(o.evalBatchSize / 10)) : o.evalBatchSize, shuffle: false, mode: o.tenCrop ? 'ten-crop' : 'center' });
+      const preprocess: Preprocess = { inputSize: [transform.size, transform.size], resize: 'bilinear', mean: transform.mean, std: transform.std, shortSide: transform.shortSide };
+      return { train, test, preprocess, transform, close: () => pool.close() };
+    },
+  };
+}
+
+/**
+ * The validation images of a folder data set for a trained model: its val/ folder, or the same seeded split the
+ * model was trained with; labels follow the model's class folders.
+ */
+export function folderEvalSource(root: string, r: { classIds: string[]; classes: string[]; transform: PhotoTransform; split?: { valSplit: number; seed: number } }, o: {
+  device: Device; batchSize: number; tenCrop?: boolean; limit?: number; workers?: number; strict?: boolean; split?: 'val' | 'train' | 'all'; onProblem?: (p: Problem) => void;
+}): { source: FolderSource; problems: Problem[]; close: () => Promise<void> } {
+  const folder = scanImageFolder(root, { valSplit: r.split?.valSplit ?? 0.1, seed: r.split?.seed ?? 0, strict: o.strict });
+  const unknown = folder.classIds.filter((c) => !r.classIds.includes(c));
+  if (unknown.length) throw new UserError(`${root} has class folders the model was not trained on: ${unknown.slice(0, 5).join(', ')} (the model knows ${r.classIds.join(', ')})`);
+  const which = o.split ?? 'val';
+  let samples = which === 'val' ? folder.val : which === 'train' ? folder.train : [...folder.train, ...folder.val];
+  if (!samples.length) throw new UserError(`${root} has no ${which === 'all' ? '' : which + ' '}images to evaluate`);
+  samples = samples.map((s) => ({ file: s.file, label: r.classIds.indexOf(folder.classIds[s.label]) }));
+  if (o.limit) samples = samples.slice(0, o.limit);
+  const pool = new DecodePool(o.workers ?? defaultWorkers());
+  const source = new FolderSource(samples, r.classes, {
+    batchSize: o.tenCrop ? Math.max(1, Math.floor(o.batchSize / 10)) : o.batchSize, shuffle: false, seed: 0,
+    mode: o.tenCrop ? 'ten-crop' : 'center', transform: r.transform, device: o.device, pool, strict: o.strict, onProblem: o.onProblem,
+  });
+  return { source, problems: folder.problems, close: () => pool.close() };
+}
