@@ -2,9 +2,9 @@
 // that images keep coming while the main thread runs the engine. Started by DecodePool (pipeline.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import { ImageError, imageSize, renderPlan, sharpModule } from './image';
-import { Plan, PhotoTransform, planCenter, planFiveCrop, planTrain } from './transforms';
+import { Plan, PhotoTransform, planCenter, planTenCrop, planTrain } from './transforms';
 
-export type DecodeMode = 'train' | 'center' | 'five-crop';
+export type DecodeMode = 'train' | 'center' | 'ten-crop';
 
 export interface DecodeRequest {
   id: number;
@@ -22,7 +22,7 @@ export interface DecodeReply {
 
 export function planFor(mode: DecodeMode, w: number, h: number, t: PhotoTransform, seed: number): Plan {
   if (mode === 'train') return planTrain(w, h, t, seed);
-  if (mode === 'five-crop') return planFiveCrop(w, h, t);
+  if (mode === 'ten-crop') return planTenCrop(w, h, t);
   return planCenter(w, h, t);
 }
 

@@ -57,6 +57,8 @@ function isUnder(real: string, rootReal: string): boolean {
 class Scanner {
   readonly problems: Problem[] = [];
   readonly rootReal: string;
+  /** The real path of the class folder being read: a link to it or to a folder above it is a loop. */
+  #walkRoot = '';
 
   constructor(readonly root: string, readonly strict: boolean) {
     this.rootReal = fs.realpathSync(root);
@@ -86,7 +88,7 @@ class Scanner {
     }
     const st = fs.statSync(real);
     if (st.isDirectory()) {
-      if (visited.has(real)) {
+      if (visited.has(real) || isUnder(this.#walkRoot, real)) {
         this.problem(p, 'a symbolic link loop (leads back to a folder already read)');
         return undefined;
       }
@@ -99,6 +101,7 @@ class Scanner {
   images(dir: string): string[] {
     const groups: { dir: string; files: string[] }[] = [];
     const visited = new Set<string>();
+    this.#walkRoot = fs.realpathSync(dir);
     const walk = (d: string) => {
       const real = fs.realpathSync(d);
       visited.add(real);

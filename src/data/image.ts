@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import type { Sharp } from 'sharp';
 import { UserError } from '../errors';
-import { Plan, planCenter } from './transforms';
+import { Plan, planCenter, roundHalfEven } from './transforms';
 
 /** Refuse images with more pixels than this (image bombs): sharp checks it from the header, before decoding. */
 export const MAX_PIXELS = 100_000_000;
@@ -122,7 +122,7 @@ export async function loadImageAs(file: string, channels: number, height: number
     // Non-square inputs: centre the height×width window in the resized image.
     plan.outW = width;
     plan.outH = height;
-    plan.crops = [{ left: Math.floor((plan.resizeW - width) / 2), top: Math.floor((plan.resizeH - height) / 2), width, height }];
+    plan.crops = [{ left: roundHalfEven((plan.resizeW - width) / 2), top: roundHalfEven((plan.resizeH - height) / 2), width, height }];
   } else {
     plan = { resizeW: width, resizeH: height, outW: width, outH: height, crops: [{ left: 0, top: 0, width, height }] };
   }

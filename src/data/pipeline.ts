@@ -15,7 +15,7 @@ import type { DecodeMode, DecodeReply, DecodeRequest, DecodeResult } from './dec
 import { Problem, Sample } from './image-folder';
 import { epochOrder } from './loader';
 import { BatchSource, ReadyBatch } from './source';
-import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, trainFlip } from './transforms';
+import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, TEN_CROP_MIRRORED, trainFlip } from './transforms';
 
 /** Decode workers: min(8, cores − 1), at least one. */
 export function defaultWorkers(): number {
@@ -112,9 +112,10 @@ export function finishBatch(u8: Tensor, o: { flips?: boolean[]; shifts?: number[
   return tidy(() => {
     let x = u8.to({ device: o.device });
     if (o.tenCrop) {
-      // (n, 5, H, W, C) -> the five crops, then the same five mirrored: (n·10, H, W, C).
+      // (n, 6, H, W, C) -> the five crops, then the mirrored image's five: (n·10, H, W, C), TenCrop's order.
       const [n, , h, w, c] = x.shape;
-      x = cat([x, x.flip(3)], 1).reshape(n * 10, h, w, c);
+      const mirrored = x.indexSelect(1, tensor(TEN_CROP_MIRRORED, [5], 'int64').to({ device: o.device })).flip(3);
+      x = cat([x.narrow(1, 0, 5), mirrored], 1).reshape(n * 10, h, w, c);
     } else if (o.flips?.some((f) => f)) {
       const mask = tensor(o.flips.map((f) => (f ? 1 : 0)), [o.flips.length, 1, 1, 1], 'uint8').to({ device: o.device }).to('bool');
       x = where(mask, x.flip(2), x);
@@ -174,10 +175,10 @@ export class FolderSource implements BatchSource {
       if (known) skipped++;
       return !known;
     });
-    const mode: DecodeMode = this.o.mode === 'ten-crop' ? 'five-crop' : this.o.mode;
+    const mode: DecodeMode = this.o.mode;
     const items = todo.map((i) => ({ file: this.samples[i].file, seed: imageSeed(this.o.seed, epoch, i) }));
     const results = await this.o.pool.decode(mode, t, items);
-    const per = (mode === 'five-crop' ? 5 : 1) * t.size * t.size * t.channels;
+    const per = (mode === 'ten-crop' ? 6 : 1) * t.size * t.size * t.channels;
     const ok: number[] = [];
     results.forEach((r, k) => {
       if (r.ok) {
@@ -220,13 +221,13 @@ export class FolderSource implements BatchSource {
       this.skipped += raw.skipped;
       const n = raw.labels.length;
       if (!n) continue;
-      const five = this.o.mode === 'ten-crop';
-      const shape = five ? [n, 5, t.size, t.size, t.channels] : [n, t.size, t.size, t.channels];
+      const ten = this.o.mode === 'ten-crop';
+      const shape = ten ? [n, 6, t.size, t.size, t.channels] : [n, t.size, t.size, t.channels];
       const train = this.o.mode === 'train';
       const x = tidy(() => finishBatch(tensor(raw.pixels, shape, 'uint8'), {
         flips: train ? raw.seeds.map((s) => trainFlip(s, t)) : undefined,
         shifts: train && t.pcaStd > 0 && t.channels === 3 ? raw.seeds.map((s) => pcaShift(pcaAlphas(s, t.pcaStd), t.eigval, t.eigvec)) : undefined,
-        mean: t.mean, std: t.std, tenCrop: five, device: this.o.device,
+        mean: t.mean, std: t.std, tenCrop: ten, device: this.o.device,
       }));
       const y = tensor(raw.labels, [n], 'int64').to({ device: this.o.device });
       yield { index: raw.index, x, y, crops: this.crops };

@@ -91,10 +91,16 @@ export function imageSeed(seed: number, epoch: number, index: number): number {
   return h >>> 0;
 }
 
+/** torchvision's Resize(int): the short side becomes `shortSide`, the long side int(shortSide · long / short). */
 function shortSideResize(w: number, h: number, shortSide: number): [number, number] {
-  const scale = shortSide / Math.min(w, h);
-  // Never below the short side on either axis (rounding), so the centre crop always fits.
-  return [Math.max(shortSide, Math.round(w * scale)), Math.max(shortSide, Math.round(h * scale))];
+  const long = Math.floor((shortSide * Math.max(w, h)) / Math.min(w, h));
+  return w <= h ? [shortSide, long] : [long, shortSide];
+}
+
+/** Python's round(): halves go to the even neighbour (torchvision's centre-crop offsets use it). */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** Uniform integer in [0, n) from a [0, 1) draw. */
@@ -105,28 +111,36 @@ export function planCenter(w: number, h: number, t: Pick<PhotoTransform, 'size' 
   const [rw, rh] = shortSideResize(w, h, t.shortSide);
   return {
     resizeW: rw, resizeH: rh, outW: t.size, outH: t.size,
-    crops: [{ left: Math.floor((rw - t.size) / 2), top: Math.floor((rh - t.size) / 2), width: t.size, height: t.size }],
+    crops: [{ left: roundHalfEven((rw - t.size) / 2), top: roundHalfEven((rh - t.size) / 2), width: t.size, height: t.size }],
   };
 }
 
 /**
- * Ten-crop testing, first half: the four corner crops and the centre crop, in torchvision's TenCrop order
- * (top-left, top-right, bottom-left, bottom-right, centre); the flipped five are made from these in the engine.
- * The paper takes them from the 256×256 centre square; torchvision from the whole resized image.
+ * Ten-crop testing (torchvision's TenCrop): the four corner crops and the centre crop (top-left, top-right,
+ * bottom-left, bottom-right, centre), then the same five of the mirrored image. The mirrored image's corners are
+ * the mirrored corners in swapped order; its centre crop is the mirror of the region just as far from the right
+ * edge, which is a sixth crop when the margin is odd. So the plan has six crops: the five, and that region; the
+ * engine mirrors and orders them. The paper takes the crops from the 256×256 centre square; torchvision from the
+ * whole resized image.
  */
-export function planFiveCrop(w: number, h: number, t: Pick<PhotoTransform, 'size' | 'shortSide' | 'augment'>): Plan {
+export function planTenCrop(w: number, h: number, t: Pick<PhotoTransform, 'size' | 'shortSide' | 'augment'>): Plan {
   const [rw, rh] = shortSideResize(w, h, t.shortSide);
   const s = t.size;
   // The region the crops come from.
   const [bw, bh] = t.augment === 'paper' ? [t.shortSide, t.shortSide] : [rw, rh];
-  const bl = Math.floor((rw - bw) / 2);
-  const bt = Math.floor((rh - bh) / 2);
+  const bl = roundHalfEven((rw - bw) / 2);
+  const bt = roundHalfEven((rh - bh) / 2);
   const at = (left: number, top: number) => ({ left: bl + left, top: bt + top, width: s, height: s });
+  const cl = roundHalfEven((bw - s) / 2);
+  const ct = roundHalfEven((bh - s) / 2);
   return {
     resizeW: rw, resizeH: rh, outW: s, outH: s,
-    crops: [at(0, 0), at(bw - s, 0), at(0, bh - s), at(bw - s, bh - s), at(Math.floor((bw - s) / 2), Math.floor((bh - s) / 2))],
+    crops: [at(0, 0), at(bw - s, 0), at(0, bh - s), at(bw - s, bh - s), at(cl, ct), at(bw - s - cl, ct)],
   };
 }
+
+/** Where the mirrored image's five crops come from, as indices into planTenCrop's six (each is then mirrored). */
+export const TEN_CROP_MIRRORED = [1, 0, 3, 2, 5];
 
 /**
  * torchvision's RandomResizedCrop parameters (scale 0.08–1, aspect ratio 3/4–4/3, ten tries, then the centre
@@ -161,8 +175,8 @@ export function planTrain(w: number, h: number, t: PhotoTransform, seed: number)
     // Resize the short side, keep the centre shortSide×shortSide square, take a random size×size crop of it.
     const [rw, rh] = shortSideResize(w, h, t.shortSide);
     const room = t.shortSide - t.size + 1;
-    const left = Math.floor((rw - t.shortSide) / 2) + pick(rand, room);
-    const top = Math.floor((rh - t.shortSide) / 2) + pick(rand, room);
+    const left = roundHalfEven((rw - t.shortSide) / 2) + pick(rand, room);
+    const top = roundHalfEven((rh - t.shortSide) / 2) + pick(rand, room);
     return { resizeW: rw, resizeH: rh, outW: t.size, outH: t.size, crops: [{ left, top, width: t.size, height: t.size }] };
   }
   return { resizeW: w, resizeH: h, outW: t.size, outH: t.size, crops: [randomResizedCrop(w, h, rand)] };

@@ -115,7 +115,47 @@ def run_model(net, t, prefix, x_name="x", d2l_keys=False):
     return out
 
 
+def json_tensor(obj):
+    return torch.frombuffer(bytearray(json.dumps(obj).encode()), dtype=torch.uint8).clone()
+
+
 def run_case(op, a, t):
+    if op == "image_folder":
+        # torchvision's ImageFolder on a folder tree: classes and (relative path, label) samples, in its order.
+        import os
+        import torchvision
+        ds = torchvision.datasets.ImageFolder(a["root"])
+        return {"json": json_tensor({"classes": ds.classes,
+                                     "samples": [[os.path.relpath(p, a["root"]), l] for p, l in ds.samples]})}
+    if op == "crops":
+        # torchvision's evaluation crops on a PIL image: CenterCrop, and TenCrop (optionally of the centre square).
+        import numpy as np
+        import torchvision.transforms as T
+        from PIL import Image
+        img = Image.open(a["path"]).convert("RGB")
+        img = T.Resize(a["short_side"])(img)
+        center = np.array(T.CenterCrop(a["size"])(img))
+        base = T.CenterCrop(a["short_side"])(img) if a["paper"] else img
+        ten = np.stack([np.array(c) for c in T.TenCrop(a["size"])(base)])
+        return {"center": torch.from_numpy(center), "ten": torch.from_numpy(ten)}
+    if op == "rrc_params":
+        # Many draws of torchvision's RandomResizedCrop.get_params on a w×h image: (top, left, height, width) rows.
+        import torchvision.transforms as T
+        from PIL import Image
+        torch.manual_seed(0)
+        img = Image.new("RGB", (a["w"], a["h"]))
+        rows = [T.RandomResizedCrop.get_params(img, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(a["n"])]
+        return {"params": torch.tensor(rows, dtype=torch.float64)}
+    if op == "image_stats":
+        # Channel mean, std, covariance and its eigen-decomposition over all pixels of the images, on [0, 1].
+        import numpy as np
+        from PIL import Image
+        px = np.concatenate([np.array(Image.open(p).convert("RGB")).reshape(-1, 3) for p in a["paths"]])
+        x = torch.from_numpy(px).double() / 255
+        mean = x.mean(0)
+        cov = (x - mean).T @ (x - mean) / x.shape[0]
+        vals, vecs = torch.linalg.eigh(cov)
+        return {"mean": mean, "std": x.std(0, unbiased=False), "cov": cov, "eigval": vals.flip(0), "eigvec": vecs.flip(1)}
     if op == "save_pth":
         # torchvision's AlexNet with seeded weights, saved with real torch.save; its logits for t["x"].
         import torchvision
