@@ -27,6 +27,7 @@ export class DecodePool {
   #workers: { w: Worker; pending: Map<number, { resolve: (r: DecodeResult[]) => void; reject: (e: Error) => void; items: number }> }[] = [];
   #nextId = 1;
   #closed = false;
+  readonly #inFlight = new Set<Promise<unknown>>();
 
   constructor(readonly size = defaultWorkers(), readonly inFlight = 2) {
     if (!Number.isInteger(size) || size < 1) throw new UserError(`--workers must be a positive integer, got ${size}`);
@@ -66,20 +67,26 @@ export class DecodePool {
       if (!chunk.length) continue;
       const slot = this.#workers.reduce((a, b) => (load(b) < load(a) ? b : a));
       const id = this.#nextId++;
-      jobs.push(new Promise((resolve, reject) => {
+      const job = new Promise<DecodeResult[]>((resolve, reject) => {
         slot.pending.set(id, { resolve, reject, items: chunk.length });
         slot.w.ref();
         const req: DecodeRequest = { id, mode, transform, items: chunk };
         slot.w.postMessage(req);
       }).finally(() => {
+        this.#inFlight.delete(job);
         if (!slot.pending.size) slot.w.unref();
-      }) as Promise<DecodeResult[]>);
+      });
+      this.#inFlight.add(job);
+      jobs.push(job);
     }
     return (await Promise.all(jobs)).flat();
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    // Requests still being decoded (batches prefetched for an epoch that ended early) finish first: terminating a
+    // worker in the middle of a native sharp call does not reliably end it.
+    await Promise.allSettled([...this.#inFlight]);
     await Promise.all(this.#workers.map((s) => s.w.terminate()));
   }
 }
