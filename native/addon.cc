@@ -28,7 +28,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Data(info.Env()).errorCtor = Napi::Persistent(info[0].As<Napi::Function>());
     return info.Env().Undefined();
   });
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   exports.Set("compiledLibtorch", Napi::String::New(env, TORCH_VERSION));
 
   InitTensor(env, exports);

@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 
 #include <cmath>
 #include <initializer_list>
@@ -69,6 +70,51 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
       if (HasGrad(p) && !at::isfinite(p.grad()).all().item<bool>()) return Napi::Boolean::New(info.Env(), false);
     }
     return Napi::Boolean::New(info.Env(), true);
+  });
+  // unscaleGrads(params, invScale) -> true when every gradient is finite. Multiplies the gradients by invScale
+  // (loss scaling for float16 training: PyTorch's GradScaler.unscale_), one device sync for the whole check.
+  Export(env, exports, "unscaleGrads", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    at::NoGradGuard ng;
+    double inv = Num(info, 1);
+    at::Tensor bad;
+    for (const at::Tensor& p : TList(info, 0)) {
+      if (!HasGrad(p)) continue;
+      at::Tensor g = p.mutable_grad();
+      at::Tensor nonfinite = at::isfinite(g).logical_not().any();
+      bad = bad.defined() ? bad.logical_or(nonfinite) : nonfinite;
+      g.mul_(inv);
+    }
+    return Napi::Boolean::New(info.Env(), !bad.defined() || !bad.item<bool>());
+  });
+  // setAutocast(device "cpu"|"cuda", enabled, dtype "bfloat16"|"float16") -> whether it was enabled before.
+  // While enabled, ops that autocast lists (convolutions, matmuls) run in the lower precision.
+  Export(env, exports, "setAutocast", [](const Napi::CallbackInfo& info) -> Napi::Value {
+    std::string dev = Str(info, 0);
+    bool on = Bool(info, 1);
+    std::string dt = Str(info, 2);
+    if (dev != "cpu" && dev != "cuda") throw ArgError("autocast device must be cpu or cuda, got '" + dev + "'");
+    if (dt != "bfloat16" && dt != "float16") throw ArgError("autocast dtype must be bfloat16 or float16, got '" + dt + "'");
+    at::ScalarType st = dt == "float16" ? at::kHalf : at::kBFloat16;
+    bool prev;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    c10::DeviceType d = dev == "cuda" ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
+    prev = at::autocast::is_autocast_enabled(d);
+    at::autocast::set_autocast_dtype(d, st);
+    at::autocast::set_autocast_enabled(d, on);
+#else
+    if (dev == "cuda") {
+      prev = at::autocast::is_enabled();
+      at::autocast::set_autocast_gpu_dtype(st);
+      at::autocast::set_enabled(on);
+    } else {
+      prev = at::autocast::is_cpu_enabled();
+      at::autocast::set_autocast_cpu_dtype(st);
+      at::autocast::set_cpu_enabled(on);
+    }
+#endif
+    // Casts of the weights are cached while autocast is on; leaving it frees them (PyTorch does the same).
+    if (!on) at::autocast::clear_cache();
+    return Napi::Boolean::New(info.Env(), prev);
   });
   // clipGradNorm(params, maxNorm) -> total L2 norm before clipping
   Export(env, exports, "clipGradNorm", [](const Napi::CallbackInfo& info) -> Napi::Value {

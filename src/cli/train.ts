@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { UserError } from '../errors';
 import { folderPath } from '../data/image-folder';
 import { Augment, AUGMENTS } from '../data/transforms';
+import { Precision, PRECISIONS } from '../train/precision';
 import { listModels } from '../models/registry';
 import { ResumeOverrides, TrainConfig, train, TrainResult } from '../train/trainer';
 import { intOption, numOption, parse } from './args';
@@ -64,6 +65,8 @@ Optimisation:
 
 Run:
   --device D            auto (default: cuda when available), cpu, cuda or cuda:N
+  --precision P         auto (default: bf16 on a GPU, fp32 on the CPU), fp32, bf16 (autocast: convolutions and
+                        matrix products in bfloat16) or fp16 (autocast with dynamic loss scaling; GPU only)
   --threads N           CPU threads (default: all ${os.cpus().length} cores)
   --seed N              seeds weights, dropout, shuffling, splits and augmentation (default 0)
   --save PATH           checkpoint (safetensors), written atomically at every epoch end and on Ctrl-C
@@ -80,6 +83,7 @@ export const TRAIN_OPTIONS = {
   seed: { type: 'string' }, save: { type: 'string' }, resume: { type: 'string' }, metrics: { type: 'string' },
   'val-split': { type: 'string' }, labels: { type: 'string' }, augment: { type: 'string' }, 'short-side': { type: 'string' },
   'pca-std': { type: 'string' }, stats: { type: 'string' }, workers: { type: 'string' }, prefetch: { type: 'string' }, strict: { type: 'boolean' },
+  precision: { type: 'string' },
 } as const;
 
 type Values = { [k: string]: string | boolean | string[] | undefined };
@@ -140,6 +144,8 @@ export function configFromOptions(v: Values): TrainConfig {
   const device = s('device') ?? 'auto';
   if (!/^(auto|cpu|cuda|cuda:\d+)$/.test(device)) throw new UserError(`--device must be auto, cpu, cuda or cuda:N, got '${device}'`);
   const optimizerChanged = s('optimizer') !== undefined && optimizer !== recipe.optimizer;
+  const precision = s('precision') ?? 'auto';
+  if (!PRECISIONS.includes(precision as Precision)) throw new UserError(`--precision must be ${PRECISIONS.join(', ')}, got '${precision}'`);
   return {
     model: recipe.model,
     // Image folders take the model's own input size unless one is asked for; IDX data is resized to 224.
@@ -174,6 +180,7 @@ export function configFromOptions(v: Values): TrainConfig {
     save: s('save'),
     metrics: s('metrics'),
     maxSteps: intOption(s('max-steps'), 'max-steps', { min: 1 }),
+    precision: precision as Precision,
   };
 }
 

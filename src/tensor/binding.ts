@@ -99,6 +99,8 @@ export interface Native {
   isGradEnabled(): boolean;
   zeroGrad(params: H[]): void;
   gradsFinite(params: H[]): boolean;
+  unscaleGrads(params: H[], invScale: number): boolean;
+  setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: 'bfloat16' | 'float16'): boolean;
   clipGradNorm(params: H[], maxNorm: number): number;
   sgdStep(params: H[], bufs: H[], lr: number, momentum: number, weightDecay: number, dampening: number, nesterov: boolean, form: string, firstStep: boolean): void;
   adamStep(params: H[], expAvg: H[], expAvgSq: H[], step: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean): void;
@@ -112,7 +114,7 @@ export interface Native {
   runtimeInfo(): RuntimeInfo;
 }
 
-const ADDON_ABI = 1;
+const ADDON_ABI = 2;
 let loaded: Native | undefined;
 
 function projectRoot(): string {

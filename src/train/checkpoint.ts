@@ -45,7 +45,7 @@ export interface CheckpointData {
   record: ModelRecord;
   progress: Progress;
   config: Record<string, unknown>;
-  optimizer: { type: string; scalars: Record<string, number>; schedule: Record<string, number> };
+  optimizer: { type: string; scalars: Record<string, number>; schedule: Record<string, number>; scaler?: { scale: number; growthTracker: number } };
   history: Record<string, number>[];
   tensors: Map<string, Tensor>;
 }

@@ -4,6 +4,7 @@ import { BatchSource } from '../data/source';
 import { AlexNet } from '../models/alexnet';
 import { crossEntropy } from '../nn/functional';
 import { keep, noGrad, Tensor, tidy, zeros } from '../tensor/tensor';
+import { autocast, Precision } from './precision';
 
 export interface EvalResult {
   n: number;
@@ -20,7 +21,7 @@ export interface EvalResult {
  * Evaluates `model` on every batch of `source` (epoch 0, in order). With ten-crop batches the softmax of each
  * image's ten inputs is averaged (the paper's test procedure); the loss is then the negative log of that average.
  */
-export async function evaluate(model: AlexNet, source: BatchSource, o: { onBatch?: (done: number, total: number) => void } = {}): Promise<EvalResult> {
+export async function evaluate(model: AlexNet, source: BatchSource, o: { precision?: Precision; onBatch?: (done: number, total: number) => void } = {}): Promise<EvalResult> {
   const started = Date.now();
   const c = source.classes.length;
   const k = Math.min(5, c);
@@ -35,7 +36,7 @@ export async function evaluate(model: AlexNet, source: BatchSource, o: { onBatch
       try {
         noGrad(() => tidy(() => {
           confusion ??= keep(zeros([c * c], { dtype: 'int64', device: b.y.device }));
-          const logits = model.forward(b.x);
+          const logits = autocast(b.x.device, o.precision ?? 'fp32', () => model.forward(b.x)).float();
           let scores: Tensor;
           if (b.crops > 1) {
             scores = logits.view(-1, b.crops, c).softmax(2).mean(1);

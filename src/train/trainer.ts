@@ -18,6 +18,7 @@ import { blasWarning } from '../tensor/blas';
 import { cudaAvailable, getRngState, manualSeed, setNumThreads, setRngState, tidy, zeros } from '../tensor/tensor';
 import { loadCheckpoint, ModelRecord, saveCheckpoint } from './checkpoint';
 import { FolderConfig, OpenedData, prepareData } from './data';
+import { autocast, GradScaler, Precision, resolvePrecision, ScalerState } from './precision';
 import { evaluate, EvalResult } from './evaluate';
 import { formatDuration, ProgressBar } from './progress';
 
@@ -50,6 +51,8 @@ export interface TrainConfig {
   metrics?: string;
   /** Stop after this many optimiser steps in total (the run can be resumed later). */
   maxSteps?: number;
+  /** Arithmetic: fp32, bf16 or fp16 autocast (fp16 with loss scaling); auto: bf16 on a GPU, fp32 on the CPU. */
+  precision?: Precision | 'auto';
 }
 
 export interface EpochRecord {
@@ -173,6 +176,9 @@ async function trainLoop(cfg: TrainConfig, c: {
   const { model, data, ckpt, cfgIn, resume, device, hooks, log } = c;
   const opt = makeOptimizer(cfg, model);
   const schedule: Schedule = makeSchedule(cfg.schedule);
+  const precision = resolvePrecision(cfg.precision, device);
+  const scaler = precision === 'fp16' ? new GradScaler() : undefined;
+  const params = model.parameters();
   const record: ModelRecord = {
     model: cfg.model,
     modelOptions: { ...cfg.modelOptions, numClasses: c.prepared.classes.length, inChannels: model.inputShape[0] },
@@ -193,6 +199,7 @@ async function trainLoop(cfg: TrainConfig, c: {
     opt.loadState(optState, ckpt.optimizer.scalars);
     if ((cfgIn as ResumeOverrides).lr !== undefined) opt.lr = (cfgIn as ResumeOverrides).lr!;
     schedule.load(ckpt.optimizer.schedule);
+    scaler?.load((ckpt.optimizer as { scaler?: ScalerState }).scaler);
     setRngState(ckpt.tensors.get('rng.cpu')!);
     for (const t of ckpt.tensors.values()) t.dispose();
     history = ckpt.history as EpochRecord[];
@@ -205,7 +212,7 @@ async function trainLoop(cfg: TrainConfig, c: {
     if (!cfg.save) return;
     saveCheckpoint(cfg.save, model, {
       record, progress: p, config: cfg as unknown as Record<string, unknown>, history,
-      optimizer: { type: cfg.optimizer, scalars: opt.stateScalars(), schedule: schedule.state() },
+      optimizer: { type: cfg.optimizer, scalars: opt.stateScalars(), schedule: schedule.state(), ...(scaler ? { scaler: scaler.state() } : {}) },
       optimizerTensors: opt.stateTensors(), rng: getRngState(),
     });
   };
@@ -216,7 +223,7 @@ async function trainLoop(cfg: TrainConfig, c: {
     }
   };
 
-  log(`training ${cfg.model} on ${record.dataset} (${loader.size} train / ${data.test.size} test images, ${record.classes.length} classes, input ${model.inputShape.join('×')}) on ${device} with ${cfg.threads ?? os.cpus().length} threads; ${cfg.optimizer} lr ${opt.lr}, batch ${cfg.batchSize}, ${cfg.epochs} epochs`);
+  log(`training ${cfg.model} on ${record.dataset} (${loader.size} train / ${data.test.size} test images, ${record.classes.length} classes, input ${model.inputShape.join('×')}) on ${device}${device === 'cpu' ? ` with ${cfg.threads ?? os.cpus().length} threads` : ''}, ${precision}; ${cfg.optimizer} lr ${opt.lr}, batch ${cfg.batchSize}, ${cfg.epochs} epochs`);
   const runStart = Date.now();
   const elapsedBefore = history.length ? history[history.length - 1].elapsed_seconds : 0;
   let stopped: TrainResult['stopped'] = 'completed';
@@ -260,9 +267,12 @@ async function trainLoop(cfg: TrainConfig, c: {
         const n = batch.y.size(0);
         try {
           tidy(() => {
-            const logits = model.forward(batch.x);
-            const loss = crossEntropy(logits, batch.y);
-            loss.backward();
+            // Forward and loss under autocast; backward outside it, as torch.autocast prescribes.
+            const { logits, loss } = autocast(device, precision, () => {
+              const out = model.forward(batch.x);
+              return { logits: out, loss: crossEntropy(out, batch.y) };
+            });
+            (scaler ? scaler.scaleLoss(loss) : loss).backward();
             lossSum.copy_(lossSum.add(loss.detach().to('float64').mul(n)));
             correct.copy_(correct.add(logits.argmax(1).eq(batch.y).sum()));
           });
@@ -270,7 +280,8 @@ async function trainLoop(cfg: TrainConfig, c: {
           batch.x.dispose();
           batch.y.dispose();
         }
-        opt.step();
+        if (scaler) scaler.step(params, () => opt.step());
+        else opt.step();
         opt.zeroGrad();
         seen += n;
         progress = { epoch, batch: batch.index + 1, globalStep: progress.globalStep + 1 };
@@ -316,7 +327,7 @@ async function trainLoop(cfg: TrainConfig, c: {
     const skipped = loader.skipped;
     if (finishedEpoch || stopped === 'max-steps') {
       const evalBar = new ProgressBar('  evaluating', data.test.numBatches, hooks.progressStream);
-      lastEval = await evaluate(model, data.test, { onBatch: (d) => evalBar.update(d) });
+      lastEval = await evaluate(model, data.test, { precision, onBatch: (d) => evalBar.update(d) });
       evalBar.done();
       model.train();
     }

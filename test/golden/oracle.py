@@ -100,14 +100,16 @@ class Paper2012(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-def run_model(net, t, prefix, x_name="x", d2l_keys=False):
+def run_model(net, t, prefix, x_name="x", d2l_keys=False, autocast=None):
     params = {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
     sd = {k: params[k] for k in net.state_dict().keys()}
     net.load_state_dict(sd)
     net.eval()
     x = params[x_name]
-    logits = net(x)
-    loss = F.cross_entropy(logits, params["target"])
+    # autocast: "bfloat16" runs forward and loss under torch.autocast("cpu"), as mixed-precision training does.
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast == "bfloat16"):
+        logits = net(x)
+        loss = F.cross_entropy(logits, params["target"])
     loss.backward()
     out = {"y": logits, "loss": loss.reshape(1)}
     for k, p in net.named_parameters():
@@ -206,7 +208,7 @@ def run_case(op, a, t):
             net = Paper2012()
         else:
             raise ValueError(op)
-        return run_model(net, t, "")
+        return run_model(net, t, "", autocast=a.get("autocast"))
     for k, v in t.items():
         if v.is_floating_point() and k != "gy":
             v.requires_grad_(True)

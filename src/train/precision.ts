@@ -1,0 +1,86 @@
+// Mixed precision: autocast (convolutions and matrix products in bfloat16 or float16, the rest in float32, as
+// torch.autocast) and loss scaling for float16 (PyTorch's GradScaler: scale the loss, unscale the gradients,
+// skip steps whose gradients overflowed, adapt the scale).
+import { UserError } from '../errors';
+import { native } from '../tensor/binding';
+import { Device } from '../tensor/dtype';
+import { Tensor } from '../tensor/tensor';
+
+export type Precision = 'fp32' | 'bf16' | 'fp16';
+export const PRECISIONS: (Precision | 'auto')[] = ['auto', 'fp32', 'bf16', 'fp16'];
+
+/** 'auto': bf16 on a GPU (tensor cores, no loss scaling needed), fp32 on the CPU (bf16 is slower there without AMX). */
+export function resolvePrecision(p: Precision | 'auto' | undefined, device: Device): Precision {
+  if (p === undefined || p === 'auto') return device.startsWith('cuda') ? 'bf16' : 'fp32';
+  if (!PRECISIONS.includes(p)) throw new UserError(`--precision must be ${PRECISIONS.join(', ')}, got '${p}'`);
+  if (p === 'fp16' && !device.startsWith('cuda')) throw new UserError('--precision fp16 needs a CUDA device (on the CPU use bf16 or fp32)');
+  return p;
+}
+
+/** Runs `fn` (a forward pass and its loss) under autocast for `precision` on `device`'s type; fp32 runs it as is. */
+export function autocast<T>(device: Device, precision: Precision, fn: () => T): T {
+  if (precision === 'fp32') return fn();
+  const type = device.startsWith('cuda') ? 'cuda' : 'cpu';
+  const dtype = precision === 'bf16' ? 'bfloat16' : 'float16';
+  const prev = native().setAutocast(type, true, dtype);
+  try {
+    return fn();
+  } finally {
+    native().setAutocast(type, prev, dtype);
+  }
+}
+
+export interface ScalerState {
+  scale: number;
+  growthTracker: number;
+}
+
+/** Dynamic loss scaling with GradScaler's defaults: scale 2^16, ×2 after 2000 good steps, ×0.5 after an overflow. */
+export class GradScaler {
+  scale: number;
+  growthTracker = 0;
+  /** Steps skipped because their gradients overflowed. */
+  skipped = 0;
+
+  constructor(readonly o: { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number } = {}) {
+    this.scale = o.initScale ?? 65536;
+  }
+
+  scaleLoss(loss: Tensor): Tensor {
+    return loss.mul(this.scale);
+  }
+
+  /**
+   * Unscales the gradients of `params`, then calls `step` unless some gradient is infinite or NaN, and updates the
+   * scale. Returns whether the step was taken.
+   */
+  step(params: Tensor[], step: () => void): boolean {
+    const finite = native().unscaleGrads(params.map((p) => p.handle), 1 / this.scale);
+    if (finite) step();
+    else this.skipped++;
+    this.update(!finite);
+    return finite;
+  }
+
+  update(foundInf: boolean): void {
+    if (foundInf) {
+      this.scale *= this.o.backoffFactor ?? 0.5;
+      this.growthTracker = 0;
+      return;
+    }
+    this.growthTracker++;
+    if (this.growthTracker === (this.o.growthInterval ?? 2000)) {
+      this.scale *= this.o.growthFactor ?? 2;
+      this.growthTracker = 0;
+    }
+  }
+
+  state(): ScalerState {
+    return { scale: this.scale, growthTracker: this.growthTracker };
+  }
+
+  load(s: Partial<ScalerState> | undefined): void {
+    if (s?.scale) this.scale = s.scale;
+    if (s?.growthTracker !== undefined) this.growthTracker = s.growthTracker;
+  }
+}
