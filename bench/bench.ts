@@ -1,6 +1,7 @@
 // npm run bench: training and inference images/s of each AlexNet variant, ours and PyTorch's (Debian's
-// python3-torch, the same libtorch) measured side by side in one run, alternating rounds; prints ratios and
-// writes JSON and a markdown table to bench/results/.
+// python3-torch on the CPU machines, the installed CUDA PyTorch on a GPU machine) measured side by side in one
+// run, alternating rounds, on the same device, batch and precision; prints ratios (and, on a GPU, model FLOPs
+// utilisation) and writes JSON and a markdown table to bench/results/.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -10,7 +11,10 @@ import { getModel } from '../src/models/registry';
 import { Linear } from '../src/nn';
 import { crossEntropy } from '../src/nn/functional';
 import { SGD } from '../src/optim/optimizer';
-import { manualSeed, noGrad, randint, randn, runtimeInfo, setNumThreads, tidy } from '../src/tensor/tensor';
+import { native } from '../src/tensor/binding';
+import { Device } from '../src/tensor/dtype';
+import { cudaAvailable, manualSeed, noGrad, randint, randn, runtimeInfo, setNumThreads, tidy } from '../src/tensor/tensor';
+import { autocast, GradScaler, Precision, resolvePrecision } from '../src/train/precision';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const PYTHON = process.env.ALEXNET_ORACLE_PYTHON || '/usr/bin/python3';
@@ -20,28 +24,52 @@ interface Speeds {
   infer_ips: number;
 }
 
-function ours(name: string, batch: number, warmup: number, iters: number): Speeds {
+/** Multiply-accumulates of one forward pass of `name` at its input size. */
+export function forwardMacs(name: string): number {
+  const m = getModel(name);
+  const macs = m.layerTable().reduce((a, r) => a + r.macs, 0);
+  m.dispose();
+  return macs;
+}
+
+function ours(name: string, batch: number, warmup: number, iters: number, device: Device, precision: Precision): Speeds {
   manualSeed(0);
   const model = getModel(name).train();
+  if (device !== 'cpu') model.to(device);
   const classes = (model.classifier.layers[model.classifier.layers.length - 1] as Linear).outFeatures;
-  const x = randn([batch, ...model.inputShape]).keep();
-  const y = randint(0, classes, [batch]).keep();
+  const x = randn([batch, ...model.inputShape], { device }).keep();
+  const y = randint(0, classes, [batch], { device }).keep();
   const opt = new SGD(model.parameters(), { lr: 0.001, momentum: 0.9 });
+  const scaler = precision === 'fp16' ? new GradScaler() : undefined;
+  const params = model.parameters();
+  const sync = () => device !== 'cpu' && native().cudaSynchronize();
   let t = 0;
   for (let i = 0; i < warmup + iters; i++) {
-    if (i === warmup) t = performance.now();
-    tidy(() => crossEntropy(model.forward(x), y).backward());
-    opt.step();
+    if (i === warmup) {
+      sync();
+      t = performance.now();
+    }
+    tidy(() => {
+      const loss = autocast(device, precision, () => crossEntropy(model.forward(x), y));
+      (scaler ? scaler.scaleLoss(loss) : loss).backward();
+    });
+    if (scaler) scaler.step(params, () => opt.step());
+    else opt.step();
     opt.zeroGrad();
   }
+  sync();
   const train = (batch * iters) / ((performance.now() - t) / 1000);
   model.eval();
   noGrad(() => {
     for (let i = 0; i < warmup + iters; i++) {
-      if (i === warmup) t = performance.now();
-      tidy(() => model.forward(x));
+      if (i === warmup) {
+        sync();
+        t = performance.now();
+      }
+      tidy(() => autocast(device, precision, () => model.forward(x)));
     }
   });
+  sync();
   const infer = (batch * iters) / ((performance.now() - t) / 1000);
   model.dispose();
   x.dispose();
@@ -49,8 +77,8 @@ function ours(name: string, batch: number, warmup: number, iters: number): Speed
   return { train_ips: train, infer_ips: infer };
 }
 
-function pytorch(name: string, batch: number, threads: number, warmup: number, iters: number, channelsLast: boolean): Speeds | undefined {
-  const r = spawnSync(PYTHON, [path.join(ROOT, 'bench', 'torch_bench.py'), name, String(batch), String(threads), String(warmup), String(iters), channelsLast ? 'channels_last' : 'contiguous'], { encoding: 'utf8' });
+function pytorch(name: string, batch: number, threads: number, warmup: number, iters: number, channelsLast: boolean, device: Device, precision: Precision): (Speeds & { gpu?: string }) | undefined {
+  const r = spawnSync(PYTHON, [path.join(ROOT, 'bench', 'torch_bench.py'), name, String(batch), String(threads), String(warmup), String(iters), channelsLast ? 'channels_last' : 'contiguous', device, precision], { encoding: 'utf8' });
   if (r.status !== 0) {
     console.error(`PyTorch run failed for ${name}: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`);
     return undefined;
@@ -66,13 +94,18 @@ function main(): void {
       models: { type: 'string', default: 'alexnet-torchvision,alexnet-d2l' }, 'batch-size': { type: 'string', default: '32' },
       threads: { type: 'string', default: String(os.cpus().length) }, warmup: { type: 'string', default: '2' },
       iters: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, 'no-torch': { type: 'boolean' },
+      device: { type: 'string', default: 'auto' }, precision: { type: 'string', default: 'auto' }, 'peak-tflops': { type: 'string' },
       out: { type: 'string', default: path.join(ROOT, 'bench', 'results') }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
-    console.log('Usage: npm run bench -- [--models a,b|all] [--batch-size 32] [--threads N] [--warmup 2] [--iters 5] [--rounds 3] [--no-torch] [--out DIR]');
+    console.log('Usage: npm run bench -- [--models a,b|all] [--batch-size 32] [--threads N] [--warmup 2] [--iters 5] [--rounds 3]\n' +
+      '                        [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16] [--peak-tflops T] [--no-torch] [--out DIR]\n' +
+      'On a GPU, MFU = achieved model FLOP/s ÷ peak (--peak-tflops, or the dense tensor-core peak of a known GPU).');
     return;
   }
+  const device: Device = values.device === 'auto' ? (cudaAvailable() ? 'cuda' : 'cpu') : (values.device as Device);
+  const precision = resolvePrecision(values.precision as Precision | 'auto', device);
   const models = values.models === 'all' ? ['alexnet-torchvision', 'alexnet-d2l', 'alexnet-2012', 'alexnet-half', 'alexnet-bn'] : values.models!.split(',');
   const batch = Number(values['batch-size']);
   const threads = Number(values.threads);
@@ -83,7 +116,9 @@ function main(): void {
   const haveTorch = !values['no-torch'] && spawnSync(PYTHON, ['-c', 'import torch, torchvision']).status === 0;
   if (!values['no-torch'] && !haveTorch) console.error(`PyTorch not found (${PYTHON}): measuring ours only (apt-get install python3-torch python3-torchvision)`);
   const info = runtimeInfo();
-  console.log(`bench: batch ${batch}, ${threads} threads, ${rounds} alternating rounds of ${warmup} warm-up + ${iters} timed steps; libtorch ${info.libtorchVersion}, ${os.cpus()[0].model}`);
+  if (device !== 'cpu') native().setCudnnBenchmark(true);
+  console.log(`bench: batch ${batch}, ${device}, ${precision}, ${device === 'cpu' ? `${threads} threads, ` : ''}${rounds} alternating rounds of ${warmup} warm-up + ${iters} timed steps; libtorch ${info.libtorchVersion}, ${os.cpus()[0].model}`);
+  let gpuName: string | undefined;
   const rows = [];
   for (const name of models) {
     // Ours (default configuration), PyTorch eager as users run it (NCHW), PyTorch eager channels-last (its
@@ -92,14 +127,18 @@ function main(): void {
     const p: Speeds[] = [];
     const pcl: Speeds[] = [];
     for (let r = 0; r < rounds; r++) {
-      o.push(ours(name, batch, warmup, iters));
+      o.push(ours(name, batch, warmup, iters, device, precision));
       if (haveTorch) {
-        const s = pytorch(name, batch, threads, warmup, iters, false);
+        const s = pytorch(name, batch, threads, warmup, iters, false, device, precision);
         if (s) p.push(s);
-        const c = pytorch(name, batch, threads, warmup, iters, true);
+        const c = pytorch(name, batch, threads, warmup, iters, true, device, precision);
         if (c) pcl.push(c);
+        gpuName ??= s?.gpu ?? c?.gpu;
       }
     }
+    const macs = forwardMacs(name);
+    // Training is three passes' worth of FLOPs (forward, and backward's two), inference one; a MAC is two FLOPs.
+    const peak = Number(values['peak-tflops'] ?? peakTflops(gpuName, precision) ?? NaN) * 1e12;
     const med = (xs: Speeds[], k: keyof Speeds) => (xs.length ? median(xs.map((s) => s[k])) : null);
     const ratio = (a: number | null, b: number | null) => (a && b ? a / b : null);
     const row = {
@@ -114,7 +153,16 @@ function main(): void {
       infer_ratio: null as number | null,
       train_ratio_vs_cl: null as number | null,
       infer_ratio_vs_cl: null as number | null,
+      forward_gflops_per_image: (2 * macs) / 1e9,
+      ours_train_mfu: null as number | null,
+      ours_infer_mfu: null as number | null,
+      torch_cl_train_mfu: null as number | null,
     };
+    if (Number.isFinite(peak)) {
+      row.ours_train_mfu = (row.ours_train_ips * 6 * macs) / peak;
+      row.ours_infer_mfu = (row.ours_infer_ips * 2 * macs) / peak;
+      row.torch_cl_train_mfu = row.torch_cl_train_ips === null ? null : (row.torch_cl_train_ips * 6 * macs) / peak;
+    }
     row.train_ratio = ratio(row.ours_train_ips, row.torch_train_ips);
     row.infer_ratio = ratio(row.ours_infer_ips, row.torch_infer_ips);
     row.train_ratio_vs_cl = ratio(row.ours_train_ips, row.torch_cl_train_ips);
@@ -122,21 +170,35 @@ function main(): void {
     rows.push(row);
     const fmt = (x: number | null) => (x === null ? '–' : x.toFixed(2));
     console.log(`${name}: train ${row.ours_train_ips.toFixed(1)} img/s (ratio ${fmt(row.train_ratio)} vs PyTorch, ${fmt(row.train_ratio_vs_cl)} vs PyTorch channels-last), ` +
-      `inference ${row.ours_infer_ips.toFixed(1)} img/s (ratio ${fmt(row.infer_ratio)}, ${fmt(row.infer_ratio_vs_cl)})`);
+      `inference ${row.ours_infer_ips.toFixed(1)} img/s (ratio ${fmt(row.infer_ratio)}, ${fmt(row.infer_ratio_vs_cl)})` +
+      (row.ours_train_mfu !== null ? `; MFU train ${(100 * row.ours_train_mfu).toFixed(1)}%, inference ${(100 * row.ours_infer_mfu!).toFixed(1)}%` : ''));
   }
   const f = (x: number | null, d = 1) => (x === null ? '–' : x.toFixed(d));
   const md = [
-    `batch ${batch}, ${threads} threads, device cpu, libtorch ${info.libtorchVersion}; medians of ${rounds} alternating rounds`, '',
+    `batch ${batch}, ${device === 'cpu' ? `${threads} threads, cpu` : `${device} (${gpuName ?? 'GPU'})`}, ${precision}, libtorch ${info.libtorchVersion}; medians of ${rounds} alternating rounds`, '',
     'PyTorch = eager NCHW (its default); PyTorch CL = eager channels-last (its faster CPU layout); ratio = ours / theirs', '',
     '| model | train ours | train PyTorch | train PyTorch CL | ratio | ratio vs CL | infer ours | infer PyTorch | infer PyTorch CL | ratio | ratio vs CL |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => `| ${r.model} | ${f(r.ours_train_ips)} | ${f(r.torch_train_ips)} | ${f(r.torch_cl_train_ips)} | ${f(r.train_ratio, 2)} | ${f(r.train_ratio_vs_cl, 2)} | ${f(r.ours_infer_ips)} | ${f(r.torch_infer_ips)} | ${f(r.torch_cl_infer_ips)} | ${f(r.infer_ratio, 2)} | ${f(r.infer_ratio_vs_cl, 2)} |`),
+    ...(rows.some((r) => r.ours_train_mfu !== null) ? ['', '| model | MFU train ours | MFU train PyTorch CL | MFU inference ours |', '|---|---|---|---|',
+      ...rows.map((r) => `| ${r.model} | ${f(r.ours_train_mfu && 100 * r.ours_train_mfu)}% | ${f(r.torch_cl_train_mfu && 100 * r.torch_cl_train_mfu)}% | ${f(r.ours_infer_mfu && 100 * r.ours_infer_mfu)}% |`)] : []),
   ].join('\n');
   fs.mkdirSync(values.out!, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  fs.writeFileSync(path.join(values.out!, `bench-${stamp}.json`), JSON.stringify({ batch, threads, rounds, warmup, iters, libtorch: info.libtorchVersion, cpu: os.cpus()[0].model, rows }, null, 2) + '\n');
+  fs.writeFileSync(path.join(values.out!, `bench-${stamp}.json`), JSON.stringify({ batch, threads, device, precision, gpu: gpuName, rounds, warmup, iters, libtorch: info.libtorchVersion, cpu: os.cpus()[0].model, rows }, null, 2) + '\n');
   fs.writeFileSync(path.join(values.out!, `bench-${stamp}.md`), md + '\n');
   console.log('\n' + md + `\n\nwritten to ${path.relative(process.cwd(), values.out!)}/bench-${stamp}.{json,md}`);
 }
 
-main();
+/** Dense tensor-core peak TFLOP/s of GPUs we measure on (NVIDIA's datasheets; SXM parts); undefined if unknown. */
+export function peakTflops(gpu: string | undefined, precision: Precision): number | undefined {
+  if (!gpu) return undefined;
+  const table: [RegExp, Record<Precision, number>][] = [
+    [/H100|H200/, { bf16: 989.4, fp16: 989.4, fp32: 494.7 }],
+    [/A100/, { bf16: 312, fp16: 312, fp32: 156 }],
+  ];
+  // fp32 counts TF32 tensor cores, which cuDNN uses for float32 convolutions by default.
+  return table.find(([re]) => re.test(gpu))?.[1][precision];
+}
+
+if (require.main === module) main();

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """PyTorch side of `npm run bench`: times training steps and inference of one AlexNet variant.
 
-Usage: torch_bench.py MODEL BATCH THREADS WARMUP ITERS [channels_last]  ->  prints JSON {"train_ips", "infer_ips"}
+Usage: torch_bench.py MODEL BATCH THREADS WARMUP ITERS [channels_last|contiguous] [cpu|cuda] [fp32|bf16|fp16]
+  ->  prints JSON {"train_ips", "infer_ips", "torch", "gpu"}
+Mixed precision is torch.autocast (with a GradScaler for fp16), eager mode, cuDNN autotuning on.
 The architectures are torchvision's and the reference definitions in test/golden/oracle.py.
 """
+import contextlib
 import json
 import os
 import sys
@@ -38,10 +41,37 @@ def bn():
         nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 2))
 
 
+def torchvision_alexnet():
+    """torchvision's AlexNet (models/alexnet.py), for machines whose PyTorch comes without torchvision."""
+    try:
+        import torchvision
+        return torchvision.models.alexnet()
+    except ImportError:
+        pass
+
+    class AlexNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+                nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+                nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+            self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+            self.classifier = nn.Sequential(
+                nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(inplace=True),
+                nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 1000))
+
+        def forward(self, x):
+            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+    return AlexNet()
+
+
 def build(name):
     if name == "alexnet-torchvision":
-        import torchvision
-        return torchvision.models.alexnet(), (3, 224, 224), 1000
+        return torchvision_alexnet(), (3, 224, 224), 1000
     if name == "alexnet-d2l":
         return oracle.d2l_alexnet(), (1, 224, 224), 10
     if name == "alexnet-2012":
@@ -56,32 +86,60 @@ def build(name):
 def main():
     name, batch, threads, warmup, iters = sys.argv[1], *map(int, sys.argv[2:6])
     channels_last = len(sys.argv) > 6 and sys.argv[6] == "channels_last"
+    device = sys.argv[7] if len(sys.argv) > 7 else "cpu"
+    precision = sys.argv[8] if len(sys.argv) > 8 else "fp32"
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     torch.set_num_threads(threads)
+    torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     net, shape, classes = build(name)
-    x = torch.randn(batch, *shape)
+    net = net.to(device)
+    x = torch.randn(batch, *shape, device=device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, classes, (batch,))
+    y = torch.randint(0, classes, (batch,), device=device)
+    # foreach: PyTorch's fastest non-fused SGD (its default where available).
     opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+    scaler = torch.cuda.amp.GradScaler() if precision == "fp16" else None
+
+    def amp():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.split(":")[0], dtype=amp_dtype)
+
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize()
+
     net.train()
     for i in range(warmup + iters):
         if i == warmup:
+            sync()
             t = time.perf_counter()
-        loss = F.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
+        with amp():
+            loss = F.cross_entropy(net(x), y)
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         opt.zero_grad(set_to_none=True)
+    sync()
     train_ips = batch * iters / (time.perf_counter() - t)
     net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), amp():
         for i in range(warmup + iters):
             if i == warmup:
+                sync()
                 t = time.perf_counter()
             net(x)
+    sync()
     infer_ips = batch * iters / (time.perf_counter() - t)
-    print(json.dumps({"train_ips": train_ips, "infer_ips": infer_ips, "torch": torch.__version__}))
+    gpu = torch.cuda.get_device_name() if device != "cpu" else None
+    print(json.dumps({"train_ips": train_ips, "infer_ips": infer_ips, "torch": torch.__version__, "gpu": gpu}))
 
 
 if __name__ == "__main__":

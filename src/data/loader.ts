@@ -104,7 +104,8 @@ export class BatchLoader {
     for (let b = start; b < this.numBatches; b++) {
       const lo = b * this.o.batchSize;
       const hi = Math.min(this.size, lo + this.o.batchSize);
-      const idx = tensor(order.subarray(lo, hi), [hi - lo], 'int32').to('int64');
+      // The index goes where the data is (a data set uploaded to the GPU once is indexed there).
+      const idx = tensor(order.subarray(lo, hi), [hi - lo], 'int32').to({ dtype: 'int64', device: this.ds.images.device });
       const images = this.ds.images.indexSelect(0, idx);
       const labels = this.ds.labels.indexSelect(0, idx);
       idx.dispose();

@@ -28,12 +28,24 @@ export interface BatchSource {
   close(): Promise<void>;
 }
 
-/** Batches of an in-memory data set, preprocessed in the engine. */
+/**
+ * Batches of an in-memory data set, preprocessed in the engine. On a GPU the whole data set (uint8: 47 MB for
+ * Fashion-MNIST's training images) is uploaded once, and every batch is gathered, resized and normalised there.
+ */
 export class TensorSource implements BatchSource {
   readonly loader: BatchLoader;
   readonly skipped = 0;
+  readonly ds: TensorDataset;
 
-  constructor(readonly ds: TensorDataset, readonly preprocess: Preprocess, readonly o: { batchSize: number; shuffle: boolean; seed: number; device: Device }) {
+  constructor(ds: TensorDataset, readonly preprocess: Preprocess, readonly o: { batchSize: number; shuffle: boolean; seed: number; device: Device }) {
+    if (o.device !== 'cpu' && ds.images.device !== o.device) {
+      const images = ds.images.to({ device: o.device });
+      const labels = ds.labels.to({ device: o.device });
+      ds.images.dispose();
+      ds.labels.dispose();
+      ds = { ...ds, images, labels };
+    }
+    this.ds = ds;
     this.loader = new BatchLoader(ds, o);
   }
 
