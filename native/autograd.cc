@@ -144,6 +144,7 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
     std::string form = Str(info, 7);
     bool first = Bool(info, 8);
     if (form != "paper" && form != "pytorch") throw ArgError("unknown SGD form '" + form + "'");
+    std::vector<at::Tensor> W, G, V;
     for (size_t i = 0; i < ps.size(); i++) {
       const at::Tensor& w = ps[i];
       if (!HasGrad(w)) continue;
@@ -173,17 +174,33 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
             }
           });
         }
-      } else if (form == "paper") {
-        v.mul_(mom).add_(w, -wd * lr).add_(g, -lr);
-        w.add_(v);
       } else {
-        at::Tensor d = wd != 0 ? g.add(w, wd) : g;
+        W.push_back(w);
+        G.push_back(g);
+        V.push_back(v);
+      }
+    }
+    // Everything else (GPU tensors, other dtypes): multi-tensor ops, a few kernels for all parameters together
+    // (torch.optim's foreach form) instead of a few per parameter.
+    if (!W.empty()) {
+      if (form == "paper") {
+        at::_foreach_mul_(V, mom);
+        at::_foreach_add_(V, W, -wd * lr);
+        at::_foreach_add_(V, G, -lr);
+        at::_foreach_add_(W, V);
+      } else {
+        std::vector<at::Tensor> D = wd != 0 ? at::_foreach_add(G, W, wd) : G;
         if (mom != 0) {
-          if (first) v.copy_(d);
-          else v.mul_(mom).add_(d, 1 - damp);
-          d = nesterov ? d.add(v, mom) : v;
+          if (first) {
+            for (size_t i = 0; i < V.size(); i++) V[i].copy_(D[i]);
+          } else {
+            at::_foreach_mul_(V, mom);
+            at::_foreach_add_(V, D, 1 - damp);
+          }
+          if (nesterov) D = at::_foreach_add(D, V, mom);
+          else D = V;
         }
-        w.add_(d, -lr);
+        at::_foreach_add_(W, D, -lr);
       }
     }
     return info.Env().Undefined();
@@ -202,6 +219,7 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
            wd = Num(info, 8);
     bool decoupled = Bool(info, 9);
     double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
+    std::vector<at::Tensor> W, G, M, V;
     for (size_t i = 0; i < ps.size(); i++) {
       const at::Tensor& w = ps[i];
       if (!HasGrad(w)) continue;
@@ -231,14 +249,24 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
         });
         continue;
       }
+      W.push_back(w);
+      G.push_back(g);
+      M.push_back(m[i]);
+      V.push_back(v[i]);
+    }
+    if (!W.empty()) {
       if (wd != 0) {
-        if (decoupled) w.mul_(1 - lr * wd);
-        else g = g.add(w, wd);
+        if (decoupled) at::_foreach_mul_(W, 1 - lr * wd);
+        else G = at::_foreach_add(G, W, wd);
       }
-      m[i].mul_(b1).add_(g, 1 - b1);
-      v[i].mul_(b2).addcmul_(g, g, 1 - b2);
-      at::Tensor denom = v[i].sqrt().div_(std::sqrt(bc2)).add_(eps);
-      w.addcdiv_(m[i], denom, -lr / bc1);
+      at::_foreach_mul_(M, b1);
+      at::_foreach_add_(M, G, 1 - b1);
+      at::_foreach_mul_(V, b2);
+      at::_foreach_addcmul_(V, G, G, 1 - b2);
+      std::vector<at::Tensor> denom = at::_foreach_sqrt(V);
+      at::_foreach_div_(denom, std::sqrt(bc2));
+      at::_foreach_add_(denom, eps);
+      at::_foreach_addcdiv_(W, M, denom, -lr / bc1);
     }
     return info.Env().Undefined();
   });

@@ -22,7 +22,8 @@ function runOurs(make: (p: Tensor[]) => SGD | Adam, w0: Tensor, grads: Tensor[])
 
 test('SGD and Adam match torch.optim step for step', { skip: oracleMissing() }, () => {
   manualSeed(9);
-  // 100k elements: the fused float32 loops run in parallel chunks; a 7-element case runs the other path too
+  // 100k elements: the fused float32 loops run in parallel chunks; float64 takes the multi-tensor (foreach) path
+  // that GPU tensors take.
   const configs = [
     { id: 'sgd_mom_wd', op: 'sgd', args: { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 }, make: (p: Tensor[]) => new SGD(p, { lr: 0.05, momentum: 0.9, weightDecay: 5e-4 }) },
     { id: 'sgd_plain', op: 'sgd', args: { lr: 0.1, momentum: 0, weight_decay: 0 }, make: (p: Tensor[]) => new SGD(p, { lr: 0.1 }) },
@@ -34,11 +35,11 @@ test('SGD and Adam match torch.optim step for step', { skip: oracleMissing() }, 
   ];
   const cases = [];
   const ours = new Map<string, Tensor>();
-  for (const n of [100_000, 7]) {
+  for (const [n, dtype] of [[100_000, 'float32'], [7, 'float32'], [1000, 'float64']] as const) {
     for (const c of configs) {
-      const w = randn([n]);
-      const grads = Array.from({ length: STEPS }, () => randn([n]));
-      const id = `${c.id}_${n}`;
+      const w = randn([n], { dtype });
+      const grads = Array.from({ length: STEPS }, () => randn([n], { dtype }));
+      const id = `${c.id}_${n}_${dtype}`;
       const tensors: Record<string, Tensor> = { w };
       grads.forEach((g, i) => (tensors[`g${i}`] = g));
       cases.push({ id, op: c.op, args: { ...c.args, steps: STEPS }, tensors });
@@ -48,23 +49,27 @@ test('SGD and Adam match torch.optim step for step', { skip: oracleMissing() }, 
   const ref = runOracle(cases);
   for (const [id, w] of ours) {
     const d = maxAbsDiff(w, ref.get(`${id}.y`)!);
-    assert.ok(d < 1e-5, `${id}: max abs diff ${d}`);
+    assert.ok(d < (id.endsWith('float64') ? 1e-12 : 1e-5), `${id}: max abs diff ${d}`);
   }
 });
 
 test("the paper's SGD follows v ← μv − λεw − ε∇, w ← w + v, also when ε changes", () => {
+  for (const dtype of ['float32', 'float64'] as const) paperSgd(dtype);
+});
+
+function paperSgd(dtype: 'float32' | 'float64'): void {
   const w0 = [1, -2, 0.5];
   const grads = [[0.1, 0.2, -0.3], [0.4, -0.1, 0.2], [-0.2, 0.3, 0.1]];
   const lrs = [0.01, 0.01, 0.001];
   const mu = 0.9;
   const wd = 0.0005;
-  const w = tensor(w0).requiresGrad_();
+  const w = tensor(w0, [3], dtype).requiresGrad_();
   const opt = new SGD([w], { lr: lrs[0], momentum: mu, weightDecay: wd, form: 'paper' });
   const hw = [...w0];
   const hv = [0, 0, 0];
   grads.forEach((g, s) => {
     opt.lr = lrs[s];
-    w.mul(tensor(g)).sum().backward();
+    w.mul(tensor(g, [3], dtype)).sum().backward();
     opt.step();
     opt.zeroGrad();
     for (let i = 0; i < 3; i++) {
@@ -72,8 +77,8 @@ test("the paper's SGD follows v ← μv − λεw − ε∇, w ← w + v, also w
       hw[i] += hv[i];
     }
   });
-  w.toArray().forEach((x, i) => assert.ok(Math.abs(x - hw[i]) < 1e-7, `w[${i}] = ${x}, expected ${hw[i]}`));
-});
+  w.toArray().forEach((x, i) => assert.ok(Math.abs(x - hw[i]) < (dtype === 'float64' ? 1e-14 : 1e-7), `${dtype} w[${i}] = ${x}, expected ${hw[i]}`));
+}
 
 test('schedules: step decay and divide-by-10 on plateau, three times at most', () => {
   const step = new StepSchedule(2, 0.5);

@@ -219,7 +219,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   }
   if (!resume) {
     const r = recipeFor(values.model as string | undefined, cfg.folder !== undefined);
-    console.log(`recipe: ${r.name} for ${cfg.model}` + (cfg.folder ? `, ${cfg.folder.augment} augmentation` : '') + ` (options given on the command line take precedence)`);
+    cfg.recipe = `${r.name} for ${cfg.model}` + (cfg.folder ? `, ${cfg.folder.augment} augmentation` : '') + ' (options given on the command line take precedence)';
   }
   const r = await runTraining(settings, resume);
   if (cfg.save || resume) console.log(`checkpoint: ${cfg.save ?? resume}`);

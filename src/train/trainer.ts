@@ -51,6 +51,8 @@ export interface TrainConfig {
   metrics?: string;
   /** Stop after this many optimiser steps in total (the run can be resumed later). */
   maxSteps?: number;
+  /** Where the defaults came from, printed when the run starts (the CLI's recipes). */
+  recipe?: string;
   /** Arithmetic: fp32, bf16 or fp16 autocast (fp16 with loss scaling); auto: bf16 on a GPU, fp32 on the CPU. */
   precision?: Precision | 'auto';
 }
@@ -223,6 +225,7 @@ async function trainLoop(cfg: TrainConfig, c: {
     }
   };
 
+  if (cfg.recipe && !ckpt) log(`recipe: ${cfg.recipe}`);
   log(`training ${cfg.model} on ${record.dataset} (${loader.size} train / ${data.test.size} test images, ${record.classes.length} classes, input ${model.inputShape.join('×')}) on ${device}${device === 'cpu' ? ` with ${cfg.threads ?? os.cpus().length} threads` : ''}, ${precision}; ${cfg.optimizer} lr ${opt.lr}, batch ${cfg.batchSize}, ${cfg.epochs} epochs`);
   const runStart = Date.now();
   const elapsedBefore = history.length ? history[history.length - 1].elapsed_seconds : 0;
