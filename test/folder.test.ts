@@ -88,7 +88,7 @@ test('labels files name class folders (synset lines or JSON); a missing name is 
 test('crop geometry: centre crop and ten-crop match torchvision pixel for pixel; paper crops stay in the centre square', { skip: oracleMissing() }, async () => {
   // Short side already 96, so the resize is the identity in both libraries and only the crops are compared.
   const file = path.join(dir, 'geom', 'noise.png');
-  const px = await noisePng(file, 131, 96, 7);
+  await noisePng(file, 131, 96, 7);
   const pool = new DecodePool(2);
   try {
     for (const augment of ['torchvision', 'paper'] as const) {
@@ -118,7 +118,6 @@ test('crop geometry: centre crop and ten-crop match torchvision pixel for pixel;
   const p = planTenCrop(500, 375, { size: 224, shortSide: 256, augment: 'torchvision' });
   assert.deepEqual([p.resizeW, p.resizeH], [341, 256]);
   assert.deepEqual(p.crops.map((c) => [c.left, c.top]), [[0, 0], [117, 0], [0, 32], [117, 32], [58, 16], [59, 16]]);
-  void px;
 });
 
 test('paper crops cover every offset of the centre square evenly; flips are fair coins', () => {
@@ -332,15 +331,14 @@ test('data set statistics match PyTorch on the same pixels; the eigen-decomposit
     const sign = Math.sign(s.eigvec[0][k] * v[k]) || 1;
     for (let r = 0; r < 3; r++) assert.ok(Math.abs(s.eigvec[r][k] - sign * v[r * 3 + k]) < 1e-6, `eigvec[${r}][${k}]`);
   }
-  // Jacobi on a matrix with known eigenvalues 6, 3, 1.
-  const e = symmetricEigen([[4, 1, -1], [1, 4, -1], [-1, -1, 2]].map((r) => r.map((x) => x)));
-  const expectVals = e.values.slice();
+  // Jacobi on a symmetric matrix: M v = λ v for each pair, eigenvalues descending.
   const m = [[4, 1, -1], [1, 4, -1], [-1, -1, 2]];
+  const e = symmetricEigen(m);
   for (let k = 0; k < 3; k++) {
     for (let r = 0; r < 3; r++) {
       const mv = m[r][0] * e.vectors[0][k] + m[r][1] * e.vectors[1][k] + m[r][2] * e.vectors[2][k];
-      assert.ok(Math.abs(mv - expectVals[k] * e.vectors[r][k]) < 1e-12, 'M v = λ v');
+      assert.ok(Math.abs(mv - e.values[k] * e.vectors[r][k]) < 1e-12, 'M v = λ v');
     }
   }
-  assert.ok(expectVals[0] >= expectVals[1] && expectVals[1] >= expectVals[2], 'descending');
+  assert.ok(e.values[0] >= e.values[1] && e.values[1] >= e.values[2], 'descending');
 });

@@ -20,8 +20,9 @@ import { relDiff } from './helpers/oracle';
 
 function gpuMissing(): string | undefined {
   if (cudaAvailable()) return undefined;
-  const info = runtimeInfo();
-  const why = `no CUDA device (libtorch ${info.libtorchVersion}${fs.existsSync(path.resolve(__dirname, '..', '..', 'build', 'Release', 'build-info.json')) && !JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'build', 'Release', 'build-info.json'), 'utf8')).cuda ? ', a CPU-only build' : ''}): GPU tests run with scripts/gpu-check.sh on a CUDA machine`;
+  const buildInfo = path.resolve(__dirname, '..', '..', 'build', 'Release', 'build-info.json');
+  const cpuBuild = fs.existsSync(buildInfo) && !JSON.parse(fs.readFileSync(buildInfo, 'utf8')).cuda;
+  const why = `no CUDA device (libtorch ${runtimeInfo().libtorchVersion}${cpuBuild ? ', a CPU-only build' : ''}): GPU tests run with scripts/gpu-check.sh on a CUDA machine`;
   if (process.env.ALEXNET_REQUIRE_GPU === '1') throw new Error(why);
   return why;
 }

@@ -67,11 +67,12 @@ export async function evalCommand(argv: string[]): Promise<void> {
   let close = async () => {};
   if (root !== undefined) {
     if (!record.classIds || !record.transform) throw new UserError(`${values.weights} was not trained on an image folder: evaluate it on ${record.dataset ?? 'its data set'} (without --dataset)`);
+    const warn = problemLogger((l) => console.error(l));
     const ev = folderEvalSource(root, { classIds: record.classIds, classes: record.classes, transform: record.transform, split: record.split }, {
       device, batchSize, tenCrop: !!values['ten-crop'], limit, strict: !!values.strict, split: split as 'val',
-      workers: intOption(values.workers as string | undefined, 'workers', { min: 1 }), onProblem: problemLogger((l) => console.error(l)),
+      workers: intOption(values.workers as string | undefined, 'workers', { min: 1 }), onProblem: warn,
     });
-    for (const p of ev.problems) console.error(`warning: skipping ${p.file}: ${p.reason}`);
+    ev.problems.forEach(warn);
     source = ev.source;
     close = ev.close;
   } else {

@@ -130,9 +130,10 @@ class Scanner {
   /** Class folders of `dir`, sorted. */
   classFolders(dir: string): string[] {
     const out: string[] = [];
+    const visited = new Set([fs.realpathSync(dir)]);
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       if (isHidden(e.name)) continue;
-      if (this.kind(path.join(dir, e.name), e, new Set([fs.realpathSync(dir)])) === 'dir') out.push(e.name);
+      if (this.kind(path.join(dir, e.name), e, visited) === 'dir') out.push(e.name);
     }
     return out.sort();
   }

@@ -26,7 +26,7 @@ export interface Preprocess {
 export function preprocessBatch(images: Tensor, p: Preprocess, device: Device = 'cpu'): Tensor {
   return tidy(() => {
     let x = images.to({ device }).float().div(255);
-    const [, c, h, w] = x.shape;
+    const [, , h, w] = x.shape;
     const [th, tw] = p.inputSize;
     if (h !== th || w !== tw) {
       if (p.resize === 'pad') {
@@ -41,14 +41,23 @@ export function preprocessBatch(images: Tensor, p: Preprocess, device: Device = 
         x = resize(x, [th, tw], 'bilinear', th < h || tw < w);
       }
     }
-    if (p.mean.length) {
-      if (p.mean.length !== c || p.std.length !== c) throw new UserError(`normalisation needs ${c} mean and std values, got ${p.mean.length} and ${p.std.length}`);
-      const mean = tensor(p.mean, [1, c, 1, 1]).to({ device });
-      const std = tensor(p.std, [1, c, 1, 1]).to({ device });
-      x = x.sub(mean).div(std);
-    }
-    return x;
+    return normalize(x, p.mean, p.std);
   });
+}
+
+/** Throws unless `mean` and `std` are empty (no normalisation) or hold one value per channel. */
+export function checkNormalization(mean: number[], std: number[], channels: number): void {
+  if (mean.length && (mean.length !== channels || std.length !== channels)) {
+    throw new UserError(`normalisation needs ${channels} mean and std values, got ${mean.length} and ${std.length}`);
+  }
+}
+
+/** (x − mean) / std per channel of a float (N, C, H, W) batch, on its device; empty mean and std: x itself. */
+export function normalize(x: Tensor, mean: number[], std: number[]): Tensor {
+  const c = x.shape[1];
+  checkNormalization(mean, std, c);
+  if (!mean.length) return x;
+  return x.sub(tensor(mean, [1, c, 1, 1]).to({ device: x.device })).div(tensor(std, [1, c, 1, 1]).to({ device: x.device }));
 }
 
 /** A small fast PRNG (mulberry32) for seeded shuffles that do not touch libtorch's generator. */

@@ -13,7 +13,7 @@ import { Device } from '../tensor/dtype';
 import { cat, tensor, Tensor, tidy, where } from '../tensor/tensor';
 import type { DecodeMode, DecodeReply, DecodeRequest, DecodeResult } from './decode-worker';
 import { Problem, Sample } from './image-folder';
-import { epochOrder } from './loader';
+import { checkNormalization, epochOrder, normalize } from './loader';
 import { BatchSource, ReadyBatch } from './source';
 import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, TEN_CROP_MIRRORED, trainFlip } from './transforms';
 
@@ -131,10 +131,7 @@ export function finishBatch(u8: Tensor, o: { flips?: boolean[]; shifts?: number[
     let f = x.permute(0, 3, 1, 2).float().div(255);
     const c = f.shape[1];
     if (o.shifts) f = f.add(tensor(o.shifts.flat(), [o.shifts.length, c, 1, 1]).to({ device: o.device }));
-    if (o.mean.length) {
-      f = f.sub(tensor(o.mean, [1, c, 1, 1]).to({ device: o.device })).div(tensor(o.std, [1, c, 1, 1]).to({ device: o.device }));
-    }
-    return f;
+    return normalize(f, o.mean, o.std);
   });
 }
 
@@ -151,16 +148,14 @@ export class FolderSource implements BatchSource {
   readonly numBatches: number;
   skipped = 0;
   /** Files that failed once: skipped without another try in later epochs (and counted again). */
-  readonly bad = new Map<string, string>();
+  readonly bad = new Set<string>();
 
   constructor(readonly samples: Sample[], readonly classes: string[], readonly o: FolderSourceOptions) {
     if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
     if (!samples.length) throw new UserError('the data set split is empty');
     this.numBatches = Math.ceil(samples.length / o.batchSize);
-    const c = o.transform.channels;
-    if (o.transform.mean.length && (o.transform.mean.length !== c || o.transform.std.length !== c)) {
-      throw new UserError(`normalisation needs ${c} mean and std values, got ${o.transform.mean.length} and ${o.transform.std.length}`);
-    }
+    // Checked before any image is decoded.
+    checkNormalization(o.transform.mean, o.transform.std, o.transform.channels);
   }
 
   get size(): number {
@@ -197,7 +192,7 @@ export class FolderSource implements BatchSource {
       if (this.o.strict) throw new UserError(`${file}: ${r.reason} (--strict stops at unreadable images; without it they are skipped with a warning)`);
       skipped++;
       if (!this.bad.has(file)) {
-        this.bad.set(file, r.reason);
+        this.bad.add(file);
         this.o.onProblem?.({ file, reason: r.reason });
       }
     });

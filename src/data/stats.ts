@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import { UserError } from '../errors';
 import { tensor, Tensor, tidy, zeros } from '../tensor/tensor';
-import { ImageError, sharpModule } from './image';
+import { ImageError, imageSize, renderPlan } from './image';
 import { Problem } from './image-folder';
 
 export interface ImageStats {
@@ -70,10 +70,9 @@ export function statsFromSums(sum: number[], outer: number[][], pixels: number, 
 }
 
 /** Computes the statistics of `files` (RGB unless channels is 1). Unreadable images are reported and left out. */
-export async function computeStats(files: string[], o: { channels?: number; maxSide?: number; onProblem?: (p: Problem) => void; onProgress?: (done: number) => void; strict?: boolean } = {}): Promise<ImageStats> {
+export async function computeStats(files: string[], o: { channels?: number; maxShortSide?: number; onProblem?: (p: Problem) => void; onProgress?: (done: number) => void; strict?: boolean } = {}): Promise<ImageStats> {
   const channels = o.channels ?? 3;
-  const maxShort = o.maxSide ?? 256;
-  const sharp = sharpModule();
+  const maxShort = o.maxShortSide ?? 256;
   let sum = zeros([channels], { dtype: 'float64' });
   let outer = zeros([channels, channels], { dtype: 'float64' });
   let pixels = 0;
@@ -82,13 +81,13 @@ export async function computeStats(files: string[], o: { channels?: number; maxS
   let next = 0;
   const add = (px: Buffer) => {
     const n = px.length / channels;
-    const next2 = tidy(() => {
+    const [s, m] = tidy(() => {
       const x = tensor(px, [n, channels], 'uint8').to('float64').div(255);
       return [sum.add(x.sum(0)), outer.add(x.transpose(0, 1).matmul(x))] as [Tensor, Tensor];
     });
     sum.dispose();
     outer.dispose();
-    [sum, outer] = next2;
+    [sum, outer] = [s, m];
     pixels += n;
     images++;
   };
@@ -96,20 +95,14 @@ export async function computeStats(files: string[], o: { channels?: number; maxS
     while (next < files.length) {
       const file = files[next++];
       try {
-        if (!fs.existsSync(file) || fs.statSync(file).size === 0) throw new Error('empty or missing file');
-        let img = sharp(file, { limitInputPixels: 100_000_000, failOn: 'error' }).rotate().flatten({ background: '#ffffff' });
-        img = channels === 1 ? img.grayscale() : img.toColourspace('srgb');
-        const m = await sharp(file, { limitInputPixels: 100_000_000 }).metadata();
-        const short = Math.min(m.width ?? 0, m.height ?? 0);
-        if (short > maxShort) {
-          const s = maxShort / short;
-          img = img.resize(Math.round((m.width ?? 0) * s), Math.round((m.height ?? 0) * s), { fit: 'fill', kernel: 'linear' });
-        }
-        const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-        if (info.channels !== channels) throw new Error(`decoded to ${info.channels} channels`);
-        add(data);
+        // The whole image, shrunk when its short side is over the limit: one plan for the decoder training uses.
+        const size = await imageSize(file);
+        const scale = Math.min(1, maxShort / Math.min(size.width, size.height));
+        const w = Math.round(size.width * scale);
+        const h = Math.round(size.height * scale);
+        add(await renderPlan(file, { resizeW: w, resizeH: h, outW: w, outH: h, crops: [{ left: 0, top: 0, width: w, height: h }] }, channels, size));
       } catch (e) {
-        const reason = e instanceof ImageError ? e.reason : String((e as Error).message).replace(/^Input file /, '');
+        const reason = e instanceof ImageError ? e.reason : String((e as Error).message);
         if (o.strict) throw new UserError(`${file}: ${reason}`);
         o.onProblem?.({ file, reason });
       }

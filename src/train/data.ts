@@ -2,7 +2,7 @@
 // decoded by worker threads. Both end up as BatchSources of model-ready batches on the run's device.
 import * as path from 'node:path';
 import { loadIdxDataset } from '../data/fashion-mnist';
-import { folderPath, ImageFolder, Problem, scanImageFolder } from '../data/image-folder';
+import { folderPath, Problem, scanImageFolder } from '../data/image-folder';
 import { Preprocess } from '../data/loader';
 import { DecodePool, defaultWorkers, FolderSource } from '../data/pipeline';
 import { BatchSource, TensorSource } from '../data/source';
@@ -50,11 +50,8 @@ export interface PreparedData {
   name: string;
   classes: string[];
   classIds?: string[];
-  trainSize: number;
-  testSize: number;
   problems: Problem[];
-  folder?: ImageFolder;
-  open(o: { inputShape: number[]; device: Device; batchSize: number; evalBatchSize: number; preprocess: Preprocess; transform?: PhotoTransform; tenCrop?: boolean; onProblem?: (p: Problem) => void }): OpenedData;
+  open(o: { inputShape: number[]; device: Device; batchSize: number; evalBatchSize: number; preprocess: Preprocess; transform?: PhotoTransform; onProblem?: (p: Problem) => void }): OpenedData;
 }
 
 /** The transform a folder run uses: the preset, the model's input, and the statistics file's values if given. */
@@ -81,12 +78,13 @@ export function prepareData(spec: DataSpec): PreparedData {
     const train = loadIdxDataset({ dir: spec.dataDir, split: 'train', name: spec.dataset, limit: spec.trainLimit });
     const test = loadIdxDataset({ dir: spec.dataDir, split: 'test', name: spec.dataset, limit: spec.testLimit });
     return {
-      name: spec.dataset, classes: train.classes, trainSize: train.labels.size(0), testSize: test.labels.size(0), problems: [],
+      name: spec.dataset, classes: train.classes, problems: [],
       open: (o) => {
         const trainSrc = new TensorSource(train, o.preprocess, { batchSize: o.batchSize, shuffle: true, seed: spec.seed, device: o.device });
         const testSrc = new TensorSource(test, o.preprocess, { batchSize: o.evalBatchSize, shuffle: false, seed: 0, device: o.device });
         return {
-          train: trainSrc, test: testSrc, preprocess: o.preprocess, sourceShape: train.images.shape.slice(1),
+          // From the source's own tensors: on a GPU the data set was moved there and the CPU copy freed.
+          train: trainSrc, test: testSrc, preprocess: o.preprocess, sourceShape: trainSrc.ds.images.shape.slice(1),
           close: async () => {
             await trainSrc.close();
             await testSrc.close();
@@ -104,14 +102,13 @@ export function prepareData(spec: DataSpec): PreparedData {
     throw new UserError(folder.layout === 'folders' ? `${path.join(folder.root, folder.valFolder!)} has no images` : `the validation split of ${folder.root} is empty: use --val-split with a larger share, or a val/ folder`);
   }
   return {
-    name: `folder:${folder.root}`, classes: folder.classes, classIds: folder.classIds, trainSize: trainSamples.length, testSize: valSamples.length,
-    problems: folder.problems, folder,
+    name: `folder:${folder.root}`, classes: folder.classes, classIds: folder.classIds, problems: folder.problems,
     open: (o) => {
       const transform = o.transform ?? folderTransform(f, o.inputShape);
       const pool = new DecodePool(f.workers ?? defaultWorkers());
       const common = { seed: spec.seed, transform, device: o.device, pool, prefetch: f.prefetch, strict: f.strict, onProblem: o.onProblem };
       const train = new FolderSource(trainSamples, folder.classes, { ...common, batchSize: o.batchSize, shuffle: true, mode: 'train' });
-      const test = new FolderSource(valSamples, folder.classes, { ...common, batchSize: o.tenCrop ? Math.max(1, Math.floor(o.evalBatchSize / 10)) : o.evalBatchSize, shuffle: false, mode: o.tenCrop ? 'ten-crop' : 'center' });
+      const test = new FolderSource(valSamples, folder.classes, { ...common, batchSize: o.evalBatchSize, shuffle: false, mode: 'center' });
       const preprocess: Preprocess = { inputSize: [transform.size, transform.size], resize: 'bilinear', mean: transform.mean, std: transform.std, shortSide: transform.shortSide };
       return { train, test, preprocess, transform, close: () => pool.close() };
     },

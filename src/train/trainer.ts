@@ -17,8 +17,8 @@ import { native } from '../tensor/binding';
 import { blasWarning } from '../tensor/blas';
 import { cudaAvailable, getRngState, manualSeed, setNumThreads, setRngState, tidy, zeros } from '../tensor/tensor';
 import { loadCheckpoint, ModelRecord, saveCheckpoint } from './checkpoint';
-import { FolderConfig, OpenedData, prepareData } from './data';
-import { autocast, GradScaler, Precision, resolvePrecision, ScalerState } from './precision';
+import { FolderConfig, OpenedData, PreparedData, prepareData } from './data';
+import { autocast, GradScaler, Precision, resolvePrecision } from './precision';
 import { evaluate, EvalResult } from './evaluate';
 import { formatDuration, ProgressBar } from './progress';
 
@@ -151,12 +151,11 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
   setNumThreads(cfg.threads ?? os.cpus().length);
   if (device.startsWith('cuda')) native().setCudnnBenchmark(true);
 
-  const prepared = prepareData({ ...cfg, folder: cfg.folder });
+  const prepared = prepareData(cfg);
   const onProblem = problemLogger(log);
   for (const p of prepared.problems) onProblem(p);
   manualSeed(cfg.seed);
-  const numClasses = prepared.classes.length;
-  const model = getModel(cfg.model, { ...cfg.modelOptions, numClasses });
+  const model = getModel(cfg.model, { ...cfg.modelOptions, numClasses: prepared.classes.length });
   if (device !== 'cpu') model.to(device);
   const data: OpenedData = prepared.open({
     inputShape: model.inputShape, device, batchSize: cfg.batchSize, evalBatchSize: cfg.evalBatchSize,
@@ -165,14 +164,14 @@ export async function train(cfgIn: TrainConfig | ResumeOverrides, hooks: TrainHo
   try {
     // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
     cfg = { ...cfg, transform: data.transform, preprocess: data.preprocess };
-    return await trainLoop(cfg, { model, data, prepared: { name: prepared.name, classes: prepared.classes, classIds: prepared.classIds }, ckpt, cfgIn, resume, device, hooks, log });
+    return await trainLoop(cfg, { model, data, prepared, ckpt, cfgIn, resume, device, hooks, log });
   } finally {
     await data.close();
   }
 }
 
 async function trainLoop(cfg: TrainConfig, c: {
-  model: AlexNet; data: OpenedData; prepared: { name: string; classes: string[]; classIds?: string[] };
+  model: AlexNet; data: OpenedData; prepared: PreparedData;
   ckpt?: ReturnType<typeof loadCheckpoint>; cfgIn: TrainConfig | ResumeOverrides; resume?: string; device: Device; hooks: TrainHooks; log: (s: string) => void;
 }): Promise<TrainResult> {
   const { model, data, ckpt, cfgIn, resume, device, hooks, log } = c;
@@ -180,7 +179,6 @@ async function trainLoop(cfg: TrainConfig, c: {
   const schedule: Schedule = makeSchedule(cfg.schedule);
   const precision = resolvePrecision(cfg.precision, device);
   const scaler = precision === 'fp16' ? new GradScaler() : undefined;
-  const params = model.parameters();
   const record: ModelRecord = {
     model: cfg.model,
     modelOptions: { ...cfg.modelOptions, numClasses: c.prepared.classes.length, inChannels: model.inputShape[0] },
@@ -201,7 +199,7 @@ async function trainLoop(cfg: TrainConfig, c: {
     opt.loadState(optState, ckpt.optimizer.scalars);
     if ((cfgIn as ResumeOverrides).lr !== undefined) opt.lr = (cfgIn as ResumeOverrides).lr!;
     schedule.load(ckpt.optimizer.schedule);
-    scaler?.load((ckpt.optimizer as { scaler?: ScalerState }).scaler);
+    scaler?.load(ckpt.optimizer.scaler);
     setRngState(ckpt.tensors.get('rng.cpu')!);
     for (const t of ckpt.tensors.values()) t.dispose();
     history = ckpt.history as EpochRecord[];
@@ -283,7 +281,7 @@ async function trainLoop(cfg: TrainConfig, c: {
           batch.x.dispose();
           batch.y.dispose();
         }
-        if (scaler) scaler.step(params, () => opt.step());
+        if (scaler) scaler.step(opt.params, () => opt.step());
         else opt.step();
         opt.zeroGrad();
         seen += n;
