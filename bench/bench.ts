@@ -9,12 +9,12 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { getModel } from '../src/models/registry';
 import { Linear } from '../src/nn';
-import { crossEntropy } from '../src/nn/functional';
 import { SGD } from '../src/optim/optimizer';
-import { native } from '../src/tensor/binding';
+import { parseDevice, prepareDevice, prepareModel, synchronize } from '../src/runtime/device';
+import { autocast, GradScaler, Precision, resolvePrecision } from '../src/runtime/precision';
 import { Device } from '../src/tensor/dtype';
-import { cudaAvailable, manualSeed, noGrad, randint, randn, runtimeInfo, setNumThreads, tidy } from '../src/tensor/tensor';
-import { autocast, GradScaler, Precision, resolvePrecision } from '../src/train/precision';
+import { manualSeed, noGrad, randint, randn, runtimeInfo, tidy } from '../src/tensor/tensor';
+import { StepContext, trainStep } from '../src/train/step';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const PYTHON = process.env.ALEXNET_ORACLE_PYTHON || '/usr/bin/python3';
@@ -34,28 +34,23 @@ export function forwardMacs(name: string): number {
 
 function ours(name: string, batch: number, warmup: number, iters: number, device: Device, precision: Precision): Speeds {
   manualSeed(0);
-  const model = getModel(name).train();
-  if (device !== 'cpu') model.to(device);
+  const model = prepareModel(getModel(name), device).train();
   const classes = (model.classifier.layers[model.classifier.layers.length - 1] as Linear).outFeatures;
   const x = randn([batch, ...model.inputShape], { device }).keep();
   const y = randint(0, classes, [batch], { device }).keep();
-  const opt = new SGD(model.parameters(), { lr: 0.001, momentum: 0.9 });
-  const scaler = precision === 'fp16' ? new GradScaler() : undefined;
-  const params = model.parameters();
-  const sync = () => device !== 'cpu' && native().cudaSynchronize();
+  // The trainer's own step: the same autocast, loss scaling and optimiser call `alexnet train` runs.
+  const ctx: StepContext = {
+    model, device, precision, optimizer: new SGD(model.parameters(), { lr: 0.001, momentum: 0.9 }),
+    scaler: precision === 'fp16' ? new GradScaler() : undefined,
+  };
+  const sync = () => synchronize(device);
   let t = 0;
   for (let i = 0; i < warmup + iters; i++) {
     if (i === warmup) {
       sync();
       t = performance.now();
     }
-    tidy(() => {
-      const loss = autocast(device, precision, () => crossEntropy(model.forward(x), y));
-      (scaler ? scaler.scaleLoss(loss) : loss).backward();
-    });
-    if (scaler) scaler.step(params, () => opt.step());
-    else opt.step();
-    opt.zeroGrad();
+    trainStep(ctx, x, y);
   }
   sync();
   const train = (batch * iters) / ((performance.now() - t) / 1000);
@@ -104,7 +99,7 @@ function main(): void {
       'On a GPU, MFU = achieved model FLOP/s ÷ peak (--peak-tflops, or the dense tensor-core peak of a known GPU).');
     return;
   }
-  const device: Device = values.device === 'auto' ? (cudaAvailable() ? 'cuda' : 'cpu') : (values.device as Device);
+  const { device } = prepareDevice(parseDevice(values.device!), Number(values.threads));
   const precision = resolvePrecision(values.precision as Precision | 'auto', device);
   const models = values.models === 'all' ? ['alexnet-torchvision', 'alexnet-d2l', 'alexnet-2012', 'alexnet-half', 'alexnet-bn'] : values.models!.split(',');
   const batch = Number(values['batch-size']);
@@ -112,11 +107,9 @@ function main(): void {
   const warmup = Number(values.warmup);
   const iters = Number(values.iters);
   const rounds = Number(values.rounds);
-  setNumThreads(threads);
   const haveTorch = !values['no-torch'] && spawnSync(PYTHON, ['-c', 'import torch, torchvision']).status === 0;
   if (!values['no-torch'] && !haveTorch) console.error(`PyTorch not found (${PYTHON}): measuring ours only (apt-get install python3-torch python3-torchvision)`);
   const info = runtimeInfo();
-  if (device !== 'cpu') native().setCudnnBenchmark(true);
   console.log(`bench: batch ${batch}, ${device}, ${precision}, ${device === 'cpu' ? `${threads} threads, ` : ''}${rounds} alternating rounds of ${warmup} warm-up + ${iters} timed steps; libtorch ${info.libtorchVersion}, ${os.cpus()[0].model}`);
   let gpuName: string | undefined;
   const rows = [];

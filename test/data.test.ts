@@ -7,7 +7,8 @@ import * as zlib from 'node:zlib';
 import { FormatError } from '../src/errors';
 import { loadIdxDataset } from '../src/data/fashion-mnist';
 import { readIdx, readIdxPair } from '../src/data/idx';
-import { epochOrder, preprocessBatch } from '../src/data/loader';
+import { preprocessBatch } from '../src/data/loader';
+import { epochOrder } from '../src/data/sampler';
 import { tensor } from '../src/tensor/tensor';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-idx-'));

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { writeShapesFolder } from '../src/data/synthetic';
-import { loadCheckpoint } from '../src/train/checkpoint';
+import { loadCheckpoint } from '../src/persist/checkpoint';
 import { cli } from './helpers/cli';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-folder-train-'));

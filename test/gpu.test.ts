@@ -14,8 +14,9 @@ import { getModel } from '../src/models/registry';
 import { crossEntropy } from '../src/nn/functional';
 import { native } from '../src/tensor/binding';
 import { cudaAvailable, manualSeed, noGrad, randint, randn, runtimeInfo } from '../src/tensor/tensor';
-import { autocast, GradScaler } from '../src/train/precision';
-import { train, TrainConfig } from '../src/train/trainer';
+import { autocast, GradScaler } from '../src/runtime/precision';
+import { buildRunConfig } from '../src/train/config';
+import { train } from '../src/train/run';
 import { relDiff } from './helpers/oracle';
 
 function gpuMissing(): string | undefined {
@@ -109,13 +110,12 @@ test('photo batches are finished on the GPU, channels-last, identical to the CPU
 });
 
 test("d2l's recipe trains on the GPU with bf16 by default and learns", { skip, timeout: 600_000 }, async () => {
-  const cfg: TrainConfig = {
-    model: 'alexnet-d2l', modelOptions: { inputSize: 224 }, dataset: 'fashion-mnist', trainLimit: 12800, testLimit: 2000, epochs: 1,
-    batchSize: 128, evalBatchSize: 256, optimizer: 'sgd', lr: 0.01, momentum: 0, weightDecay: 0, schedule: 'constant',
-    preprocess: { inputSize: [224, 224], resize: 'bilinear', mean: [], std: [] }, seed: 0, device: 'cuda',
-  };
+  const cfg = buildRunConfig({
+    model: 'alexnet-d2l', inputSize: 224, dataset: 'fashion-mnist', trainLimit: 12800, testLimit: 2000, epochs: 1,
+    batchSize: 128, evalBatchSize: 256, optimizer: 'sgd', lr: 0.01, momentum: 0, weightDecay: 0, schedule: 'constant', seed: 0, device: 'cuda',
+  });
   const lines: string[] = [];
-  const r = await train(cfg, { ...quiet, log: (l) => lines.push(l) });
+  const r = await train(cfg, { ...quiet, log: (l: string) => lines.push(l) });
   assert.match(lines.join('\n'), /on cuda, bf16/);
   assert.ok(r.history[0].test_acc > 0.6, `test accuracy ${r.history[0].test_acc} after 100 steps`);
   r.model.dispose();

@@ -6,7 +6,7 @@ import { getModel } from '../src/models/registry';
 import { crossEntropy } from '../src/nn/functional';
 import { native } from '../src/tensor/binding';
 import { manualSeed, randint, randn, Tensor, tensor } from '../src/tensor/tensor';
-import { autocast, GradScaler, resolvePrecision } from '../src/train/precision';
+import { autocast, GradScaler, resolvePrecision } from '../src/runtime/precision';
 import { maxAbsDiff, oracleMissing, relDiff, runOracle } from './helpers/oracle';
 
 test('bf16 autocast gives torch.autocast\'s logits, loss and gradients on the same torchvision weights', { skip: oracleMissing() }, () => {

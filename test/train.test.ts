@@ -4,20 +4,22 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { loadCheckpoint, loadModel } from '../src/train/checkpoint';
-import { NonFiniteLossError, train, TrainConfig } from '../src/train/trainer';
+import { loadCheckpoint } from '../src/persist/checkpoint';
+import { loadModel } from '../src/persist/load';
+import { buildRunConfig, RunConfig, TrainOptions } from '../src/train/config';
+import { NonFiniteLossError } from '../src/train/epoch';
+import { resume, train } from '../src/train/run';
 import { maxAbsDiff } from './helpers/oracle';
 import { BIN, cli } from './helpers/cli';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-train-'));
 
-function cfg(o: Partial<TrainConfig>): TrainConfig {
-  return {
-    model: 'alexnet-d2l', modelOptions: { inputSize: 67 }, dataset: 'fashion-mnist', trainLimit: 128, testLimit: 64,
-    epochs: 2, batchSize: 32, evalBatchSize: 64, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0.0005,
-    schedule: 'constant', preprocess: { inputSize: [67, 67], resize: 'bilinear', mean: [0.286], std: [0.353] },
-    seed: 3, device: 'cpu', threads: os.cpus().length, ...o,
-  };
+function cfg(o: TrainOptions): RunConfig {
+  return buildRunConfig({
+    model: 'alexnet-d2l', inputSize: 67, dataset: 'fashion-mnist', trainLimit: 128, testLimit: 64, epochs: 2, batchSize: 32,
+    evalBatchSize: 64, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0.0005, schedule: 'constant',
+    normalize: { mean: 0.286, std: 0.353 }, seed: 3, device: 'cpu', threads: os.cpus().length, ...o,
+  });
 }
 const quiet = { log: () => {}, progressStream: fs.createWriteStream('/dev/null') as unknown as NodeJS.WriteStream };
 
@@ -37,7 +39,7 @@ test('save then resume gives the same weights as an uninterrupted run', async ()
   assert.equal(first.stopped, 'max-steps');
   assert.deepEqual(loadCheckpoint(ckpt).progress, { epoch: 1, batch: 1, globalStep: 5 });
   first.model.dispose();
-  const resumed = await train({}, quiet, ckpt);
+  const resumed = await resume(ckpt, {}, quiet);
   assert.equal(resumed.globalStep, 8);
   const a = full.model.stateDict();
   for (const [k, t] of resumed.model.stateDict()) assert.equal(maxAbsDiff(t, a.get(k)!), 0, `${k} differs after resuming`);
@@ -51,7 +53,7 @@ test('a non-finite loss stops the run with a clear message and keeps the last go
   const ckpt = path.join(dir, 'nan.safetensors');
   (await train(cfg({ epochs: 1, save: ckpt }), quiet)).model.dispose();
   const before = fs.readFileSync(ckpt);
-  await assert.rejects(train({ epochs: 2, lr: 1e12 }, quiet, ckpt), (e: unknown) => {
+  await assert.rejects(resume(ckpt, { epochs: 2, lr: 1e12 }, quiet), (e: unknown) => {
     assert.ok(e instanceof NonFiniteLossError);
     assert.match(e.message, /loss became (NaN|Infinity|-Infinity)/);
     assert.match(e.message, /last good checkpoint is .*nan\.safetensors/);
@@ -96,7 +98,7 @@ test('eval and predict work from a checkpoint; predict rejects files that are no
   fs.writeFileSync(empty, '');
   for (const f of [text, empty, path.join(dir, 'missing.png')]) {
     const p = cli(['predict', '--weights', ckpt, f]);
-    assert.equal(p.code, 2, p.stderr);
+    assert.equal(p.code, 1, p.stderr);
     assert.equal(p.stderr.trim().split('\n').length, 1, p.stderr);
     assert.ok(p.stderr.includes(f), p.stderr);
   }

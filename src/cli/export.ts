@@ -3,8 +3,19 @@ import * as path from 'node:path';
 import { UserError } from '../errors';
 import { exportOnnx } from '../io/onnx';
 import { writeFileAtomic } from '../io/safetensors';
-import { loadModel, recordMetadata, saveWeights } from '../train/checkpoint';
-import { parse } from './args';
+import { saveWeights } from '../persist/checkpoint';
+import { loadModel } from '../persist/load';
+import { recordMetadata } from '../persist/record';
+import { checkOutputs } from '../runtime/outputs';
+import { choice, COMMON, flag, optionHelp, parseCommand, text, withHelp } from './options';
+
+const OPTIONS = {
+  weights: withHelp(COMMON.weights, 'input: a checkpoint, a weights file, or a PyTorch state dict (.pth/.pt)'),
+  format: choice('F', 'safetensors or onnx (default: from the --out extension)', ['safetensors', 'onnx'] as const),
+  out: text('FILE', 'output file (checked before anything is loaded; never the --weights file itself)', 'o'),
+  overwrite: flag('replace an existing --out file'),
+  model: withHelp(COMMON.model, 'the variant, when it cannot be recognised from the weights'),
+};
 
 export const HELP = `Usage: alexnet export --weights PATH --format safetensors|onnx --out FILE [--model NAME]
 
@@ -14,31 +25,33 @@ Writes a model's weights for use elsewhere:
   onnx          an ONNX graph (opset 13, dynamic batch size, dropout removed, LRN with ONNX's α convention)
                 with the same metadata; runs in onnxruntime (alexnet predict --runtime onnx --model-file FILE)
 
-PATH can be a checkpoint, a weights file, or a PyTorch state dict (.pth/.pt).
-
 Options:
-  --weights PATH   input weights
-  --format F       safetensors or onnx (default: from the --out extension)
-  --out FILE       output file
-  --model NAME     the variant, when it cannot be recognised from the weights
-  -h, --help       this help`;
+${optionHelp(OPTIONS)}`;
 
 export async function exportCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { weights: { type: 'string', short: 'w' }, format: { type: 'string' }, out: { type: 'string', short: 'o' }, model: { type: 'string' } }, 'export');
-  if (values.help) return console.log(HELP);
-  if (!values.weights) throw new UserError('--weights PATH is required');
-  if (!values.out) throw new UserError('--out FILE is required');
-  const out = values.out as string;
-  const format = (values.format as string | undefined) ?? (out.endsWith('.onnx') ? 'onnx' : out.endsWith('.safetensors') ? 'safetensors' : '');
-  if (format !== 'onnx' && format !== 'safetensors') throw new UserError(`--format must be safetensors or onnx (or give --out a .safetensors or .onnx name), got '${format || path.extname(out)}'`);
-  const { model, record } = loadModel(values.weights as string, { model: values.model as string | undefined });
-  if (format === 'safetensors') {
-    saveWeights(out, model, record);
-  } else {
-    const { bytes, nodes } = exportOnnx(model, recordMetadata(record));
-    writeFileAtomic(out, bytes);
-    console.log(`${nodes} ONNX nodes (opset 13), input "input" [batch, ${model.inputShape.join(', ')}], output "logits" [batch, ${record.classes.length}]`);
+  const { values: v, help } = parseCommand('export', argv, OPTIONS);
+  if (help) return console.log(HELP);
+  if (!v.weights) throw new UserError('--weights PATH is required');
+  if (!v.out) throw new UserError('--out FILE is required');
+  const out = v.out;
+  const format = v.format ?? (out.endsWith('.onnx') ? 'onnx' : out.endsWith('.safetensors') ? 'safetensors' : undefined);
+  if (!format) throw new UserError(`--format must be safetensors or onnx (or give --out a .safetensors or .onnx name), got '${path.extname(out) || out}'`);
+  const outputs = checkOutputs([{ option: '--out', file: out, kind: 'file', overwrite: v.overwrite }], { inputs: [v.weights] });
+  try {
+    const { model, record } = loadModel(v.weights, { model: v.model });
+    try {
+      if (format === 'safetensors') {
+        saveWeights(out, model, record);
+      } else {
+        const { bytes, nodes } = exportOnnx(model, recordMetadata(record));
+        writeFileAtomic(out, bytes);
+        console.log(`${nodes} ONNX nodes (opset 13), input "input" [batch, ${model.inputShape.join(', ')}], output "logits" [batch, ${record.classes.length}]`);
+      }
+      console.log(`wrote ${out} (${record.model}, ${record.classes.length} classes)`);
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    outputs.release();
   }
-  console.log(`wrote ${out} (${record.model}, ${record.classes.length} classes)`);
-  model.dispose();
 }

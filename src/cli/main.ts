@@ -12,8 +12,8 @@ const COMMANDS: Record<string, Command> = {
   export: { summary: 'write weights as safetensors or ONNX', run: async (a) => (await import('./export')).exportCommand(a) },
   stats: { summary: "an image folder's mean, std and colour eigenvectors (for --stats)", run: async (a) => (await import('./stats')).statsCommand(a) },
   bench: { summary: 'training and inference speed here; --pipeline: the photo input pipeline', run: async (a) => (await import('./bench')).benchCommand(a) },
-  models: { summary: 'list the AlexNet variants', run: async () => (await import('./models')).modelsCommand() },
-  info: { summary: 'the engine: libtorch version, threads, CUDA', run: async () => (await import('./models')).infoCommand() },
+  models: { summary: 'list the AlexNet variants', run: async (a) => (await import('./models')).modelsCommand(a) },
+  info: { summary: 'the engine: libtorch version, threads, CUDA', run: async (a) => (await import('./models')).infoCommand(a) },
 };
 
 function usage(): string {

@@ -1,15 +1,21 @@
 // alexnet models / alexnet info
 import { listModels } from '../models/registry';
-import { runtimeInfo } from '../tensor/tensor';
 import { blasImplementation, blasWarning } from '../tensor/blas';
+import { runtimeInfo } from '../tensor/tensor';
+import { optionHelp, parseCommand } from './options';
 
-export function modelsCommand(out: (s: string) => void = console.log): void {
+export const MODELS_HELP = `Usage: alexnet models\n\nLists the AlexNet variants and where each comes from.\n\nOptions:\n${optionHelp({})}`;
+export const INFO_HELP = `Usage: alexnet info\n\nThe engine: libtorch version, CPU threads, CUDA devices, the BLAS in use (JSON).\n\nOptions:\n${optionHelp({})}`;
+
+export function modelsCommand(argv: string[], out: (s: string) => void = console.log): void {
+  if (parseCommand('models', argv, {}).help) return out(MODELS_HELP);
   const models = listModels();
   const w = Math.max(...models.map((m) => m.name.length));
   for (const m of models) out(`${m.name.padEnd(w)}  ${m.description}`);
 }
 
-export function infoCommand(out: (s: string) => void = console.log): void {
+export function infoCommand(argv: string[], out: (s: string) => void = console.log): void {
+  if (parseCommand('info', argv, {}).help) return out(INFO_HELP);
   const blas = blasImplementation();
   out(JSON.stringify({ ...runtimeInfo(), blas: blas?.path ?? 'unknown', referenceBlas: blas?.reference ?? false }, null, 2));
   const w = blasWarning();

@@ -1,86 +1,83 @@
 // alexnet predict --weights PATH IMAGE…
 import { UserError } from '../errors';
-import { loadImageAs } from '../data/image';
-import { preprocessBatch } from '../data/loader';
-import { loadModel } from '../train/checkpoint';
-import { resolveDevice } from '../train/trainer';
-import { noGrad, tensor, tidy } from '../tensor/tensor';
-import { intOption, parse } from './args';
-import { predictWithOnnx } from '../io/onnx-runtime';
+import type { Predictor, PredictResult } from '../infer/predictor';
+import { choice, COMMON, int, optionHelp, parseCommand, refuse, text, withHelp } from './options';
+
+const OPTIONS = {
+  weights: COMMON.weights,
+  model: withHelp(COMMON.model, 'the variant of a plain PyTorch state dict, when its keys do not tell (alexnet-ts files\nknow their own: a different name is an error)'),
+  runtime: choice('R', 'libtorch (default) or onnx: runs an exported ONNX model with onnxruntime-node alone', ['libtorch', 'onnx'] as const),
+  modelFile: text('F', 'the .onnx file for --runtime onnx (written by alexnet export --format onnx)'),
+  top: int('K', 'how many classes to show (default 5)', { min: 1, max: 100_000 }),
+  batchSize: withHelp(COMMON.batchSize, 'images per forward pass (default 16): memory stays flat however many files'),
+  device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
+  json: withHelp(COMMON.json, 'machine-readable output: a JSON array, written as results come'),
+};
 
 export const HELP = `Usage: alexnet predict --weights PATH [--top K] [--json] IMAGE…
        alexnet predict --runtime onnx --model-file MODEL.onnx IMAGE…
 
-Classifies images with a trained model: prints the top K classes (default 5) with their probabilities.
-Each image (PNG, JPEG, WebP, …) is converted the way the training data was: to the model's channels
-(grayscale for Fashion-MNIST models), to the data set's image size (28×28), then resized and normalised
-as in training. Fashion-MNIST shows light garments on a black background: photos of dark objects on
-white backgrounds need inverting first.
+Classifies images with a trained model: prints the top K classes (default 5) with their probabilities, each
+image's as soon as its batch is done. Each image (PNG, JPEG, WebP, …) is converted the way the training
+data was: to the model's channels (grayscale for Fashion-MNIST models), to the data set's image size (28×28),
+then resized and normalised as in training. Fashion-MNIST shows light garments on a black background:
+photos of dark objects on white backgrounds need inverting first.
 
 Weights can be an alexnet-ts checkpoint or weights file, or a PyTorch state dict saved with torch.save
 (e.g. torchvision's alexnet-owt-7be5be79.pth): its variant is recognised from its keys, and 1000-class RGB
 models get ImageNet's class names and preprocessing (short side 256, centre crop 224, ImageNet mean/std).
 
 Options:
-  --weights PATH    a checkpoint, weights file (.safetensors) or PyTorch state dict (.pth/.pt)
-  --model NAME      the variant, when it cannot be recognised from the weights
-  --runtime R       libtorch (default) or onnx: runs an exported ONNX model with onnxruntime-node alone
-  --model-file F    the .onnx file for --runtime onnx (written by alexnet export --format onnx)
-  --top K           how many classes to show (default 5)
-  --device D        auto (default), cpu, cuda
-  --json            machine-readable output
-  -h, --help        this help`;
+${optionHelp(OPTIONS)}
 
-export interface Prediction {
-  file: string;
-  top: { class: string; index: number; probability: number }[];
+An image that cannot be read is reported on stderr and the others are still classified; the exit code is
+then 1. Exit codes: 0 all classified, 1 some image failed, 2 usage or input error.`;
+
+async function openPredictor(v: { runtime?: string; modelFile?: string; weights?: string; model?: string; device?: import('../runtime/device').DeviceRequest }): Promise<Predictor> {
+  if (v.runtime === 'onnx') {
+    refuse(v, ['weights', 'model', 'device'], 'is for the libtorch runtime: --runtime onnx takes the model from --model-file alone');
+    if (!v.modelFile) throw new UserError('--runtime onnx needs --model-file MODEL.onnx (write one with: alexnet export --format onnx)');
+    return (await import('../infer/onnx')).OnnxPredictor.open(v.modelFile);
+  }
+  refuse(v, ['modelFile'], 'is for --runtime onnx');
+  if (!v.weights) throw new UserError("--weights PATH is required (a checkpoint from 'alexnet train --save', or a .pth state dict)");
+  return (await import('../infer/torch')).TorchPredictor.open(v.weights, { device: v.device, model: v.model });
 }
 
-export async function predictFiles(weights: string, files: string[], k = 5, device: 'auto' | 'cpu' | 'cuda' = 'auto', modelName?: string): Promise<Prediction[]> {
-  const dev = resolveDevice(device);
-  const { model, record } = loadModel(weights, { model: modelName });
-  if (dev !== 'cpu') model.to(dev);
-  // Data-set models: the image is made like a data-set example; photo models: short side + centre crop.
-  const [c, h, w] = record.sourceShape ?? model.inputShape;
-  const pixels: Uint8Array[] = [];
-  for (const f of files) pixels.push(await loadImageAs(f, c, h, w, record.sourceShape ? undefined : record.preprocess.shortSide));
-  const flat = new Uint8Array(pixels.length * c * h * w);
-  pixels.forEach((p, i) => flat.set(p, i * p.length));
-  const top = Math.min(k, record.classes.length);
-  const out = noGrad(() => tidy(() => {
-    const x = preprocessBatch(tensor(flat, [files.length, c, h, w], 'uint8'), record.preprocess, dev);
-    const probs = model.forward(x).softmax(1);
-    const { values, indices } = probs.topk(top, 1);
-    return { p: values.toArray(), i: indices.toArray() };
-  }));
-  model.dispose();
-  return files.map((file, n) => ({
-    file,
-    top: Array.from({ length: top }, (_, j) => ({ class: record.classes[out.i[n * top + j]], index: out.i[n * top + j], probability: out.p[n * top + j] })),
-  }));
+function printResult(r: PredictResult, json: boolean, first: boolean): void {
+  if (r.error) {
+    console.error(`alexnet: error: ${r.error.message}`);
+    if (json) process.stdout.write(`${first ? '' : ',\n'}${JSON.stringify({ file: r.file, error: r.error.message })}`);
+    return;
+  }
+  if (json) {
+    process.stdout.write(`${first ? '' : ',\n'}${JSON.stringify(r.prediction)}`);
+    return;
+  }
+  console.log(r.file);
+  for (const t of r.prediction.top) console.log(`  ${(100 * t.probability).toFixed(1).padStart(5)}%  ${t.class}`);
 }
 
 export async function predictCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { weights: { type: 'string', short: 'w' }, top: { type: 'string' }, json: { type: 'boolean' }, device: { type: 'string' }, runtime: { type: 'string' }, 'model-file': { type: 'string' }, model: { type: 'string' } }, 'predict', true);
-  if (values.help) return console.log(HELP);
+  const { values: v, positionals, help } = parseCommand('predict', argv, OPTIONS, { positionals: true });
+  if (help) return console.log(HELP);
   if (!positionals.length) throw new UserError('give at least one image file to classify');
-  const top = intOption(values.top as string | undefined, 'top', { min: 1, fallback: 5 });
-  const runtime = (values.runtime as string | undefined) ?? 'libtorch';
-  let preds: Prediction[];
-  if (runtime === 'onnx') {
-    if (!values['model-file']) throw new UserError('--runtime onnx needs --model-file MODEL.onnx (write one with: alexnet export --format onnx)');
-    preds = await predictWithOnnx(values['model-file'] as string, positionals, top);
-  } else if (runtime === 'libtorch') {
-    if (!values.weights) throw new UserError("--weights PATH is required (a checkpoint from 'alexnet train --save', or a .pth state dict)");
-    const device = (values.device as string | undefined) ?? 'auto';
-    if (!['auto', 'cpu', 'cuda'].includes(device)) throw new UserError(`--device must be auto, cpu or cuda, got '${device}'`);
-    preds = await predictFiles(values.weights as string, positionals, top, device as 'auto', values.model as string | undefined);
-  } else {
-    throw new UserError(`--runtime must be libtorch or onnx, got '${runtime}'`);
+  const predictor = await openPredictor(v);
+  const { predictStream } = await import('../infer/predictor');
+  let failed = 0;
+  let n = 0;
+  if (v.json) process.stdout.write('[\n');
+  try {
+    for await (const r of predictStream(predictor, positionals, { k: v.top ?? 5, batchSize: v.batchSize ?? 16 })) {
+      printResult(r, v.json, n++ === 0);
+      if (r.error) failed++;
+    }
+  } finally {
+    if (v.json) process.stdout.write('\n]\n');
+    await predictor.close();
   }
-  if (values.json) return console.log(JSON.stringify(preds, null, 2));
-  for (const p of preds) {
-    console.log(p.file);
-    for (const t of p.top) console.log(`  ${(100 * t.probability).toFixed(1).padStart(5)}%  ${t.class}`);
+  if (failed) {
+    console.error(`alexnet: ${failed} of ${positionals.length} image${positionals.length === 1 ? '' : 's'} could not be classified`);
+    process.exitCode = 1;
   }
 }

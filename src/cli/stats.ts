@@ -2,10 +2,20 @@
 import { UserError } from '../errors';
 import { folderPath, scanImageFolder } from '../data/image-folder';
 import { computeStats, ImageStats } from '../data/stats';
-import { ProgressBar } from '../train/progress';
-import { problemLogger } from '../train/trainer';
 import { writeFileAtomic } from '../io/safetensors';
-import { intOption, parse } from './args';
+import { checkOutputs } from '../runtime/outputs';
+import { problemLogger } from '../train/data';
+import { ProgressBar } from '../train/progress';
+import { COMMON, flag, optionHelp, parseCommand, text, withHelp } from './options';
+
+const OPTIONS = {
+  dataset: text('folder:PATH', 'the data set (train/ when it has train/ and val/ folders, else all of it)'),
+  out: text('FILE', 'write the statistics as JSON (default: print only); checked before any image is read'),
+  overwrite: flag('replace an existing --out file'),
+  limit: withHelp(COMMON.limit, 'use N images, spread evenly over the data set (default: all)'),
+  grayscale: flag('statistics of grayscale images (for 1-channel models)'),
+  json: withHelp(COMMON.json, 'print JSON instead of a table'),
+};
 
 export const HELP = `Usage: alexnet stats --dataset folder:PATH [--out FILE] [options]
 
@@ -15,12 +25,7 @@ PCA colour augmentation). Images are shrunk so that their short side is at most 
 'alexnet train --stats FILE'; without it, training uses ImageNet's values.
 
 Options:
-  --dataset folder:PATH   the data set (train/ when it has train/ and val/ folders, else all of it)
-  --out FILE              write the statistics as JSON (default: print only)
-  --limit N               use N images, spread evenly over the data set (default: all)
-  --grayscale             statistics of grayscale images (for 1-channel models)
-  --json                  print JSON instead of a table
-  -h, --help              this help`;
+${optionHelp(OPTIONS)}`;
 
 export function formatStats(s: ImageStats): string {
   const f = (x: number) => x.toFixed(4).padStart(8);
@@ -35,15 +40,24 @@ export function formatStats(s: ImageStats): string {
 }
 
 export async function statsCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { dataset: { type: 'string' }, out: { type: 'string' }, limit: { type: 'string' }, grayscale: { type: 'boolean' }, json: { type: 'boolean' } }, 'stats');
-  if (values.help) return console.log(HELP);
-  const root = folderPath(values.dataset as string | undefined);
+  const { values, help } = parseCommand('stats', argv, OPTIONS);
+  if (help) return console.log(HELP);
+  const root = folderPath(values.dataset);
   if (!root) throw new UserError('--dataset folder:PATH is required (an image folder with one subfolder per class)');
+  const outputs = values.out ? checkOutputs([{ option: '--out', file: values.out, kind: 'file', overwrite: values.overwrite }]) : undefined;
+  try {
+    await writeStats(root, values);
+  } finally {
+    outputs?.release();
+  }
+}
+
+async function writeStats(root: string, values: { out?: string; limit?: number; grayscale: boolean; json: boolean }): Promise<void> {
   const folder = scanImageFolder(root, { valSplit: 0 });
   const warn = problemLogger((l) => console.error(l));
   folder.problems.forEach(warn);
   let files = folder.train.map((s) => s.file);
-  const limit = intOption(values.limit as string | undefined, 'limit', { min: 1 });
+  const limit = values.limit;
   if (limit && limit < files.length) {
     const step = files.length / limit;
     files = Array.from({ length: limit }, (_, i) => files[Math.floor(i * step)]);
@@ -53,7 +67,7 @@ export async function statsCommand(argv: string[]): Promise<void> {
   bar.done();
   const json = JSON.stringify({ dataset: folder.root, ...s }, null, 2) + '\n';
   if (values.out) {
-    writeFileAtomic(values.out as string, Buffer.from(json));
+    writeFileAtomic(values.out, Buffer.from(json));
     if (!values.json) console.error(`wrote ${values.out}`);
   }
   console.log(values.json ? json.trimEnd() : formatStats(s));

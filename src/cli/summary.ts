@@ -1,6 +1,13 @@
 // alexnet summary: the layer table of a model (output shapes, parameters, multiply-accumulates).
 import { getModel, listModels } from '../models/registry';
-import { intOption, parse, parseInputShape, thousands } from './args';
+import { COMMON, int, optionHelp, parseCommand, parseInputShape, text, thousands, withHelp } from './options';
+
+const OPTIONS = {
+  model: withHelp(COMMON.model, `one of: ${listModels().map((m) => m.name).join(', ')} (default alexnet-torchvision)`),
+  input: text('CxHxW', "input shape (default: the variant's own, e.g. 3x224x224); HxW or S keep its channels"),
+  classes: int('N', "number of output classes (default: the variant's)", { min: 1, max: 100_000 }),
+  json: COMMON.json,
+};
 
 export const HELP = `Usage: alexnet summary --model NAME [--input CxHxW] [--classes N] [--json]
 
@@ -8,19 +15,15 @@ Prints each layer of an AlexNet variant: its name (the state_dict prefix), type,
 parameter count and multiply-accumulates (conv and linear layers, as torchvision counts them); then totals.
 
 Options:
-  --model NAME     one of: ${listModels().map((m) => m.name).join(', ')}
-  --input CxHxW    input shape (default: the variant's own, e.g. 3x224x224); HxW or S keep its channels
-  --classes N      number of output classes (default: the variant's)
-  --json           machine-readable output
-  -h, --help       this help`;
+${optionHelp(OPTIONS)}`;
 
 export function summaryCommand(argv: string[], out: (s: string) => void = console.log): void {
-  const { values } = parse(argv, { model: { type: 'string', short: 'm' }, input: { type: 'string' }, classes: { type: 'string' }, json: { type: 'boolean' } }, 'summary');
-  if (values.help) return out(HELP);
-  const name = (values.model as string | undefined) ?? 'alexnet-torchvision';
-  const classes = intOption(values.classes as string | undefined, 'classes', { min: 1 });
+  const { values, help } = parseCommand('summary', argv, OPTIONS);
+  if (help) return out(HELP);
+  const name = values.model ?? 'alexnet-torchvision';
+  const classes = values.classes;
   const base = getModel(name, { numClasses: classes });
-  const input = values.input ? parseInputShape(values.input as string, base.inputShape[0]) : base.inputShape;
+  const input = values.input ? parseInputShape(values.input, base.inputShape[0]) : base.inputShape;
   // Another input size builds the variant for that size (its classifier may depend on it); a size that is too
   // small fails here with the layer that cannot take it and the smallest size that works.
   const same = input.join() === base.inputShape.join();

@@ -24,7 +24,17 @@ export function sharpModule(): SharpFn {
   return sharpFn;
 }
 
-function checkFile(file: string): void {
+/** An image to decode: a file path, or bytes already in memory (an upload) with a name for messages. */
+export type ImageInput = string | { name: string; data: Buffer };
+
+export const inputName = (input: ImageInput): string => (typeof input === 'string' ? input : input.name);
+
+function checkFile(input: ImageInput): void {
+  if (typeof input !== 'string') {
+    if (input.data.length === 0) throw new ImageError(input.name, 'empty (0 bytes), not an image');
+    return;
+  }
+  const file = input;
   let stat: fs.Stats;
   try {
     stat = fs.statSync(file);
@@ -46,21 +56,21 @@ function decodeFailure(file: string, e: unknown): ImageError {
 }
 
 /** The decoding pipeline's start: EXIF orientation applied, transparency flattened on white, sRGB or grayscale. */
-function open(file: string, channels: number): Sharp {
-  const img = sharpModule()(file, { limitInputPixels: MAX_PIXELS, failOn: 'error' }).timeout({ seconds: DECODE_TIMEOUT_S }).rotate().flatten({ background: '#ffffff' });
+function open(input: ImageInput, channels: number): Sharp {
+  const img = sharpModule()(typeof input === 'string' ? input : input.data, { limitInputPixels: MAX_PIXELS, failOn: 'error' }).timeout({ seconds: DECODE_TIMEOUT_S }).rotate().flatten({ background: '#ffffff' });
   return channels === 1 ? img.grayscale() : img.toColourspace('srgb');
 }
 
 /** Width and height as displayed (EXIF orientations 5–8 turn the stored image by 90°). */
-export async function imageSize(file: string): Promise<{ width: number; height: number }> {
-  checkFile(file);
+export async function imageSize(input: ImageInput): Promise<{ width: number; height: number }> {
+  checkFile(input);
   try {
-    const m = await sharpModule()(file, { limitInputPixels: MAX_PIXELS }).metadata();
+    const m = await sharpModule()(typeof input === 'string' ? input : input.data, { limitInputPixels: MAX_PIXELS }).metadata();
     if (!m.width || !m.height) throw new Error('no image size in the header');
     if (m.width * m.height > MAX_PIXELS) throw new Error('pixel limit');
     return (m.orientation ?? 1) >= 5 ? { width: m.height, height: m.width } : { width: m.width, height: m.height };
   } catch (e) {
-    throw decodeFailure(file, e);
+    throw decodeFailure(inputName(input), e);
   }
 }
 
@@ -68,7 +78,7 @@ export async function imageSize(file: string): Promise<{ width: number; height: 
  * The pixels of `plan` applied to `file`: crops.length images of outH×outW×channels, one after another.
  * Throws ImageError for anything that is not a readable image.
  */
-export async function renderPlan(file: string, plan: Plan, channels: number, size?: { width: number; height: number }): Promise<Buffer> {
+export async function renderPlan(file: ImageInput, plan: Plan, channels: number, size?: { width: number; height: number }): Promise<Buffer> {
   if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
   const { width, height } = size ?? (await imageSize(file));
   const resized = plan.resizeW !== width || plan.resizeH !== height;
@@ -103,7 +113,7 @@ export async function renderPlan(file: string, plan: Plan, channels: number, siz
     });
     return out;
   } catch (e) {
-    throw decodeFailure(file, e);
+    throw decodeFailure(inputName(file), e);
   }
 }
 
@@ -113,7 +123,7 @@ export async function renderPlan(file: string, plan: Plan, channels: number, siz
  * `shortSide`, resized so that the short side has that length and then centre-cropped (torchvision's Resize +
  * CenterCrop, for photos).
  */
-export async function loadImageAs(file: string, channels: number, height: number, width: number, shortSide?: number): Promise<Uint8Array> {
+export async function loadImageAs(file: ImageInput, channels: number, height: number, width: number, shortSide?: number): Promise<Uint8Array> {
   if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
   const size = await imageSize(file);
   let plan: Plan;

@@ -6,6 +6,7 @@ import { Device } from '../tensor/dtype';
 import { tensor, Tensor, tidy } from '../tensor/tensor';
 import { pad, resize } from '../nn/functional';
 import { TensorDataset } from './fashion-mnist';
+import { defaultSampler, Sampler } from './sampler';
 
 export interface Preprocess {
   /** Model input size [height, width]. */
@@ -60,33 +61,6 @@ export function normalize(x: Tensor, mean: number[], std: number[]): Tensor {
   return x.sub(tensor(mean, [1, c, 1, 1]).to({ device: x.device })).div(tensor(std, [1, c, 1, 1]).to({ device: x.device }));
 }
 
-/** A small fast PRNG (mulberry32) for seeded shuffles that do not touch libtorch's generator. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** The order of examples in one epoch: a Fisher-Yates shuffle seeded by (seed, epoch), or 0..n-1. */
-export function epochOrder(n: number, seed: number, epoch: number, shuffle: boolean): Int32Array {
-  const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  if (!shuffle) return order;
-  const rand = mulberry32((seed * 0x9e3779b1) ^ (epoch * 0x85ebca6b) ^ 0x5bd1e995);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    const t = order[i];
-    order[i] = order[j];
-    order[j] = t;
-  }
-  return order;
-}
-
 export interface Batch {
   index: number;
   images: Tensor;
@@ -95,21 +69,23 @@ export interface Batch {
 
 export class BatchLoader {
   readonly numBatches: number;
+  readonly sampler: Sampler;
 
-  constructor(readonly ds: TensorDataset, readonly o: { batchSize: number; shuffle: boolean; seed: number; dropLast?: boolean }) {
+  constructor(readonly ds: TensorDataset, readonly o: { batchSize: number; shuffle: boolean; seed: number; dropLast?: boolean; sampler?: Sampler }) {
     if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
-    const n = ds.labels.size(0);
+    this.sampler = o.sampler ?? defaultSampler(ds.labels.size(0), o.shuffle, o.seed);
+    const n = this.sampler.size;
     this.numBatches = o.dropLast ? Math.floor(n / o.batchSize) : Math.ceil(n / o.batchSize);
     if (this.numBatches === 0) throw new UserError(`the data set has ${n} examples, fewer than one batch of ${o.batchSize}`);
   }
 
   get size(): number {
-    return this.ds.labels.size(0);
+    return this.sampler.size;
   }
 
   /** Yields the batches of `epoch` from `start` on. The caller disposes each batch's tensors (or uses tidy). */
   *batches(epoch: number, start = 0): Generator<Batch> {
-    const order = epochOrder(this.size, this.o.seed, epoch, this.o.shuffle);
+    const order = this.sampler.indices(epoch);
     for (let b = start; b < this.numBatches; b++) {
       const lo = b * this.o.batchSize;
       const hi = Math.min(this.size, lo + this.o.batchSize);

@@ -13,7 +13,8 @@ import { Device } from '../tensor/dtype';
 import { cat, tensor, Tensor, tidy, where } from '../tensor/tensor';
 import type { DecodeMode, DecodeReply, DecodeRequest, DecodeResult } from './decode-worker';
 import { Problem, Sample } from './image-folder';
-import { checkNormalization, epochOrder, normalize } from './loader';
+import { checkNormalization, normalize } from './loader';
+import { defaultSampler, Sampler } from './sampler';
 import { BatchSource, ReadyBatch } from './source';
 import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, TEN_CROP_MIRRORED, trainFlip } from './transforms';
 
@@ -100,7 +101,10 @@ function load(s: { pending: Map<number, { items: number }> }): number {
 export interface FolderSourceOptions {
   batchSize: number;
   shuffle: boolean;
+  /** Seeds the order (unless `sampler` is given) and every random choice of augmentation. */
   seed: number;
+  /** The epoch order (default: shuffled with `seed` when `shuffle`, else in order). */
+  sampler?: Sampler;
   /** train: random crops, flips, PCA noise; center: the evaluation crop; ten-crop: 10 inputs per image. */
   mode: 'train' | 'center' | 'ten-crop';
   transform: PhotoTransform;
@@ -149,17 +153,19 @@ export class FolderSource implements BatchSource {
   skipped = 0;
   /** Files that failed once: skipped without another try in later epochs (and counted again). */
   readonly bad = new Set<string>();
+  readonly sampler: Sampler;
 
   constructor(readonly samples: Sample[], readonly classes: string[], readonly o: FolderSourceOptions) {
     if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
     if (!samples.length) throw new UserError('the data set split is empty');
-    this.numBatches = Math.ceil(samples.length / o.batchSize);
+    this.sampler = o.sampler ?? defaultSampler(samples.length, o.shuffle, o.seed);
+    this.numBatches = Math.ceil(this.sampler.size / o.batchSize);
     // Checked before any image is decoded.
     checkNormalization(o.transform.mean, o.transform.std, o.transform.channels);
   }
 
   get size(): number {
-    return this.samples.length;
+    return this.sampler.size;
   }
 
   get crops(): number {
@@ -202,7 +208,7 @@ export class FolderSource implements BatchSource {
   }
 
   async *batches(epoch: number, start = 0): AsyncGenerator<ReadyBatch> {
-    const order = epochOrder(this.size, this.o.seed, epoch, this.o.shuffle);
+    const order = this.sampler.indices(epoch);
     const prefetch = Math.max(1, this.o.prefetch ?? 3);
     const queue: Promise<RawBatch>[] = [];
     let next = start;

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sharpModule } from './image';
-import { mulberry32 } from './loader';
+import { mulberry32 } from './sampler';
 
 export type Shape = 'circle' | 'square' | 'triangle' | 'cross';
 export const SHAPES: Shape[] = ['circle', 'square', 'triangle', 'cross'];

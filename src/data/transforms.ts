@@ -3,7 +3,7 @@
 // in the engine on whole batches. Every random choice comes from a per-image seed derived from (seed, epoch,
 // image), so a batch is the same whichever worker made it, and a resumed run sees the same images.
 import { UserError } from '../errors';
-import { mulberry32 } from './loader';
+import { mulberry32 } from './sampler';
 
 /** ImageNet's channel statistics on [0, 1] pixels (torchvision's Normalize values). */
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];

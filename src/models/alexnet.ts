@@ -56,12 +56,12 @@ export class AlexNet extends Module {
     if (spec.avgpool) this.avgpool = this.registerModule('avgpool', spec.avgpool);
     const pooled = this.traceBody(spec.input);
     this.classifier = this.registerModule('classifier', spec.classifier(pooled.reduce((a, b) => a * b, 1)));
-    // oneDNN (CPU) and cuDNN (GPU) run convolutions fastest on channels-last (NHWC) tensors: measured on the
-    // 2-core CPU, training +3–10% and inference +5–26% over NCHW. The state dict is the same either way.
-    this.setMemoryFormat('channelsLast');
   }
 
-  /** The layout of conv weights and activations: 'channelsLast' (the default) or 'contiguous' (NCHW). */
+  /**
+   * The layout of conv weights and activations: 'contiguous' (NCHW, as PyTorch builds it) or 'channelsLast'. Which
+   * one runs fastest is the runtime's policy (`prepareModel` in src/runtime/device.ts), not the model's.
+   */
   get memoryFormat(): 'contiguous' | 'channelsLast' {
     return this.#memoryFormat;
   }

@@ -10,6 +10,7 @@ import { readStats } from '../data/stats';
 import { Augment, PhotoTransform, presetTransform } from '../data/transforms';
 import { Device } from '../tensor/dtype';
 import { UserError } from '../errors';
+import { ModelRecord } from '../persist/record';
 
 /** Settings of an image-folder data set (`--dataset folder:PATH`). */
 export interface FolderConfig {
@@ -28,7 +29,8 @@ export interface FolderConfig {
 
 export interface DataSpec {
   dataset: string;
-  dataDir?: string;
+  /** IDX folder (default: Debian's dataset-fashion-mnist). */
+  dir?: string;
   trainLimit?: number;
   testLimit?: number;
   folder?: FolderConfig;
@@ -50,6 +52,8 @@ export interface PreparedData {
   name: string;
   classes: string[];
   classIds?: string[];
+  /** Input channels the data dictates (1 for the IDX data sets); undefined: the model's own (photos are converted). */
+  channels?: number;
   problems: Problem[];
   open(o: { inputShape: number[]; device: Device; batchSize: number; evalBatchSize: number; preprocess: Preprocess; transform?: PhotoTransform; onProblem?: (p: Problem) => void }): OpenedData;
 }
@@ -75,10 +79,10 @@ export function prepareData(spec: DataSpec): PreparedData {
   const root = folderPath(spec.dataset);
   if (root === undefined) {
     if (spec.dataset !== 'fashion-mnist' && spec.dataset !== 'mnist') throw new UserError(`unknown data set '${spec.dataset}' (expected fashion-mnist, mnist or folder:PATH)`);
-    const train = loadIdxDataset({ dir: spec.dataDir, split: 'train', name: spec.dataset, limit: spec.trainLimit });
-    const test = loadIdxDataset({ dir: spec.dataDir, split: 'test', name: spec.dataset, limit: spec.testLimit });
+    const train = loadIdxDataset({ dir: spec.dir, split: 'train', name: spec.dataset, limit: spec.trainLimit });
+    const test = loadIdxDataset({ dir: spec.dir, split: 'test', name: spec.dataset, limit: spec.testLimit });
     return {
-      name: spec.dataset, classes: train.classes, problems: [],
+      name: spec.dataset, classes: train.classes, channels: train.images.shape[1], problems: [],
       open: (o) => {
         const trainSrc = new TensorSource(train, o.preprocess, { batchSize: o.batchSize, shuffle: true, seed: spec.seed, device: o.device });
         const testSrc = new TensorSource(test, o.preprocess, { batchSize: o.evalBatchSize, shuffle: false, seed: 0, device: o.device });
@@ -136,4 +140,55 @@ export function folderEvalSource(root: string, r: { classIds: string[]; classes:
     mode: o.tenCrop ? 'ten-crop' : 'center', transform: r.transform, device: o.device, pool, strict: o.strict, onProblem: o.onProblem,
   });
   return { source, problems: folder.problems, close: () => pool.close() };
+}
+
+/** Logs unreadable files: each one the first time, up to `max` lines, then only a count. */
+export function problemLogger(log: (s: string) => void, max = 20): (p: Problem) => void {
+  let n = 0;
+  return (p) => {
+    n++;
+    if (n <= max) log(`warning: skipping ${p.file}: ${p.reason}`);
+    else if (n === max + 1) log('warning: more unreadable files: they are skipped and counted, not listed');
+  };
+}
+
+export interface EvalSourceOptions {
+  /** folder:PATH to evaluate a photo model on another folder (default: the model's own data set). */
+  dataset?: string;
+  /** IDX folder (default: Debian's Fashion-MNIST). */
+  dir?: string;
+  split: 'val' | 'train' | 'all';
+  tenCrop?: boolean;
+  limit?: number;
+  batchSize: number;
+  workers?: number;
+  strict?: boolean;
+  device: Device;
+  onProblem?: (p: Problem) => void;
+}
+
+/**
+ * The images to evaluate a trained model on: for photo models their folder's validation images (or another
+ * split or folder), for IDX models the test split (val) or the training split (train) of their data set.
+ */
+export function openEvalSource(record: ModelRecord, file: string, o: EvalSourceOptions): { source: BatchSource; close: () => Promise<void> } {
+  const dataset = o.dataset ?? record.dataset;
+  const root = folderPath(dataset);
+  if (root !== undefined) {
+    if (!record.classIds || !record.transform) throw new UserError(`${file} was not trained on an image folder: evaluate it on ${record.dataset ?? 'its data set'} (without --dataset)`);
+    const r = { classIds: record.classIds, classes: record.classes, transform: record.transform, split: record.split };
+    const ev = folderEvalSource(root, r, { ...o, split: o.split });
+    ev.problems.forEach((p) => o.onProblem?.(p));
+    return { source: ev.source, close: ev.close };
+  }
+  if (o.tenCrop) throw new UserError('--ten-crop is for models trained on image folders (photos), not on Fashion-MNIST/MNIST');
+  if (o.split === 'all') throw new UserError("--split all is for image folders; Fashion-MNIST/MNIST models take --split val (the test split) or train");
+  const name = record.dataset === 'mnist' ? 'mnist' : 'fashion-mnist';
+  if (dataset && dataset !== name) throw new UserError(`--dataset must be folder:PATH or the model's own data set (${name}), got '${dataset}'`);
+  if (name === 'mnist' && !o.dir) throw new UserError('this model was trained on MNIST: give its IDX folder with --data DIR (Debian ships only Fashion-MNIST)');
+  const ds = loadIdxDataset({ dir: o.dir, split: o.split === 'train' ? 'train' : 'test', name, limit: o.limit });
+  if (ds.classes.length !== record.classes.length) throw new UserError(`the model has ${record.classes.length} classes but the data set ${ds.classes.length}`);
+  ds.classes = record.classes;
+  const source = new TensorSource(ds, record.preprocess, { batchSize: o.batchSize, shuffle: false, seed: 0, device: o.device });
+  return { source, close: () => source.close() };
 }

@@ -1,10 +1,20 @@
 // Evaluation: loss, top-1 and top-5 accuracy, per-class accuracy and the confusion matrix; single inputs or the
-// paper's ten-crop testing.
+// paper's ten-crop testing. The pass returns sums (mergeable across shards or processes); ratios are made last.
 import { BatchSource } from '../data/source';
 import { AlexNet } from '../models/alexnet';
 import { crossEntropy } from '../nn/functional';
+import { autocast, Precision } from '../runtime/precision';
 import { keep, noGrad, Tensor, tidy, zeros } from '../tensor/tensor';
-import { autocast, Precision } from './precision';
+
+/** What an evaluation pass adds up. Two shards' sums merge by addition (`mergeEvalSums`). */
+export interface EvalSums {
+  n: number;
+  lossSum: number;
+  top5: number;
+  /** confusion[true · classes + predicted], row-major. */
+  confusion: number[];
+  seconds: number;
+}
 
 export interface EvalResult {
   n: number;
@@ -17,39 +27,41 @@ export interface EvalResult {
   seconds: number;
 }
 
+export interface EvalOptions {
+  precision?: Precision;
+  onBatch?: (done: number, total: number) => void;
+}
+
 /**
- * Evaluates `model` on every batch of `source` (epoch 0, in order). With ten-crop batches the softmax of each
- * image's ten inputs is averaged (the paper's test procedure); the loss is then the negative log of that average.
+ * Sums over every batch of `source` (epoch 0, in order). With ten-crop batches the softmax of each image's ten
+ * inputs is averaged (the paper's test procedure); the loss is then the negative log of that average.
  */
-export async function evaluate(model: AlexNet, source: BatchSource, o: { precision?: Precision; onBatch?: (done: number, total: number) => void } = {}): Promise<EvalResult> {
+export async function evaluateSums(model: AlexNet, source: BatchSource, o: EvalOptions = {}): Promise<EvalSums> {
   const started = Date.now();
   const c = source.classes.length;
   const k = Math.min(5, c);
   const wasTraining = model.training;
   model.eval();
   let confusion: Tensor | undefined;
-  let lossSum = 0;
-  let top5 = 0;
-  let n = 0;
+  const s = { n: 0, lossSum: 0, top5: 0 };
   try {
     for await (const b of source.batches(0)) {
       try {
         noGrad(() => tidy(() => {
           confusion ??= keep(zeros([c * c], { dtype: 'int64', device: b.y.device }));
           const logits = autocast(b.x.device, o.precision ?? 'fp32', () => model.forward(b.x)).float();
-          let scores: Tensor;
+          let scores = logits;
           if (b.crops > 1) {
             scores = logits.view(-1, b.crops, c).softmax(2).mean(1);
-            lossSum -= scores.gather(1, b.y.unsqueeze(1)).clamp(1e-30).log().sum().item();
+            s.lossSum -= scores.gather(1, b.y.unsqueeze(1)).clamp(1e-30).log().sum().item();
           } else {
-            scores = logits;
-            lossSum += crossEntropy(logits, b.y, { reduction: 'sum' }).item();
+            s.lossSum += crossEntropy(logits, b.y, { reduction: 'sum' }).item();
           }
           const topk = scores.topk(k, 1).indices;
-          top5 += topk.eq(b.y.unsqueeze(1)).sum().item();
+          s.top5 += topk.eq(b.y.unsqueeze(1)).sum().item();
           const pred = topk.narrow(1, 0, 1).squeeze(1);
           confusion.copy_(confusion.add(b.y.mul(c).add(pred).bincount(c * c)));
-          n += b.y.size(0);
+          s.n += b.y.size(0);
         }));
       } finally {
         b.x.dispose();
@@ -60,20 +72,40 @@ export async function evaluate(model: AlexNet, source: BatchSource, o: { precisi
   } finally {
     model.train(wasTraining);
   }
-  const flat = confusion ? confusion.toArray() : new Array(c * c).fill(0);
+  const flat = confusion ? confusion.toArray() : new Array<number>(c * c).fill(0);
   confusion?.dispose();
-  const matrix = Array.from({ length: c }, (_, i) => flat.slice(i * c, (i + 1) * c));
-  const correct = matrix.reduce((a, row, i) => a + row[i], 0);
+  return { ...s, confusion: flat, seconds: (Date.now() - started) / 1000 };
+}
+
+/** The sums of two disjoint shards of one data set. */
+export function mergeEvalSums(a: EvalSums, b: EvalSums): EvalSums {
   return {
-    n,
-    loss: n ? lossSum / n : NaN,
-    top1: n ? correct / n : NaN,
-    top5: n ? top5 / n : NaN,
+    n: a.n + b.n, lossSum: a.lossSum + b.lossSum, top5: a.top5 + b.top5,
+    confusion: a.confusion.map((v, i) => v + b.confusion[i]), seconds: Math.max(a.seconds, b.seconds),
+  };
+}
+
+/** Ratios, per-class accuracy and the confusion matrix from sums. */
+export function finishEval(s: EvalSums, classes: string[]): EvalResult {
+  const c = classes.length;
+  const matrix = Array.from({ length: c }, (_, i) => s.confusion.slice(i * c, (i + 1) * c));
+  const correct = matrix.reduce((a, row, i) => a + row[i], 0);
+  const ratio = (x: number) => (s.n ? x / s.n : NaN);
+  return {
+    n: s.n,
+    loss: ratio(s.lossSum),
+    top1: ratio(correct),
+    top5: ratio(s.top5),
     perClass: matrix.map((row, i) => {
       const count = row.reduce((a, b) => a + b, 0);
-      return { name: source.classes[i], accuracy: count ? row[i] / count : 0, count };
+      return { name: classes[i], accuracy: count ? row[i] / count : 0, count };
     }),
     confusion: matrix,
-    seconds: (Date.now() - started) / 1000,
+    seconds: s.seconds,
   };
+}
+
+/** Evaluates `model` on `source`: sums, then ratios. */
+export async function evaluate(model: AlexNet, source: BatchSource, o: EvalOptions = {}): Promise<EvalResult> {
+  return finishEval(await evaluateSums(model, source, o), source.classes);
 }

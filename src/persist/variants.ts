@@ -1,15 +1,12 @@
-// Loading weights from any supported file into the right AlexNet variant:
-//   alexnet-ts checkpoints and weights files (safetensors with our metadata): rebuilt exactly;
-//   plain state dicts (torch.save .pth/.pt, or safetensors without our metadata): the variant is recognised from
-//   the keys and shapes (or named with `model`), 1000-class RGB models get ImageNet's class names and
-//   preprocessing (short side 256, centre crop 224, ImageNet mean/std, as torchvision's recipe).
-import * as fs from 'node:fs';
-import { FormatError, UserError } from '../errors';
+// Variant recognition for plain state dicts (torch.save .pth/.pt, or safetensors without our metadata): the variant
+// is recognised from the keys and shapes (or named with `model`); 1000-class RGB models get ImageNet's class names
+// and preprocessing (short side 256, centre crop 224, ImageNet mean/std, as torchvision's recipe).
+import { UserError } from '../errors';
 import { Preprocess } from '../data/loader';
 import { AlexNet } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { Tensor } from '../tensor/tensor';
-import { isZip } from './zip';
+import { ModelRecord } from './record';
 import IMAGENET_CLASSES from '../models/imagenet-classes.json';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
@@ -34,7 +31,7 @@ export function recogniseVariant(sd: Map<string, Tensor>): { model: string; numC
   return { model, numClasses, inChannels };
 }
 
-function defaultRecord(model: AlexNet, numClasses: number) {
+function defaultRecord(model: AlexNet, numClasses: number): ModelRecord {
   const [c, h, w] = model.inputShape;
   const imagenet = c === 3;
   const preprocess: Preprocess = imagenet
@@ -52,21 +49,4 @@ export function modelFromStateDict(sd: Map<string, Tensor>, o: { model?: string 
   model.loadStateDict(sd);
   for (const t of sd.values()) t.dispose();
   return { model: model.eval(), record: defaultRecord(model, v.numClasses) };
-}
-
-export type WeightsKind = 'safetensors' | 'pth';
-
-export function weightsKind(file: string): WeightsKind {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (e) {
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-  const head = Buffer.alloc(9);
-  const n = fs.readSync(fd, head, 0, 9, 0);
-  fs.closeSync(fd);
-  if (n >= 4 && isZip(head)) return 'pth';
-  if (n === 9 && head[8] === 0x7b /* '{' */) return 'safetensors';
-  throw new FormatError(`${file} is neither a safetensors file nor a PyTorch (torch.save) checkpoint`);
 }

@@ -1,0 +1,105 @@
+// The onnxruntime backend: inference with onnxruntime-node alone, no libtorch and no native engine of ours. The ONNX
+// file carries the model record (classes, preprocessing) in its metadata; preprocessing is done here in plain
+// JavaScript, as training's engine-side preprocessing does it (bilinear, half-pixel centres, then mean/std).
+import type { InferenceSession } from 'onnxruntime-node';
+import { FormatError, SetupError, UserError } from '../errors';
+import { Preprocess } from '../data/loader';
+import { readOnnxMetadata } from '../io/onnx-metadata';
+import { ModelRecord, readRecord } from '../persist/record';
+import { checkRegularFile } from '../persist/load';
+import { InputGeometry, inputGeometry, Predictor } from './predictor';
+
+/** Bilinear resize of one plane with half-pixel centres and edge clamping (PyTorch's align_corners=False). */
+export function resizeBilinear(src: Float32Array, h: number, w: number, oh: number, ow: number): Float32Array {
+  const out = new Float32Array(oh * ow);
+  const sy = h / oh;
+  const sx = w / ow;
+  for (let y = 0; y < oh; y++) {
+    const fy = Math.max(0, (y + 0.5) * sy - 0.5);
+    const y0 = Math.min(Math.floor(fy), h - 1);
+    const y1 = Math.min(y0 + 1, h - 1);
+    const ly = fy - y0;
+    for (let x = 0; x < ow; x++) {
+      const fx = Math.max(0, (x + 0.5) * sx - 0.5);
+      const x0 = Math.min(Math.floor(fx), w - 1);
+      const x1 = Math.min(x0 + 1, w - 1);
+      const lx = fx - x0;
+      out[y * ow + x] = (1 - ly) * ((1 - lx) * src[y0 * w + x0] + lx * src[y0 * w + x1]) + ly * ((1 - lx) * src[y1 * w + x0] + lx * src[y1 * w + x1]);
+    }
+  }
+  return out;
+}
+
+/** uint8 planar pixels (C, h, w) -> float32 (C, H, W) as training saw them: /255, resized, normalised. */
+export function preprocessPixels(px: Uint8Array, c: number, h: number, w: number, p: Preprocess): Float32Array {
+  const [oh, ow] = p.inputSize;
+  const out = new Float32Array(c * oh * ow);
+  for (let ch = 0; ch < c; ch++) {
+    const plane = new Float32Array(h * w);
+    for (let i = 0; i < h * w; i++) plane[i] = px[ch * h * w + i] / 255;
+    const resized = h === oh && w === ow ? plane : resizeBilinear(plane, h, w, oh, ow);
+    const mean = p.mean.length ? p.mean[ch] : 0;
+    const std = p.std.length ? p.std[ch] : 1;
+    for (let i = 0; i < oh * ow; i++) out[ch * oh * ow + i] = (resized[i] - mean) / std;
+  }
+  return out;
+}
+
+type Ort = typeof import('onnxruntime-node');
+
+function loadOrt(): Ort {
+  try {
+    return require('onnxruntime-node') as Ort;
+  } catch (e) {
+    const why = (e as Error).message.split('\n')[0];
+    throw new SetupError(`onnxruntime-node cannot be loaded (${why}): run 'npm ci' (ONNXRUNTIME_NODE_INSTALL=skip keeps its installer from downloading GPU binaries)`);
+  }
+}
+
+/** onnxruntime's message without its C++ decoration ("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : …"). */
+function ortReason(e: unknown): string {
+  const line = String((e as Error)?.message ?? e).split('\n')[0];
+  return line.replace(/^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*/, '').replace(/^Load model from \S+ failed:\s*/, '');
+}
+
+export class OnnxPredictor implements Predictor {
+  readonly runtime = 'onnxruntime';
+  readonly geometry: InputGeometry;
+
+  private constructor(private readonly ort: Ort, private readonly session: InferenceSession, readonly record: ModelRecord) {
+    const inChannels = record.sourceShape?.[0] ?? record.modelOptions.inChannels ?? 3;
+    this.geometry = inputGeometry(record, [inChannels, ...record.preprocess.inputSize]);
+    if (record.preprocess.resize === 'pad' && (this.geometry.height !== record.preprocess.inputSize[0] || this.geometry.width !== record.preprocess.inputSize[1])) {
+      throw new UserError("ONNX inference does not support the 'pad' resize mode; use the libtorch runtime");
+    }
+  }
+
+  /** Opens an ONNX file written by `alexnet export --format onnx` (its metadata holds the model record). */
+  static async open(modelFile: string): Promise<OnnxPredictor> {
+    checkRegularFile(modelFile, 'an ONNX model file');
+    const record = readRecord(readOnnxMetadata(modelFile), modelFile);
+    const ort = loadOrt();
+    let session: InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(modelFile);
+    } catch (e) {
+      throw new FormatError(`${modelFile} is not an ONNX model onnxruntime can load: ${ortReason(e)}`);
+    }
+    return new OnnxPredictor(ort, session, record);
+  }
+
+  async logits(pixels: Uint8Array, n: number): Promise<Float32Array> {
+    const { channels: c, height: h, width: w } = this.geometry;
+    const [oh, ow] = this.record.preprocess.inputSize;
+    const batch = new Float32Array(n * c * oh * ow);
+    for (let i = 0; i < n; i++) {
+      batch.set(preprocessPixels(pixels.subarray(i * c * h * w, (i + 1) * c * h * w), c, h, w, this.record.preprocess), i * c * oh * ow);
+    }
+    const out = await this.session.run({ input: new this.ort.Tensor('float32', batch, [n, c, oh, ow]) });
+    return out.logits.data as Float32Array;
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+}

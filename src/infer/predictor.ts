@@ -1,0 +1,130 @@
+// One inference interface for every engine: a Predictor takes images (file paths or bytes in memory) and returns
+// the top classes of each. The libtorch and onnxruntime backends differ only in how a batch's logits are computed;
+// decoding, preprocessing geometry, softmax and top-k are shared here.
+import { UserError } from '../errors';
+import { ImageInput, inputName, loadImageAs } from '../data/image';
+import { ModelRecord } from '../persist/record';
+
+export type { ImageInput };
+
+export interface TopClass {
+  index: number;
+  /** The class's display name. */
+  class: string;
+  probability: number;
+}
+
+export interface Prediction {
+  /** The file path, or the name given with in-memory bytes. */
+  file: string;
+  top: TopClass[];
+}
+
+export interface Predictor {
+  readonly record: ModelRecord;
+  /** The engine: 'libtorch' or 'onnxruntime'. */
+  readonly runtime: string;
+  /** How each image is decoded for this model. */
+  readonly geometry: InputGeometry;
+  /** Logits (N × classes, row-major) of N preprocessed inputs given as uint8 planar pixels of `geometry`. */
+  logits(pixels: Uint8Array, n: number): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+/** How a raw image becomes a model input: decoded to C×H×W, directly or by short side + centre crop. */
+export interface InputGeometry {
+  channels: number;
+  height: number;
+  width: number;
+  /** Photos: resize the short side to this, then centre-crop H×W; unset: resize to H×W (data-set examples). */
+  shortSide?: number;
+}
+
+/**
+ * Data-set models (a `sourceShape` in the record) take images made like a data-set example: resized to its size;
+ * photo models take short side + centre crop at the model's input size.
+ */
+export function inputGeometry(record: ModelRecord, modelInput: readonly number[]): InputGeometry {
+  if (record.sourceShape) {
+    const [channels, height, width] = record.sourceShape;
+    return { channels, height, width };
+  }
+  const [h, w] = record.preprocess.inputSize;
+  return { channels: modelInput[0], height: h, width: w, shortSide: record.preprocess.shortSide };
+}
+
+/** Decodes one image to the predictor's planar uint8 input. */
+export function decodeInput(input: ImageInput, g: InputGeometry): Promise<Uint8Array> {
+  return loadImageAs(input, g.channels, g.height, g.width, g.shortSide);
+}
+
+/** Softmax and the k most probable classes of each row of `logits` (N × classes). */
+export function topK(logits: Float32Array, classes: string[], k: number): TopClass[][] {
+  const c = classes.length;
+  if (logits.length % c) throw new UserError(`the model gave ${logits.length} logits, not a multiple of its ${c} classes`);
+  const take = Math.min(k, c);
+  const rows: TopClass[][] = [];
+  for (let r = 0; r < logits.length / c; r++) {
+    const row = logits.subarray(r * c, (r + 1) * c);
+    let max = -Infinity;
+    for (const v of row) max = Math.max(max, v);
+    let sum = 0;
+    for (const v of row) sum += Math.exp(v - max);
+    const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b).slice(0, take);
+    rows.push(order.map((j) => ({ index: j, class: classes[j], probability: Math.exp(row[j] - max) / sum })));
+  }
+  return rows;
+}
+
+export interface PredictOptions {
+  /** Classes to report per image (default 5). */
+  k?: number;
+  /** Images per forward pass (default 16): memory stays flat in the number of inputs. */
+  batchSize?: number;
+}
+
+/** One result per input, in input order: a prediction, or the reason this input could not be classified. */
+export type PredictResult = { file: string; prediction: Prediction; error?: undefined } | { file: string; prediction?: undefined; error: Error };
+
+/**
+ * Classifies `inputs` in fixed-size batches, yielding each result as soon as its batch is done. An input that cannot
+ * be decoded yields its error; the others are still answered. Memory is one batch, whatever the number of inputs.
+ */
+export async function* predictStream(p: Predictor, inputs: Iterable<ImageInput>, o: PredictOptions = {}): AsyncGenerator<PredictResult> {
+  const g = p.geometry;
+  const batchSize = o.batchSize ?? 16;
+  const k = o.k ?? 5;
+  const size = g.channels * g.height * g.width;
+  let batch: ImageInput[] = [];
+  const run = async function* (items: ImageInput[]): AsyncGenerator<PredictResult> {
+    const decoded = await Promise.all(items.map((i) => decodeInput(i, g).then((px) => ({ px }), (error: Error) => ({ error }))));
+    const good = decoded.flatMap((d, i) => ('px' in d ? [i] : []));
+    const pixels = new Uint8Array(good.length * size);
+    good.forEach((i, j) => pixels.set((decoded[i] as { px: Uint8Array }).px, j * size));
+    const tops = good.length ? topK(await p.logits(pixels, good.length), p.record.classes, k) : [];
+    for (let i = 0; i < items.length; i++) {
+      const file = inputName(items[i]);
+      const d = decoded[i];
+      if ('error' in d) yield { file, error: d.error };
+      else yield { file, prediction: { file, top: tops[good.indexOf(i)] } };
+    }
+  };
+  for (const input of inputs) {
+    batch.push(input);
+    if (batch.length === batchSize) {
+      yield* run(batch);
+      batch = [];
+    }
+  }
+  if (batch.length) yield* run(batch);
+}
+
+/** All predictions at once (throws on the first input that cannot be read): for a few images. */
+export async function predictAll(p: Predictor, inputs: ImageInput[], o: PredictOptions = {}): Promise<Prediction[]> {
+  const out: Prediction[] = [];
+  for await (const r of predictStream(p, inputs, o)) {
+    if (r.error) throw r.error;
+    out.push(r.prediction);
+  }
+  return out;
+}

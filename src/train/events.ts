@@ -1,0 +1,78 @@
+// The training run's event stream: the loop says what happened, subscribers decide what to do with it (the
+// progress bar, the log lines, the JSONL metrics file; later a web page or, in distributed runs, only rank 0).
+import { Device } from '../tensor/dtype';
+import { Progress } from '../persist/checkpoint';
+import { Precision } from '../runtime/precision';
+import { EvalResult } from './evaluate';
+
+/** One finished epoch: what `--metrics` writes per epoch and checkpoints keep as history. */
+export interface EpochRecord {
+  epoch: number;
+  train_loss: number;
+  train_acc: number;
+  test_loss: number;
+  test_acc: number;
+  test_top5: number;
+  lr: number;
+  images_per_sec: number;
+  epoch_seconds: number;
+  elapsed_seconds: number;
+  /** Images left out in this epoch because they could not be read. */
+  skipped: number;
+  /** Time the training loop waited for the input pipeline. */
+  data_wait_seconds: number;
+  [k: string]: number;
+}
+
+export interface RunStart {
+  runId: string;
+  model: string;
+  dataset: string;
+  trainSize: number;
+  testSize: number;
+  classes: number;
+  input: number[];
+  device: Device;
+  threads: number;
+  precision: Precision;
+  optimizer: string;
+  lr: number;
+  batchSize: number;
+  epochs: number;
+  recipe?: string;
+  /** Set when the run continues a checkpoint. */
+  resumed?: { file: string; progress: Progress };
+}
+
+export type TrainEvent =
+  | ({ type: 'start' } & RunStart)
+  | { type: 'estimate'; seconds: number; steps: number; secondsPerStep: number }
+  | { type: 'epoch-start'; epoch: number; epochs: number; batches: number; startBatch: number }
+  /** Running means over the epoch so far; emitted a few times a second and every `metricsEvery` steps. */
+  | { type: 'step'; epoch: number; batch: number; batches: number; globalStep: number; loss: number; acc: number; lr: number; imagesPerSec: number }
+  | { type: 'evaluating'; done: number; total: number }
+  | { type: 'evaluation'; epoch: number; result: EvalResult }
+  | { type: 'epoch'; record: EpochRecord; lrAfter: number; epochs: number }
+  | { type: 'stopped'; progress: Progress; batches: number; train: { loss: number; acc: number }; eval: EvalResult }
+  | { type: 'checkpoint'; file: string; progress: Progress }
+  | { type: 'interrupted'; progress: Progress; saved?: string }
+  | { type: 'warning'; message: string };
+
+export type Listener = (e: TrainEvent) => void;
+
+export class TrainEvents {
+  readonly #listeners: Listener[] = [];
+
+  /** Subscribes; returns the function that unsubscribes. */
+  on(listener: Listener): () => void {
+    this.#listeners.push(listener);
+    return () => {
+      const i = this.#listeners.indexOf(listener);
+      if (i >= 0) this.#listeners.splice(i, 1);
+    };
+  }
+
+  emit(e: TrainEvent): void {
+    for (const l of this.#listeners) l(e);
+  }
+}

@@ -1,0 +1,52 @@
+// Recipes: the defaults a model and data set start from. Every option a run is given overrides its recipe value.
+import { Augment } from '../data/transforms';
+
+export type OptimizerName = 'sgd' | 'sgd-paper' | 'adam';
+
+export interface Recipe {
+  name: string;
+  model: string;
+  optimizer: OptimizerName;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  batchSize: number;
+  evalBatchSize: number;
+  epochs: number;
+  schedule: string;
+  augment: Augment;
+}
+
+/** IDX data sets (Fashion-MNIST, MNIST): Dive into Deep Learning's recipe. */
+const D2L: Recipe = {
+  name: "d2l's Fashion-MNIST recipe", model: 'alexnet-d2l', optimizer: 'sgd', lr: 0.01, momentum: 0, weightDecay: 0,
+  batchSize: 128, evalBatchSize: 256, epochs: 10, schedule: 'constant', augment: 'none',
+};
+
+/** Image folders, per model: the cats-vs-dogs recipe, the paper's, and torchvision's reference recipe. */
+const FOLDER: Record<string, Omit<Recipe, 'model'>> = {
+  'alexnet-bn': {
+    name: 'the BatchNorm cats-vs-dogs recipe', optimizer: 'adam', lr: 1e-4, momentum: 0, weightDecay: 0, batchSize: 64,
+    evalBatchSize: 128, epochs: 20, schedule: 'constant', augment: 'torchvision',
+  },
+  'alexnet-2012': {
+    name: "the paper's recipe", optimizer: 'sgd-paper', lr: 0.01, momentum: 0.9, weightDecay: 0.0005, batchSize: 128,
+    evalBatchSize: 128, epochs: 90, schedule: 'plateau', augment: 'paper',
+  },
+  other: {
+    name: "torchvision's reference recipe", optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0.0005, batchSize: 128,
+    evalBatchSize: 128, epochs: 90, schedule: 'step:30', augment: 'torchvision',
+  },
+};
+
+/** The recipe for `model` (default: alexnet-d2l on IDX data, alexnet-bn on folders) on an IDX or folder data set. */
+export function recipeFor(model: string | undefined, folder: boolean): Recipe {
+  if (!folder) return { ...D2L, model: model ?? D2L.model };
+  const m = model ?? 'alexnet-bn';
+  return { ...(FOLDER[m] ?? FOLDER.other), model: m };
+}
+
+/** The learning rate an optimiser starts from when the command line changes the recipe's optimiser. */
+export function defaultLr(optimizer: OptimizerName): number {
+  return optimizer === 'adam' ? 0.001 : 0.01;
+}

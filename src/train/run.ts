@@ -1,0 +1,251 @@
+// A training run: `train(config)` starts one, `resume(file, overrides)` continues a checkpoint exactly where it
+// stopped. Both set the run up (device, data, model, optimiser), then alternate `trainOneEpoch`, evaluation, the
+// learning-rate schedule and a checkpoint, saying what happens through events that reporters subscribe to.
+import * as crypto from 'node:crypto';
+import { UserError } from '../errors';
+import { getModel } from '../models/registry';
+import { Adam, Optimizer, SGD } from '../optim/optimizer';
+import { makeSchedule, Schedule } from '../optim/schedules';
+import { CheckpointData, loadCheckpoint, Progress, saveCheckpoint, tensorsWithPrefix } from '../persist/checkpoint';
+import { ModelRecord } from '../persist/record';
+import { prepareDevice, prepareModel } from '../runtime/device';
+import { GradScaler, resolvePrecision } from '../runtime/precision';
+import { getRngState, manualSeed, setRngState } from '../tensor/tensor';
+import { AlexNet } from '../models/alexnet';
+import { Device } from '../tensor/dtype';
+import { applyOverrides, checkRunConfig, ResumeOverrides, RunConfig, upgradeConfig } from './config';
+import { OpenedData, PreparedData, prepareData, problemLogger } from './data';
+import { trainOneEpoch } from './epoch';
+import { evaluate, EvalResult } from './evaluate';
+import { EpochRecord, TrainEvents } from './events';
+import { logReporter, metricsReporter, progressReporter } from './reporters';
+import { StepContext } from './step';
+import { planRunOutputs, RunOutputs } from './outputs';
+
+export interface TrainHooks {
+  /** Log lines (default: console.log). */
+  log?: (line: string) => void;
+  /** Where progress bars go (default: stderr). */
+  progressStream?: NodeJS.WriteStream;
+  /** Polled between steps: true asks the run to stop, save and return (Ctrl-C sets it). */
+  shouldStop?: () => boolean;
+  /** More subscribers to the run's events. */
+  events?: TrainEvents;
+}
+
+export interface TrainResult {
+  model: AlexNet;
+  record: ModelRecord;
+  history: EpochRecord[];
+  lastEval?: EvalResult;
+  stopped: 'completed' | 'max-steps' | 'interrupted';
+  globalStep: number;
+  device: Device;
+  runId: string;
+}
+
+/** Trains from scratch with `config` (see `buildRunConfig` for flat options over a recipe). */
+export async function train(config: RunConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const cfg = checkRunConfig(config, 'the run configuration');
+  const runId = `${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}-${crypto.randomBytes(3).toString('hex')}`;
+  return run({ cfg, runId }, hooks);
+}
+
+/** Continues the checkpoint `file` where it stopped, with its own settings except for `overrides`. */
+export async function resume(file: string, overrides: ResumeOverrides = {}, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const ckpt = loadCheckpoint(file);
+  try {
+    const cfg = applyOverrides(checkRunConfig(upgradeConfig(ckpt.config), file), overrides, file);
+    const done = ckpt.progress;
+    if (cfg.optimization.epochs <= done.epoch) {
+      throw new UserError(`${file} has done ${done.epoch} epochs and the run asks for ${cfg.optimization.epochs}: give --epochs above ${done.epoch} to train further`);
+    }
+    if (cfg.optimization.maxSteps !== undefined && cfg.optimization.maxSteps <= done.globalStep) {
+      throw new UserError(`--max-steps ${cfg.optimization.maxSteps} is not above the ${done.globalStep} steps ${file} has done`);
+    }
+    return await run({ cfg, runId: ckpt.runId ?? 'resumed', ckpt, resumeFile: file, lrOverride: overrides.lr }, hooks);
+  } finally {
+    for (const t of ckpt.tensors.values()) t.dispose();
+  }
+}
+
+interface Session {
+  cfg: RunConfig;
+  runId: string;
+  ckpt?: CheckpointData;
+  resumeFile?: string;
+  /** An --lr given on resume: it replaces the checkpoint's current (scheduled) rate. */
+  lrOverride?: number;
+}
+
+/** Everything a run trains with, once it is set up. */
+interface Trainer {
+  cfg: RunConfig;
+  runId: string;
+  ctx: StepContext;
+  schedule: Schedule;
+  record: ModelRecord;
+  data: OpenedData;
+  outputs: RunOutputs;
+  events: TrainEvents;
+  history: EpochRecord[];
+  progress: Progress;
+}
+
+async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
+  const events = hooks.events ?? new TrainEvents();
+  const unsubscribe = [logReporter(hooks.log ?? ((l) => console.log(l))), progressReporter(hooks.progressStream)].map((l) => events.on(l));
+  const outputs = planRunOutputs(s.cfg, s.resumeFile);
+  try {
+    const dev = prepareDevice(s.cfg.runtime.device, s.cfg.runtime.threads);
+    if (dev.warning) events.emit({ type: 'warning', message: dev.warning });
+    const prepared = prepareData({ ...s.cfg.data, seed: s.cfg.runtime.seed });
+    const warn = problemLogger((message) => events.emit({ type: 'warning', message }));
+    prepared.problems.forEach(warn);
+    manualSeed(s.cfg.runtime.seed);
+    const model = prepareModel(buildModel(s.cfg, prepared), dev.device);
+    const d = s.cfg.data;
+    const data = prepared.open({
+      inputShape: model.inputShape, device: dev.device, batchSize: s.cfg.optimization.batchSize,
+      evalBatchSize: s.cfg.optimization.evalBatchSize, preprocess: d.preprocess, transform: d.transform, onProblem: warn,
+    });
+    try {
+      // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
+      const cfg = { ...s.cfg, data: { ...d, transform: data.transform, preprocess: data.preprocess } };
+      const t = setUp({ ...s, cfg }, model, prepared, data, dev.device, events, outputs);
+      events.emit({
+        type: 'start', runId: t.runId, model: cfg.model.name, dataset: t.record.dataset ?? d.dataset, trainSize: data.train.size,
+        testSize: data.test.size, classes: t.record.classes.length, input: model.inputShape, device: dev.device, threads: dev.threads,
+        precision: t.ctx.precision, optimizer: cfg.optimization.optimizer, lr: t.ctx.optimizer.lr, batchSize: cfg.optimization.batchSize,
+        epochs: cfg.optimization.epochs, recipe: cfg.recipe, resumed: s.resumeFile ? { file: s.resumeFile, progress: t.progress } : undefined,
+      });
+      return await loop(t, hooks, dev.device);
+    } finally {
+      await data.close();
+    }
+  } finally {
+    unsubscribe.forEach((u) => u());
+    outputs.release();
+  }
+}
+
+/** The model for the data: its classes, and its input channels following the data (1 for Fashion-MNIST/MNIST). */
+function buildModel(cfg: RunConfig, prepared: PreparedData): AlexNet {
+  const options = { ...cfg.model.options, numClasses: prepared.classes.length };
+  if (prepared.channels !== undefined) options.inChannels = prepared.channels;
+  return getModel(cfg.model.name, options);
+}
+
+function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
+  const o = cfg.optimization;
+  const params = model.parameters();
+  if (o.optimizer === 'adam') return new Adam(params, { lr: o.lr, weightDecay: o.weightDecay });
+  return new SGD(params, { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay, form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch' });
+}
+
+function setUp(s: Session, model: AlexNet, prepared: PreparedData, data: OpenedData, device: Device, events: TrainEvents, outputs: RunOutputs): Trainer {
+  const { cfg } = s;
+  const optimizer = makeOptimizer(cfg, model);
+  const precision = resolvePrecision(cfg.precision, device);
+  const ctx: StepContext = { model, optimizer, device, precision, scaler: precision === 'fp16' ? new GradScaler() : undefined };
+  const schedule = makeSchedule(cfg.optimization.schedule);
+  const record: ModelRecord = {
+    model: cfg.model.name,
+    modelOptions: { ...cfg.model.options, numClasses: prepared.classes.length, inChannels: model.inputShape[0] },
+    classes: prepared.classes, classIds: prepared.classIds, preprocess: data.preprocess, sourceShape: data.sourceShape,
+    dataset: prepared.name, transform: data.transform,
+    split: cfg.data.folder ? { valSplit: cfg.data.folder.valSplit, seed: cfg.runtime.seed } : undefined,
+  };
+  outputs.checkSpace(optimizer);
+  const t: Trainer = { cfg, runId: s.runId, ctx, schedule, record, data, outputs, events, history: [], progress: { epoch: 0, batch: 0, globalStep: 0 } };
+  if (s.ckpt) restore(t, s.ckpt, s.lrOverride);
+  if (cfg.output.metrics) events.on(metricsReporter(cfg.output.metrics, s.runId, cfg.output.metricsEvery));
+  return t;
+}
+
+/** Model, optimiser, schedule, loss scale, RNG, history and progress as the checkpoint left them. */
+function restore(t: Trainer, c: CheckpointData, lrOverride?: number): void {
+  t.ctx.model.loadStateDict(tensorsWithPrefix(c.tensors, 'model.'));
+  t.ctx.optimizer.loadState(tensorsWithPrefix(c.tensors, 'optim.'), c.optimizer.scalars);
+  if (lrOverride !== undefined) t.ctx.optimizer.lr = lrOverride;
+  t.schedule.load(c.optimizer.schedule);
+  t.ctx.scaler?.load(c.optimizer.scaler);
+  setRngState(c.tensors.get('rng.cpu')!);
+  t.history = c.history as EpochRecord[];
+  t.progress = c.progress;
+}
+
+function save(t: Trainer): void {
+  const file = t.cfg.output.save;
+  if (!file) return;
+  const o = t.ctx.optimizer;
+  saveCheckpoint(file, t.ctx.model, {
+    record: t.record, progress: t.progress, config: t.cfg as unknown as Record<string, unknown>, history: t.history, runId: t.runId,
+    optimizer: { type: t.cfg.optimization.optimizer, scalars: o.stateScalars(), schedule: t.schedule.state(), ...(t.ctx.scaler ? { scaler: t.ctx.scaler.state() } : {}) },
+    optimizerTensors: o.stateTensors(), rng: getRngState(),
+  });
+  t.outputs.saved = true;
+  t.events.emit({ type: 'checkpoint', file, progress: t.progress });
+}
+
+function nonFiniteHint(t: Trainer): () => string {
+  return () => {
+    const pca = t.cfg.data.folder?.pcaStd;
+    const cause = pca !== undefined && pca > 1
+      ? `--pca-std ${pca} adds colour noise far above the paper's 0.1 (the inputs themselves are extreme)`
+      : `the learning rate (${t.ctx.optimizer.lr}) is probably too high`;
+    const file = t.cfg.output.save;
+    return `${cause}. ` + (file && t.outputs.saved ? `The last good checkpoint is ${file}.` : 'No checkpoint was written.');
+  };
+}
+
+async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<TrainResult> {
+  const { cfg, data, events } = t;
+  const o = cfg.optimization;
+  const runStart = Date.now();
+  const elapsedBefore = t.history.length ? t.history[t.history.length - 1].elapsed_seconds : 0;
+  let stopped: TrainResult['stopped'] = 'completed';
+  let lastEval: EvalResult | undefined;
+  let estimated = t.progress.globalStep > 0;
+  const onStepTime = (perStep: number, step: number) => {
+    if (estimated || step < 4) return;
+    estimated = true;
+    const total = data.train.numBatches * o.epochs;
+    const steps = o.maxSteps ? Math.min(o.maxSteps, total) : total;
+    const evals = o.maxSteps ? 1 : o.epochs;
+    events.emit({ type: 'estimate', seconds: perStep * (steps + (evals * data.test.size) / o.batchSize / 3), steps, secondsPerStep: perStep });
+  };
+  t.ctx.model.train();
+  while (t.progress.epoch < o.epochs && stopped === 'completed') {
+    const r = await trainOneEpoch({
+      ctx: t.ctx, source: data.train, events, progress: t.progress, epochs: o.epochs, maxSteps: o.maxSteps,
+      statsEvery: cfg.output.metrics ? cfg.output.metricsEvery : 0, shouldStop: hooks.shouldStop, nonFiniteHint: nonFiniteHint(t), onStepTime,
+    });
+    t.progress = r.progress;
+    stopped = r.stopped;
+    if (stopped === 'interrupted') {
+      save(t);
+      events.emit({ type: 'interrupted', progress: t.progress, saved: cfg.output.save });
+      break;
+    }
+    lastEval = await evaluate(t.ctx.model, data.test, { precision: t.ctx.precision, onBatch: (done, total) => events.emit({ type: 'evaluating', done, total }) });
+    events.emit({ type: 'evaluation', epoch: t.progress.epoch, result: lastEval });
+    t.ctx.model.train();
+    if (r.progress.batch === data.train.numBatches) {
+      const lr = t.ctx.optimizer.lr;
+      t.ctx.optimizer.lr = t.schedule.epochEnd(lr, 1 - lastEval.top1);
+      const record: EpochRecord = {
+        epoch: t.progress.epoch + 1, train_loss: r.train.loss, train_acc: r.train.acc, test_loss: lastEval.loss, test_acc: lastEval.top1,
+        test_top5: lastEval.top5, lr, images_per_sec: r.images / r.seconds, epoch_seconds: r.seconds,
+        elapsed_seconds: elapsedBefore + (Date.now() - runStart) / 1000, skipped: data.train.skipped, data_wait_seconds: r.waited,
+      };
+      t.history.push(record);
+      t.progress = { epoch: t.progress.epoch + 1, batch: 0, globalStep: t.progress.globalStep };
+      events.emit({ type: 'epoch', record, lrAfter: t.ctx.optimizer.lr, epochs: o.epochs });
+    } else {
+      events.emit({ type: 'stopped', progress: t.progress, batches: data.train.numBatches, train: r.train, eval: lastEval });
+    }
+    save(t);
+  }
+  return { model: t.ctx.model, record: t.record, history: t.history, lastEval, stopped, globalStep: t.progress.globalStep, device, runId: t.runId };
+}
