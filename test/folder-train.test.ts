@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { writeShapesFolder } from '../src/data/synthetic';
 import { loadCheckpoint } from '../src/persist/checkpoint';
+import { RunConfig } from '../src/train/config';
 import { cli } from './helpers/cli';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-folder-train-'));
@@ -69,9 +70,10 @@ test("alexnet-2012 with the paper's recipe trains on a folder end to end: checkp
   assert.match(r.stdout, /recipe: the paper's recipe for alexnet-2012, paper augmentation/);
   assert.match(r.stdout, /input 3×227×227.*sgd-paper lr 0.01, batch 8, 1 epochs/);
   const c = loadCheckpoint(ckpt);
-  assert.equal(c.config.schedule, 'plateau');
-  assert.equal(c.config.momentum, 0.9);
-  assert.equal(c.config.weightDecay, 0.0005);
+  const o = (c.config as unknown as RunConfig).optimization;
+  assert.equal(o.schedule, 'plateau');
+  assert.equal(o.momentum, 0.9);
+  assert.equal(o.weightDecay, 0.0005);
   assert.deepEqual({ ...c.record.transform, eigval: undefined, eigvec: undefined, mean: undefined, std: undefined }, {
     augment: 'paper', size: 227, shortSide: 259, flip: true, pcaStd: 0.1, channels: 3, eigval: undefined, eigvec: undefined, mean: undefined, std: undefined,
   });

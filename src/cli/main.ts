@@ -49,7 +49,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     await c.run(rest);
-    return 0;
+    // A command that finished but did not do everything asked (130 interrupted, 1 some inputs failed) says so here.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     return reportError(e);
   }

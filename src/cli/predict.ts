@@ -77,7 +77,7 @@ export async function predictCommand(argv: string[]): Promise<void> {
     await predictor.close();
   }
   if (failed) {
-    console.error(`alexnet: ${failed} of ${positionals.length} image${positionals.length === 1 ? '' : 's'} could not be classified`);
+    if (positionals.length > 1) console.error(`alexnet: ${failed} of ${positionals.length} images could not be classified`);
     process.exitCode = 1;
   }
 }

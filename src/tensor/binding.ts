@@ -132,9 +132,20 @@ export function addonPath(): string {
   return process.env.ALEXNET_NATIVE || path.join(projectRoot(), 'build', 'Release', 'alexnet_native.node');
 }
 
+/** libtorch aborts with a C++ stack trace on a thread count that is not a positive integer: say it in one line. */
+function checkThreadEnv(): void {
+  for (const k of ['OMP_NUM_THREADS', 'MKL_NUM_THREADS']) {
+    const v = process.env[k];
+    if (v !== undefined && v !== '' && !/^[1-9]\d*$/.test(v.trim())) {
+      throw new SetupError(`${k} must be a positive integer, got '${v}': unset it, or choose the threads with --threads N`);
+    }
+  }
+}
+
 /** Loads the addon once. Fails with a SetupError that says how to fix the problem. */
 export function native(): Native {
   if (loaded) return loaded;
+  checkThreadEnv();
   const file = addonPath();
   if (!fs.existsSync(file)) {
     throw new SetupError(

@@ -116,7 +116,7 @@ export function buildRunConfig(o: TrainOptions): RunConfig {
   const { dataset, root } = resolveDataset(o.dataset ?? 'fashion-mnist');
   const folder = root !== undefined;
   for (const k of folder ? IDX_ONLY : FOLDER_ONLY) {
-    if (o[k] !== undefined) {
+    if (o[k] !== undefined && o[k] !== false) {
       throw new UserError(folder
         ? `${flag(k)} is for IDX data sets (Fashion-MNIST, MNIST); image folders use --augment, --stats and --short-side`
         : `${flag(k)} is for image-folder data sets (--dataset folder:PATH)`);

@@ -39,70 +39,78 @@ export interface EpochOutcome {
 
 /** Trains one epoch (or what is left of it) of `plan.source`. */
 export async function trainOneEpoch(plan: EpochPlan): Promise<EpochOutcome> {
+  const sums = new StepSums(plan.ctx.device);
+  const state: EpochState = { progress: plan.progress, started: Date.now(), waited: 0, lastRead: 0, stopped: 'completed' };
+  plan.events.emit({ type: 'epoch-start', epoch: plan.progress.epoch, epochs: plan.epochs, batches: plan.source.numBatches, startBatch: plan.progress.batch });
+  try {
+    await runSteps(plan, sums, state);
+    // Batches that lost all their images are not yielded: the epoch is complete when the source is exhausted.
+    if (state.stopped === 'completed') state.progress = { ...state.progress, batch: plan.source.numBatches };
+    const train = sums.seen ? readSums(plan, sums, state) : { loss: NaN, acc: NaN };
+    return { progress: state.progress, stopped: state.stopped, train, images: sums.seen, seconds: (Date.now() - state.started) / 1000, waited: state.waited };
+  } finally {
+    sums.dispose();
+  }
+}
+
+interface EpochState {
+  progress: Progress;
+  started: number;
+  waited: number;
+  lastRead: number;
+  stopped: EpochOutcome['stopped'];
+}
+
+/** The running means; a loss that is not finite ends the run here. */
+function readSums(plan: EpochPlan, sums: StepSums, state: EpochState): { loss: number; acc: number } {
+  const s = sums.read();
+  if (!Number.isFinite(s.loss)) {
+    const where = `in epoch ${state.progress.epoch + 1} (step ${state.progress.globalStep})`;
+    throw new NonFiniteLossError(`the training loss became ${s.loss} ${where}: ${plan.nonFiniteHint()}`);
+  }
+  return s;
+}
+
+async function runSteps(plan: EpochPlan, sums: StepSums, state: EpochState): Promise<void> {
   const { ctx, source, events } = plan;
-  const epoch = plan.progress.epoch;
-  let progress = plan.progress;
-  const sums = new StepSums(ctx.device);
-  const started = Date.now();
-  let waited = 0;
-  let lastRead = 0;
-  let stopped: EpochOutcome['stopped'] = 'completed';
-  const read = () => {
-    const s = sums.read();
-    if (!Number.isFinite(s.loss)) {
-      throw new NonFiniteLossError(`the training loss became ${s.loss} in epoch ${epoch + 1} (step ${progress.globalStep}): ${plan.nonFiniteHint()}`);
-    }
-    return s;
-  };
-  events.emit({ type: 'epoch-start', epoch, epochs: plan.epochs, batches: source.numBatches, startBatch: progress.batch });
-  const batches = source.batches(epoch, progress.batch);
+  const epoch = state.progress.epoch;
+  const batches = source.batches(epoch, state.progress.batch);
   try {
     for (let t0 = Date.now(); ; t0 = Date.now()) {
       const next = await batches.next();
-      waited += (Date.now() - t0) / 1000;
+      state.waited += (Date.now() - t0) / 1000;
       if (next.done) break;
       const b = next.value;
       // Let signal handlers (Ctrl-C) run between steps.
       await new Promise<void>((r) => setImmediate(r));
-      if (plan.shouldStop?.()) {
-        b.x.dispose();
-        b.y.dispose();
-        stopped = 'interrupted';
-        break;
-      }
+      const stop = plan.shouldStop?.();
       const stepStart = Date.now();
       try {
-        trainStep(ctx, b.x, b.y, sums);
+        if (!stop) trainStep(ctx, b.x, b.y, sums);
       } finally {
         b.x.dispose();
         b.y.dispose();
       }
-      progress = { epoch, batch: b.index + 1, globalStep: progress.globalStep + 1 };
-      const now = Date.now();
-      plan.onStepTime?.((now - stepStart) / 1000, progress.globalStep);
-      const last = b.index + 1 === source.numBatches;
-      const due = plan.statsEvery > 0 && progress.globalStep % plan.statsEvery === 0;
-      if (now - lastRead > 250 || last || due) {
-        lastRead = now;
-        const s = read();
-        const imagesPerSec = sums.seen / Math.max(1e-9, (now - started) / 1000);
-        events.emit({ type: 'step', epoch, batch: b.index + 1, batches: source.numBatches, globalStep: progress.globalStep, ...s, lr: ctx.optimizer.lr, imagesPerSec });
+      if (stop) {
+        state.stopped = 'interrupted';
+        break;
       }
-      if (plan.maxSteps && progress.globalStep >= plan.maxSteps) {
-        stopped = 'max-steps';
+      const p = (state.progress = { epoch, batch: b.index + 1, globalStep: state.progress.globalStep + 1 });
+      const now = Date.now();
+      plan.onStepTime?.((now - stepStart) / 1000, p.globalStep);
+      const due = plan.statsEvery > 0 && p.globalStep % plan.statsEvery === 0;
+      if (now - state.lastRead > 250 || p.batch === source.numBatches || due) {
+        state.lastRead = now;
+        const imagesPerSec = sums.seen / Math.max(1e-9, (now - state.started) / 1000);
+        events.emit({ type: 'step', epoch, batch: p.batch, batches: source.numBatches, globalStep: p.globalStep, ...readSums(plan, sums, state), lr: ctx.optimizer.lr, imagesPerSec });
+      }
+      if (plan.maxSteps && p.globalStep >= plan.maxSteps) {
+        state.stopped = 'max-steps';
         break;
       }
     }
   } finally {
     // Stops the epoch's prefetching when the loop ends early.
     await batches.return(undefined);
-  }
-  try {
-    // Batches that lost all their images are not yielded: the epoch is complete when the source is exhausted.
-    if (stopped === 'completed') progress = { ...progress, batch: source.numBatches };
-    const train = sums.seen ? read() : { loss: NaN, acc: NaN };
-    return { progress, stopped, train, images: sums.seen, seconds: (Date.now() - started) / 1000, waited };
-  } finally {
-    sums.dispose();
   }
 }
