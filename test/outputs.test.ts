@@ -143,7 +143,7 @@ test('an existing checkpoint is never replaced without --overwrite, unless it is
   fs.writeFileSync(ckpt, Buffer.alloc(1500));
   assert.throws(() => planOutputs([save(ckpt, { describeExisting: () => 'epoch 3 of 10, alexnet-d2l on fashion-mnist' })]),
     userError(/^--save .*x\.safetensors already holds a checkpoint \(epoch 3 of 10, alexnet-d2l on fashion-mnist\): continue it with --resume .*x\.safetensors, or pass --overwrite to replace it$/));
-  assert.throws(() => planOutputs([save(ckpt)]), userError(/already holds a checkpoint \(1\.5 kB, written \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\): continue it/));
+  assert.throws(() => planOutputs([save(ckpt)]), userError(/already holds a checkpoint \(1\.5 kB, written \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\): continue it/));
   assert.ok(!fs.existsSync(`${ckpt}.lock`), 'the refused plan released its lock');
   const p = planOutputs([save(ckpt, { overwrite: true })]);
   assert.equal(p.outputs[0].policy, 'replace');

@@ -200,7 +200,7 @@ function refuseExisting(s: OutputSpec, existing: fs.Stats): void {
     } catch {
       desc = undefined;
     }
-    throw new UserError(`${where} already holds a checkpoint${desc ? ` (${desc})` : ` (${formatBytes(existing.size)}, written ${existing.mtime.toISOString().slice(0, 19).replace('T', ' ')})`}: ` +
+    throw new UserError(`${where} already holds a checkpoint${desc ? ` (${desc})` : ` (${formatBytes(existing.size)}, written ${existing.mtime.toISOString().slice(0, 19).replace('T', ' ')} UTC)`}: ` +
       `continue it with --resume ${s.path}, or pass --overwrite to replace it`);
   }
   throw new UserError(`${where} already exists: pass --overwrite to replace it, or choose another ${s.option}`);
