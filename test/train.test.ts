@@ -10,6 +10,8 @@ import { buildRunConfig, RunConfig, TrainOptions } from '../src/train/config';
 import { NonFiniteLossError } from '../src/train/epoch';
 import { resume, train } from '../src/train/run';
 import { maxAbsDiff } from './helpers/oracle';
+import { stopDuringWrite } from './helpers/mid-write';
+import { cleanStaleTemps } from '../src/util/files';
 import { BIN, cli } from './helpers/cli';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-train-'));
@@ -63,22 +65,17 @@ test('a non-finite loss stops the run with a clear message and keeps the last go
   assert.equal(loadCheckpoint(ckpt).progress.epoch, 1);
 });
 
-test('SIGKILL while a checkpoint is being written leaves the previous one loadable', async () => {
+test('SIGKILL while a checkpoint is being written leaves the previous one loadable, and the partial file is cleaned', async () => {
   const ckpt = path.join(dir, 'kill.safetensors');
-  const child = spawn(process.execPath, [BIN, 'train', '--input-size', '67', '--train-limit', '64', '--test-limit', '32', '--batch-size', '32', '--epochs', '5', '--save', ckpt], {
-    env: { ...process.env, ALEXNET_TEST_WRITE_DELAY_MS: '4000' }, stdio: 'ignore',
-  });
-  const tmp = path.join(dir, `.kill.safetensors.${child.pid}.tmp`);
-  const deadline = Date.now() + 120_000;
-  // wait for the first checkpoint to be complete and the second write to be halfway
-  while (!(fs.existsSync(ckpt) && fs.existsSync(tmp)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  assert.ok(fs.existsSync(tmp), 'the second checkpoint write started');
+  const args = ['train', '--input-size', '67', '--train-limit', '64', '--test-limit', '32', '--batch-size', '32', '--epochs', '5', '--save', ckpt];
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: 'ignore' });
+  // The child is stopped the moment its second checkpoint's temporary file appears, then killed.
+  const tmp = await stopDuringWrite(child, dir, 'kill.safetensors', { when: () => fs.existsSync(ckpt) });
   child.kill('SIGKILL');
   await new Promise((r) => child.on('exit', r));
-  const c = loadCheckpoint(ckpt);
-  assert.equal(c.progress.epoch, 1);
-  const { model } = loadModel(ckpt);
-  model.dispose();
+  assert.equal(loadCheckpoint(ckpt).progress.epoch, 1);
+  loadModel(ckpt).model.dispose();
+  assert.deepEqual(cleanStaleTemps(dir, 'kill.safetensors'), [tmp]);
 });
 
 test('eval and predict work from a checkpoint; predict rejects files that are not images', async () => {

@@ -2,11 +2,11 @@
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { exportOnnx } from '../io/onnx';
-import { writeFileAtomic } from '../io/safetensors';
 import { saveWeights } from '../persist/checkpoint';
 import { loadModel } from '../persist/load';
 import { recordMetadata } from '../persist/record';
-import { checkOutputs } from '../runtime/outputs';
+import { checkInputFile, writeFileAtomic } from '../util/files';
+import { planOutputs } from '../util/outputs';
 import { choice, COMMON, flag, optionHelp, parseCommand, text, withHelp } from './options';
 
 const OPTIONS = {
@@ -36,15 +36,19 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const out = v.out;
   const format = v.format ?? (out.endsWith('.onnx') ? 'onnx' : out.endsWith('.safetensors') ? 'safetensors' : undefined);
   if (!format) throw new UserError(`--format must be safetensors or onnx (or give --out a .safetensors or .onnx name), got '${path.extname(out) || out}'`);
-  const outputs = checkOutputs([{ option: '--out', file: out, kind: 'file', overwrite: v.overwrite }], { inputs: [v.weights] });
+  const input = checkInputFile(v.weights, '--weights');
+  const outputs = planOutputs([{
+    option: '--out', path: out, kind: 'file', policy: 'refuse', overwrite: v.overwrite, expectedBytes: input.size,
+    inputs: [{ option: '--weights', path: v.weights }],
+  }]);
   try {
     const { model, record } = loadModel(v.weights, { model: v.model });
     try {
       if (format === 'safetensors') {
-        saveWeights(out, model, record);
+        saveWeights(out, model, record, '--out');
       } else {
         const { bytes, nodes } = exportOnnx(model, recordMetadata(record));
-        writeFileAtomic(out, bytes);
+        writeFileAtomic(out, bytes, { what: '--out' });
         console.log(`${nodes} ONNX nodes (opset 13), input "input" [batch, ${model.inputShape.join(', ')}], output "logits" [batch, ${record.classes.length}]`);
       }
       console.log(`wrote ${out} (${record.model}, ${record.classes.length} classes)`);

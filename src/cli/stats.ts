@@ -2,8 +2,8 @@
 import { UserError } from '../errors';
 import { folderPath, scanImageFolder } from '../data/image-folder';
 import { computeStats, ImageStats } from '../data/stats';
-import { writeFileAtomic } from '../io/safetensors';
-import { checkOutputs } from '../runtime/outputs';
+import { writeFileAtomic } from '../util/files';
+import { planOutputs } from '../util/outputs';
 import { problemLogger } from '../train/data';
 import { ProgressBar } from '../train/progress';
 import { COMMON, flag, optionHelp, parseCommand, text, withHelp } from './options';
@@ -44,7 +44,7 @@ export async function statsCommand(argv: string[]): Promise<void> {
   if (help) return console.log(HELP);
   const root = folderPath(values.dataset);
   if (!root) throw new UserError('--dataset folder:PATH is required (an image folder with one subfolder per class)');
-  const outputs = values.out ? checkOutputs([{ option: '--out', file: values.out, kind: 'file', overwrite: values.overwrite }]) : undefined;
+  const outputs = values.out ? planOutputs([{ option: '--out', path: values.out, kind: 'report', policy: 'refuse', overwrite: values.overwrite }]) : undefined;
   try {
     await writeStats(root, values);
   } finally {
@@ -67,7 +67,7 @@ async function writeStats(root: string, values: { out?: string; limit?: number; 
   bar.done();
   const json = JSON.stringify({ dataset: folder.root, ...s }, null, 2) + '\n';
   if (values.out) {
-    writeFileAtomic(values.out, Buffer.from(json));
+    writeFileAtomic(values.out, Buffer.from(json), { what: '--out' });
     if (!values.json) console.error(`wrote ${values.out}`);
   }
   console.log(values.json ? json.trimEnd() : formatStats(s));

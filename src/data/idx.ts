@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
 import { FormatError, UserError } from '../errors';
+import { readInputFile } from '../util/files';
 
 export interface IdxArray {
   file: string;
@@ -14,13 +15,7 @@ export interface IdxArray {
 const UBYTE = 0x08;
 
 export function readIdx(file: string): IdxArray {
-  let raw: Buffer;
-  try {
-    raw = fs.readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
+  const raw = readInputFile(file);
   let buf = raw;
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
     try {

@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
+import { readInputFile } from '../util/files';
 import { mulberry32 } from './sampler';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif'];
@@ -153,12 +154,7 @@ class Scanner {
 
 /** Reads a labels file: lines "FOLDER NAME…" (e.g. "n01440764 tench, Tinca tinca") or a JSON object. */
 export function readLabels(file: string, classIds: string[]): string[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    throw new UserError(`cannot read the labels file ${file}`);
-  }
+  const text = readInputFile(file, '--labels').toString('utf8');
   const map = new Map<string, string>();
   if (text.trimStart().startsWith('{')) {
     let obj: unknown;

@@ -3,6 +3,7 @@
 // shrunk (if needed) so that its short side is at most 256, as the training crops see it.
 import * as fs from 'node:fs';
 import { UserError } from '../errors';
+import { readInputFile } from '../util/files';
 import { tensor, Tensor, tidy, zeros } from '../tensor/tensor';
 import { ImageError, imageSize, renderPlan } from './image';
 import { Problem } from './image-folder';
@@ -123,9 +124,10 @@ export async function computeStats(files: string[], o: { channels?: number; maxS
 
 /** Reads a statistics file written by `alexnet stats` (JSON). */
 export function readStats(file: string): ImageStats {
+  const text = readInputFile(file, '--stats').toString('utf8');
   let s: ImageStats;
   try {
-    s = JSON.parse(fs.readFileSync(file, 'utf8')) as ImageStats;
+    s = JSON.parse(text) as ImageStats;
   } catch (e) {
     throw new UserError(`cannot read statistics from ${file} (${(e as Error).message}); write it with: alexnet stats --dataset folder:PATH --out ${file}`);
   }

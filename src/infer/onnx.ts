@@ -6,7 +6,6 @@ import { FormatError, SetupError, UserError } from '../errors';
 import { Preprocess } from '../data/loader';
 import { readOnnxMetadata } from '../io/onnx-metadata';
 import { ModelRecord, readRecord } from '../persist/record';
-import { checkRegularFile } from '../persist/load';
 import { InputGeometry, inputGeometry, Predictor } from './predictor';
 
 /** Bilinear resize of one plane with half-pixel centres and edge clamping (PyTorch's align_corners=False). */
@@ -76,7 +75,6 @@ export class OnnxPredictor implements Predictor {
 
   /** Opens an ONNX file written by `alexnet export --format onnx` (its metadata holds the model record). */
   static async open(modelFile: string): Promise<OnnxPredictor> {
-    checkRegularFile(modelFile, 'an ONNX model file');
     const record = readRecord(readOnnxMetadata(modelFile), modelFile);
     const ort = loadOrt();
     let session: InferenceSession;

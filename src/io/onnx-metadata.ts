@@ -1,11 +1,11 @@
 // Reading an ONNX file's metadata_props (field 14 of ModelProto) with a minimal protobuf scan: enough to find the
 // model record that `alexnet export --format onnx` stores there, without an ONNX library.
-import * as fs from 'node:fs';
 import { FormatError } from '../errors';
+import { readInputFile } from '../util/files';
 
 /** metadata_props of an ONNX file (field 14 of ModelProto), read with a minimal protobuf scan. */
 export function readOnnxMetadata(file: string): Record<string, string> {
-  const buf = fs.readFileSync(file);
+  const buf = readInputFile(file, '--model-file');
   const out: Record<string, string> = {};
   let p = 0;
   const varint = () => {

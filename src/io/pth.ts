@@ -6,6 +6,7 @@ import { FormatError, UserError } from '../errors';
 import { DType, DTYPE_SIZE } from '../tensor/dtype';
 import { tensor, Tensor, tidy } from '../tensor/tensor';
 import { PickleDict, unpickle } from './pickle';
+import { readInputFile } from '../util/files';
 import { isZip, readZipDirectory, readZipEntry } from './zip';
 
 const STORAGE_DTYPES: Record<string, DType> = {
@@ -42,12 +43,7 @@ function fromBytes(bytes: Uint8Array, dtype: DType, shape: number[]): Tensor {
 
 /** Reads the tensors of a torch.save file. Nested checkpoints ({state_dict: …}, {model: …}) are unwrapped. */
 export function loadPth(file: string): Map<string, Tensor> {
-  let buf: Buffer;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
+  const buf = readInputFile(file);
   if (!isZip(buf)) {
     const legacy = buf.length > 2 && buf[0] === 0x80;
     throw new FormatError(legacy

@@ -7,6 +7,7 @@ import { FormatError, UserError } from '../errors';
 import { native } from '../tensor/binding';
 import { DType, DTYPE_SIZE } from '../tensor/dtype';
 import { Tensor } from '../tensor/tensor';
+import { openInputFile, readInputFile, writeFileAtomic } from '../util/files';
 
 const TO_ST: Record<DType, string> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16', float64: 'F64', uint8: 'U8', int32: 'I32', int64: 'I64', bool: 'BOOL' };
 const FROM_ST: Record<string, DType> = Object.fromEntries(Object.entries(TO_ST).map(([k, v]) => [v, k as DType]));
@@ -85,14 +86,27 @@ export function decodeSafetensors(buf: Buffer, name?: string): { tensors: Map<st
   return { tensors, metadata };
 }
 
-export function loadSafetensors(file: string): { tensors: Map<string, Tensor>; metadata: Metadata } {
-  let buf: Buffer;
+/** Reads a safetensors file; `what` (e.g. '--weights') names the argument in errors. */
+export function loadSafetensors(file: string, what?: string): { tensors: Map<string, Tensor>; metadata: Metadata } {
+  return decodeSafetensors(readInputFile(file, what), file);
+}
+
+/** The metadata of a safetensors file, from its header alone (the tensors are not read); undefined if it is not one. */
+export function readSafetensorsMetadata(file: string): Metadata | undefined {
+  const { fd, stat } = openInputFile(file);
   try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    const len = Buffer.alloc(8);
+    if (fs.readSync(fd, len, 0, 8, 0) !== 8) return undefined;
+    const n = Number(len.readBigUInt64LE(0));
+    if (n > MAX_HEADER_BYTES || 8 + n > stat.size) return undefined;
+    const head = Buffer.alloc(8 + n);
+    fs.readSync(fd, head, 0, 8 + n, 0);
+    return parseHeader(Buffer.concat([head, Buffer.alloc(0)]), file).metadata;
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
   }
-  return decodeSafetensors(buf, file);
 }
 
 /** Encodes tensors (copied to the CPU) and string metadata; keys are written in the given order. */
@@ -118,39 +132,6 @@ export function encodeSafetensors(tensors: Map<string, Tensor> | [string, Tensor
   return Buffer.concat([len, Buffer.from(json, 'utf8'), ...chunks]);
 }
 
-/** Writes a file atomically: a temporary file beside it, fsync, then rename over the target. */
-export function writeFileAtomic(file: string, data: Buffer | Buffer[]): void {
-  const dir = path.dirname(path.resolve(file));
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    // ALEXNET_TEST_WRITE_DELAY_MS pauses halfway through the write: the tests kill the process there to show
-    // that an interrupted write leaves the previous file intact.
-    const delay = Number(process.env.ALEXNET_TEST_WRITE_DELAY_MS) || 0;
-    for (const chunk of Array.isArray(data) ? data : [data]) {
-      let written = 0;
-      while (written < chunk.length) {
-        const part = delay ? Math.min(chunk.length - written, Math.ceil(chunk.length / 2)) : chunk.length - written;
-        written += fs.writeSync(fd, chunk, written, part);
-        if (delay && written < chunk.length) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, delay);
-      }
-    }
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-  // Make the rename itself durable.
-  try {
-    const dfd = fs.openSync(dir, 'r');
-    fs.fsyncSync(dfd);
-    fs.closeSync(dfd);
-  } catch {
-    /* some file systems do not allow fsync on directories */
-  }
-}
-
-export function saveSafetensors(file: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Metadata = {}): void {
-  writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+export function saveSafetensors(file: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Metadata = {}, what?: string): void {
+  writeFileAtomic(file, encodeSafetensors(tensors, metadata), { what });
 }

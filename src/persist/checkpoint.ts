@@ -40,7 +40,7 @@ export interface CheckpointContents extends Omit<CheckpointData, 'tensors'> {
   rng: Tensor;
 }
 
-export function saveCheckpoint(file: string, model: AlexNet, c: CheckpointContents): void {
+export function saveCheckpoint(file: string, model: AlexNet, c: CheckpointContents, what = '--save'): void {
   const entries: [string, Tensor][] = [];
   for (const [k, t] of model.stateDict()) entries.push([`model.${k}`, t]);
   for (const [k, t] of c.optimizerTensors) entries.push([`optim.${k}`, t]);
@@ -52,7 +52,7 @@ export function saveCheckpoint(file: string, model: AlexNet, c: CheckpointConten
     optimizer: JSON.stringify(c.optimizer),
     history: JSON.stringify(c.history),
     ...(c.runId ? { run_id: c.runId } : {}),
-  });
+  }, what);
 }
 
 /** Bytes a checkpoint of `model` with `optimizerTensors` takes (its tensors; metadata is small in comparison). */
@@ -63,8 +63,8 @@ export function checkpointBytes(model: AlexNet, optimizerTensors: [string, Tenso
   return n;
 }
 
-export function loadCheckpoint(file: string): CheckpointData {
-  const { tensors, metadata } = loadSafetensors(file);
+export function loadCheckpoint(file: string, what = '--resume'): CheckpointData {
+  const { tensors, metadata } = loadSafetensors(file, what);
   try {
     if (metadata.format !== CHECKPOINT_FORMAT) {
       const hint = metadata.format === WEIGHTS_FORMAT ? ' (it holds weights only: use it with eval or predict)' : '';
@@ -89,8 +89,8 @@ export function loadCheckpoint(file: string): CheckpointData {
   }
 }
 
-export function saveWeights(file: string, model: AlexNet, record: ModelRecord): void {
-  saveSafetensors(file, model.stateDict(), recordMetadata(record, WEIGHTS_FORMAT));
+export function saveWeights(file: string, model: AlexNet, record: ModelRecord, what?: string): void {
+  saveSafetensors(file, model.stateDict(), recordMetadata(record, WEIGHTS_FORMAT), what);
 }
 
 /** Splits a checkpoint's tensors by prefix ("model." -> the state dict, "optim." -> optimiser state). */

@@ -4,6 +4,7 @@
 //   the keys and shapes (or named with `model`).
 import * as fs from 'node:fs';
 import { FormatError, UserError } from '../errors';
+import { openInputFile } from '../util/files';
 import { loadPth } from '../io/pth';
 import { loadSafetensors } from '../io/safetensors';
 import { isZip } from '../io/zip';
@@ -15,26 +16,9 @@ import { modelFromStateDict } from './variants';
 
 export type WeightsKind = 'safetensors' | 'pth';
 
-/** Refuses, before anything reads it, what is not a regular file (a directory, a FIFO, a device). */
-export function checkRegularFile(file: string, what: string): fs.Stats {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
-  }
-  if (!st.isFile()) {
-    const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
-    throw new UserError(`cannot read ${file}: it is ${kind} (expected ${what})`);
-  }
-  return st;
-}
-
 /** Which format `file` holds, from its first bytes. */
-export function weightsKind(file: string): WeightsKind {
-  checkRegularFile(file, 'a weights or checkpoint file');
-  const fd = fs.openSync(file, 'r');
+export function weightsKind(file: string, what = '--weights'): WeightsKind {
+  const { fd } = openInputFile(file, what);
   let head = Buffer.alloc(9);
   try {
     head = head.subarray(0, fs.readSync(fd, head, 0, 9, 0));
@@ -53,9 +37,9 @@ export function weightsKind(file: string): WeightsKind {
  * Loads weights into a freshly built model (eval mode): an alexnet-ts checkpoint or weights file, or a plain
  * state dict (torch.save .pth/.pt, or safetensors from elsewhere) whose variant is recognised from its keys.
  */
-export function loadModel(file: string, o: { model?: string } = {}): { model: AlexNet; record: ModelRecord } {
-  if (weightsKind(file) === 'pth') return modelFromStateDict(loadPth(file), o);
-  const { tensors, metadata } = loadSafetensors(file);
+export function loadModel(file: string, o: { model?: string; what?: string } = {}): { model: AlexNet; record: ModelRecord } {
+  if (weightsKind(file, o.what) === 'pth') return modelFromStateDict(loadPth(file), o);
+  const { tensors, metadata } = loadSafetensors(file, o.what);
   if (metadata.format !== CHECKPOINT_FORMAT && metadata.format !== WEIGHTS_FORMAT) return modelFromStateDict(tensors, o);
   let record: ModelRecord;
   try {

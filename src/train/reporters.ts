@@ -1,5 +1,4 @@
 // Subscribers to a run's events: the progress bar (stderr), the log lines (stdout), the JSONL metrics file.
-import * as fs from 'node:fs';
 import { formatDuration, ProgressBar } from './progress';
 import { Listener, TrainEvent } from './events';
 
@@ -68,10 +67,9 @@ export function progressReporter(stream: NodeJS.WriteStream = process.stderr): L
 /**
  * JSON Lines: a record per `metricsEvery` steps ({kind: 'step', run, step, epoch, loss, acc, lr, images_per_sec})
  * and one per epoch ({kind: 'epoch', run, …EpochRecord}). Each record carries the run id, so two runs' records in
- * one file can be told apart. Written with appendFileSync: a record is on disk when the event returns.
+ * one file can be told apart. Each record is appended whole (a failed write leaves no half record).
  */
-export function metricsReporter(file: string, runId: string, every: number): Listener {
-  const write = (r: object) => fs.appendFileSync(file, JSON.stringify(r) + '\n');
+export function metricsReporter(write: (record: object) => void, runId: string, every: number): Listener {
   return (e: TrainEvent) => {
     if (e.type === 'step' && every > 0 && e.globalStep % every === 0) {
       write({ kind: 'step', run: runId, step: e.globalStep, epoch: e.epoch + 1, batch: e.batch, loss: e.loss, acc: e.acc, lr: e.lr, images_per_sec: e.imagesPerSec, time: Date.now() / 1000 });

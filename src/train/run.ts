@@ -17,10 +17,10 @@ import { applyOverrides, checkRunConfig, ResumeOverrides, RunConfig, upgradeConf
 import { OpenedData, PreparedData, prepareData, problemLogger } from './data';
 import { trainOneEpoch } from './epoch';
 import { evaluate, EvalResult } from './evaluate';
-import { EpochRecord, TrainEvents } from './events';
+import { EpochRecord, TrainEvent, TrainEvents } from './events';
 import { logReporter, metricsReporter, progressReporter } from './reporters';
 import { StepContext } from './step';
-import { planRunOutputs, RunOutputs } from './outputs';
+import { checkpointSize, planRunOutputs, RunOutputs } from './outputs';
 
 export interface TrainHooks {
   /** Log lines (default: console.log). */
@@ -94,39 +94,50 @@ interface Trainer {
 
 async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
   const events = hooks.events ?? new TrainEvents();
+  const warn = (message: string) => events.emit({ type: 'warning', message });
   const unsubscribe = [logReporter(hooks.log ?? ((l) => console.log(l))), progressReporter(hooks.progressStream)].map((l) => events.on(l));
-  const outputs = planRunOutputs(s.cfg, s.resumeFile);
   try {
     const dev = prepareDevice(s.cfg.runtime.device, s.cfg.runtime.threads);
-    if (dev.warning) events.emit({ type: 'warning', message: dev.warning });
+    if (dev.warning) warn(dev.warning);
     const prepared = prepareData({ ...s.cfg.data, seed: s.cfg.runtime.seed });
-    const warn = problemLogger((message) => events.emit({ type: 'warning', message }));
-    prepared.problems.forEach(warn);
+    const onProblem = problemLogger(warn);
+    prepared.problems.forEach(onProblem);
     manualSeed(s.cfg.runtime.seed);
     const model = prepareModel(buildModel(s.cfg, prepared), dev.device);
-    const d = s.cfg.data;
-    const data = prepared.open({
-      inputShape: model.inputShape, device: dev.device, batchSize: s.cfg.optimization.batchSize,
-      evalBatchSize: s.cfg.optimization.evalBatchSize, preprocess: d.preprocess, transform: d.transform, onProblem: warn,
-    });
+    const optimizer = makeOptimizer(s.cfg, model);
+    // Every output is checked (and locked) before the first step: a run never trains and then fails to save.
+    const outputs = planRunOutputs(s.cfg, checkpointSize(model, optimizer), { resuming: s.resumeFile, warn: (m) => warn(`warning: ${m}`) });
     try {
-      // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
-      const cfg = { ...s.cfg, data: { ...d, transform: data.transform, preprocess: data.preprocess } };
-      const t = setUp({ ...s, cfg }, model, prepared, data, dev.device, events, outputs);
-      events.emit({
-        type: 'start', runId: t.runId, model: cfg.model.name, dataset: t.record.dataset ?? d.dataset, trainSize: data.train.size,
-        testSize: data.test.size, classes: t.record.classes.length, input: model.inputShape, device: dev.device, threads: dev.threads,
-        precision: t.ctx.precision, optimizer: cfg.optimization.optimizer, lr: t.ctx.optimizer.lr, batchSize: cfg.optimization.batchSize,
-        epochs: cfg.optimization.epochs, recipe: cfg.recipe, resumed: s.resumeFile ? { file: s.resumeFile, progress: t.progress } : undefined,
+      const d = s.cfg.data;
+      const data = prepared.open({
+        inputShape: model.inputShape, device: dev.device, batchSize: s.cfg.optimization.batchSize,
+        evalBatchSize: s.cfg.optimization.evalBatchSize, preprocess: d.preprocess, transform: d.transform, onProblem,
       });
-      return await loop(t, hooks, dev.device);
+      try {
+        // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
+        const cfg = { ...s.cfg, data: { ...d, transform: data.transform, preprocess: data.preprocess } };
+        const t = setUp({ ...s, cfg }, { model, optimizer, prepared, data, device: dev.device, events, outputs });
+        events.emit(startEvent(t, s, dev.threads));
+        return await loop(t, hooks, dev.device);
+      } finally {
+        await data.close();
+      }
     } finally {
-      await data.close();
+      outputs.release();
     }
   } finally {
     unsubscribe.forEach((u) => u());
-    outputs.release();
   }
+}
+
+function startEvent(t: Trainer, s: Session, threads: number): TrainEvent {
+  const { cfg, data, record, ctx } = t;
+  return {
+    type: 'start', runId: t.runId, model: cfg.model.name, dataset: record.dataset ?? cfg.data.dataset, trainSize: data.train.size,
+    testSize: data.test.size, classes: record.classes.length, input: ctx.model.inputShape, device: ctx.device, threads,
+    precision: ctx.precision, optimizer: cfg.optimization.optimizer, lr: ctx.optimizer.lr, batchSize: cfg.optimization.batchSize,
+    epochs: cfg.optimization.epochs, recipe: cfg.recipe, resumed: s.resumeFile ? { file: s.resumeFile, progress: t.progress } : undefined,
+  };
 }
 
 /** The model for the data: its classes, and its input channels following the data (1 for Fashion-MNIST/MNIST). */
@@ -143,9 +154,19 @@ function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
   return new SGD(params, { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay, form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch' });
 }
 
-function setUp(s: Session, model: AlexNet, prepared: PreparedData, data: OpenedData, device: Device, events: TrainEvents, outputs: RunOutputs): Trainer {
+interface Parts {
+  model: AlexNet;
+  optimizer: Optimizer;
+  prepared: PreparedData;
+  data: OpenedData;
+  device: Device;
+  events: TrainEvents;
+  outputs: RunOutputs;
+}
+
+function setUp(s: Session, p: Parts): Trainer {
   const { cfg } = s;
-  const optimizer = makeOptimizer(cfg, model);
+  const { model, optimizer, prepared, data, device, events, outputs } = p;
   const precision = resolvePrecision(cfg.precision, device);
   const ctx: StepContext = { model, optimizer, device, precision, scaler: precision === 'fp16' ? new GradScaler() : undefined };
   const schedule = makeSchedule(cfg.optimization.schedule);
@@ -156,10 +177,10 @@ function setUp(s: Session, model: AlexNet, prepared: PreparedData, data: OpenedD
     dataset: prepared.name, transform: data.transform,
     split: cfg.data.folder ? { valSplit: cfg.data.folder.valSplit, seed: cfg.runtime.seed } : undefined,
   };
-  outputs.checkSpace(optimizer);
   const t: Trainer = { cfg, runId: s.runId, ctx, schedule, record, data, outputs, events, history: [], progress: { epoch: 0, batch: 0, globalStep: 0 } };
   if (s.ckpt) restore(t, s.ckpt, s.lrOverride);
-  if (cfg.output.metrics) events.on(metricsReporter(cfg.output.metrics, s.runId, cfg.output.metricsEvery));
+  const warn = (message: string) => events.emit({ type: 'warning', message });
+  if (cfg.output.metrics) events.on(metricsReporter((r) => outputs.appendMetrics(r, warn), s.runId, cfg.output.metricsEvery));
   return t;
 }
 
@@ -176,16 +197,18 @@ function restore(t: Trainer, c: CheckpointData, lrOverride?: number): void {
 }
 
 function save(t: Trainer): void {
-  const file = t.cfg.output.save;
-  if (!file) return;
   const o = t.ctx.optimizer;
-  saveCheckpoint(file, t.ctx.model, {
-    record: t.record, progress: t.progress, config: t.cfg as unknown as Record<string, unknown>, history: t.history, runId: t.runId,
-    optimizer: { type: t.cfg.optimization.optimizer, scalars: o.stateScalars(), schedule: t.schedule.state(), ...(t.ctx.scaler ? { scaler: t.ctx.scaler.state() } : {}) },
-    optimizerTensors: o.stateTensors(), rng: getRngState(),
-  });
-  t.outputs.saved = true;
-  t.events.emit({ type: 'checkpoint', file, progress: t.progress });
+  const rng = getRngState();
+  try {
+    const file = t.outputs.save((f) => saveCheckpoint(f, t.ctx.model, {
+      record: t.record, progress: t.progress, config: t.cfg as unknown as Record<string, unknown>, history: t.history, runId: t.runId,
+      optimizer: { type: t.cfg.optimization.optimizer, scalars: o.stateScalars(), schedule: t.schedule.state(), ...(t.ctx.scaler ? { scaler: t.ctx.scaler.state() } : {}) },
+      optimizerTensors: o.stateTensors(), rng,
+    }), (message) => t.events.emit({ type: 'warning', message }));
+    if (file) t.events.emit({ type: 'checkpoint', file, progress: t.progress });
+  } finally {
+    rng.dispose();
+  }
 }
 
 function nonFiniteHint(t: Trainer): () => string {
@@ -194,8 +217,8 @@ function nonFiniteHint(t: Trainer): () => string {
     const cause = pca !== undefined && pca > 1
       ? `--pca-std ${pca} adds colour noise far above the paper's 0.1 (the inputs themselves are extreme)`
       : `the learning rate (${t.ctx.optimizer.lr}) is probably too high`;
-    const file = t.cfg.output.save;
-    return `${cause}. ` + (file && t.outputs.saved ? `The last good checkpoint is ${file}.` : 'No checkpoint was written.');
+    const file = t.outputs.saved;
+    return `${cause}. ` + (file ? `The last good checkpoint is ${file}.` : 'No checkpoint was written.');
   };
 }
 
@@ -225,7 +248,7 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
     stopped = r.stopped;
     if (stopped === 'interrupted') {
       save(t);
-      events.emit({ type: 'interrupted', progress: t.progress, saved: cfg.output.save });
+      events.emit({ type: 'interrupted', progress: t.progress, saved: t.outputs.saved });
       break;
     }
     lastEval = await evaluate(t.ctx.model, data.test, { precision: t.ctx.precision, onBatch: (done, total) => events.emit({ type: 'evaluating', done, total }) });
