@@ -93,7 +93,9 @@ async function main() {
   } catch {
     fail('node-addon-api is missing: run npm ci first');
   }
-  const includes = [nodeInclude(), path.resolve(root, addonApi), ...torch.include];
+  // include_dir is relative to the current directory (node-addon-api computes it with path.relative('.')), which is
+  // not this package's root when the script runs inside node_modules/alexnet-ts (npx alexnet-build).
+  const includes = [nodeInclude(), path.resolve(addonApi), ...torch.include];
   const libNames = ['c10', 'torch_cpu', 'torch'];
   for (const extra of ['c10_cuda', 'torch_cuda']) {
     if (fs.existsSync(path.join(torch.lib, `lib${extra}.so`))) libNames.push(extra);
