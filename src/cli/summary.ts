@@ -1,5 +1,5 @@
 // alexnet summary: the layer table of a model (output shapes, parameters, multiply-accumulates).
-import { getModel, listModels } from '../models/registry';
+import { describeModel, listModels } from '../models/registry';
 import { COMMON, int, optionHelp, parseCommand, parseInputShape, text, thousands, withHelp } from './options';
 
 const OPTIONS = {
@@ -22,16 +22,12 @@ export function summaryCommand(argv: string[], out: (s: string) => void = consol
   if (help) return out(HELP);
   const name = values.model ?? 'alexnet-torchvision';
   const classes = values.classes;
-  const base = getModel(name, { numClasses: classes });
-  const input = values.input ? parseInputShape(values.input, base.inputShape[0]) : base.inputShape;
-  // Another input size builds the variant for that size (its classifier may depend on it); a size that is too
-  // small fails here with the layer that cannot take it and the smallest size that works.
-  const same = input.join() === base.inputShape.join();
-  const model = same ? base : getModel(name, { numClasses: classes, inChannels: input[0], inputSize: [input[1], input[2]] });
-  if (!same) base.dispose();
-  const rows = model.layerTable(input);
-  const totalParams = model.numParameters();
-  const totalMacs = rows.reduce((a, r) => a + r.macs, 0);
+  const base = describeModel(name, { numClasses: classes });
+  const input = values.input ? parseInputShape(values.input, base.input[0]) : base.input;
+  // Another input size describes the variant built for that size (its classifier may depend on it); a size that is
+  // too small fails here with the layer that cannot take it and the smallest size that works. Nothing is allocated.
+  const same = input.join() === base.input.join();
+  const { rows, totalParams, totalMacs } = same ? base : describeModel(name, { numClasses: classes, inChannels: input[0], inputSize: [input[1], input[2]] });
   if (values.json) {
     out(JSON.stringify({ model: name, input, layers: rows, totalParams, totalMacs }, null, 2));
     return;

@@ -4,7 +4,6 @@
 // dropout 0.5 on FC6 and FC7; 4096-4096-1000. Weights N(0, 0.01²); biases 1 in conv2, conv4, conv5 and the
 // hidden FC layers, 0 elsewhere. 227×227 input (the arithmetic of the paper's "224").
 import { Conv2d, Dropout, init, Linear, LocalResponseNorm, MaxPool2d, ReLU, Sequential } from '../nn';
-import { noGrad } from '../tensor/tensor';
 import { AlexNet, AlexNetOptions, resolveOptions } from './alexnet';
 
 export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
@@ -26,7 +25,7 @@ export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
     conv[4], new ReLU(true), pool(),
   );
   const fc: Linear[] = [];
-  const model = new AlexNet({
+  return new AlexNet({
     name: 'alexnet-2012',
     input: [o.inChannels, o.h, o.w],
     features,
@@ -34,11 +33,10 @@ export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
       fc.push(new Linear(n, 4096), new Linear(4096, 4096), new Linear(4096, o.numClasses));
       return new Sequential(new Dropout(o.dropout), fc[0], new ReLU(true), new Dropout(o.dropout), fc[1], new ReLU(true), fc[2]);
     },
+    init: () => {
+      for (const layer of [...conv, ...fc]) init.normal_(layer.weight, 0, 0.01);
+      const biasOne = new Set<unknown>([conv[1], conv[3], conv[4], fc[0], fc[1]]);
+      for (const layer of [...conv, ...fc]) init.constant_(layer.bias!, biasOne.has(layer) ? 1 : 0);
+    },
   });
-  noGrad(() => {
-    for (const layer of [...conv, ...fc]) init.normal_(layer.weight, 0, 0.01);
-    const biasOne = new Set<unknown>([conv[1], conv[3], conv[4], fc[0], fc[1]]);
-    for (const layer of [...conv, ...fc]) init.constant_(layer.bias!, biasOne.has(layer) ? 1 : 0);
-  });
-  return model;
 }

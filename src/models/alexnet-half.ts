@@ -2,12 +2,11 @@
 // LRN, a 2048-2048 classifier with dropout; conv weights Kaiming normal (fan_out, ReLU) with zero biases,
 // linear weights N(0, 0.01) with zero biases.
 import { Conv2d, Dropout, init, Linear, ReLU, Sequential } from '../nn';
-import { noGrad } from '../tensor/tensor';
 import { AlexNet, AlexNetOptions, plainFeatures, resolveOptions } from './alexnet';
 
 export function alexnetHalf(options: AlexNetOptions = {}): AlexNet {
   const o = resolveOptions('alexnet-half', options, { numClasses: 1000, inChannels: 3, dropout: 0.5, inputSize: 224 });
-  const model = new AlexNet({
+  return new AlexNet({
     name: 'alexnet-half',
     input: [o.inChannels, o.h, o.w],
     features: plainFeatures(o.inChannels, [96, 256, 384, 384, 256], 2),
@@ -16,17 +15,16 @@ export function alexnetHalf(options: AlexNetOptions = {}): AlexNet {
       new Dropout(o.dropout), new Linear(2048, 2048), new ReLU(true),
       new Linear(2048, o.numClasses),
     ),
-  });
-  noGrad(() => {
-    for (const [, m] of model.namedModules()) {
-      if (m instanceof Conv2d) {
-        init.kaimingNormal_(m.weight, { mode: 'fan_out', nonlinearity: 'relu' });
-        init.zeros_(m.bias!);
-      } else if (m instanceof Linear) {
-        init.normal_(m.weight, 0, 0.01);
-        init.zeros_(m.bias!);
+    init: (model) => {
+      for (const [, m] of model.namedModules()) {
+        if (m instanceof Conv2d) {
+          init.kaimingNormal_(m.weight, { mode: 'fan_out', nonlinearity: 'relu' });
+          init.zeros_(m.bias!);
+        } else if (m instanceof Linear) {
+          init.normal_(m.weight, 0, 0.01);
+          init.zeros_(m.bias!);
+        }
       }
-    }
+    },
   });
-  return model;
 }

@@ -2,7 +2,7 @@
 // forward, as torchvision's models/alexnet.py. Variants differ only in the layers they put in the blocks.
 import { ShapeError, UserError } from '../errors';
 import { isFloating } from '../tensor/dtype';
-import { Tensor, tidy } from '../tensor/tensor';
+import { noGrad, Tensor, tidy } from '../tensor/tensor';
 import { Conv2d, Flatten, LayerShapeError, MaxPool2d, Module, ReLU, Sequential } from '../nn';
 
 export interface AlexNetOptions {
@@ -26,6 +26,11 @@ export interface AlexNetSpec {
   avgpool?: Module;
   /** Builds the classifier for the number of features that reach it. */
   classifier: (inFeatures: number) => Sequential;
+  /**
+   * The variant's weight initialisation, run (without autograd) once the model is built, after each layer's
+   * PyTorch default; skipped for a shape-only model (built inside withoutWeights(), which has no tensors).
+   */
+  init?: (model: AlexNet) => void;
 }
 
 export interface LayerRow {
@@ -34,6 +39,20 @@ export interface LayerRow {
   outputShape: number[];
   params: number;
   macs: number;
+}
+
+/** A model's layer table and totals for one per-sample input shape: what `alexnet summary` prints. */
+export interface ModelDescription {
+  /** The registry name. */
+  name: string;
+  /** Per-sample input shape (C, H, W). */
+  input: [number, number, number];
+  rows: LayerRow[];
+  totalParams: number;
+  /** Multiply-accumulates per image (conv and linear layers). */
+  totalMacs: number;
+  /** Whether the classifier was built for this one input size (no adaptive pooling). */
+  fixedInputSize: boolean;
 }
 
 type Named = [string, Module];
@@ -56,6 +75,7 @@ export class AlexNet extends Module {
     if (spec.avgpool) this.avgpool = this.registerModule('avgpool', spec.avgpool);
     const pooled = this.traceBody(spec.input);
     this.classifier = this.registerModule('classifier', spec.classifier(pooled.reduce((a, b) => a * b, 1)));
+    if (spec.init && !this.shapeOnly) noGrad(() => spec.init!(this));
   }
 
   /**
@@ -72,6 +92,7 @@ export class AlexNet extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    if (this.shapeOnly) throw this.shapeOnlyError();
     this.checkInput(x);
     return tidy(() => {
       const input = x.isContiguous(this.#memoryFormat) ? x : x.to({ memoryFormat: this.#memoryFormat });
@@ -106,6 +127,19 @@ export class AlexNet extends Module {
       rows.push({ name, layer: m.describe(), outputShape: s, params: m.ownParameterCount(), macs });
     }
     return rows;
+  }
+
+  /** The layer table and totals for a per-sample input shape (default: the model's own). */
+  summary(input: [number, number, number] = this.inputShape): ModelDescription {
+    const rows = this.layerTable(input);
+    return {
+      name: this.name,
+      input: [...input],
+      rows,
+      totalParams: this.numParameters(),
+      totalMacs: rows.reduce((a, r) => a + r.macs, 0),
+      fixedInputSize: this.fixedInputSize,
+    };
   }
 
   /** Checks a per-sample shape against the architecture; errors name the layer and the smallest size that works. */
@@ -159,18 +193,32 @@ function smallestSquare(channels: number, run: (s: number[]) => number[]): numbe
   return undefined;
 }
 
+/**
+ * Upper bounds on the construction options, checked before anything is built (the memory budget in budget.ts is
+ * the real criterion; these keep the arithmetic meaningful and name the option that is out of range):
+ * - inputSize 4096: 18× AlexNet's own 227, past any photo a 2012-style network is fed whole; the smallest-size search
+ *   in traceBody stops there too. Variants with a fixed-size classifier hit the parameter budget long before it.
+ * - numClasses 100,000: the largest public label sets (ImageNet-21k 21,841, Open Images ~20k, iNaturalist 10k)
+ *   with room to spare; the last layer is then 410 million parameters (1.6 GB) with a 4096-wide classifier.
+ * - inChannels 1024: past hyperspectral images (~200–400 bands); conv1 is then at most 12 million parameters.
+ */
+export const OPTION_LIMITS = { inputSize: 4096, numClasses: 100_000, inChannels: 1024 } as const;
+
 /** Validates and fills in the options every variant accepts. */
 export function resolveOptions(name: string, o: AlexNetOptions, defaults: Required<AlexNetOptions>): { numClasses: number; inChannels: number; dropout: number; h: number; w: number } {
   const numClasses = o.numClasses ?? defaults.numClasses;
   const inChannels = o.inChannels ?? defaults.inChannels;
   const dropout = o.dropout ?? defaults.dropout;
   const size = o.inputSize ?? defaults.inputSize;
-  const [h, w] = typeof size === 'number' ? [size, size] : size;
-  const positive = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
-  if (!positive(numClasses)) throw new UserError(`${name}: numClasses must be a positive integer, got ${numClasses}`);
-  if (!positive(inChannels)) throw new UserError(`${name}: inChannels must be a positive integer, got ${inChannels}`);
+  const [h, w] = typeof size === 'number' ? [size, size] : Array.isArray(size) && size.length === 2 ? size : [NaN, NaN];
+  const inRange = (v: unknown, max: number) => Number.isInteger(v) && (v as number) > 0 && (v as number) <= max;
+  const range = (max: number) => `a positive integer (at most ${max.toLocaleString('en-US')})`;
+  if (!inRange(numClasses, OPTION_LIMITS.numClasses)) throw new UserError(`${name}: numClasses must be ${range(OPTION_LIMITS.numClasses)}, got ${numClasses}`);
+  if (!inRange(inChannels, OPTION_LIMITS.inChannels)) throw new UserError(`${name}: inChannels must be ${range(OPTION_LIMITS.inChannels)}, got ${inChannels}`);
   if (!(dropout >= 0 && dropout < 1)) throw new UserError(`${name}: dropout must be in [0, 1), got ${dropout}`);
-  if (!positive(h) || !positive(w)) throw new UserError(`${name}: inputSize must be positive integers, got ${JSON.stringify(size)}`);
+  if (!inRange(h, OPTION_LIMITS.inputSize) || !inRange(w, OPTION_LIMITS.inputSize)) {
+    throw new UserError(`${name}: inputSize must be ${range(OPTION_LIMITS.inputSize)} or two of them [H, W], got ${JSON.stringify(size)}`);
+  }
   return { numClasses, inChannels, dropout, h, w };
 }
 

@@ -1,11 +1,13 @@
 // Models by name. Each entry says where the architecture comes from and how it is usually trained.
 import { UserError } from '../errors';
-import { AlexNet, AlexNetOptions } from './alexnet';
+import { withoutWeights } from '../nn';
+import { AlexNet, AlexNetOptions, ModelDescription } from './alexnet';
 import { alexnet2012 } from './alexnet-2012';
 import { alexnetBn } from './alexnet-bn';
 import { alexnetD2l } from './alexnet-d2l';
 import { alexnetHalf } from './alexnet-half';
 import { alexnetTorchvision } from './alexnet-torchvision';
+import { checkParameterBudget } from './budget';
 
 export interface ModelEntry {
   name: string;
@@ -25,11 +27,32 @@ export function listModels(): ModelEntry[] {
   return MODELS.slice();
 }
 
+function entry(name: string): ModelEntry {
+  const e = MODELS.find((m) => m.name === name);
+  if (!e) throw new UserError(`unknown model '${name}' (known models: ${MODELS.map((m) => m.name).join(', ')})`);
+  return e;
+}
+
+/**
+ * Builds a model with freshly initialised float32 weights on the CPU. The options are checked first (ranges, an
+ * input large enough for every layer) and so is the size: a model over the parameter limit (budget.ts) is refused
+ * with a UserError before any weight is allocated.
+ */
 export function getModel(name: string, options: AlexNetOptions = {}): AlexNet {
-  const entry = MODELS.find((m) => m.name === name);
-  if (!entry) throw new UserError(`unknown model '${name}' (known models: ${MODELS.map((m) => m.name).join(', ')})`);
-  return entry.build(options);
+  const e = entry(name);
+  checkParameterBudget(describeModel(name, options), options, (o) => describeModel(name, o));
+  return e.build(options);
+}
+
+/**
+ * The layer table and totals of a model, computed from the same builder as getModel but without allocating
+ * anything (the layers are built inside withoutWeights(): shapes only), so any size can be described quickly.
+ * Options are validated as for getModel; the parameter limit does not apply.
+ */
+export function describeModel(name: string, options: AlexNetOptions = {}): ModelDescription {
+  const e = entry(name);
+  return withoutWeights(() => e.build(options)).summary();
 }
 
 export { AlexNet };
-export type { AlexNetOptions };
+export type { AlexNetOptions, ModelDescription };

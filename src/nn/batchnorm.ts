@@ -9,8 +9,6 @@ import { expectRank, fmtShape, LayerShapeError, Module } from './module';
  * the running statistics. Keys: weight, bias, running_mean, running_var, num_batches_tracked.
  */
 export class BatchNorm2d extends Module {
-  readonly weight: Tensor | undefined;
-  readonly bias: Tensor | undefined;
   readonly eps: number;
   readonly momentum: number;
 
@@ -20,11 +18,22 @@ export class BatchNorm2d extends Module {
     this.eps = o.eps ?? 1e-5;
     this.momentum = o.momentum ?? 0.1;
     const affine = o.affine ?? true;
-    this.weight = this.registerParameter('weight', affine ? ones([numFeatures]) : undefined);
-    this.bias = this.registerParameter('bias', affine ? zeros([numFeatures]) : undefined);
-    this.registerBuffer('running_mean', zeros([numFeatures]));
-    this.registerBuffer('running_var', ones([numFeatures]));
-    this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int64' }));
+    if (affine) {
+      this.declareParameter('weight', [numFeatures], () => ones([numFeatures]));
+      this.declareParameter('bias', [numFeatures], () => zeros([numFeatures]));
+    }
+    this.declareBuffer('running_mean', () => zeros([numFeatures]));
+    this.declareBuffer('running_var', () => ones([numFeatures]));
+    this.declareBuffer('num_batches_tracked', () => zeros([], { dtype: 'int64' }));
+  }
+
+  /** γ (C), or undefined when built with affine: false. */
+  get weight(): Tensor | undefined {
+    return this.parameter('weight');
+  }
+  /** β (C), or undefined when built with affine: false. */
+  get bias(): Tensor | undefined {
+    return this.parameter('bias');
   }
 
   forward(x: Tensor): Tensor {

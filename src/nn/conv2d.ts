@@ -20,8 +20,6 @@ export class Conv2d extends Module {
   readonly padding: Pair;
   readonly dilation: Pair;
   readonly groups: number;
-  readonly weight: Tensor;
-  readonly bias: Tensor | undefined;
 
   constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: number | Pair, o: Conv2dOptions = {}) {
     super();
@@ -36,9 +34,19 @@ export class Conv2d extends Module {
     if (inChannels % this.groups || outChannels % this.groups) {
       throw new UserError(`Conv2d: inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups (${this.groups})`);
     }
-    this.weight = this.registerParameter('weight', zeros([outChannels, inChannels / this.groups, ...this.kernel]))!;
-    this.bias = this.registerParameter('bias', o.bias === false ? undefined : zeros([outChannels]));
-    pytorchDefault_(this.weight, this.bias);
+    const weightShape = [outChannels, inChannels / this.groups, ...this.kernel];
+    this.declareParameter('weight', weightShape, () => zeros(weightShape));
+    if (o.bias !== false) this.declareParameter('bias', [outChannels], () => zeros([outChannels]));
+    if (!this.shapeOnly) pytorchDefault_(this.weight, this.bias);
+  }
+
+  /** (C_out, C_in / groups, K_h, K_w). */
+  get weight(): Tensor {
+    return this.parameter('weight')!;
+  }
+  /** (C_out), or undefined when built with bias: false. */
+  get bias(): Tensor | undefined {
+    return this.parameter('bias');
   }
 
   forward(x: Tensor): Tensor {

@@ -6,17 +6,24 @@ import { fmtShape, LayerShapeError, Module } from './module';
 
 /** Fully connected layer y = x Wᵀ + b. (N, in) -> (N, out). */
 export class Linear extends Module {
-  readonly weight: Tensor;
-  readonly bias: Tensor | undefined;
 
   constructor(readonly inFeatures: number, readonly outFeatures: number, o: { bias?: boolean } = {}) {
     super();
     for (const [n, v] of [['inFeatures', inFeatures], ['outFeatures', outFeatures]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new UserError(`Linear: ${n} must be a positive integer, got ${v}`);
     }
-    this.weight = this.registerParameter('weight', zeros([outFeatures, inFeatures]))!;
-    this.bias = this.registerParameter('bias', o.bias === false ? undefined : zeros([outFeatures]));
-    pytorchDefault_(this.weight, this.bias);
+    this.declareParameter('weight', [outFeatures, inFeatures], () => zeros([outFeatures, inFeatures]));
+    if (o.bias !== false) this.declareParameter('bias', [outFeatures], () => zeros([outFeatures]));
+    if (!this.shapeOnly) pytorchDefault_(this.weight, this.bias);
+  }
+
+  /** (out, in). */
+  get weight(): Tensor {
+    return this.parameter('weight')!;
+  }
+  /** (out), or undefined when built with bias: false. */
+  get bias(): Tensor | undefined {
+    return this.parameter('bias');
   }
 
   forward(x: Tensor): Tensor {

@@ -11,10 +11,33 @@ export class LayerShapeError extends ShapeError {}
 
 export const fmtShape = (s: readonly number[]): string => `[${s.join(', ')}]`;
 
+let shapeOnlyDepth = 0;
+
+/**
+ * Runs `build` so that the modules it constructs describe an architecture without allocating anything: each layer
+ * records its parameters' shapes (so outputShape(), macs(), describe(), ownParameterCount() and numParameters()
+ * work) but creates no tensors and skips initialisation. Such modules are `shapeOnly` and cannot run: reading a
+ * parameter throws. For summaries and size checks of models too large to allocate. `build` must be synchronous.
+ */
+export function withoutWeights<T>(build: () => T): T {
+  shapeOnlyDepth++;
+  try {
+    return build();
+  } finally {
+    shapeOnlyDepth--;
+  }
+}
+
+const numelOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
 export abstract class Module {
   training = true;
+  /** Built inside withoutWeights(): the module has shapes and parameter counts but no tensors, and cannot run. */
+  readonly shapeOnly = shapeOnlyDepth > 0;
   readonly #children = new Map<string, Module>();
   readonly #params = new Map<string, Tensor | undefined>();
+  /** The declared shape of every parameter (also of a shape-only module's, which has no tensors). */
+  readonly #paramShapes = new Map<string, number[]>();
   readonly #buffers = new Map<string, Tensor>();
 
   /** (N, ...) -> (N, ...): each layer's doc comment states its shape contract. */
@@ -43,14 +66,42 @@ export abstract class Module {
   protected registerParameter(name: string, t: Tensor | undefined): Tensor | undefined {
     if (t) keep(t).requiresGrad_(true);
     this.#params.set(name, t);
+    if (t) this.#paramShapes.set(name, t.shape);
+    else this.#paramShapes.delete(name);
     return t;
+  }
+  /**
+   * Declares a parameter of `shape`. `create` makes its tensor (of that shape) unless the module is shape-only
+   * (built inside withoutWeights()), when only the shape is recorded and nothing is allocated.
+   */
+  protected declareParameter(name: string, shape: number[], create: () => Tensor): void {
+    if (this.shapeOnly) this.#paramShapes.set(name, shape.slice());
+    else this.registerParameter(name, create());
   }
   protected registerBuffer(name: string, t: Tensor): Tensor {
     this.#buffers.set(name, keep(t));
     return t;
   }
+  /** Declares a buffer made by `create`; a shape-only module makes none. */
+  protected declareBuffer(name: string, create: () => Tensor): void {
+    if (!this.shapeOnly) this.registerBuffer(name, create());
+  }
+  /**
+   * The parameter registered under `name` (undefined when the layer has none, e.g. a convolution without bias).
+   * A shape-only module has no tensors: asking for one it declared is an error that says so.
+   */
+  protected parameter(name: string): Tensor | undefined {
+    if (this.shapeOnly && this.#paramShapes.has(name)) throw this.shapeOnlyError(name);
+    return this.#params.get(name);
+  }
+  /** The error for using a shape-only module's tensors. */
+  protected shapeOnlyError(name?: string): UserError {
+    const what = name ? `it has no '${name}' tensor and cannot run` : 'it has no tensors and cannot run';
+    return new UserError(`${this.describe()} was built without weights (withoutWeights(), for a summary): ${what}; build the model normally to use it`);
+  }
   /** The parameter or buffer registered under `name` on this module (not its children). */
   protected own(name: string): Tensor | undefined {
+    if (this.shapeOnly) throw this.shapeOnlyError(name);
     return this.#params.get(name) ?? this.#buffers.get(name);
   }
 
@@ -84,13 +135,17 @@ export abstract class Module {
     }
     return out;
   }
+  /** Parameters of this module and all below it (a shape-only module counts its declared shapes). */
   numParameters(): number {
-    return this.parameters().reduce((a, p) => a + p.numel, 0);
+    return this.namedModules().reduce((a, [, m]) => a + m.ownParameterCount(), 0);
   }
-  /** Parameters registered on this module itself (not its children). */
+  /** Parameters registered on this module itself (not its children): the tensors' sizes, or the declared shapes'. */
   ownParameterCount(): number {
     let n = 0;
-    for (const p of this.#params.values()) if (p) n += p.numel;
+    for (const [name, shape] of this.#paramShapes) {
+      const p = this.#params.get(name);
+      n += p ? p.numel : numelOf(shape);
+    }
     return n;
   }
 
