@@ -9,6 +9,7 @@ import { DecodePool, defaultWorkers, FolderSource } from '../data/pipeline';
 import { writeNoisePhotos } from '../data/synthetic';
 import { Augment, AUGMENTS } from '../data/transforms';
 import { AlexNet } from '../models/alexnet';
+import { checkBatchFits } from '../models/budget';
 import { getModel } from '../models/registry';
 import { Adam } from '../optim/optimizer';
 import { prepareDevice, prepareModel, synchronize } from '../runtime/device';
@@ -95,6 +96,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const log = values.json ? () => {} : (s: string) => console.log(s);
 
   const model = prepareModel(getModel(modelName), device);
+  const bytesPerElement = precision === 'fp32' ? 4 : 2;
+  for (const mode of ['train', 'eval'] as const) {
+    const fit = checkBatchFits(model, batch, { mode, device, bytesPerElement });
+    if (fit.warning) console.error(`warning: ${fit.warning}`);
+  }
   const [c, h, w] = model.inputShape;
   // Two classes of labels: valid for every model's classifier.
   const classes = 2;

@@ -1,5 +1,6 @@
 // alexnet eval --weights PATH
 import { UserError } from '../errors';
+import { checkBatchFits } from '../models/budget';
 import { loadModel } from '../persist/load';
 import { prepareDevice, prepareModel } from '../runtime/device';
 import { openEvalSource, problemLogger } from '../train/data';
@@ -39,6 +40,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const { device } = prepareDevice(v.device, v.threads);
   const { model, record } = loadModel(v.weights);
   prepareModel(model, device);
+  const batch = v.tenCrop ? Math.max(1, Math.floor((v.batchSize ?? 256) / 10)) * 10 : v.batchSize ?? 256;
+  const fit = checkBatchFits(model, batch, { mode: 'eval', device });
+  if (fit.warning) console.error(`warning: ${fit.warning}`);
   const { source, close } = openEvalSource(record, v.weights, {
     dataset: v.dataset, dir: v.data, split: v.split ?? 'val', tenCrop: v.tenCrop, limit: v.limit, batchSize: v.batchSize ?? 256,
     workers: v.workers, strict: v.strict, device, onProblem: problemLogger((l) => console.error(l)),

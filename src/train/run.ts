@@ -3,6 +3,7 @@
 // learning-rate schedule and a checkpoint, saying what happens through events that reporters subscribe to.
 import * as crypto from 'node:crypto';
 import { UserError } from '../errors';
+import { checkBatchFits } from '../models/budget';
 import { getModel } from '../models/registry';
 import { Adam, Optimizer, SGD } from '../optim/optimizer';
 import { makeSchedule, Schedule } from '../optim/schedules';
@@ -104,6 +105,7 @@ async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
     prepared.problems.forEach(onProblem);
     manualSeed(s.cfg.runtime.seed);
     const model = prepareModel(buildModel(s.cfg, prepared), dev.device);
+    checkBatches(s.cfg, model, dev.device, warn);
     const optimizer = makeOptimizer(s.cfg, model);
     // Every output is checked (and locked) before the first step: a run never trains and then fails to save.
     const outputs = planRunOutputs(s.cfg, checkpointSize(model, optimizer), { resuming: s.resumeFile, warn: (m) => warn(`warning: ${m}`) });
@@ -138,6 +140,16 @@ function startEvent(t: Trainer, s: Session, threads: number): TrainEvent {
     precision: ctx.precision, optimizer: cfg.optimization.optimizer, lr: ctx.optimizer.lr, batchSize: cfg.optimization.batchSize,
     epochs: cfg.optimization.epochs, recipe: cfg.recipe, resumed: s.resumeFile ? { file: s.resumeFile, progress: t.progress } : undefined,
   };
+}
+
+/** Refuses batch sizes whose activations cannot fit in memory before anything is allocated for them. */
+function checkBatches(cfg: RunConfig, model: AlexNet, device: Device, warn: (m: string) => void): void {
+  const bytesPerElement = resolvePrecision(cfg.precision, device) === 'fp32' ? 4 : 2;
+  const o = cfg.optimization;
+  for (const [mode, batch, option] of [['train', o.batchSize, '--batch-size'], ['eval', o.evalBatchSize, '--eval-batch-size']] as const) {
+    const fit = checkBatchFits(model, batch, { mode, device, bytesPerElement, option });
+    if (fit.warning) warn(`warning: ${fit.warning}`);
+  }
 }
 
 /** The model for the data: its classes, and its input channels following the data (1 for Fashion-MNIST/MNIST). */
