@@ -40,7 +40,7 @@ function findLibtorch() {
     let out;
     try {
       out = execFileSync(py, ['-c', 'import torch,os;print(os.path.dirname(torch.__file__));print(int(torch._C._GLIBCXX_USE_CXX11_ABI));print(torch.__version__)'], { encoding: 'utf8' });
-    } catch (e) {
+    } catch {
       fail(`LIBTORCH_USE_PYTORCH=1 but '${py} -c "import torch"' failed: install PyTorch for that python or set PYTHON`);
     }
     const [dir, abi, version] = out.trim().split('\n');

@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { FormatError, StateDictError } from '../src/errors';
 import { exportOnnx } from '../src/io/onnx';
 import { loadPth } from '../src/io/pth';
-import { decodeSafetensors, encodeSafetensors, loadSafetensors, MAX_HEADER_BYTES } from '../src/io/safetensors';
+import { decodeSafetensors, encodeSafetensors, MAX_HEADER_BYTES } from '../src/io/safetensors';
 import { getModel, listModels } from '../src/models/registry';
 import { saveWeights } from '../src/persist/checkpoint';
 import { loadModel } from '../src/persist/load';

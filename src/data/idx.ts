@@ -1,9 +1,8 @@
 // IDX files (the MNIST / Fashion-MNIST format), gzip-compressed or raw: a magic number (two zero bytes, a type
 // byte, the number of dimensions), the dimensions as big-endian uint32, then the data. Everything is validated
 // before a byte of data is used; errors name the file and what is wrong.
-import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
-import { FormatError, UserError } from '../errors';
+import { FormatError } from '../errors';
 import { readInputFile } from '../util/files';
 
 export interface IdxArray {

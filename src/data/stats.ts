@@ -1,7 +1,6 @@
 // Channel statistics of an image data set, on [0, 1] pixels: mean, standard deviation, and the RGB covariance's
 // eigen-decomposition for the paper's PCA colour augmentation. Each image counts with all its pixels after being
 // shrunk (if needed) so that its short side is at most 256, as the training crops see it.
-import * as fs from 'node:fs';
 import { UserError } from '../errors';
 import { readInputFile } from '../util/files';
 import { tensor, Tensor, tidy, zeros } from '../tensor/tensor';

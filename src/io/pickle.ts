@@ -22,6 +22,9 @@ export class PickleDict extends Map<unknown, unknown> {
   attributes: Record<string, unknown> = {};
 }
 
+// One switch over the pickle opcodes is the interpreter: split up, the stack and memo would have to be threaded
+// through a dozen helpers and the opcode table would no longer read as the protocol's list.
+// eslint-disable-next-line max-lines-per-function
 export function unpickle(data: Buffer, hooks: PickleHooks, file: string): unknown {
   const bad = (why: string) => new FormatError(`${file}: ${why}`);
   const stack: unknown[] = [];

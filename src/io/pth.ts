@@ -1,8 +1,7 @@
 // PyTorch checkpoints saved with torch.save (the zip format of PyTorch ≥ 1.6): archive/data.pkl holds the
 // pickled state dict, archive/data/<key> the raw storages. The pickle is read by a restricted unpickler that
 // only rebuilds tensors: loading never executes code from the file.
-import * as fs from 'node:fs';
-import { FormatError, UserError } from '../errors';
+import { FormatError } from '../errors';
 import { DType, DTYPE_SIZE } from '../tensor/dtype';
 import { tensor, Tensor, tidy } from '../tensor/tensor';
 import { PickleDict, unpickle } from './pickle';
@@ -56,60 +55,77 @@ export function loadPth(file: string): Map<string, Tensor> {
   const prefix = pkl.slice(0, -'data.pkl'.length);
   const order = entries.get(`${prefix}byteorder`);
   if (order && readZipEntry(buf, order, file).toString().trim() !== 'little') throw new FormatError(`${file} was saved on a big-endian machine; that is not supported`);
-  const storages = new Map<string, Storage>();
-  const loaded: Tensor[] = [];
-
-  const rebuild = (storage: unknown, offset: unknown, size: unknown, stride: unknown) => {
-    const st = storage as Storage;
-    if (!st || !st.bytes || !Array.isArray(size) || !Array.isArray(stride) || typeof offset !== 'number') {
-      throw new FormatError(`${file}: a tensor record is malformed`);
-    }
-    const sz = size as number[];
-    const sr = stride as number[];
-    const esize = DTYPE_SIZE[st.dtype];
-    const numel = sz.reduce((a, b) => a * b, 1);
-    const dense = rowMajorStrides(sz);
-    const contiguous = sr.every((v, i) => sz[i] === 1 || v === dense[i]);
-    let t: Tensor;
-    if (contiguous) {
-      if ((offset + numel) * esize > st.bytes.length) throw new FormatError(`${file}: a tensor reaches past the end of storage ${st.key}`);
-      t = fromBytes(st.bytes.subarray(offset * esize, (offset + numel) * esize), st.dtype, sz);
-    } else {
-      t = tidy(() => fromBytes(st.bytes, st.dtype, [st.bytes.length / esize]).asStrided(sz, sr, offset).contiguous());
-    }
-    loaded.push(t);
-    return t;
-  };
-
+  const archive: Archive = { file, buf, entries, prefix, storages: new Map(), loaded: [] };
   let result: unknown;
   try {
     result = unpickle(readZipEntry(buf, entries.get(pkl)!, file), {
       global: (module, name) => {
         if (module === 'collections' && name === 'OrderedDict') return () => new PickleDict();
-        if (module === 'torch._utils' && name === '_rebuild_tensor_v2') return rebuild;
+        if (module === 'torch._utils' && name === '_rebuild_tensor_v2') return (st: unknown, o: unknown, sz: unknown, sr: unknown) => rebuildTensor(archive, st, o, sz, sr);
         if (module === 'torch._utils' && name === '_rebuild_parameter') return (data: unknown) => data;
         if (module === 'torch' && STORAGE_DTYPES[name]) return Object.assign(() => undefined, { storageDtype: STORAGE_DTYPES[name] });
         return undefined;
       },
-      persistentLoad: (pid) => {
-        if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new FormatError(`${file}: unexpected persistent id in the pickle`);
-        const [, type, key, , numel] = pid as [string, StorageType, string, string, number];
-        const dtype = type?.storageDtype;
-        if (!dtype) throw new FormatError(`${file}: storage ${key} has an unsupported type`);
-        if (!storages.has(key)) {
-          const e = entries.get(`${prefix}data/${key}`);
-          if (!e) throw new FormatError(`${file}: storage ${key} is missing from the archive`);
-          const bytes = readZipEntry(buf, e, file);
-          if (bytes.length !== numel * DTYPE_SIZE[dtype]) throw new FormatError(`${file}: storage ${key} has ${bytes.length} bytes, expected ${numel} × ${DTYPE_SIZE[dtype]}`);
-          storages.set(key, { dtype, bytes, key });
-        }
-        return storages.get(key);
-      },
+      persistentLoad: (pid) => loadStorage(archive, pid),
     }, file);
   } catch (e) {
-    for (const t of loaded) t.dispose();
+    for (const t of archive.loaded) t.dispose();
     throw e;
   }
+  return stateDictOf(result, file);
+}
+
+/** A torch.save archive being read: its entries, the storages read so far, the tensors made from them. */
+interface Archive {
+  file: string;
+  buf: Buffer;
+  entries: ReturnType<typeof readZipDirectory>;
+  prefix: string;
+  storages: Map<string, Storage>;
+  loaded: Tensor[];
+}
+
+/** The pickle's persistent id ('storage', type, key, location, numel) -> that storage's bytes, checked for size. */
+function loadStorage(a: Archive, pid: unknown): Storage {
+  if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new FormatError(`${a.file}: unexpected persistent id in the pickle`);
+  const [, type, key, , numel] = pid as [string, StorageType, string, string, number];
+  const dtype = type?.storageDtype;
+  if (!dtype) throw new FormatError(`${a.file}: storage ${key} has an unsupported type`);
+  if (!a.storages.has(key)) {
+    const e = a.entries.get(`${a.prefix}data/${key}`);
+    if (!e) throw new FormatError(`${a.file}: storage ${key} is missing from the archive`);
+    const bytes = readZipEntry(a.buf, e, a.file);
+    if (bytes.length !== numel * DTYPE_SIZE[dtype]) throw new FormatError(`${a.file}: storage ${key} has ${bytes.length} bytes, expected ${numel} × ${DTYPE_SIZE[dtype]}`);
+    a.storages.set(key, { dtype, bytes, key });
+  }
+  return a.storages.get(key)!;
+}
+
+/** torch._utils._rebuild_tensor_v2(storage, offset, size, stride): a tensor over a storage, bounds-checked. */
+function rebuildTensor(a: Archive, storage: unknown, offset: unknown, size: unknown, stride: unknown): Tensor {
+  const st = storage as Storage;
+  if (!st || !st.bytes || !Array.isArray(size) || !Array.isArray(stride) || typeof offset !== 'number') {
+    throw new FormatError(`${a.file}: a tensor record is malformed`);
+  }
+  const sz = size as number[];
+  const sr = stride as number[];
+  const esize = DTYPE_SIZE[st.dtype];
+  const numel = sz.reduce((x, y) => x * y, 1);
+  const dense = rowMajorStrides(sz);
+  const contiguous = sr.every((v, i) => sz[i] === 1 || v === dense[i]);
+  let t: Tensor;
+  if (contiguous) {
+    if ((offset + numel) * esize > st.bytes.length) throw new FormatError(`${a.file}: a tensor reaches past the end of storage ${st.key}`);
+    t = fromBytes(st.bytes.subarray(offset * esize, (offset + numel) * esize), st.dtype, sz);
+  } else {
+    t = tidy(() => fromBytes(st.bytes, st.dtype, [st.bytes.length / esize]).asStrided(sz, sr, offset).contiguous());
+  }
+  a.loaded.push(t);
+  return t;
+}
+
+/** The state dict inside an unpickled object (unwrapping {state_dict}, {model}, DataParallel's "module." prefix). */
+function stateDictOf(result: unknown, file: string): Map<string, Tensor> {
   let dict = result;
   for (const wrapper of ['state_dict', 'model', 'model_state_dict']) {
     if (dict instanceof Map && dict.get(wrapper) instanceof Map) dict = dict.get(wrapper);
@@ -123,4 +139,3 @@ export function loadPth(file: string): Map<string, Tensor> {
   if (!out.size) throw new FormatError(`${file} holds no tensors`);
   return out;
 }
-

@@ -2,7 +2,6 @@
 // an optional "__metadata__" of string values), then the raw little-endian tensor bytes. Readers validate every
 // field before allocating anything, so a hostile file gets a clear error rather than a huge allocation.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { FormatError, UserError } from '../errors';
 import { native } from '../tensor/binding';
 import { DType, DTYPE_SIZE } from '../tensor/dtype';

@@ -156,7 +156,6 @@ export function native(): Native {
   }
   let mod: Native;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
     mod = require(file) as Native;
   } catch (e) {
     const reason = (e as Error).message.split('\n')[0];
