@@ -105,3 +105,14 @@ test('eval and predict work from a checkpoint; predict rejects files that are no
   const resumeBad = cli(['train', '--resume', ckpt, '--model', 'alexnet-2012']);
   assert.match(resumeBad.stderr, /--model cannot be changed when resuming/);
 });
+
+test('every variant trains on Fashion-MNIST: its input channels follow the data (1), whatever its default', async () => {
+  for (const model of ['alexnet-2012', 'alexnet-torchvision', 'alexnet-half', 'alexnet-bn']) {
+    const r = await train(cfg({ model, inputSize: 67, trainLimit: 16, testLimit: 16, batchSize: 8, evalBatchSize: 16, maxSteps: 1 }), quiet);
+    assert.equal(r.globalStep, 1, model);
+    assert.equal(r.model.inputShape[0], 1, `${model} takes the data's one channel`);
+    assert.equal(r.record.modelOptions.inChannels, 1);
+    assert.ok(Number.isFinite(r.lastEval!.loss), `${model}: ${r.lastEval!.loss}`);
+    r.model.dispose();
+  }
+});

@@ -8,6 +8,7 @@ import { DTYPE_SIZE } from '../tensor/dtype';
 import { Tensor } from '../tensor/tensor';
 import { CHECKPOINT_FORMAT, ModelRecord, readRecord, recordMetadata, WEIGHTS_FORMAT } from './record';
 import { FieldReader } from './validate';
+import { weightsKind } from './kind';
 
 export interface Progress {
   /** Epochs completed. */
@@ -64,6 +65,9 @@ export function checkpointBytes(model: AlexNet, optimizerTensors: [string, Tenso
 }
 
 export function loadCheckpoint(file: string, what = '--resume'): CheckpointData {
+  if (weightsKind(file, what) === 'pth') {
+    throw new UserError(`${what} ${file} is a PyTorch state dict, not an alexnet-ts training checkpoint: use it with --weights (eval, predict, export)`);
+  }
   const { tensors, metadata } = loadSafetensors(file, what);
   try {
     if (metadata.format !== CHECKPOINT_FORMAT) {

@@ -2,36 +2,17 @@
 //   alexnet-ts checkpoints and weights files (safetensors with our metadata): rebuilt exactly from their record;
 //   plain state dicts (torch.save .pth/.pt, or safetensors without our metadata): the variant is recognised from
 //   the keys and shapes (or named with `model`).
-import * as fs from 'node:fs';
-import { FormatError, UserError } from '../errors';
-import { openInputFile } from '../util/files';
+import { UserError } from '../errors';
 import { loadPth } from '../io/pth';
 import { loadSafetensors } from '../io/safetensors';
-import { isZip } from '../io/zip';
 import { AlexNet } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { CHECKPOINT_FORMAT, ModelRecord, readRecord, WEIGHTS_FORMAT } from './record';
 import { tensorsWithPrefix } from './checkpoint';
 import { modelFromStateDict } from './variants';
+import { weightsKind } from './kind';
 
-export type WeightsKind = 'safetensors' | 'pth';
-
-/** Which format `file` holds, from its first bytes. */
-export function weightsKind(file: string, what = '--weights'): WeightsKind {
-  const { fd } = openInputFile(file, what);
-  let head = Buffer.alloc(9);
-  try {
-    head = head.subarray(0, fs.readSync(fd, head, 0, 9, 0));
-  } finally {
-    fs.closeSync(fd);
-  }
-  if (head.length >= 4 && isZip(head)) return 'pth';
-  if (head.length === 9 && head[8] === 0x7b /* '{' */) return 'safetensors';
-  if (head.length >= 2 && head[0] === 0x80 && head[1] <= 5) {
-    throw new FormatError(`${file} is a legacy torch.save file (PyTorch before 1.6): load it in PyTorch and save it again with torch.save (the default zip format), or export it with safetensors`);
-  }
-  throw new FormatError(`${file} is neither a safetensors file nor a PyTorch (torch.save) checkpoint`);
-}
+export { weightsKind };
 
 /**
  * Loads weights into a freshly built model (eval mode): an alexnet-ts checkpoint or weights file, or a plain
