@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// npm run lint: every static check CI runs before the tests, each reported by name.
+//   prettier      TypeScript/JavaScript formatting (.prettierrc.json)
+//   eslint        typescript-eslint's rules, functions of at most 60 lines in src/ (eslint.config.mjs)
+//   imports       the layer order and no cycles (dependency-cruiser, .dependency-cruiser.cjs)
+//   clang-format  the C++ addon's formatting (.clang-format); skipped with a note where clang-format is missing,
+//                 except in CI
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const bin = (name) => path.join(root, 'node_modules', '.bin', name);
+const natives = fs.readdirSync(path.join(root, 'native')).filter((f) => /\.(cc|h)$/.test(f)).map((f) => path.join('native', f));
+const checks = [
+  ['prettier', bin('prettier'), ['--check', '--log-level', 'warn', '.']],
+  ['eslint', bin('eslint'), ['src', 'test', 'bench', 'scripts', 'bin']],
+  ['imports', bin('depcruise'), ['src', '--config', '.dependency-cruiser.cjs']],
+  ['clang-format', 'clang-format', ['--dry-run', '--Werror', ...natives]],
+];
+let failed = 0;
+for (const [name, cmd, args] of checks) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
+  if (r.error && r.error.code === 'ENOENT' && name === 'clang-format' && !process.env.CI) {
+    console.log(`lint: ${name} skipped: not installed (apt-get install clang-format)`);
+    continue;
+  }
+  const ok = r.status === 0;
+  console.log(`lint: ${name} ${ok ? 'ok' : 'FAILED'}`);
+  if (!ok) failed++;
+}
+process.exit(failed ? 1 : 0);
