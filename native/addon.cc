@@ -29,7 +29,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     return info.Env().Undefined();
   });
   exports.Set("abiVersion", Napi::Number::New(env, 2));
-  exports.Set("compiledLibtorch", Napi::String::New(env, TORCH_VERSION));
 
   InitTensor(env, exports);
   InitOps(env, exports);

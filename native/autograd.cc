@@ -55,9 +55,6 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
     at::GradMode::set_enabled(Bool(info, 0));
     return Napi::Boolean::New(info.Env(), prev);
   });
-  Export(env, exports, "isGradEnabled", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled());
-  });
   // zeroGrad(params): drops the gradients (set_to_none semantics)
   Export(env, exports, "zeroGrad", [](const Napi::CallbackInfo& info) -> Napi::Value {
     for (const at::Tensor& p : TList(info, 0)) p.mutable_grad().reset();
@@ -115,19 +112,6 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
     // Casts of the weights are cached while autocast is on; leaving it frees them (PyTorch does the same).
     if (!on) at::autocast::clear_cache();
     return Napi::Boolean::New(info.Env(), prev);
-  });
-  // clipGradNorm(params, maxNorm) -> total L2 norm before clipping
-  Export(env, exports, "clipGradNorm", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    at::NoGradGuard ng;
-    std::vector<at::Tensor> ps = TList(info, 0);
-    double maxNorm = Num(info, 1);
-    double sq = 0;
-    for (const at::Tensor& p : ps) if (HasGrad(p)) sq += p.grad().detach().to(at::kDouble).pow(2).sum().item<double>();
-    double norm = std::sqrt(sq);
-    if (norm > maxNorm && norm > 0) {
-      for (const at::Tensor& p : ps) if (HasGrad(p)) p.grad().mul_(maxNorm / (norm + 1e-6));
-    }
-    return Napi::Number::New(info.Env(), norm);
   });
 
   // sgdStep(params, momentumBuffers, lr, momentum, weightDecay, dampening, nesterov, form, firstStep)

@@ -370,11 +370,6 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
     return info.Env().Undefined();
   });
 
-  Export(env, exports, "isDisposed", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    if (!IsTensor(info.Env(), info[0])) throw ArgError("argument 1 must be a tensor");
-    return Napi::Boolean::New(info.Env(), TensorWrap::Unwrap(info[0].As<Napi::Object>())->disposed());
-  });
-
   // Factories: (shape, dtype?, device?)
   Export(env, exports, "zeros", [](const Napi::CallbackInfo& info) -> Napi::Value {
     return Wrap(info.Env(), at::zeros(Ints(info, 0), Options(info, 1, 2)));

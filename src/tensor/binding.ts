@@ -22,7 +22,6 @@ export interface RuntimeInfo {
 
 export interface Native {
   abiVersion: number;
-  compiledLibtorch: string;
   setErrorClass(cls: new (message: string) => Error): void;
   // tensor.cc
   fromBuffer(data: ArrayBufferView, shape: number[], dtype: string): H;
@@ -35,7 +34,6 @@ export interface Native {
   requiresGrad(t: H): boolean;
   isContiguous(t: H, channelsLast?: boolean): boolean;
   dispose(t: H): void;
-  isDisposed(t: H): boolean;
   zeros(shape: number[], dtype?: string, device?: string): H;
   ones(shape: number[], dtype?: string, device?: string): H;
   full(shape: number[], value: number, dtype?: string, device?: string): H;
@@ -96,12 +94,10 @@ export interface Native {
   grad(t: H): H | undefined;
   setRequiresGrad(t: H, on: boolean): void;
   setGradEnabled(on: boolean): boolean;
-  isGradEnabled(): boolean;
   zeroGrad(params: H[]): void;
   gradsFinite(params: H[]): boolean;
   unscaleGrads(params: H[], invScale: number): boolean;
   setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: 'bfloat16' | 'float16'): boolean;
-  clipGradNorm(params: H[], maxNorm: number): number;
   sgdStep(params: H[], bufs: H[], lr: number, momentum: number, weightDecay: number, dampening: number, nesterov: boolean, form: string, firstStep: boolean): void;
   adamStep(params: H[], expAvg: H[], expAvgSq: H[], step: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean): void;
   manualSeed(seed: number): void;
