@@ -22,16 +22,13 @@ export interface RuntimeInfo {
 
 export interface Native {
   abiVersion: number;
+  // common.cc
   setErrorClass(cls: new (message: string) => Error): void;
   // tensor.cc
   fromBuffer(data: ArrayBufferView, shape: number[], dtype: string): H;
   toBuffer(t: H): ArrayBuffer;
   item(t: H): number;
   meta(t: H): { shape: number[]; dtype: string; device: string };
-  memoryStats(): { handles: number; liveTensors: number; heapBytes?: number; heapInUse?: number; heapFree?: number; mmapBytes?: number };
-  /** The caching CPU allocator's state (libtorch 1.x builds); undefined where it is not used. */
-  allocatorStats(): { enabled: boolean; cachedBytes: number; largeBlocks: number; hits: number; misses: number } | undefined;
-  requiresGrad(t: H): boolean;
   isContiguous(t: H, channelsLast?: boolean): boolean;
   dispose(t: H): void;
   zeros(shape: number[], dtype?: string, device?: string): H;
@@ -92,14 +89,18 @@ export interface Native {
   // autograd.cc
   backward(t: H, grad: Opt<H>, retainGraph: boolean): void;
   grad(t: H): H | undefined;
+  requiresGrad(t: H): boolean;
   setRequiresGrad(t: H, on: boolean): void;
   setGradEnabled(on: boolean): boolean;
   zeroGrad(params: H[]): void;
   gradsFinite(params: H[]): boolean;
-  unscaleGrads(params: H[], invScale: number): boolean;
-  setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: 'bfloat16' | 'float16'): boolean;
+  // optim.cc
   sgdStep(params: H[], bufs: H[], lr: number, momentum: number, weightDecay: number, dampening: number, nesterov: boolean, form: string, firstStep: boolean): void;
   adamStep(params: H[], expAvg: H[], expAvgSq: H[], step: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean): void;
+  // amp.cc
+  setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: 'bfloat16' | 'float16'): boolean;
+  unscaleGrads(params: H[], invScale: number): boolean;
+  // runtime.cc
   manualSeed(seed: number): void;
   getRngState(): H;
   setRngState(state: H): void;
@@ -108,8 +109,13 @@ export interface Native {
   setCudnnBenchmark(on: boolean): void;
   cudaSynchronize(): void;
   runtimeInfo(): RuntimeInfo;
+  memoryStats(): { handles: number; liveTensors: number; heapBytes?: number; heapInUse?: number; heapFree?: number; mmapBytes?: number };
+  // allocator.cc
+  /** The caching CPU allocator's state (libtorch 1.x builds); undefined where it is not used. */
+  allocatorStats(): { enabled: boolean; cachedBytes: number; largeBlocks: number; hits: number; misses: number } | undefined;
 }
 
+/** Must equal kAbiVersion in native/addon.cc. */
 const ADDON_ABI = 2;
 let loaded: Native | undefined;
 
