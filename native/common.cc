@@ -1,5 +1,5 @@
-// Infrastructure of the native addon: the tensor wrapper, argument conversion, dtype and device names, the
-// error guard and the Export helper.
+// Infrastructure of the native addon: the tensor wrapper, argument conversion, options objects, dtype and
+// device names, the error guard and the Export helper.
 #include "common.h"
 
 #include <atomic>
@@ -140,6 +140,41 @@ std::string Str(const Napi::CallbackInfo& info, size_t i) {
 bool Present(const Napi::CallbackInfo& info, size_t i) {
   return i < info.Length() && !info[i].IsUndefined() && !info[i].IsNull();
 }
+
+// ---- options objects ---------------------------------------------------------------------------------------
+static std::string TypeOf(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsBoolean()) return "a boolean";
+  if (v.IsNumber()) return "a number";
+  if (v.IsString()) return "a string";
+  if (v.IsArray()) return "an array";
+  if (v.IsFunction()) return "a function";
+  return "an object";
+}
+
+Fields::Fields(const Napi::CallbackInfo& info, size_t i) : what_(Ordinal(i)) {
+  if (!info[i].IsObject() || info[i].IsArray() || info[i].IsFunction()) {
+    throw ArgError(what_ + " must be an options object, got " + TypeOf(info[i]));
+  }
+  obj_ = info[i].As<Napi::Object>();
+}
+
+Napi::Value Fields::Get(const char* key, bool ok(const Napi::Value&), const char* expected) const {
+  Napi::Value v = obj_.Get(key);
+  if (!ok(v)) throw ArgError(what_ + ": field '" + key + "' must be " + expected + ", got " + TypeOf(v));
+  return v;
+}
+
+static bool IsNumber(const Napi::Value& v) { return v.IsNumber(); }
+static bool IsBoolean(const Napi::Value& v) { return v.IsBoolean(); }
+static bool IsString(const Napi::Value& v) { return v.IsString(); }
+
+double Fields::Num(const char* key) const { return Get(key, IsNumber, "a number").As<Napi::Number>().DoubleValue(); }
+
+bool Fields::Bool(const char* key) const { return Get(key, IsBoolean, "a boolean").As<Napi::Boolean>().Value(); }
+
+std::string Fields::Str(const char* key) const { return Get(key, IsString, "a string").As<Napi::String>().Utf8Value(); }
 
 at::ScalarType ParseDtype(const std::string& name) {
   if (name == "float32") return at::kFloat;

@@ -67,6 +67,21 @@ bool Bool(const Napi::CallbackInfo& info, size_t i);
 std::string Str(const Napi::CallbackInfo& info, size_t i);
 bool Present(const Napi::CallbackInfo& info, size_t i);  // neither undefined nor null
 
+// A plain options object passed as argument i, read field by field. Every read checks that the field is there
+// and has the right type, and a failure names both: "argument 3: field 'lr' must be a number, got undefined".
+class Fields {
+ public:
+  Fields(const Napi::CallbackInfo& info, size_t i);
+  double Num(const char* key) const;
+  bool Bool(const char* key) const;
+  std::string Str(const char* key) const;
+
+ private:
+  Napi::Value Get(const char* key, bool ok(const Napi::Value&), const char* expected) const;
+  Napi::Object obj_;
+  std::string what_;
+};
+
 at::ScalarType ParseDtype(const std::string& name);
 std::string DtypeName(at::ScalarType t);
 at::Device ParseDevice(const std::string& name);

@@ -37,18 +37,18 @@ struct SgdOptions {
   bool nesterov, paper, firstStep;
 };
 
-// Arguments i to i + 6: lr, momentum, weightDecay, dampening, nesterov, form, firstStep.
 static SgdOptions ReadSgdOptions(const Napi::CallbackInfo& info, size_t i) {
+  Fields f(info, i);
   SgdOptions o;
-  o.lr = Num(info, i);
-  o.momentum = Num(info, i + 1);
-  o.weightDecay = Num(info, i + 2);
-  o.dampening = Num(info, i + 3);
-  o.nesterov = Bool(info, i + 4);
-  std::string form = Str(info, i + 5);
-  o.firstStep = Bool(info, i + 6);
+  o.lr = f.Num("lr");
+  o.momentum = f.Num("momentum");
+  o.weightDecay = f.Num("weightDecay");
+  o.dampening = f.Num("dampening");
+  o.nesterov = f.Bool("nesterov");
+  std::string form = f.Str("form");
   if (form != "paper" && form != "pytorch") throw ArgError("unknown SGD form '" + form + "'");
   o.paper = form == "paper";
+  o.firstStep = f.Bool("firstStep");
   return o;
 }
 
@@ -107,7 +107,7 @@ static void SgdForeach(const SgdOptions& o, std::vector<at::Tensor>& W, const st
   at::_foreach_add_(W, D, -lr);
 }
 
-// sgdStep(params, momentumBuffers, lr, momentum, weightDecay, dampening, nesterov, form, firstStep)
+// sgdStep(params, momentumBuffers, { lr, momentum, weightDecay, dampening, nesterov, form, firstStep })
 static Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   at::NoGradGuard ng;
   std::vector<at::Tensor> ps = TList(info, 0);
@@ -140,16 +140,16 @@ struct AdamOptions {
   double BiasCorrection2() const { return 1 - std::pow(beta2, step); }
 };
 
-// Arguments i to i + 6: step, lr, beta1, beta2, eps, weightDecay, decoupled.
 static AdamOptions ReadAdamOptions(const Napi::CallbackInfo& info, size_t i) {
+  Fields f(info, i);
   AdamOptions o;
-  o.step = Num(info, i);
-  o.lr = Num(info, i + 1);
-  o.beta1 = Num(info, i + 2);
-  o.beta2 = Num(info, i + 3);
-  o.eps = Num(info, i + 4);
-  o.weightDecay = Num(info, i + 5);
-  o.decoupled = Bool(info, i + 6);
+  o.step = f.Num("step");
+  o.lr = f.Num("lr");
+  o.beta1 = f.Num("beta1");
+  o.beta2 = f.Num("beta2");
+  o.eps = f.Num("eps");
+  o.weightDecay = f.Num("weightDecay");
+  o.decoupled = f.Bool("decoupled");
   return o;
 }
 
@@ -198,7 +198,7 @@ static void AdamForeach(const AdamOptions& o, std::vector<at::Tensor>& W, std::v
   at::_foreach_addcdiv_(W, M, denom, -lr / o.BiasCorrection1());
 }
 
-// adamStep(params, expAvg, expAvgSq, step, lr, beta1, beta2, eps, weightDecay, decoupled)
+// adamStep(params, expAvg, expAvgSq, { step, lr, beta1, beta2, eps, weightDecay, decoupled })
 static Napi::Value AdamStep(const Napi::CallbackInfo& info) {
   at::NoGradGuard ng;
   std::vector<at::Tensor> ps = TList(info, 0);

@@ -20,6 +20,28 @@ export interface RuntimeInfo {
   numThreads: number;
 }
 
+/** sgdStep's settings; `firstStep` starts PyTorch's momentum buffers from the gradient. */
+export interface SgdStepOptions {
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  dampening: number;
+  nesterov: boolean;
+  form: 'paper' | 'pytorch';
+  firstStep: boolean;
+}
+
+/** adamStep's settings; `step` counts from 1, `decoupled` is AdamW. */
+export interface AdamStepOptions {
+  step: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  decoupled: boolean;
+}
+
 export interface Native {
   abiVersion: number;
   // common.cc
@@ -95,8 +117,8 @@ export interface Native {
   zeroGrad(params: H[]): void;
   gradsFinite(params: H[]): boolean;
   // optim.cc
-  sgdStep(params: H[], bufs: H[], lr: number, momentum: number, weightDecay: number, dampening: number, nesterov: boolean, form: string, firstStep: boolean): void;
-  adamStep(params: H[], expAvg: H[], expAvgSq: H[], step: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean): void;
+  sgdStep(params: H[], bufs: H[], o: SgdStepOptions): void;
+  adamStep(params: H[], expAvg: H[], expAvgSq: H[], o: AdamStepOptions): void;
   // amp.cc
   setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: 'bfloat16' | 'float16'): boolean;
   unscaleGrads(params: H[], invScale: number): boolean;
@@ -116,7 +138,7 @@ export interface Native {
 }
 
 /** Must equal kAbiVersion in native/addon.cc. */
-const ADDON_ABI = 2;
+const ADDON_ABI = 3;
 let loaded: Native | undefined;
 
 function projectRoot(): string {
