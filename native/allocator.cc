@@ -31,8 +31,8 @@ constexpr size_t kAlign = 64;
 
 struct Cache {
   std::mutex mu;
-  std::unordered_map<void*, size_t> sizes;                 // live and cached large blocks -> rounded size
-  std::unordered_map<size_t, std::vector<void*>> free;     // rounded size -> cached blocks
+  std::unordered_map<void*, size_t> sizes;              // live and cached large blocks -> rounded size
+  std::unordered_map<size_t, std::vector<void*>> free;  // rounded size -> cached blocks
   size_t cached = 0;
   size_t limit = 0;
   size_t hits = 0, misses = 0;

@@ -8,9 +8,7 @@
 namespace alexnet {
 
 // ---- TensorWrap --------------------------------------------------------------------------------------------
-Napi::Function TensorWrap::Init(Napi::Env env) {
-  return DefineClass(env, "NativeTensor", {});
-}
+Napi::Function TensorWrap::Init(Napi::Env env) { return DefineClass(env, "NativeTensor", {}); }
 
 static std::atomic<int64_t> g_wraps{0};
 static std::atomic<int64_t> g_live{0};
@@ -58,9 +56,7 @@ Napi::Value Wrap(Napi::Env env, at::Tensor t) {
   return obj;
 }
 
-Napi::Value WrapMaybe(Napi::Env env, const at::Tensor& t) {
-  return t.defined() ? Wrap(env, t) : env.Undefined();
-}
+Napi::Value WrapMaybe(Napi::Env env, const at::Tensor& t) { return t.defined() ? Wrap(env, t) : env.Undefined(); }
 
 Napi::Array WrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
   Napi::Array out = Napi::Array::New(env, ts.size());
@@ -185,7 +181,8 @@ at::ScalarType ParseDtype(const std::string& name) {
   if (name == "int32") return at::kInt;
   if (name == "int64") return at::kLong;
   if (name == "bool") return at::kBool;
-  throw ArgError("unknown dtype '" + name + "' (expected float32, float16, bfloat16, float64, uint8, int32, int64 or bool)");
+  throw ArgError("unknown dtype '" + name +
+                 "' (expected float32, float16, bfloat16, float64, uint8, int32, int64 or bool)");
 }
 
 std::string DtypeName(at::ScalarType t) {

@@ -37,8 +37,8 @@ static int64_t Reduction(const std::string& r) {
 
 // conv2d(x, w, b|null, stride[2], padding[2], dilation[2], groups)
 static Napi::Value Conv2d(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), at::conv2d(T(info, 0), T(info, 1), OptT(info, 2), Pair(info, 3), Pair(info, 4),
-                                     Pair(info, 5), Int(info, 6)));
+  return Wrap(info.Env(), at::conv2d(T(info, 0), T(info, 1), OptT(info, 2), Pair(info, 3), Pair(info, 4), Pair(info, 5),
+                                     Int(info, 6)));
 }
 
 // linear(x, w, b|null)
@@ -48,14 +48,14 @@ static Napi::Value Linear(const Napi::CallbackInfo& info) {
 
 // maxPool2d(x, kernel[2], stride[2], padding[2], ceilMode)
 static Napi::Value MaxPool2d(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), at::max_pool2d(T(info, 0), Pair(info, 1), Pair(info, 2), Pair(info, 3), {1, 1},
-                                         Bool(info, 4)));
+  return Wrap(info.Env(),
+              at::max_pool2d(T(info, 0), Pair(info, 1), Pair(info, 2), Pair(info, 3), {1, 1}, Bool(info, 4)));
 }
 
 // avgPool2d(x, kernel[2], stride[2], padding[2], ceilMode, countIncludePad)
 static Napi::Value AvgPool2d(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), at::avg_pool2d(T(info, 0), Pair(info, 1), Pair(info, 2), Pair(info, 3), Bool(info, 4),
-                                         Bool(info, 5)));
+  return Wrap(info.Env(),
+              at::avg_pool2d(T(info, 0), Pair(info, 1), Pair(info, 2), Pair(info, 3), Bool(info, 4), Bool(info, 5)));
 }
 
 // adaptiveAvgPool2d(x, size[2])
@@ -70,21 +70,21 @@ static Napi::Value Dropout(const Napi::CallbackInfo& info) {
 
 // batchNorm(x, weight|null, bias|null, runningMean|null, runningVar|null, training, momentum, eps)
 static Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), at::batch_norm(T(info, 0), OptT(info, 1), OptT(info, 2), OptT(info, 3), OptT(info, 4),
-                                         Bool(info, 5), Num(info, 6), Num(info, 7),
-                                         at::globalContext().userEnabledCuDNN()));
+  return Wrap(info.Env(),
+              at::batch_norm(T(info, 0), OptT(info, 1), OptT(info, 2), OptT(info, 3), OptT(info, 4), Bool(info, 5),
+                             Num(info, 6), Num(info, 7), at::globalContext().userEnabledCuDNN()));
 }
 
 // localResponseNorm(x, size, alpha, beta, k, alphaPerSize)
 static Napi::Value LocalResponseNorm(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), ComputeLocalResponseNorm(T(info, 0), Int(info, 1), Num(info, 2), Num(info, 3),
-                                                   Num(info, 4), Bool(info, 5)));
+  return Wrap(info.Env(), ComputeLocalResponseNorm(T(info, 0), Int(info, 1), Num(info, 2), Num(info, 3), Num(info, 4),
+                                                   Bool(info, 5)));
 }
 
 // crossEntropy(logits, target, reduction, labelSmoothing)
 static Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), at::cross_entropy_loss(T(info, 0), T(info, 1), {}, Reduction(Str(info, 2)), -100,
-                                                 Num(info, 3)));
+  return Wrap(info.Env(),
+              at::cross_entropy_loss(T(info, 0), T(info, 1), {}, Reduction(Str(info, 2)), -100, Num(info, 3)));
 }
 
 // mseLoss(a, b, reduction)

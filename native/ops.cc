@@ -25,7 +25,11 @@ static const std::unordered_map<std::string, std::function<at::Tensor(const at::
       {"isfinite", [](const at::Tensor& a) { return at::isfinite(a); }},
       {"logicalNot", [](const at::Tensor& a) { return at::logical_not(a); }},
       // In place: the result shares the input's storage (autograd checks that this is safe).
-      {"relu_", [](const at::Tensor& a) { at::Tensor t = a; return at::relu_(t); }},
+      {"relu_",
+       [](const at::Tensor& a) {
+         at::Tensor t = a;
+         return at::relu_(t);
+       }},
   };
   return ops;
 }
@@ -35,32 +39,45 @@ using BinS = std::function<at::Tensor(const at::Tensor&, const at::Scalar&)>;
 
 static const std::unordered_map<std::string, std::pair<BinT, BinS>>& BinaryOps() {
   static const std::unordered_map<std::string, std::pair<BinT, BinS>> ops = {
-      {"add", {[](const at::Tensor& a, const at::Tensor& b) { return at::add(a, b); },
-               [](const at::Tensor& a, const at::Scalar& b) { return at::add(a, b); }}},
-      {"sub", {[](const at::Tensor& a, const at::Tensor& b) { return at::sub(a, b); },
-               [](const at::Tensor& a, const at::Scalar& b) { return at::sub(a, b); }}},
-      {"mul", {[](const at::Tensor& a, const at::Tensor& b) { return at::mul(a, b); },
-               [](const at::Tensor& a, const at::Scalar& b) { return at::mul(a, b); }}},
-      {"div", {[](const at::Tensor& a, const at::Tensor& b) { return at::div(a, b); },
-               [](const at::Tensor& a, const at::Scalar& b) { return at::div(a, b); }}},
-      {"pow", {[](const at::Tensor& a, const at::Tensor& b) { return at::pow(a, b); },
-               [](const at::Tensor& a, const at::Scalar& b) { return at::pow(a, b); }}},
-      {"maximum", {[](const at::Tensor& a, const at::Tensor& b) { return at::maximum(a, b); },
-                   [](const at::Tensor& a, const at::Scalar& b) { return at::clamp_min(a, b); }}},
-      {"minimum", {[](const at::Tensor& a, const at::Tensor& b) { return at::minimum(a, b); },
-                   [](const at::Tensor& a, const at::Scalar& b) { return at::clamp_max(a, b); }}},
-      {"eq", {[](const at::Tensor& a, const at::Tensor& b) { return at::eq(a, b); },
-              [](const at::Tensor& a, const at::Scalar& b) { return at::eq(a, b); }}},
-      {"ne", {[](const at::Tensor& a, const at::Tensor& b) { return at::ne(a, b); },
-              [](const at::Tensor& a, const at::Scalar& b) { return at::ne(a, b); }}},
-      {"lt", {[](const at::Tensor& a, const at::Tensor& b) { return at::lt(a, b); },
-              [](const at::Tensor& a, const at::Scalar& b) { return at::lt(a, b); }}},
-      {"le", {[](const at::Tensor& a, const at::Tensor& b) { return at::le(a, b); },
-              [](const at::Tensor& a, const at::Scalar& b) { return at::le(a, b); }}},
-      {"gt", {[](const at::Tensor& a, const at::Tensor& b) { return at::gt(a, b); },
-              [](const at::Tensor& a, const at::Scalar& b) { return at::gt(a, b); }}},
-      {"ge", {[](const at::Tensor& a, const at::Tensor& b) { return at::ge(a, b); },
-              [](const at::Tensor& a, const at::Scalar& b) { return at::ge(a, b); }}},
+      {"add",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::add(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::add(a, b); }}},
+      {"sub",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::sub(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::sub(a, b); }}},
+      {"mul",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::mul(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::mul(a, b); }}},
+      {"div",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::div(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::div(a, b); }}},
+      {"pow",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::pow(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::pow(a, b); }}},
+      {"maximum",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::maximum(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::clamp_min(a, b); }}},
+      {"minimum",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::minimum(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::clamp_max(a, b); }}},
+      {"eq",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::eq(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::eq(a, b); }}},
+      {"ne",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::ne(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::ne(a, b); }}},
+      {"lt",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::lt(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::lt(a, b); }}},
+      {"le",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::le(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::le(a, b); }}},
+      {"gt",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::gt(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::gt(a, b); }}},
+      {"ge",
+       {[](const at::Tensor& a, const at::Tensor& b) { return at::ge(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::ge(a, b); }}},
   };
   return ops;
 }
@@ -113,7 +130,10 @@ static Napi::Value AsStrided(const Napi::CallbackInfo& info) {
   int64_t last = offset;  // the largest element index the view touches must lie inside t
   for (size_t i = 0; i < size.size(); i++) {
     if (size[i] < 0 || stride[i] < 0) throw ArgError("size and stride must be >= 0");
-    if (size[i] == 0) { last = -1; break; }
+    if (size[i] == 0) {
+      last = -1;
+      break;
+    }
     last += (size[i] - 1) * stride[i];
   }
   if (offset < 0 || last >= t.numel()) throw ArgError("the strided view reaches past the end of its storage");
