@@ -1,4 +1,4 @@
-// A caching CPU allocator for tensor buffers (libtorch 1.x).
+// CPU memory: glibc's malloc settings and a caching CPU allocator for tensor buffers (libtorch 1.x).
 //
 // Why: a training loop frees and re-allocates the same buffer sizes every step. Through glibc those buffers
 // either fragment the heap (measured: +0.26 MB RSS per step under the default dynamic mmap threshold) or, with
@@ -12,6 +12,9 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -28,8 +31,8 @@ constexpr size_t kAlign = 64;
 
 struct Cache {
   std::mutex mu;
-  std::unordered_map<void*, size_t> sizes;                 // live and cached large blocks -> rounded size
-  std::unordered_map<size_t, std::vector<void*>> free;     // rounded size -> cached blocks
+  std::unordered_map<void*, size_t> sizes;              // live and cached large blocks -> rounded size
+  std::unordered_map<size_t, std::vector<void*>> free;  // rounded size -> cached blocks
   size_t cached = 0;
   size_t limit = 0;
   size_t hits = 0, misses = 0;
@@ -103,33 +106,49 @@ bool g_enabled = false;
 
 }  // namespace
 
-void InstallAllocator(Napi::Env env, Napi::Object exports) {
+// Installs the cache unless ALEXNET_CPU_CACHE_MB is 0 (or negative).
+static void InstallCachingAllocator() {
   if (std::getenv("ALEXNET_CPU_CACHE_MB") == nullptr || std::atoll(std::getenv("ALEXNET_CPU_CACHE_MB")) > 0) {
     c10::SetAllocator(c10::DeviceType::CPU, &g_allocator, /*priority=*/1);
     g_enabled = true;
   }
-  Export(env, exports, "allocatorStats", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    Cache& c = TheCache();
-    std::lock_guard<std::mutex> lock(c.mu);
-    Napi::Object o = Napi::Object::New(info.Env());
-    o.Set("enabled", g_enabled);
-    o.Set("cachedBytes", static_cast<double>(c.cached));
-    o.Set("largeBlocks", static_cast<double>(c.sizes.size()));
-    o.Set("hits", static_cast<double>(c.hits));
-    o.Set("misses", static_cast<double>(c.misses));
-    return o;
-  });
+}
+
+// allocatorStats() -> { enabled, cachedBytes, largeBlocks, hits, misses }
+static Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
+  Cache& c = TheCache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("enabled", g_enabled);
+  o.Set("cachedBytes", static_cast<double>(c.cached));
+  o.Set("largeBlocks", static_cast<double>(c.sizes.size()));
+  o.Set("hits", static_cast<double>(c.hits));
+  o.Set("misses", static_cast<double>(c.misses));
+  return o;
 }
 
 #else
 
-// libtorch 2.x changed the Allocator interface; there the fixed mmap threshold (addon.cc) is the remedy.
-void InstallAllocator(Napi::Env env, Napi::Object exports) {
-  Export(env, exports, "allocatorStats", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return info.Env().Undefined();
-  });
-}
+// libtorch 2.x changed the Allocator interface; there the fixed mmap threshold (SetUpCpuMemory) is the remedy.
+static void InstallCachingAllocator() {}
+
+// allocatorStats() -> undefined: there is no cache
+static Napi::Value AllocatorStats(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
 #endif
+
+void SetUpCpuMemory() {
+#if defined(__GLIBC__)
+  // Tensor buffers of 100 KB to 32 MB, allocated 64-byte aligned and freed every step, fragment glibc's heap
+  // under its default *dynamic* mmap threshold: measured here, the C heap grew by ~0.26 MB per training step
+  // with constant bytes in use (160 MB free-but-unreturnable after 600 steps). A fixed 64 KB threshold serves
+  // those buffers with mmap, returned to the system on free: resident memory stays flat. A user's own
+  // MALLOC_MMAP_THRESHOLD_ wins.
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+#endif
+  InstallCachingAllocator();
+}
+
+void RegisterAllocator(Napi::Env env, Napi::Object exports) { Export(env, exports, "allocatorStats", AllocatorStats); }
 
 }  // namespace alexnet

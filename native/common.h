@@ -1,5 +1,6 @@
-// Shared declarations of the alexnet-ts native addon: the tensor wrapper, argument conversion and the guard
-// that turns every C++ exception into a JavaScript EngineError naming the op and the shapes involved.
+// Shared declarations of the alexnet-ts native addon: the tensor wrapper, argument conversion, the guard that
+// turns every C++ exception into a JavaScript EngineError naming the op and the shapes involved, and each
+// part's registration function. Definitions are in common.cc.
 #pragma once
 
 #include <napi.h>
@@ -29,6 +30,13 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   int64_t accounted_ = 0;  // bytes reported to V8 as external memory
 };
 
+// Handles that exist (JS objects not yet collected) and handles that still hold a tensor: for leak diagnosis.
+struct HandleCounts {
+  int64_t handles;
+  int64_t liveTensors;
+};
+HandleCounts CountHandles();
+
 struct AddonData {
   Napi::FunctionReference tensorCtor;
   Napi::FunctionReference errorCtor;  // EngineError, supplied by the TypeScript side
@@ -49,7 +57,7 @@ Napi::Value Wrap(Napi::Env env, at::Tensor t);
 Napi::Value WrapMaybe(Napi::Env env, const at::Tensor& t);  // undefined when t is undefined
 Napi::Array WrapList(Napi::Env env, const std::vector<at::Tensor>& ts);
 bool IsTensor(Napi::Env env, const Napi::Value& v);
-const at::Tensor& T(const Napi::CallbackInfo& info, size_t i);       // required tensor argument
+const at::Tensor& T(const Napi::CallbackInfo& info, size_t i);             // required tensor argument
 c10::optional<at::Tensor> OptT(const Napi::CallbackInfo& info, size_t i);  // tensor, null or undefined
 std::vector<at::Tensor> TList(const Napi::CallbackInfo& info, size_t i);
 std::vector<int64_t> Ints(const Napi::CallbackInfo& info, size_t i);
@@ -59,20 +67,43 @@ bool Bool(const Napi::CallbackInfo& info, size_t i);
 std::string Str(const Napi::CallbackInfo& info, size_t i);
 bool Present(const Napi::CallbackInfo& info, size_t i);  // neither undefined nor null
 
+// A plain options object passed as argument i, read field by field. Every read checks that the field is there
+// and has the right type, and a failure names both: "argument 3: field 'lr' must be a number, got undefined".
+class Fields {
+ public:
+  Fields(const Napi::CallbackInfo& info, size_t i);
+  double Num(const char* key) const;
+  bool Bool(const char* key) const;
+  std::string Str(const char* key) const;
+
+ private:
+  Napi::Value Get(const char* key, bool ok(const Napi::Value&), const char* expected) const;
+  Napi::Object obj_;
+  std::string what_;
+};
+
 at::ScalarType ParseDtype(const std::string& name);
 std::string DtypeName(at::ScalarType t);
 at::Device ParseDevice(const std::string& name);
 std::string DeviceName(const at::Device& d);
 std::string ShapeString(const at::Tensor& t);
 
+inline bool HasGrad(const at::Tensor& p) { return p.grad().defined(); }
+
 // Registration helper: exports[name] = fn wrapped in Guard(op = name).
 using Body = std::function<Napi::Value(const Napi::CallbackInfo&)>;
 void Export(Napi::Env env, Napi::Object exports, const char* name, Body body);
 
-void InitTensor(Napi::Env env, Napi::Object exports);
-void InitOps(Napi::Env env, Napi::Object exports);
-void InitNN(Napi::Env env, Napi::Object exports);
-void InitAutograd(Napi::Env env, Napi::Object exports);
-void InstallAllocator(Napi::Env env, Napi::Object exports);
+// ---- the parts: each registers its exports (addon.cc calls them in this order) --------------------------------
+void RegisterCommon(Napi::Env env, Napi::Object exports);     // common.cc: NativeTensor, setErrorClass
+void RegisterTensor(Napi::Env env, Napi::Object exports);     // tensor.cc: creation, data, conversion
+void RegisterOps(Napi::Env env, Napi::Object exports);        // ops.cc: shapes, elementwise, reductions
+void RegisterNN(Napi::Env env, Napi::Object exports);         // nn.cc: layers and losses
+void RegisterAutograd(Napi::Env env, Napi::Object exports);   // autograd.cc: backward, gradients, grad mode
+void RegisterOptim(Napi::Env env, Napi::Object exports);      // optim.cc: whole SGD and Adam steps
+void RegisterAmp(Napi::Env env, Napi::Object exports);        // amp.cc: autocast, gradient unscaling
+void RegisterRuntime(Napi::Env env, Napi::Object exports);    // runtime.cc: RNG, threads, CUDA, memory stats
+void SetUpCpuMemory();                                        // allocator.cc: malloc settings, caching allocator
+void RegisterAllocator(Napi::Env env, Napi::Object exports);  // allocator.cc: allocatorStats
 
 }  // namespace alexnet

@@ -15,8 +15,8 @@ static std::vector<int64_t> Pair(const Napi::CallbackInfo& info, size_t i) {
 // The window holds `size` channels: size/2 before and (size-1)/2 after, clipped at the first and last channel.
 // alphaPerSize = true:  scale = alpha / size  (PyTorch's LocalResponseNorm and Caffe)
 // alphaPerSize = false: scale = alpha         (the paper, TensorFlow's tf.nn.lrn with size = 2r + 1)
-static at::Tensor LocalResponseNorm(const at::Tensor& x, int64_t size, double alpha, double beta, double k,
-                                    bool alphaPerSize) {
+static at::Tensor ComputeLocalResponseNorm(const at::Tensor& x, int64_t size, double alpha, double beta, double k,
+                                           bool alphaPerSize) {
   if (x.dim() != 4) throw ArgError("localResponseNorm expects an (N, C, H, W) tensor, got " + ShapeString(x));
   if (size < 1) throw ArgError("localResponseNorm size must be >= 1");
   at::Tensor sq = x.mul(x).unsqueeze(1);  // (N, 1, C, H, W)
@@ -35,65 +35,89 @@ static int64_t Reduction(const std::string& r) {
   throw ArgError("unknown reduction '" + r + "' (expected mean, sum or none)");
 }
 
-void InitNN(Napi::Env env, Napi::Object exports) {
-  // conv2d(x, w, b|null, stride[2], padding[2], dilation[2], groups)
-  Export(env, exports, "conv2d", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), at::conv2d(T(info, 0), T(info, 1), OptT(info, 2), Pair(info, 3), Pair(info, 4),
-                                       Pair(info, 5), Int(info, 6)));
-  });
-  // linear(x, w, b|null)
-  Export(env, exports, "linear", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), at::linear(T(info, 0), T(info, 1), OptT(info, 2)));
-  });
-  // maxPool2d(x, kernel[2], stride[2], padding[2], ceilMode)
-  Export(env, exports, "maxPool2d", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), at::max_pool2d(T(info, 0), Pair(info, 1), Pair(info, 2), Pair(info, 3), {1, 1},
-                                           Bool(info, 4)));
-  });
-  // avgPool2d(x, kernel[2], stride[2], padding[2], ceilMode, countIncludePad)
-  Export(env, exports, "avgPool2d", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), at::avg_pool2d(T(info, 0), Pair(info, 1), Pair(info, 2), Pair(info, 3), Bool(info, 4),
-                                           Bool(info, 5)));
-  });
-  Export(env, exports, "adaptiveAvgPool2d", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), at::adaptive_avg_pool2d(T(info, 0), Pair(info, 1)));
-  });
-  // dropout(x, p, training)
-  Export(env, exports, "dropout", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), at::dropout(T(info, 0), Num(info, 1), Bool(info, 2)));
-  });
-  // batchNorm(x, weight|null, bias|null, runningMean|null, runningVar|null, training, momentum, eps)
-  Export(env, exports, "batchNorm", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), at::batch_norm(T(info, 0), OptT(info, 1), OptT(info, 2), OptT(info, 3), OptT(info, 4),
-                                           Bool(info, 5), Num(info, 6), Num(info, 7),
-                                           at::globalContext().userEnabledCuDNN()));
-  });
-  // localResponseNorm(x, size, alpha, beta, k, alphaPerSize)
-  Export(env, exports, "localResponseNorm", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), LocalResponseNorm(T(info, 0), Int(info, 1), Num(info, 2), Num(info, 3), Num(info, 4),
-                                              Bool(info, 5)));
-  });
-  // crossEntropy(logits, target, reduction, labelSmoothing)
-  Export(env, exports, "crossEntropy", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), at::cross_entropy_loss(T(info, 0), T(info, 1), {}, Reduction(Str(info, 2)), -100,
-                                                   Num(info, 3)));
-  });
-  Export(env, exports, "mseLoss", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    return Wrap(info.Env(), at::mse_loss(T(info, 0), T(info, 1), Reduction(Str(info, 2))));
-  });
-  // resize(x, [h, w], mode, antialias): mode "bilinear" (align_corners = false) or "nearest"
-  Export(env, exports, "resize", [](const Napi::CallbackInfo& info) -> Napi::Value {
-    const at::Tensor& x = T(info, 0);
-    std::vector<int64_t> size = Pair(info, 1);
-    std::string mode = Str(info, 2);
-    bool antialias = Present(info, 3) && Bool(info, 3);
-    if (mode == "bilinear") {
-      if (antialias) return Wrap(info.Env(), at::_upsample_bilinear2d_aa(x, at::IntArrayRef(size), false));
-      return Wrap(info.Env(), at::upsample_bilinear2d(x, at::IntArrayRef(size), false));
-    }
-    if (mode == "nearest") return Wrap(info.Env(), at::upsample_nearest2d(x, at::IntArrayRef(size)));
-    throw ArgError("unknown resize mode '" + mode + "' (expected bilinear or nearest)");
-  });
+// conv2d(x, w, b|null, stride[2], padding[2], dilation[2], groups)
+static Napi::Value Conv2d(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), at::conv2d(T(info, 0), T(info, 1), OptT(info, 2), Pair(info, 3), Pair(info, 4), Pair(info, 5),
+                                     Int(info, 6)));
+}
+
+// linear(x, w, b|null)
+static Napi::Value Linear(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), at::linear(T(info, 0), T(info, 1), OptT(info, 2)));
+}
+
+// maxPool2d(x, kernel[2], stride[2], padding[2], ceilMode)
+static Napi::Value MaxPool2d(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(),
+              at::max_pool2d(T(info, 0), Pair(info, 1), Pair(info, 2), Pair(info, 3), {1, 1}, Bool(info, 4)));
+}
+
+// avgPool2d(x, kernel[2], stride[2], padding[2], ceilMode, countIncludePad)
+static Napi::Value AvgPool2d(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(),
+              at::avg_pool2d(T(info, 0), Pair(info, 1), Pair(info, 2), Pair(info, 3), Bool(info, 4), Bool(info, 5)));
+}
+
+// adaptiveAvgPool2d(x, size[2])
+static Napi::Value AdaptiveAvgPool2d(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), at::adaptive_avg_pool2d(T(info, 0), Pair(info, 1)));
+}
+
+// dropout(x, p, training)
+static Napi::Value Dropout(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), at::dropout(T(info, 0), Num(info, 1), Bool(info, 2)));
+}
+
+// batchNorm(x, weight|null, bias|null, runningMean|null, runningVar|null, training, momentum, eps)
+static Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(),
+              at::batch_norm(T(info, 0), OptT(info, 1), OptT(info, 2), OptT(info, 3), OptT(info, 4), Bool(info, 5),
+                             Num(info, 6), Num(info, 7), at::globalContext().userEnabledCuDNN()));
+}
+
+// localResponseNorm(x, size, alpha, beta, k, alphaPerSize)
+static Napi::Value LocalResponseNorm(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), ComputeLocalResponseNorm(T(info, 0), Int(info, 1), Num(info, 2), Num(info, 3), Num(info, 4),
+                                                   Bool(info, 5)));
+}
+
+// crossEntropy(logits, target, reduction, labelSmoothing)
+static Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(),
+              at::cross_entropy_loss(T(info, 0), T(info, 1), {}, Reduction(Str(info, 2)), -100, Num(info, 3)));
+}
+
+// mseLoss(a, b, reduction)
+static Napi::Value MseLoss(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), at::mse_loss(T(info, 0), T(info, 1), Reduction(Str(info, 2))));
+}
+
+// resize(x, [h, w], mode, antialias): mode "bilinear" (align_corners = false) or "nearest"
+static Napi::Value Resize(const Napi::CallbackInfo& info) {
+  const at::Tensor& x = T(info, 0);
+  std::vector<int64_t> size = Pair(info, 1);
+  std::string mode = Str(info, 2);
+  bool antialias = Present(info, 3) && Bool(info, 3);
+  if (mode == "bilinear") {
+    if (antialias) return Wrap(info.Env(), at::_upsample_bilinear2d_aa(x, at::IntArrayRef(size), false));
+    return Wrap(info.Env(), at::upsample_bilinear2d(x, at::IntArrayRef(size), false));
+  }
+  if (mode == "nearest") return Wrap(info.Env(), at::upsample_nearest2d(x, at::IntArrayRef(size)));
+  throw ArgError("unknown resize mode '" + mode + "' (expected bilinear or nearest)");
+}
+
+void RegisterNN(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "conv2d", Conv2d);
+  Export(env, exports, "linear", Linear);
+  Export(env, exports, "maxPool2d", MaxPool2d);
+  Export(env, exports, "avgPool2d", AvgPool2d);
+  Export(env, exports, "adaptiveAvgPool2d", AdaptiveAvgPool2d);
+  Export(env, exports, "dropout", Dropout);
+  Export(env, exports, "batchNorm", BatchNorm);
+  Export(env, exports, "localResponseNorm", LocalResponseNorm);
+  Export(env, exports, "crossEntropy", CrossEntropy);
+  Export(env, exports, "mseLoss", MseLoss);
+  Export(env, exports, "resize", Resize);
 }
 
 }  // namespace alexnet

@@ -83,7 +83,15 @@ export class SGD extends Optimizer {
   }
 
   step(): void {
-    native().sgdStep(this.handles, this.#bufs.map((b) => b.handle), this.lr, this.momentum, this.weightDecay, this.dampening, this.nesterov, this.form, this.steps === 0);
+    native().sgdStep(this.handles, this.#bufs.map((b) => b.handle), {
+      lr: this.lr,
+      momentum: this.momentum,
+      weightDecay: this.weightDecay,
+      dampening: this.dampening,
+      nesterov: this.nesterov,
+      form: this.form,
+      firstStep: this.steps === 0,
+    });
     this.steps++;
   }
 
@@ -121,7 +129,15 @@ export class Adam extends Optimizer {
 
   step(): void {
     this.steps++;
-    native().adamStep(this.handles, this.#m.map((t) => t.handle), this.#v.map((t) => t.handle), this.steps, this.lr, this.betas[0], this.betas[1], this.eps, this.weightDecay, this.decoupled);
+    native().adamStep(this.handles, this.#m.map((t) => t.handle), this.#v.map((t) => t.handle), {
+      step: this.steps,
+      lr: this.lr,
+      beta1: this.betas[0],
+      beta2: this.betas[1],
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      decoupled: this.decoupled,
+    });
   }
 
   stateTensors(): [string, Tensor][] {

@@ -20,22 +20,39 @@ export interface RuntimeInfo {
   numThreads: number;
 }
 
+/** sgdStep's settings; `firstStep` starts PyTorch's momentum buffers from the gradient. */
+export interface SgdStepOptions {
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  dampening: number;
+  nesterov: boolean;
+  form: 'paper' | 'pytorch';
+  firstStep: boolean;
+}
+
+/** adamStep's settings; `step` counts from 1, `decoupled` is AdamW. */
+export interface AdamStepOptions {
+  step: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  decoupled: boolean;
+}
+
 export interface Native {
   abiVersion: number;
-  compiledLibtorch: string;
+  // common.cc
   setErrorClass(cls: new (message: string) => Error): void;
   // tensor.cc
   fromBuffer(data: ArrayBufferView, shape: number[], dtype: string): H;
   toBuffer(t: H): ArrayBuffer;
   item(t: H): number;
   meta(t: H): { shape: number[]; dtype: string; device: string };
-  memoryStats(): { handles: number; liveTensors: number; heapBytes?: number; heapInUse?: number; heapFree?: number; mmapBytes?: number };
-  /** The caching CPU allocator's state (libtorch 1.x builds); undefined where it is not used. */
-  allocatorStats(): { enabled: boolean; cachedBytes: number; largeBlocks: number; hits: number; misses: number } | undefined;
-  requiresGrad(t: H): boolean;
   isContiguous(t: H, channelsLast?: boolean): boolean;
   dispose(t: H): void;
-  isDisposed(t: H): boolean;
   zeros(shape: number[], dtype?: string, device?: string): H;
   ones(shape: number[], dtype?: string, device?: string): H;
   full(shape: number[], value: number, dtype?: string, device?: string): H;
@@ -94,16 +111,18 @@ export interface Native {
   // autograd.cc
   backward(t: H, grad: Opt<H>, retainGraph: boolean): void;
   grad(t: H): H | undefined;
+  requiresGrad(t: H): boolean;
   setRequiresGrad(t: H, on: boolean): void;
   setGradEnabled(on: boolean): boolean;
-  isGradEnabled(): boolean;
   zeroGrad(params: H[]): void;
   gradsFinite(params: H[]): boolean;
-  unscaleGrads(params: H[], invScale: number): boolean;
+  // optim.cc
+  sgdStep(params: H[], bufs: H[], o: SgdStepOptions): void;
+  adamStep(params: H[], expAvg: H[], expAvgSq: H[], o: AdamStepOptions): void;
+  // amp.cc
   setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: 'bfloat16' | 'float16'): boolean;
-  clipGradNorm(params: H[], maxNorm: number): number;
-  sgdStep(params: H[], bufs: H[], lr: number, momentum: number, weightDecay: number, dampening: number, nesterov: boolean, form: string, firstStep: boolean): void;
-  adamStep(params: H[], expAvg: H[], expAvgSq: H[], step: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, decoupled: boolean): void;
+  unscaleGrads(params: H[], invScale: number): boolean;
+  // runtime.cc
   manualSeed(seed: number): void;
   getRngState(): H;
   setRngState(state: H): void;
@@ -112,9 +131,14 @@ export interface Native {
   setCudnnBenchmark(on: boolean): void;
   cudaSynchronize(): void;
   runtimeInfo(): RuntimeInfo;
+  memoryStats(): { handles: number; liveTensors: number; heapBytes?: number; heapInUse?: number; heapFree?: number; mmapBytes?: number };
+  // allocator.cc
+  /** The caching CPU allocator's state (libtorch 1.x builds); undefined where it is not used. */
+  allocatorStats(): { enabled: boolean; cachedBytes: number; largeBlocks: number; hits: number; misses: number } | undefined;
 }
 
-const ADDON_ABI = 2;
+/** Must equal kAbiVersion in native/addon.cc. */
+const ADDON_ABI = 3;
 let loaded: Native | undefined;
 
 function projectRoot(): string {
