@@ -33,7 +33,7 @@ test('memory stays flat over 200 training steps', () => {
       l.backward();
       return l.item();
     });
-    native().sgdStep(params.map((p) => p.handle), bufs.map((b) => b.handle), 0.01, 0.9, 0, 0, false, 'pytorch', step === 1);
+    native().sgdStep(params.map((p) => p.handle), bufs.map((b) => b.handle), { lr: 0.01, momentum: 0.9, weightDecay: 0, dampening: 0, nesterov: false, form: 'pytorch', firstStep: step === 1 });
     native().zeroGrad(params.map((p) => p.handle));
     if (step === 1) firstLoss = loss;
     lastLoss = loss;
