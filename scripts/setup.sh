@@ -12,7 +12,7 @@ want_tests=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_tests=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (expected --test)" >&2; exit 2 ;;
   esac
 done
