@@ -23,8 +23,11 @@ export interface SafetensorsEntry {
   end: number;
 }
 
-/** Parses and validates the header of a safetensors buffer. */
-export function parseHeader(buf: Buffer, name = 'safetensors data'): { entries: Map<string, SafetensorsEntry>; metadata: Metadata; dataStart: number } {
+/**
+ * Parses and validates the header of a safetensors buffer. `fileSize`: the buffer holds only the start of a file of
+ * that size (a header read alone); offsets are checked against the whole file.
+ */
+export function parseHeader(buf: Buffer, name = 'safetensors data', fileSize = buf.length): { entries: Map<string, SafetensorsEntry>; metadata: Metadata; dataStart: number } {
   const bad = (why: string) => new FormatError(`${name} is not a valid safetensors file: ${why}`);
   if (buf.length < 8) throw bad(`it is only ${buf.length} bytes long`);
   const n = buf.readBigUInt64LE(0);
@@ -38,7 +41,7 @@ export function parseHeader(buf: Buffer, name = 'safetensors data'): { entries: 
   }
   if (!header || typeof header !== 'object' || Array.isArray(header)) throw bad('the header is not a JSON object');
   const dataStart = 8 + Number(n);
-  const dataLen = buf.length - dataStart;
+  const dataLen = fileSize - dataStart;
   const entries = new Map<string, SafetensorsEntry>();
   let metadata: Metadata = {};
   for (const [key, v] of Object.entries(header as Record<string, unknown>)) {
@@ -100,7 +103,7 @@ export function readSafetensorsMetadata(file: string): Metadata | undefined {
     if (n > MAX_HEADER_BYTES || 8 + n > stat.size) return undefined;
     const head = Buffer.alloc(8 + n);
     fs.readSync(fd, head, 0, 8 + n, 0);
-    return parseHeader(Buffer.concat([head, Buffer.alloc(0)]), file).metadata;
+    return parseHeader(head, file, stat.size).metadata;
   } catch {
     return undefined;
   } finally {
