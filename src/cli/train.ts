@@ -45,7 +45,7 @@ const OPTIM = {
   batchSize: withHelp(COMMON.batchSize, 'images per training step'),
   evalBatchSize: withHelp(COMMON.batchSize, 'images per evaluation batch (default 256 for IDX data, 128 for folders)'),
   optimizer: choice('NAME', "sgd (PyTorch's form), sgd-paper (v ← μv − λεw − ε∇, w ← w + v) or adam", OPTIMIZERS),
-  lr: num('X', 'learning rate', { min: 1e-12, max: 1e3 }),
+  lr: num('X', 'learning rate', { min: 1e-12 }),
   momentum: num('X', 'momentum', { min: 0, max: 1 }),
   weightDecay: num('X', 'weight decay', { min: 0, max: 1 }),
   schedule: text('S', 'constant, plateau (÷10 when validation error stops improving, 3 times at most, as the paper)\nor step:EPOCHS[:GAMMA]'),

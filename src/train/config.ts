@@ -169,7 +169,7 @@ export function checkRunConfig(value: unknown, source: string): RunConfig {
   f.str('data.dataset', data.dataset);
   const opt = f.object('optimization', c.optimization);
   f.oneOf('optimization.optimizer', opt.optimizer, OPTIMIZERS);
-  f.num('optimization.lr', opt.lr, 0, 1e6, { exclusiveMin: true });
+  f.num('optimization.lr', opt.lr, 0, Number.MAX_VALUE, { exclusiveMin: true });
   f.num('optimization.momentum', opt.momentum, 0, 1);
   f.num('optimization.weightDecay', opt.weightDecay, 0, 1e6);
   f.int('optimization.batchSize', opt.batchSize, 1, 1 << 20);
