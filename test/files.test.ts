@@ -6,12 +6,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { UserError } from '../src/errors';
 import {
   appendLine, checkInputFile, cleanStaleTemps, describeFsError, HOST_TAG, openInputFile, parseTempName, readInputFile, tempPath,
   writeFileAtomic,
 } from '../src/util/files';
 import { bindReadOnly, mountSkip, mountTmpfs, unmountAll } from './helpers/mounts';
+import { userError } from './helpers/errors';
 import { stopDuringWrite } from './helpers/mid-write';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-files-'));
@@ -22,14 +22,6 @@ after(() => {
 });
 
 const temps = (d: string) => fs.readdirSync(d).filter((n) => n.endsWith('.tmp'));
-function userError(re: RegExp) {
-  return (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${String(e)}`);
-    assert.match(e.message, re);
-    assert.doesNotMatch(e.message, /\n/, 'one line');
-    return true;
-  };
-}
 /** Runs `code` in a child node with `files` bound to src/util/files; returns its exit, output and whether it timed out. */
 function child(code: string, o: { timeout?: number; uid?: number; shell?: string } = {}) {
   const js = `const files = require(${JSON.stringify(FILES)}); ${code}`;

@@ -7,10 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { UserError } from '../src/errors';
 import { tempPath } from '../src/util/files';
 import { acquireLock, estimateSafetensorsBytes, lockPath, newRunId, OutputSpec, planOutputs, readLock, sameFile } from '../src/util/outputs';
 import { bindReadOnly, mountSkip, mountTmpfs, unmountAll } from './helpers/mounts';
+import { userError } from './helpers/errors';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-outputs-'));
 const OUTPUTS = path.resolve(__dirname, '..', 'src', 'util', 'outputs.js');
@@ -21,14 +21,6 @@ after(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function userError(re: RegExp) {
-  return (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${String(e)}`);
-    assert.match(e.message, re);
-    assert.doesNotMatch(e.message, /\n/, 'one line');
-    return true;
-  };
-}
 const save = (p: string, o: Partial<OutputSpec> = {}): OutputSpec => ({ option: '--save', path: p, kind: 'checkpoint', ...o });
 const metrics = (p: string, o: Partial<OutputSpec> = {}): OutputSpec => ({ option: '--metrics', path: p, kind: 'metrics', ...o });
 const sub = (name: string) => {

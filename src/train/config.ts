@@ -12,7 +12,7 @@ import { listModels } from '../models/registry';
 import { FieldReader } from '../persist/validate';
 import { DeviceRequest, parseDevice } from '../runtime/device';
 import { Precision, PRECISIONS } from '../runtime/precision';
-import { defaultLr, OptimizerName, recipeFor } from './recipes';
+import { defaultLr, Optimization, OptimizerName, recipeFor } from './recipes';
 import { FolderConfig } from './data';
 
 export const OPTIMIZERS: OptimizerName[] = ['sgd', 'sgd-paper', 'adam'];
@@ -31,18 +31,9 @@ export interface RunConfig {
     /** The photo transform in use: resolved when a run starts and kept, so a resumed run needs no stats file. */
     transform?: PhotoTransform;
   };
-  optimization: {
-    optimizer: OptimizerName;
-    lr: number;
-    momentum: number;
-    weightDecay: number;
-    batchSize: number;
-    evalBatchSize: number;
-    epochs: number;
+  optimization: Optimization & {
     /** Stop after this many optimiser steps in total (the run can be resumed later). */
     maxSteps?: number;
-    /** constant, plateau or step:EPOCHS[:GAMMA]. */
-    schedule: string;
   };
   /** fp32, bf16 or fp16 autocast (fp16 with loss scaling); auto: bf16 on a GPU, fp32 on the CPU. */
   precision: Precision | 'auto';
@@ -60,7 +51,7 @@ export interface RunConfig {
 }
 
 /** Flat options, as the CLI's flags name them: every one optional, recipe values fill the rest. */
-export interface TrainOptions {
+export interface TrainOptions extends Partial<FolderConfig> {
   model?: string;
   dataset?: string;
   data?: string;
@@ -87,15 +78,6 @@ export interface TrainOptions {
   metrics?: string;
   metricsEvery?: number;
   overwrite?: boolean;
-  valSplit?: number;
-  labels?: string;
-  augment?: Augment;
-  shortSide?: number;
-  pcaStd?: number;
-  stats?: string;
-  workers?: number;
-  prefetch?: number;
-  strict?: boolean;
 }
 
 const FOLDER_ONLY = ['valSplit', 'labels', 'augment', 'shortSide', 'pcaStd', 'stats', 'workers', 'prefetch', 'strict'] as const;

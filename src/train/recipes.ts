@@ -3,9 +3,8 @@ import { Augment } from '../data/transforms';
 
 export type OptimizerName = 'sgd' | 'sgd-paper' | 'adam';
 
-export interface Recipe {
-  name: string;
-  model: string;
+/** How a run optimises: the part of a recipe that a run configuration keeps. */
+export interface Optimization {
   optimizer: OptimizerName;
   lr: number;
   momentum: number;
@@ -13,7 +12,13 @@ export interface Recipe {
   batchSize: number;
   evalBatchSize: number;
   epochs: number;
+  /** constant, plateau or step:EPOCHS[:GAMMA]. */
   schedule: string;
+}
+
+export interface Recipe extends Optimization {
+  name: string;
+  model: string;
   augment: Augment;
 }
 
