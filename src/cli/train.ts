@@ -19,8 +19,8 @@ const normalize: Opt<{ mean: number; std: number } | undefined> = {
 };
 
 const DATA = {
-  dataset: text('D', "fashion-mnist (default), mnist, or folder:PATH — an image folder in torchvision's ImageFolder layout:\none subfolder per class (class index by sorted name), or train/ and val/ (or test/) folders that hold\nthem. JPEG, PNG, WebP, GIF, TIFF, AVIF."),
-  data: text('DIR', "IDX folder (default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist); MNIST needs it"),
+  dataset: text('D', "fashion-mnist (default), mnist, or folder:PATH — an image folder in torchvision's\nImageFolder layout: one subfolder per class (class index by sorted name), or train/ and val/\n(or test/) folders that hold them. JPEG, PNG, WebP, GIF, TIFF, AVIF."),
+  data: text('DIR', "IDX folder (default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist);\nMNIST needs it"),
   valSplit: num('F', 'image folders without val/: share of each class held out, seeded (default 0.1)', { min: 0, max: 0.95 }),
   labels: text('FILE', "display names for class folders: lines 'FOLDER NAME' (e.g. ImageNet's synset list) or a JSON\nobject {\"FOLDER\": \"NAME\"}"),
   augment: choice('A', 'image folders: paper (256 short side, random crops of the centre square, flips, PCA colour\nnoise), torchvision (random resized crops, flips) or none (centre crops)', AUGMENTS),
