@@ -30,6 +30,8 @@ function refused(args: string[], pattern: RegExp): void {
 }
 
 let checkpoint = '';
+/** A checkpoint whose run is complete (1 of 1 epochs). */
+let finished = '';
 test('a finished run leaves a checkpoint that a second run may not replace without --overwrite', () => {
   checkpoint = path.join(dir, 'first.safetensors');
   const r = cli([...TINY, '--epochs', '1', '--save', checkpoint]);
@@ -37,6 +39,8 @@ test('a finished run leaves a checkpoint that a second run may not replace witho
   const before = fs.readFileSync(checkpoint);
   refused([...TINY, '--epochs', '1', '--save', checkpoint], /--save .*first\.safetensors already holds a checkpoint \(alexnet-d2l, epoch 1 of 1.*--resume/);
   assert.ok(fs.readFileSync(checkpoint).equals(before), 'the checkpoint is untouched');
+  finished = path.join(dir, 'finished.safetensors');
+  fs.copyFileSync(checkpoint, finished);
   const again = cli([...TINY, '--epochs', '1', '--max-steps', '1', '--save', checkpoint, '--overwrite']);
   assert.equal(again.code, 0, again.stderr);
 });
@@ -83,7 +87,7 @@ test('a second run on the same checkpoint is refused while the first runs; SIGTE
 });
 
 test('resuming with nothing left to do, MNIST without its files and a mistyped device are usage errors', () => {
-  refused(['train', '--resume', checkpoint, '--epochs', '1'], /has done 1 epochs and the run asks for 1: give --epochs above 1/);
+  refused(['train', '--resume', finished, '--epochs', '1'], /has done 1 epochs and the run asks for 1: give --epochs above 1/);
   refused([...TINY, '--dataset', 'mnist'], /--dataset mnist needs --data DIR/);
   refused([...TINY, '--device', 'gpu'], /--device must be auto, cpu, cuda or cuda:N, got 'gpu'/);
   const info = cli(['info'], { env: { OMP_NUM_THREADS: '0' } });
