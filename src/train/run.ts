@@ -1,7 +1,6 @@
 // A training run: `train(config)` starts one, `resume(file, overrides)` continues a checkpoint exactly where it
 // stopped. Both set the run up (device, data, model, optimiser), then alternate `trainOneEpoch`, evaluation, the
 // learning-rate schedule and a checkpoint, saying what happens through events that reporters subscribe to.
-import * as crypto from 'node:crypto';
 import { UserError } from '../errors';
 import { checkBatchFits } from '../models/budget';
 import { getModel } from '../models/registry';
@@ -22,6 +21,7 @@ import { EpochRecord, TrainEvent, TrainEvents } from './events';
 import { logReporter, metricsReporter, progressReporter } from './reporters';
 import { StepContext } from './step';
 import { checkpointSize, planRunOutputs, RunOutputs } from './outputs';
+import { newRunId } from '../util/outputs';
 
 export interface TrainHooks {
   /** Log lines (default: console.log). */
@@ -48,8 +48,7 @@ export interface TrainResult {
 /** Trains from scratch with `config` (see `buildRunConfig` for flat options over a recipe). */
 export async function train(config: RunConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
   const cfg = checkRunConfig(config, 'the run configuration');
-  const runId = `${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}-${crypto.randomBytes(3).toString('hex')}`;
-  return run({ cfg, runId }, hooks);
+  return run({ cfg, runId: newRunId() }, hooks);
 }
 
 /** Continues the checkpoint `file` where it stopped, with its own settings except for `overrides`. */
@@ -108,7 +107,7 @@ async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
     checkBatches(s.cfg, model, dev.device, warn);
     const optimizer = makeOptimizer(s.cfg, model);
     // Every output is checked (and locked) before the first step: a run never trains and then fails to save.
-    const outputs = planRunOutputs(s.cfg, checkpointSize(model, optimizer), { resuming: s.resumeFile, warn: (m) => warn(`warning: ${m}`) });
+    const outputs = planRunOutputs(s.cfg, checkpointSize(model, optimizer), { runId: s.runId, resuming: s.resumeFile, warn: (m) => warn(`warning: ${m}`) });
     try {
       const d = s.cfg.data;
       const data = prepared.open({
