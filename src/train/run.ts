@@ -15,7 +15,7 @@ import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
 import { applyOverrides, checkRunConfig, ResumeOverrides, RunConfig, upgradeConfig } from './config';
 import { OpenedData, PreparedData, prepareData, problemLogger } from './data';
-import { trainOneEpoch } from './epoch';
+import { EpochOutcome, trainOneEpoch } from './epoch';
 import { evaluate, EvalResult } from './evaluate';
 import { EpochRecord, TrainEvent, TrainEvents } from './events';
 import { logReporter, metricsReporter, progressReporter } from './reporters';
@@ -233,6 +233,35 @@ function nonFiniteHint(t: Trainer): () => string {
   };
 }
 
+/** Emits the run's time estimate once, from the duration of its fifth step. */
+function estimator(t: Trainer): (perStep: number, step: number) => void {
+  const o = t.cfg.optimization;
+  let done = t.progress.globalStep > 0;
+  return (perStep, step) => {
+    if (done || step < 4) return;
+    done = true;
+    const total = t.data.train.numBatches * o.epochs;
+    const steps = o.maxSteps ? Math.min(o.maxSteps, total) : total;
+    const evals = o.maxSteps ? 1 : o.epochs;
+    const seconds = perStep * (steps + (evals * t.data.test.size) / o.batchSize / 3);
+    t.events.emit({ type: 'estimate', seconds, steps, secondsPerStep: perStep });
+  };
+}
+
+/** After a complete epoch: the schedule's step, the history record, the event. */
+function finishEpoch(t: Trainer, r: EpochOutcome, ev: EvalResult, elapsed: number): void {
+  const lr = t.ctx.optimizer.lr;
+  t.ctx.optimizer.lr = t.schedule.epochEnd(lr, 1 - ev.top1);
+  const record: EpochRecord = {
+    epoch: t.progress.epoch + 1, train_loss: r.train.loss, train_acc: r.train.acc, test_loss: ev.loss, test_acc: ev.top1,
+    test_top5: ev.top5, lr, images_per_sec: r.images / r.seconds, epoch_seconds: r.seconds, elapsed_seconds: elapsed,
+    skipped: t.data.train.skipped, data_wait_seconds: r.waited,
+  };
+  t.history.push(record);
+  t.progress = { epoch: t.progress.epoch + 1, batch: 0, globalStep: t.progress.globalStep };
+  t.events.emit({ type: 'epoch', record, lrAfter: t.ctx.optimizer.lr, epochs: t.cfg.optimization.epochs });
+}
+
 async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<TrainResult> {
   const { cfg, data, events } = t;
   const o = cfg.optimization;
@@ -240,15 +269,7 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
   const elapsedBefore = t.history.length ? t.history[t.history.length - 1].elapsed_seconds : 0;
   let stopped: TrainResult['stopped'] = 'completed';
   let lastEval: EvalResult | undefined;
-  let estimated = t.progress.globalStep > 0;
-  const onStepTime = (perStep: number, step: number) => {
-    if (estimated || step < 4) return;
-    estimated = true;
-    const total = data.train.numBatches * o.epochs;
-    const steps = o.maxSteps ? Math.min(o.maxSteps, total) : total;
-    const evals = o.maxSteps ? 1 : o.epochs;
-    events.emit({ type: 'estimate', seconds: perStep * (steps + (evals * data.test.size) / o.batchSize / 3), steps, secondsPerStep: perStep });
-  };
+  const onStepTime = estimator(t);
   t.ctx.model.train();
   while (t.progress.epoch < o.epochs && stopped === 'completed') {
     const r = await trainOneEpoch({
@@ -262,24 +283,14 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
       events.emit({ type: 'interrupted', progress: t.progress, saved: t.outputs.saved });
       break;
     }
-    lastEval = await evaluate(t.ctx.model, data.test, { precision: t.ctx.precision, onBatch: (done, total) => events.emit({ type: 'evaluating', done, total }) });
+    const onBatch = (done: number, total: number) => events.emit({ type: 'evaluating', done, total });
+    lastEval = await evaluate(t.ctx.model, data.test, { precision: t.ctx.precision, onBatch });
     events.emit({ type: 'evaluation', epoch: t.progress.epoch, result: lastEval });
     t.ctx.model.train();
-    if (r.progress.batch === data.train.numBatches) {
-      const lr = t.ctx.optimizer.lr;
-      t.ctx.optimizer.lr = t.schedule.epochEnd(lr, 1 - lastEval.top1);
-      const record: EpochRecord = {
-        epoch: t.progress.epoch + 1, train_loss: r.train.loss, train_acc: r.train.acc, test_loss: lastEval.loss, test_acc: lastEval.top1,
-        test_top5: lastEval.top5, lr, images_per_sec: r.images / r.seconds, epoch_seconds: r.seconds,
-        elapsed_seconds: elapsedBefore + (Date.now() - runStart) / 1000, skipped: data.train.skipped, data_wait_seconds: r.waited,
-      };
-      t.history.push(record);
-      t.progress = { epoch: t.progress.epoch + 1, batch: 0, globalStep: t.progress.globalStep };
-      events.emit({ type: 'epoch', record, lrAfter: t.ctx.optimizer.lr, epochs: o.epochs });
-    } else {
-      events.emit({ type: 'stopped', progress: t.progress, batches: data.train.numBatches, train: r.train, eval: lastEval });
-    }
+    if (r.progress.batch === data.train.numBatches) finishEpoch(t, r, lastEval, elapsedBefore + (Date.now() - runStart) / 1000);
+    else events.emit({ type: 'stopped', progress: t.progress, batches: data.train.numBatches, train: r.train, eval: lastEval });
     save(t);
   }
-  return { model: t.ctx.model, record: t.record, history: t.history, lastEval, stopped, globalStep: t.progress.globalStep, device, runId: t.runId };
+  const { model } = t.ctx;
+  return { model, record: t.record, history: t.history, lastEval, stopped, globalStep: t.progress.globalStep, device, runId: t.runId };
 }
