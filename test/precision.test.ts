@@ -1,42 +1,76 @@
-// Mixed precision: bfloat16 autocast against torch.autocast on the same weights, loss scaling against
+// Mixed precision: bfloat16 autocast against float64 and torch.autocast on the same weights, loss scaling against
 // GradScaler's rules worked by hand, and the precision choices a user can make.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getModel } from '../src/models/registry';
 import { crossEntropy } from '../src/nn/functional';
 import { native } from '../src/tensor/binding';
-import { manualSeed, randint, randn, Tensor, tensor } from '../src/tensor/tensor';
+import { Conv2d, Linear } from '../src/nn';
+import { manualSeed, randint, randn, Tensor, tensor, tidy } from '../src/tensor/tensor';
 import { autocast, GradScaler, resolvePrecision } from '../src/runtime/precision';
-import { maxAbsDiff, oracleMissing, relDiff, runOracle } from './helpers/oracle';
+import { bf16ConvMissing } from './helpers/cpu';
+import { maxAbsDiff, oracleMissing, runOracle } from './helpers/oracle';
+import { judge, lossBound, UNIT_ROUNDOFF } from './helpers/tolerance';
 
-test('bf16 autocast gives torch.autocast\'s logits, loss and gradients on the same torchvision weights', { skip: oracleMissing() }, () => {
+// What bfloat16 autocast guarantees, and what this test checks, on any CPU: every convolution and linear layer runs
+// in bfloat16 (their outputs are bfloat16), cross-entropy in float32, gradients land in the float32 parameters, and
+// the results are as close to the exact (float64) ones as torch.autocast's on the same CPU. How close that is depends
+// on the kernels (native or emulated bfloat16, NCHW or channels-last), so no rounding amount is asserted: per tensor
+//   ‖ours − ref64‖ / ‖ref64‖ ≤ 2 × PyTorch's own (torch.autocast, NCHW) + 2^-8
+// (test/helpers/tolerance.ts). The error is dominated by rounding every conv/linear input and weight to bfloat16
+// (u = 2^-8), which is the same whatever the kernel; measured, ours (channels-last) and PyTorch's agree within 20%,
+// so 2 leaves room; the floor is one bfloat16 unit. Norms rather than largest elements: rounding flips a few ReLU
+// masks, which moves single gradient elements by O(1) in any correct bfloat16 computation. The loss: lossBound.
+const C_BF16 = 2;
+
+test('bf16 autocast runs convolutions and linear layers in bfloat16 and is as close to float64 as torch.autocast', { skip: oracleMissing() ?? bf16ConvMissing() }, () => {
   manualSeed(11);
-  // NCHW, as PyTorch's model runs: then both take the same oneDNN bfloat16 kernels. (Channels-last takes other
-  // kernels, whose bfloat16 rounding differs by a few per cent on these random-weight logits.)
-  const m = getModel('alexnet-torchvision', { inputSize: 127 }).setMemoryFormat('contiguous').eval();
+  const m = getModel('alexnet-torchvision', { inputSize: 127 }).setMemoryFormat('channelsLast').eval(); // as training runs it
   const x = randn([2, 3, 127, 127]);
   const target = randint(0, 1000, [2]);
   const tensors: Record<string, Tensor> = { x, target };
   for (const [k, t] of m.stateDict()) tensors[k] = t;
-  const ref = runOracle([{ id: 'a', op: 'model_torchvision', args: { autocast: 'bfloat16' }, tensors }]);
+  const runs = [{ name: 'bf16', autocast: 'bfloat16' }, { name: 'f64', dtype: 'float64' }];
+  const ref = runOracle([{ id: 'a', op: 'model_torchvision', args: { runs }, tensors }]);
+  const get = (k: string) => {
+    const t = ref.get(`a.${k}`);
+    assert.ok(t, `the oracle returned no ${k}`);
+    return t;
+  };
+  // Layer by layer: each convolution and linear layer gives bfloat16 under autocast.
+  const ran = tidy(() => autocast('cpu', 'bf16', () => {
+    let h = x.to({ memoryFormat: m.memoryFormat });
+    const out: string[] = [];
+    for (const [name, layer] of m.layers()) {
+      h = layer.forward(h);
+      if (layer instanceof Conv2d || layer instanceof Linear) out.push(`${name} ${h.dtype}`);
+    }
+    return out;
+  }));
+  assert.deepEqual(ran, [...['0', '3', '6', '8', '10'].map((i) => `features.${i} bfloat16`), ...['1', '4', '6'].map((i) => `classifier.${i} bfloat16`)]);
   const { logits, loss } = autocast('cpu', 'bf16', () => {
     const out = m.forward(x);
     return { logits: out, loss: crossEntropy(out, target) };
   });
   assert.equal(logits.dtype, 'bfloat16', 'the classifier ran in bfloat16');
   assert.equal(loss.dtype, 'float32', 'cross-entropy runs in float32 under autocast');
-  const d = maxAbsDiff(logits, ref.get('a.y')!);
-  assert.ok(d < 1e-6, `bf16 logits differ from torch.autocast's by ${d}`);
-  // Without autocast they are far off: the comparison can tell the two apart.
-  const fp32 = m.forward(x);
-  assert.ok(relDiff(fp32, ref.get('a.y')!) > 0.005, 'float32 logits differ from bfloat16 ones');
-  assert.ok(Math.abs(loss.item() - ref.get('a.loss')!.item()) < 1e-5);
+  const failures: string[] = [];
+  const bound = { c: C_BF16, floor: UNIT_ROUNDOFF.bfloat16, metric: 'norm' as const };
+  const check = (what: string, ours: Tensor, key: string) => {
+    const v = judge(what, ours, get(`f64.${key}`), get(`bf16.${key}`), bound);
+    if (process.env.ALEXNET_VERBOSE) console.log(v.message);
+    if (!v.ok) failures.push(v.message);
+  };
+  check('logits', logits, 'y');
+  const loss64 = get('f64.loss').item();
+  const lossTol = lossBound(maxAbsDiff(logits, get('f64.y')), loss64, UNIT_ROUNDOFF.float32);
+  assert.ok(Math.abs(loss.item() - loss64) <= lossTol, `loss ${loss.item()} vs float64 ${loss64}: allowed ${lossTol}`);
   loss.backward();
   for (const [k, p] of m.namedParameters()) {
     assert.equal(p.grad!.dtype, 'float32', `${k}: gradients land in float32 parameters`);
-    const rd = relDiff(p.grad!, ref.get(`a.grad.${k}`)!);
-    assert.ok(rd < 1e-3, `gradient of ${k} differs by ${rd} (relative)`);
+    check(`gradient of ${k}`, p.grad!, `grad.${k}`);
   }
+  assert.ok(failures.length === 0, `bf16 autocast is further from float64 than torch.autocast:\n${failures.join('\n')}`);
   m.dispose();
 });
 

@@ -100,12 +100,20 @@ class Paper2012(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-def run_model(net, t, prefix, x_name="x", d2l_keys=False, autocast=None):
+def run_model(net, t, prefix, x_name="x", autocast=None, dtype="float32", channels_last=False):
     params = {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
     sd = {k: params[k] for k in net.state_dict().keys()}
     net.load_state_dict(sd)
     net.eval()
     x = params[x_name]
+    # dtype "float64": the same (float32-valued) weights and input, computed in double precision: the reference
+    # that float32 and bfloat16 results are measured against.
+    if dtype == "float64":
+        net.double()
+        x = x.double()
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     # autocast: "bfloat16" runs forward and loss under torch.autocast("cpu"), as mixed-precision training does.
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast == "bfloat16"):
         logits = net(x)
@@ -115,6 +123,17 @@ def run_model(net, t, prefix, x_name="x", d2l_keys=False, autocast=None):
     for k, p in net.named_parameters():
         out["grad." + k] = p.grad
     return out
+
+
+def make_model(op):
+    if op == "model_torchvision":
+        import torchvision
+        return torchvision.models.alexnet()
+    if op == "model_d2l":
+        return d2l_alexnet()
+    if op == "model_2012":
+        return Paper2012()
+    raise ValueError(op)
 
 
 def json_tensor(obj):
@@ -198,17 +217,19 @@ def run_case(op, a, t):
                 dst.writestr(info, data)
         return {"ok": torch.tensor([1])}
     if op.startswith("model_"):
-        torch.manual_seed(0)
-        if op == "model_torchvision":
-            import torchvision
-            net = torchvision.models.alexnet()
-        elif op == "model_d2l":
-            net = d2l_alexnet()
-        elif op == "model_2012":
-            net = Paper2012()
-        else:
-            raise ValueError(op)
-        return run_model(net, t, "", autocast=a.get("autocast"))
+        # args "runs": several computations on the same weights, each {"name", "dtype", "autocast",
+        # "channels_last"}; outputs NAME.y, NAME.loss, NAME.grad.KEY. Without "runs": one float32 NCHW run.
+        runs = a.get("runs")
+        if runs is None:
+            torch.manual_seed(0)
+            return run_model(make_model(op), t, "", autocast=a.get("autocast"))
+        out = {}
+        for r in runs:
+            torch.manual_seed(0)
+            res = run_model(make_model(op), t, "", autocast=r.get("autocast"), dtype=r.get("dtype", "float32"),
+                            channels_last=r.get("channels_last", False))
+            out.update({r["name"] + "." + k: v for k, v in res.items()})
+        return out
     for k, v in t.items():
         if v.is_floating_point() and k != "gy":
             v.requires_grad_(True)

@@ -36,7 +36,8 @@ export function runOracle(cases: Case[]): Map<string, Tensor> {
     const entries: [string, Tensor][] = [];
     for (const c of cases) for (const [k, t] of Object.entries(c.tensors)) entries.push([`${c.id}.${k}`, t]);
     saveSafetensors(input, entries, { cases: JSON.stringify(cases.map(({ id, op, args }) => ({ id, op, args: args ?? {} }))) });
-    const r = spawnSync(PYTHON, [SCRIPT, input, output], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    // The oracle inherits our environment, so PyTorch picks the same kernels (DNNL_MAX_CPU_ISA, ATEN_CPU_CAPABILITY).
+    const r = spawnSync(PYTHON, [SCRIPT, input, output], { encoding: 'utf8', maxBuffer: 1 << 24, env: process.env });
     if (r.status !== 0) throw new Error(`oracle failed (${r.status}): ${r.stderr}`);
     return loadSafetensors(output).tensors;
   } finally {
