@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { UserError } from '../errors';
 import { folderPath } from '../data/image-folder';
 import { Preprocess } from '../data/loader';
-import { Augment, PhotoTransform } from '../data/transforms';
+import { PhotoTransform } from '../data/transforms';
 import { AlexNetOptions } from '../models/alexnet';
 import { listModels } from '../models/registry';
 import { FieldReader } from '../persist/validate';

@@ -77,26 +77,34 @@ export function folderTransform(f: FolderConfig, inputShape: number[]): PhotoTra
 
 export function prepareData(spec: DataSpec): PreparedData {
   const root = folderPath(spec.dataset);
-  if (root === undefined) {
-    if (spec.dataset !== 'fashion-mnist' && spec.dataset !== 'mnist') throw new UserError(`unknown data set '${spec.dataset}' (expected fashion-mnist, mnist or folder:PATH)`);
-    const train = loadIdxDataset({ dir: spec.dir, split: 'train', name: spec.dataset, limit: spec.trainLimit });
-    const test = loadIdxDataset({ dir: spec.dir, split: 'test', name: spec.dataset, limit: spec.testLimit });
-    return {
-      name: spec.dataset, classes: train.classes, channels: train.images.shape[1], problems: [],
-      open: (o) => {
-        const trainSrc = new TensorSource(train, o.preprocess, { batchSize: o.batchSize, shuffle: true, seed: spec.seed, device: o.device });
-        const testSrc = new TensorSource(test, o.preprocess, { batchSize: o.evalBatchSize, shuffle: false, seed: 0, device: o.device });
-        return {
-          // From the source's own tensors: on a GPU the data set was moved there and the CPU copy freed.
-          train: trainSrc, test: testSrc, preprocess: o.preprocess, sourceShape: trainSrc.ds.images.shape.slice(1),
-          close: async () => {
-            await trainSrc.close();
-            await testSrc.close();
-          },
-        };
-      },
-    };
-  }
+  if (root !== undefined) return prepareFolder(spec, root);
+  if (spec.dataset !== 'fashion-mnist' && spec.dataset !== 'mnist') throw new UserError(`unknown data set '${spec.dataset}' (expected fashion-mnist, mnist or folder:PATH)`);
+  return prepareIdx(spec, spec.dataset);
+}
+
+/** An IDX data set, in memory; batches are preprocessed in the engine (on the device). */
+function prepareIdx(spec: DataSpec, name: 'fashion-mnist' | 'mnist'): PreparedData {
+  const train = loadIdxDataset({ dir: spec.dir, split: 'train', name, limit: spec.trainLimit });
+  const test = loadIdxDataset({ dir: spec.dir, split: 'test', name, limit: spec.testLimit });
+  return {
+    name, classes: train.classes, channels: train.images.shape[1], problems: [],
+    open: (o) => {
+      const trainSrc = new TensorSource(train, o.preprocess, { batchSize: o.batchSize, shuffle: true, seed: spec.seed, device: o.device });
+      const testSrc = new TensorSource(test, o.preprocess, { batchSize: o.evalBatchSize, shuffle: false, seed: 0, device: o.device });
+      return {
+        // From the source's own tensors: on a GPU the data set was moved there and the CPU copy freed.
+        train: trainSrc, test: testSrc, preprocess: o.preprocess, sourceShape: trainSrc.ds.images.shape.slice(1),
+        close: async () => {
+          await trainSrc.close();
+          await testSrc.close();
+        },
+      };
+    },
+  };
+}
+
+/** An image folder: scanned and split now; decoded by worker threads once the model's input is known. */
+function prepareFolder(spec: DataSpec, root: string): PreparedData {
   const f = spec.folder ?? { valSplit: 0.1, augment: 'torchvision' as Augment };
   const folder = scanImageFolder(root, { valSplit: f.valSplit, seed: spec.seed, strict: f.strict, labels: f.labels });
   const limit = <T>(a: T[], n?: number) => (n ? a.slice(0, n) : a);
