@@ -1,7 +1,19 @@
 // The import rules of alexnet-ts (checked by `npm run lint`): each layer imports only the layers below it,
 // nothing has cycles, and no command imports another. The order is DESIGN.md's:
 //   util → tensor → nn → models → io → data → persist → optim → runtime → train | infer → cli
-const LAYERS = [['util'], ['tensor'], ['nn'], ['models'], ['io'], ['data'], ['persist'], ['optim'], ['runtime'], ['train', 'infer'], ['cli']];
+const LAYERS = [
+  ['util'],
+  ['tensor'],
+  ['nn'],
+  ['models'],
+  ['io'],
+  ['data'],
+  ['persist'],
+  ['optim'],
+  ['runtime'],
+  ['train', 'infer'],
+  ['cli'],
+];
 
 const upward = LAYERS.flatMap((group, i) => {
   const above = LAYERS.slice(i + 1).flat();

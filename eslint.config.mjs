@@ -8,7 +8,10 @@ export default tseslint.config(
   prettier,
   {
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true },
+      ],
       // The addon and optional engines are loaded lazily with require (binding.ts, onnxruntime, sharp).
       '@typescript-eslint/no-require-imports': 'off',
     },
@@ -18,7 +21,10 @@ export default tseslint.config(
     rules: {
       // Short functions: a longer one states its reason in an eslint-disable comment.
       'max-lines-per-function': ['error', { max: 60, skipBlankLines: true, skipComments: true }],
-      'max-len': ['error', { code: 140, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreComments: false, ignoreUrls: true }],
+      'max-len': [
+        'error',
+        { code: 140, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreComments: false, ignoreUrls: true },
+      ],
     },
   },
 );

@@ -32,7 +32,14 @@ export function forwardMacs(name: string): number {
   return macs;
 }
 
-function ours(name: string, batch: number, warmup: number, iters: number, device: Device, precision: Precision): Speeds {
+function ours(
+  name: string,
+  batch: number,
+  warmup: number,
+  iters: number,
+  device: Device,
+  precision: Precision,
+): Speeds {
   manualSeed(0);
   const model = prepareModel(getModel(name), device).train();
   const classes = (model.classifier.layers[model.classifier.layers.length - 1] as Linear).outFeatures;
@@ -40,7 +47,10 @@ function ours(name: string, batch: number, warmup: number, iters: number, device
   const y = randint(0, classes, [batch], { device }).keep();
   // The trainer's own step: the same autocast, loss scaling and optimiser call `alexnet train` runs.
   const ctx: StepContext = {
-    model, device, precision, optimizer: new SGD(model.parameters(), { lr: 0.001, momentum: 0.9 }),
+    model,
+    device,
+    precision,
+    optimizer: new SGD(model.parameters(), { lr: 0.001, momentum: 0.9 }),
     scaler: precision === 'fp16' ? new GradScaler() : undefined,
   };
   const sync = () => synchronize(device);
@@ -72,8 +82,31 @@ function ours(name: string, batch: number, warmup: number, iters: number, device
   return { train_ips: train, infer_ips: infer };
 }
 
-function pytorch(name: string, batch: number, threads: number, warmup: number, iters: number, channelsLast: boolean, device: Device, precision: Precision): (Speeds & { gpu?: string }) | undefined {
-  const r = spawnSync(PYTHON, [path.join(ROOT, 'bench', 'torch_bench.py'), name, String(batch), String(threads), String(warmup), String(iters), channelsLast ? 'channels_last' : 'contiguous', device, precision], { encoding: 'utf8' });
+function pytorch(
+  name: string,
+  batch: number,
+  threads: number,
+  warmup: number,
+  iters: number,
+  channelsLast: boolean,
+  device: Device,
+  precision: Precision,
+): (Speeds & { gpu?: string }) | undefined {
+  const r = spawnSync(
+    PYTHON,
+    [
+      path.join(ROOT, 'bench', 'torch_bench.py'),
+      name,
+      String(batch),
+      String(threads),
+      String(warmup),
+      String(iters),
+      channelsLast ? 'channels_last' : 'contiguous',
+      device,
+      precision,
+    ],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) {
     console.error(`PyTorch run failed for ${name}: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`);
     return undefined;
@@ -86,31 +119,48 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 function main(): void {
   const { values } = parseArgs({
     options: {
-      models: { type: 'string', default: 'alexnet-torchvision,alexnet-d2l' }, 'batch-size': { type: 'string', default: '32' },
-      threads: { type: 'string', default: String(os.cpus().length) }, warmup: { type: 'string', default: '2' },
-      iters: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, 'no-torch': { type: 'boolean' },
-      device: { type: 'string', default: 'auto' }, precision: { type: 'string', default: 'auto' }, 'peak-tflops': { type: 'string' },
-      out: { type: 'string', default: path.join(ROOT, 'bench', 'results') }, help: { type: 'boolean', short: 'h' },
+      models: { type: 'string', default: 'alexnet-torchvision,alexnet-d2l' },
+      'batch-size': { type: 'string', default: '32' },
+      threads: { type: 'string', default: String(os.cpus().length) },
+      warmup: { type: 'string', default: '2' },
+      iters: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '3' },
+      'no-torch': { type: 'boolean' },
+      device: { type: 'string', default: 'auto' },
+      precision: { type: 'string', default: 'auto' },
+      'peak-tflops': { type: 'string' },
+      out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
-    console.log('Usage: npm run bench -- [--models a,b|all] [--batch-size 32] [--threads N] [--warmup 2] [--iters 5] [--rounds 3]\n' +
-      '                        [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16] [--peak-tflops T] [--no-torch] [--out DIR]\n' +
-      'On a GPU, MFU = achieved model FLOP/s ÷ peak (--peak-tflops, or the dense tensor-core peak of a known GPU).');
+    console.log(
+      'Usage: npm run bench -- [--models a,b|all] [--batch-size 32] [--threads N] [--warmup 2] [--iters 5] [--rounds 3]\n' +
+        '                        [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16] [--peak-tflops T] [--no-torch] [--out DIR]\n' +
+        'On a GPU, MFU = achieved model FLOP/s ÷ peak (--peak-tflops, or the dense tensor-core peak of a known GPU).',
+    );
     return;
   }
   const { device } = prepareDevice(parseDevice(values.device!), Number(values.threads));
   const precision = resolvePrecision(values.precision as Precision | 'auto', device);
-  const models = values.models === 'all' ? ['alexnet-torchvision', 'alexnet-d2l', 'alexnet-2012', 'alexnet-half', 'alexnet-bn'] : values.models!.split(',');
+  const models =
+    values.models === 'all'
+      ? ['alexnet-torchvision', 'alexnet-d2l', 'alexnet-2012', 'alexnet-half', 'alexnet-bn']
+      : values.models!.split(',');
   const batch = Number(values['batch-size']);
   const threads = Number(values.threads);
   const warmup = Number(values.warmup);
   const iters = Number(values.iters);
   const rounds = Number(values.rounds);
   const haveTorch = !values['no-torch'] && spawnSync(PYTHON, ['-c', 'import torch, torchvision']).status === 0;
-  if (!values['no-torch'] && !haveTorch) console.error(`PyTorch not found (${PYTHON}): measuring ours only (apt-get install python3-torch python3-torchvision)`);
+  if (!values['no-torch'] && !haveTorch)
+    console.error(
+      `PyTorch not found (${PYTHON}): measuring ours only (apt-get install python3-torch python3-torchvision)`,
+    );
   const info = runtimeInfo();
-  console.log(`bench: batch ${batch}, ${device}, ${precision}, ${device === 'cpu' ? `${threads} threads, ` : ''}${rounds} alternating rounds of ${warmup} warm-up + ${iters} timed steps; libtorch ${info.libtorchVersion}, ${os.cpus()[0].model}`);
+  console.log(
+    `bench: batch ${batch}, ${device}, ${precision}, ${device === 'cpu' ? `${threads} threads, ` : ''}${rounds} alternating rounds of ${warmup} warm-up + ${iters} timed steps; libtorch ${info.libtorchVersion}, ${os.cpus()[0].model}`,
+  );
   let gpuName: string | undefined;
   const rows = [];
   for (const name of models) {
@@ -162,23 +212,60 @@ function main(): void {
     row.infer_ratio_vs_cl = ratio(row.ours_infer_ips, row.torch_cl_infer_ips);
     rows.push(row);
     const fmt = (x: number | null) => (x === null ? '–' : x.toFixed(2));
-    console.log(`${name}: train ${row.ours_train_ips.toFixed(1)} img/s (ratio ${fmt(row.train_ratio)} vs PyTorch, ${fmt(row.train_ratio_vs_cl)} vs PyTorch channels-last), ` +
-      `inference ${row.ours_infer_ips.toFixed(1)} img/s (ratio ${fmt(row.infer_ratio)}, ${fmt(row.infer_ratio_vs_cl)})` +
-      (row.ours_train_mfu !== null ? `; MFU train ${(100 * row.ours_train_mfu).toFixed(1)}%, inference ${(100 * row.ours_infer_mfu!).toFixed(1)}%` : ''));
+    console.log(
+      `${name}: train ${row.ours_train_ips.toFixed(1)} img/s (ratio ${fmt(row.train_ratio)} vs PyTorch, ${fmt(row.train_ratio_vs_cl)} vs PyTorch channels-last), ` +
+        `inference ${row.ours_infer_ips.toFixed(1)} img/s (ratio ${fmt(row.infer_ratio)}, ${fmt(row.infer_ratio_vs_cl)})` +
+        (row.ours_train_mfu !== null
+          ? `; MFU train ${(100 * row.ours_train_mfu).toFixed(1)}%, inference ${(100 * row.ours_infer_mfu!).toFixed(1)}%`
+          : ''),
+    );
   }
   const f = (x: number | null, d = 1) => (x === null ? '–' : x.toFixed(d));
   const md = [
-    `batch ${batch}, ${device === 'cpu' ? `${threads} threads, cpu` : `${device} (${gpuName ?? 'GPU'})`}, ${precision}, libtorch ${info.libtorchVersion}; medians of ${rounds} alternating rounds`, '',
-    'PyTorch = eager NCHW (its default); PyTorch CL = eager channels-last (its faster CPU layout); ratio = ours / theirs', '',
+    `batch ${batch}, ${device === 'cpu' ? `${threads} threads, cpu` : `${device} (${gpuName ?? 'GPU'})`}, ${precision}, libtorch ${info.libtorchVersion}; medians of ${rounds} alternating rounds`,
+    '',
+    'PyTorch = eager NCHW (its default); PyTorch CL = eager channels-last (its faster CPU layout); ratio = ours / theirs',
+    '',
     '| model | train ours | train PyTorch | train PyTorch CL | ratio | ratio vs CL | infer ours | infer PyTorch | infer PyTorch CL | ratio | ratio vs CL |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.model} | ${f(r.ours_train_ips)} | ${f(r.torch_train_ips)} | ${f(r.torch_cl_train_ips)} | ${f(r.train_ratio, 2)} | ${f(r.train_ratio_vs_cl, 2)} | ${f(r.ours_infer_ips)} | ${f(r.torch_infer_ips)} | ${f(r.torch_cl_infer_ips)} | ${f(r.infer_ratio, 2)} | ${f(r.infer_ratio_vs_cl, 2)} |`),
-    ...(rows.some((r) => r.ours_train_mfu !== null) ? ['', '| model | MFU train ours | MFU train PyTorch CL | MFU inference ours |', '|---|---|---|---|',
-      ...rows.map((r) => `| ${r.model} | ${f(r.ours_train_mfu && 100 * r.ours_train_mfu)}% | ${f(r.torch_cl_train_mfu && 100 * r.torch_cl_train_mfu)}% | ${f(r.ours_infer_mfu && 100 * r.ours_infer_mfu)}% |`)] : []),
+    ...rows.map(
+      (r) =>
+        `| ${r.model} | ${f(r.ours_train_ips)} | ${f(r.torch_train_ips)} | ${f(r.torch_cl_train_ips)} | ${f(r.train_ratio, 2)} | ${f(r.train_ratio_vs_cl, 2)} | ${f(r.ours_infer_ips)} | ${f(r.torch_infer_ips)} | ${f(r.torch_cl_infer_ips)} | ${f(r.infer_ratio, 2)} | ${f(r.infer_ratio_vs_cl, 2)} |`,
+    ),
+    ...(rows.some((r) => r.ours_train_mfu !== null)
+      ? [
+          '',
+          '| model | MFU train ours | MFU train PyTorch CL | MFU inference ours |',
+          '|---|---|---|---|',
+          ...rows.map(
+            (r) =>
+              `| ${r.model} | ${f(r.ours_train_mfu && 100 * r.ours_train_mfu)}% | ${f(r.torch_cl_train_mfu && 100 * r.torch_cl_train_mfu)}% | ${f(r.ours_infer_mfu && 100 * r.ours_infer_mfu)}% |`,
+          ),
+        ]
+      : []),
   ].join('\n');
   fs.mkdirSync(values.out!, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  fs.writeFileSync(path.join(values.out!, `bench-${stamp}.json`), JSON.stringify({ batch, threads, device, precision, gpu: gpuName, rounds, warmup, iters, libtorch: info.libtorchVersion, cpu: os.cpus()[0].model, rows }, null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(values.out!, `bench-${stamp}.json`),
+    JSON.stringify(
+      {
+        batch,
+        threads,
+        device,
+        precision,
+        gpu: gpuName,
+        rounds,
+        warmup,
+        iters,
+        libtorch: info.libtorchVersion,
+        cpu: os.cpus()[0].model,
+        rows,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   fs.writeFileSync(path.join(values.out!, `bench-${stamp}.md`), md + '\n');
   console.log('\n' + md + `\n\nwritten to ${path.relative(process.cwd(), values.out!)}/bench-${stamp}.{json,md}`);
 }

@@ -18,9 +18,13 @@ const ADDON = path.join('build', 'Release', 'alexnet_native.node');
 const INFO = path.join('build', 'Release', 'build-info.json');
 
 function usage(code) {
-  (code ? console.error : console.log)('usage: alexnet-build [--from DIR]\n' +
-    '  Builds the native addon into ' + path.join(root, ADDON) + '.\n' +
-    '  --from DIR  reuse the addon built in another copy of alexnet-ts (same native sources) instead of compiling');
+  (code ? console.error : console.log)(
+    'usage: alexnet-build [--from DIR]\n' +
+      '  Builds the native addon into ' +
+      path.join(root, ADDON) +
+      '.\n' +
+      '  --from DIR  reuse the addon built in another copy of alexnet-ts (same native sources) instead of compiling',
+  );
   process.exit(code);
 }
 
@@ -31,10 +35,16 @@ function notReusable(from) {
   const ours = path.join(root, 'native');
   const theirs = path.join(from, 'native');
   if (!fs.existsSync(theirs)) return `${from} has no native/ folder: is it a copy of alexnet-ts?`;
-  const list = (d) => fs.readdirSync(d).filter((f) => /\.(cc|h)$/.test(f)).sort();
+  const list = (d) =>
+    fs
+      .readdirSync(d)
+      .filter((f) => /\.(cc|h)$/.test(f))
+      .sort();
   const names = list(ours);
   if (names.join() !== list(theirs).join()) return `its native/ files differ from these (${list(theirs).join(' ')})`;
-  const differing = names.filter((f) => !fs.readFileSync(path.join(ours, f)).equals(fs.readFileSync(path.join(theirs, f))));
+  const differing = names.filter(
+    (f) => !fs.readFileSync(path.join(ours, f)).equals(fs.readFileSync(path.join(theirs, f))),
+  );
   if (differing.length) return `its native sources differ from these: ${differing.join(', ')}`;
   const built = fs.statSync(addon).mtimeMs;
   const newer = names.filter((f) => fs.statSync(path.join(theirs, f)).mtimeMs > built);
@@ -46,7 +56,10 @@ function notReusable(from) {
 function loadProblem() {
   const binding = path.join(root, 'dist', 'src', 'tensor', 'binding.js');
   const code = `try { require(${JSON.stringify(binding)}).native(); } catch (e) { console.error(e.message); process.exit(1); }`;
-  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, ALEXNET_NATIVE: '' } });
+  const r = spawnSync(process.execPath, ['-e', code], {
+    encoding: 'utf8',
+    env: { ...process.env, ALEXNET_NATIVE: '' },
+  });
   return r.status === 0 ? undefined : r.stderr.trim() || `exit code ${r.status}`;
 }
 

@@ -33,35 +33,68 @@ function findLibtorch() {
     if (!fs.existsSync(path.join(base, 'include', 'torch'))) {
       fail(`LIBTORCH=${base} has no include/torch: point it at the root of a libtorch tree`);
     }
-    return { source: `LIBTORCH=${base}`, include: [path.join(base, 'include'), path.join(base, 'include/torch/csrc/api/include')], lib: path.join(base, 'lib'), abi: detectAbi(path.join(base, 'lib')) };
+    return {
+      source: `LIBTORCH=${base}`,
+      include: [path.join(base, 'include'), path.join(base, 'include/torch/csrc/api/include')],
+      lib: path.join(base, 'lib'),
+      abi: detectAbi(path.join(base, 'lib')),
+    };
   }
   if (process.env.LIBTORCH_USE_PYTORCH === '1') {
     const py = process.env.PYTHON || 'python3';
     let out;
     try {
-      out = execFileSync(py, ['-c', 'import torch,os;print(os.path.dirname(torch.__file__));print(int(torch._C._GLIBCXX_USE_CXX11_ABI));print(torch.__version__)'], { encoding: 'utf8' });
+      out = execFileSync(
+        py,
+        [
+          '-c',
+          'import torch,os;print(os.path.dirname(torch.__file__));print(int(torch._C._GLIBCXX_USE_CXX11_ABI));print(torch.__version__)',
+        ],
+        { encoding: 'utf8' },
+      );
     } catch {
-      fail(`LIBTORCH_USE_PYTORCH=1 but '${py} -c "import torch"' failed: install PyTorch for that python or set PYTHON`);
+      fail(
+        `LIBTORCH_USE_PYTORCH=1 but '${py} -c "import torch"' failed: install PyTorch for that python or set PYTHON`,
+      );
     }
     const [dir, abi, version] = out.trim().split('\n');
-    return { source: `PyTorch ${version} at ${dir}`, include: [path.join(dir, 'include'), path.join(dir, 'include/torch/csrc/api/include')], lib: path.join(dir, 'lib'), abi: Number(abi) };
+    return {
+      source: `PyTorch ${version} at ${dir}`,
+      include: [path.join(dir, 'include'), path.join(dir, 'include/torch/csrc/api/include')],
+      lib: path.join(dir, 'lib'),
+      abi: Number(abi),
+    };
   }
   let multiarch = 'x86_64-linux-gnu';
   try {
     multiarch = execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim() || multiarch;
-  } catch { /* keep the default */ }
-  const lib = `/usr/lib/${multiarch}`;
-  if (!fs.existsSync('/usr/include/torch/csrc/api/include/torch/torch.h') || !fs.existsSync(path.join(lib, 'libtorch.so'))) {
-    fail('libtorch not found. On Debian/Ubuntu: apt-get install libtorch-dev. ' +
-      'Or set LIBTORCH=/path/to/libtorch, or LIBTORCH_USE_PYTORCH=1 to use an installed PyTorch.');
+  } catch {
+    /* keep the default */
   }
-  return { source: 'Debian libtorch-dev', include: ['/usr/include/torch/csrc/api/include'] /* /usr/include is searched already */, lib, abi: 1 };
+  const lib = `/usr/lib/${multiarch}`;
+  if (
+    !fs.existsSync('/usr/include/torch/csrc/api/include/torch/torch.h') ||
+    !fs.existsSync(path.join(lib, 'libtorch.so'))
+  ) {
+    fail(
+      'libtorch not found. On Debian/Ubuntu: apt-get install libtorch-dev. ' +
+        'Or set LIBTORCH=/path/to/libtorch, or LIBTORCH_USE_PYTORCH=1 to use an installed PyTorch.',
+    );
+  }
+  return {
+    source: 'Debian libtorch-dev',
+    include: ['/usr/include/torch/csrc/api/include'] /* /usr/include is searched already */,
+    lib,
+    abi: 1,
+  };
 }
 
 function detectAbi(libDir) {
   // Official libtorch trees come in two ABIs; the "cxx11-abi" builds export std::__cxx11 symbols.
   try {
-    const syms = execFileSync('sh', ['-c', `nm -DC ${path.join(libDir, 'libc10.so')} | grep -c __cxx11 || true`], { encoding: 'utf8' });
+    const syms = execFileSync('sh', ['-c', `nm -DC ${path.join(libDir, 'libc10.so')} | grep -c __cxx11 || true`], {
+      encoding: 'utf8',
+    });
     return Number(syms.trim()) > 0 ? 1 : 0;
   } catch {
     return 1;
@@ -69,9 +102,16 @@ function detectAbi(libDir) {
 }
 
 function nodeInclude() {
-  const candidates = [path.join(path.dirname(process.execPath), '..', 'include', 'node'), '/usr/local/include/node', '/usr/include/node'];
+  const candidates = [
+    path.join(path.dirname(process.execPath), '..', 'include', 'node'),
+    '/usr/local/include/node',
+    '/usr/include/node',
+  ];
   const found = candidates.find((d) => fs.existsSync(path.join(d, 'node_api.h')));
-  if (!found) fail('Node.js headers (node_api.h) not found: install the nodejs development headers (apt-get install libnode-dev or nodejs)');
+  if (!found)
+    fail(
+      'Node.js headers (node_api.h) not found: install the nodejs development headers (apt-get install libnode-dev or nodejs)',
+    );
   return found;
 }
 
@@ -100,14 +140,37 @@ async function main() {
   for (const extra of ['c10_cuda', 'torch_cuda']) {
     if (fs.existsSync(path.join(torch.lib, `lib${extra}.so`))) libNames.push(extra);
   }
-  const cflags = [`-std=${std}`, '-O3', '-fno-math-errno', '-fPIC', '-fexceptions', '-pthread', `-D_GLIBCXX_USE_CXX11_ABI=${torch.abi}`,
-    '-DNAPI_VERSION=8', '-DNODE_ADDON_API_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED',
-    '-Wall', '-Wno-unused-parameter', '-Wno-deprecated-declarations', '-Wno-unused-variable',
-    ...includes.map((d) => `-isystem${d}`)];
-  const ldflags = ['-shared', '-pthread', `-L${torch.lib}`, `-Wl,-rpath,${torch.lib}`, '-Wl,--no-as-needed',
-    ...libNames.map((l) => `-l${l}`), '-Wl,--as-needed'];
+  const cflags = [
+    `-std=${std}`,
+    '-O3',
+    '-fno-math-errno',
+    '-fPIC',
+    '-fexceptions',
+    '-pthread',
+    `-D_GLIBCXX_USE_CXX11_ABI=${torch.abi}`,
+    '-DNAPI_VERSION=8',
+    '-DNODE_ADDON_API_CPP_EXCEPTIONS',
+    '-DNODE_ADDON_API_DISABLE_DEPRECATED',
+    '-Wall',
+    '-Wno-unused-parameter',
+    '-Wno-deprecated-declarations',
+    '-Wno-unused-variable',
+    ...includes.map((d) => `-isystem${d}`),
+  ];
+  const ldflags = [
+    '-shared',
+    '-pthread',
+    `-L${torch.lib}`,
+    `-Wl,-rpath,${torch.lib}`,
+    '-Wl,--no-as-needed',
+    ...libNames.map((l) => `-l${l}`),
+    '-Wl,--as-needed',
+  ];
 
-  const sources = fs.readdirSync(srcDir).filter((f) => f.endsWith('.cc')).sort();
+  const sources = fs
+    .readdirSync(srcDir)
+    .filter((f) => f.endsWith('.cc'))
+    .sort();
   const headers = fs.readdirSync(srcDir).filter((f) => f.endsWith('.h'));
   const config = JSON.stringify({ cxx, cflags, ldflags });
   const configHash = crypto.createHash('sha256').update(config).digest('hex').slice(0, 16);
@@ -125,7 +188,9 @@ async function main() {
     const t = fs.statSync(obj).mtimeMs;
     return t < fs.statSync(path.join(srcDir, src)).mtimeMs || t < headerTime;
   });
-  console.log(`build-addon: libtorch from ${torch.source}; compiling ${pending.length} of ${sources.length} files with ${jobs} jobs`);
+  console.log(
+    `build-addon: libtorch from ${torch.source}; compiling ${pending.length} of ${sources.length} files with ${jobs} jobs`,
+  );
   const queue = [...pending];
   async function worker() {
     while (queue.length) {
@@ -149,7 +214,13 @@ async function main() {
   if (pending.length || !fs.existsSync(out) || fs.statSync(out).mtimeMs < newestObj) {
     await run(cxx, [...objs, '-o', out, ...ldflags]).catch((e) => fail(`link failed: ${e.message}`));
   }
-  const info = { source: torch.source, libDir: torch.lib, cuda: libNames.includes('torch_cuda'), abi: torch.abi, builtAt: new Date().toISOString() };
+  const info = {
+    source: torch.source,
+    libDir: torch.lib,
+    cuda: libNames.includes('torch_cuda'),
+    abi: torch.abi,
+    builtAt: new Date().toISOString(),
+  };
   fs.writeFileSync(path.join(outDir, 'build-info.json'), JSON.stringify(info, null, 2) + '\n');
   console.log(`build-addon: wrote ${path.relative(root, out)} (${info.cuda ? 'CUDA' : 'CPU'} build)`);
 }

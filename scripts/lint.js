@@ -12,7 +12,10 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const bin = (name) => path.join(root, 'node_modules', '.bin', name);
-const natives = fs.readdirSync(path.join(root, 'native')).filter((f) => /\.(cc|h)$/.test(f)).map((f) => path.join('native', f));
+const natives = fs
+  .readdirSync(path.join(root, 'native'))
+  .filter((f) => /\.(cc|h)$/.test(f))
+  .map((f) => path.join('native', f));
 const checks = [
   ['prettier', bin('prettier'), ['--check', '--log-level', 'warn', '.']],
   ['eslint', bin('eslint'), ['src', 'test', 'bench', 'scripts', 'bin']],

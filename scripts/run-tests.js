@@ -12,8 +12,18 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 // Test files whose assertions compare computed numbers (with the oracle or with hand-computed values).
-const NUMERIC = ['tensor', 'nn-parity', 'models', 'precision', 'optim', 'data', 'folder', 'io', 'train', 'folder-train']
-  .map((n) => `${n}.test.js`);
+const NUMERIC = [
+  'tensor',
+  'nn-parity',
+  'models',
+  'precision',
+  'optim',
+  'data',
+  'folder',
+  'io',
+  'train',
+  'folder-train',
+].map((n) => `${n}.test.js`);
 const AVX2 = { DNNL_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' };
 
 const root = path.resolve(__dirname, '..');
@@ -44,9 +54,20 @@ const chosen = files.sort().filter((f) => !filters.length || filters.some((s) =>
 /** One run of node's test runner over `list`; returns its exit status and the counts from its TAP summary. */
 function pass(list, env, tap) {
   fs.rmSync(tap, { force: true });
-  const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=1',
-    '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`,
-    ...list], { stdio: 'inherit', cwd: root, env });
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      '--test',
+      '--test-concurrency=1',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      '--test-reporter=tap',
+      `--test-reporter-destination=${tap}`,
+      ...list,
+    ],
+    { stdio: 'inherit', cwd: root, env },
+  );
   const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
   const count = (k) => Number((text.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) || [])[1] || 0);
   return { status: r.status ?? 1, pass: count('pass'), fail: count('fail'), skipped: count('skipped') };
@@ -64,10 +85,16 @@ if (options.includes('--also-avx2')) {
   })();
   const summary = (r) => `${r.pass} passed, ${r.fail} failed, ${r.skipped} skipped`;
   if (!flags.includes('avx512f')) {
-    console.log('run-tests: no second pass under AVX2: this CPU has no AVX-512, so the first pass ran its AVX2 (or older) kernels');
+    console.log(
+      'run-tests: no second pass under AVX2: this CPU has no AVX-512, so the first pass ran its AVX2 (or older) kernels',
+    );
   } else if (numeric.length) {
     console.log(`run-tests: first pass (native ISA): ${summary(results[0])}`);
-    console.log(`run-tests: second pass, ${numeric.length} numeric test files under ${Object.entries(AVX2).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    console.log(
+      `run-tests: second pass, ${numeric.length} numeric test files under ${Object.entries(AVX2)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
+    );
     results.push(pass(numeric, { ...process.env, ...AVX2 }, path.join(root, 'dist', 'test-results-avx2.tap')));
     console.log(`run-tests: second pass (AVX2): ${summary(results[1])}`);
   }

@@ -4,7 +4,11 @@ import { cli } from './helpers/cli';
 
 test('alexnet summary works for all five variants with the published totals', () => {
   const totals: Record<string, string> = {
-    'alexnet-2012': '60,965,224', 'alexnet-torchvision': '61,100,840', 'alexnet-d2l': '46,764,746', 'alexnet-half': '', 'alexnet-bn': '',
+    'alexnet-2012': '60,965,224',
+    'alexnet-torchvision': '61,100,840',
+    'alexnet-d2l': '46,764,746',
+    'alexnet-half': '',
+    'alexnet-bn': '',
   };
   for (const [name, total] of Object.entries(totals)) {
     const r = cli(['summary', '--model', name]);
@@ -26,14 +30,26 @@ test('alexnet summary --json gives the layer table', () => {
 });
 
 test('user mistakes are one-line errors with exit code 2', () => {
-  for (const args of [['summary', '--model', 'nope'], ['summary', '--model', 'alexnet-torchvision', '--input', '3x40x40'], ['summary', '--input', 'abc'], ['summary', '--wat'], ['frobnicate']]) {
+  for (const args of [
+    ['summary', '--model', 'nope'],
+    ['summary', '--model', 'alexnet-torchvision', '--input', '3x40x40'],
+    ['summary', '--input', 'abc'],
+    ['summary', '--wat'],
+    ['frobnicate'],
+  ]) {
     const r = cli(args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.stderr.trim().split('\n').length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
     assert.doesNotMatch(r.stderr, /    at /);
   }
-  assert.match(cli(['summary', '--model', 'alexnet-torchvision', '--input', '3x40x40']).stderr, /smallest input that works is 3×63×63/);
-  assert.match(cli(['summary', '--model', 'nope']).stderr, /alexnet-2012, alexnet-torchvision, alexnet-d2l, alexnet-half, alexnet-bn/);
+  assert.match(
+    cli(['summary', '--model', 'alexnet-torchvision', '--input', '3x40x40']).stderr,
+    /smallest input that works is 3×63×63/,
+  );
+  assert.match(
+    cli(['summary', '--model', 'nope']).stderr,
+    /alexnet-2012, alexnet-torchvision, alexnet-d2l, alexnet-half, alexnet-bn/,
+  );
 });
 
 test('a missing native engine says how to fix it', () => {

@@ -40,15 +40,34 @@ test('IDX files are read raw or gzipped', () => {
 test('truncated, wrong-magic and mismatched IDX files are errors naming the file', () => {
   const good = idx([4, 2, 2], new Uint8Array(16));
   const truncated = write('trunc', good.subarray(0, good.length - 3));
-  assert.throws(() => readIdx(truncated), (e: unknown) => e instanceof FormatError && e.message.includes(truncated) && /truncated/.test(e.message) && /16 bytes/.test(e.message));
+  assert.throws(
+    () => readIdx(truncated),
+    (e: unknown) =>
+      e instanceof FormatError &&
+      e.message.includes(truncated) &&
+      /truncated/.test(e.message) &&
+      /16 bytes/.test(e.message),
+  );
   const magic = write('magic', Buffer.concat([Buffer.from([0x50, 0x4b, 3, 4]), good.subarray(4)]));
-  assert.throws(() => readIdx(magic), (e: unknown) => e instanceof FormatError && e.message.includes(magic) && /magic number 0x504b0304/.test(e.message));
+  assert.throws(
+    () => readIdx(magic),
+    (e: unknown) => e instanceof FormatError && e.message.includes(magic) && /magic number 0x504b0304/.test(e.message),
+  );
   const floats = write('floats', idx([4], new Uint8Array(4), 0x0d));
   assert.throws(() => readIdx(floats), /element type 0xd/);
   const images = write('imgs', idx([10, 2, 2], new Uint8Array(40)));
   const labels = write('labels', idx([9], new Uint8Array(9)));
-  assert.throws(() => readIdxPair(images, labels), (e: unknown) => e instanceof FormatError && /has 10 images but .*labels has 9 labels/.test(e.message));
-  const badLabel = write('labels11', idx([10], Uint8Array.from({ length: 10 }, (_, i) => (i === 3 ? 12 : 1))));
+  assert.throws(
+    () => readIdxPair(images, labels),
+    (e: unknown) => e instanceof FormatError && /has 10 images but .*labels has 9 labels/.test(e.message),
+  );
+  const badLabel = write(
+    'labels11',
+    idx(
+      [10],
+      Uint8Array.from({ length: 10 }, (_, i) => (i === 3 ? 12 : 1)),
+    ),
+  );
   assert.throws(() => readIdxPair(images, badLabel, 10), /label 12/);
   const gzBroken = write('broken.gz', zlib.gzipSync(good).subarray(0, 20));
   assert.throws(() => readIdx(gzBroken), /damaged gzip/);
@@ -71,7 +90,10 @@ test('shuffling is seeded per epoch and is a permutation', () => {
   const a = epochOrder(1000, 7, 3, true);
   assert.deepEqual(Array.from(a), Array.from(epochOrder(1000, 7, 3, true)));
   assert.notDeepEqual(Array.from(a), Array.from(epochOrder(1000, 7, 4, true)));
-  assert.deepEqual(Array.from(a).sort((x, y) => x - y), Array.from({ length: 1000 }, (_, i) => i));
+  assert.deepEqual(
+    Array.from(a).sort((x, y) => x - y),
+    Array.from({ length: 1000 }, (_, i) => i),
+  );
 });
 
 test('batch preprocessing scales, resizes (bilinear or with padding) and normalises', () => {
@@ -97,7 +119,9 @@ test('photos: short side resized then centre-cropped, EXIF rotation honoured, ba
   const px = Buffer.alloc(w * h);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) px[y * w + x] = x < w / 2 ? 0 : 255;
   const file = path.join(dir, 'halves.png');
-  await sharp(px, { raw: { width: w, height: h, channels: 1 } }).png().toFile(file);
+  await sharp(px, { raw: { width: w, height: h, channels: 1 } })
+    .png()
+    .toFile(file);
   const out = await loadImageAs(file, 1, 10, 10, 10);
   assert.equal(out.length, 100);
   assert.ok(out[0] < 30 && out[10 * 5] < 30, 'left columns of the crop are dark');
@@ -109,12 +133,21 @@ test('photos: short side resized then centre-cropped, EXIF rotation honoured, ba
   // Stored 20 wide × 40 tall; orientation 6 displays it rotated 90° clockwise: D(x, y) = S(y, 39 − x).
   const stored = Buffer.alloc(20 * 40);
   for (let y = 0; y < 40; y++) for (let x = 0; x < 20; x++) stored[y * 20 + x] = y < 20 ? 255 : 0;
-  await sharp(stored, { raw: { width: 20, height: 40, channels: 1 } }).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toFile(rotated);
+  await sharp(stored, { raw: { width: 20, height: 40, channels: 1 } })
+    .jpeg({ quality: 100 })
+    .withMetadata({ orientation: 6 })
+    .toFile(rotated);
   const r = await loadImageAs(rotated, 1, 10, 10, 10);
-  assert.ok(r[0] < 40 && r[9] > 215 && r[90] < 40 && r[99] > 215, `rotation honoured (corners ${r[0]} ${r[9]} ${r[90]} ${r[99]})`);
+  assert.ok(
+    r[0] < 40 && r[9] > 215 && r[90] < 40 && r[99] > 215,
+    `rotation honoured (corners ${r[0]} ${r[9]} ${r[90]} ${r[99]})`,
+  );
   const rgb = await loadImageAs(file, 3, 10, 10, 10);
   assert.equal(rgb.length, 300);
   const txt = path.join(dir, 'fake.jpg');
   fs.writeFileSync(txt, 'not an image');
-  await assert.rejects(loadImageAs(txt, 1, 10, 10), (e: unknown) => (e as Error).message.includes(txt) && /not an image/.test((e as Error).message));
+  await assert.rejects(
+    loadImageAs(txt, 1, 10, 10),
+    (e: unknown) => (e as Error).message.includes(txt) && /not an image/.test((e as Error).message),
+  );
 });

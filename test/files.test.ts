@@ -7,7 +7,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import {
-  appendLine, checkInputFile, cleanStaleTemps, describeFsError, HOST_TAG, openInputFile, parseTempName, readInputFile, tempPath,
+  appendLine,
+  checkInputFile,
+  cleanStaleTemps,
+  describeFsError,
+  HOST_TAG,
+  openInputFile,
+  parseTempName,
+  readInputFile,
+  tempPath,
   writeFileAtomic,
 } from '../src/util/files';
 import { bindReadOnly, mountSkip, mountTmpfs, unmountAll } from './helpers/mounts';
@@ -26,9 +34,22 @@ const temps = (d: string) => fs.readdirSync(d).filter((n) => n.endsWith('.tmp'))
 function child(code: string, o: { timeout?: number; uid?: number; shell?: string } = {}) {
   const js = `const files = require(${JSON.stringify(FILES)}); ${code}`;
   const r = o.shell
-    ? spawnSync('bash', ['-c', `${o.shell}; exec "$0" -e "$1"`, process.execPath, js], { encoding: 'utf8', timeout: o.timeout ?? 20_000 })
-    : spawnSync(process.execPath, ['-e', js], { encoding: 'utf8', timeout: o.timeout ?? 20_000, uid: o.uid, gid: o.uid });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, timedOut: (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT' };
+    ? spawnSync('bash', ['-c', `${o.shell}; exec "$0" -e "$1"`, process.execPath, js], {
+        encoding: 'utf8',
+        timeout: o.timeout ?? 20_000,
+      })
+    : spawnSync(process.execPath, ['-e', js], {
+        encoding: 'utf8',
+        timeout: o.timeout ?? 20_000,
+        uid: o.uid,
+        gid: o.uid,
+      });
+  return {
+    code: r.status,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    timedOut: (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT',
+  };
 }
 
 test('an atomic write replaces the file, keeps its mode and a symbolic link to it, and leaves no temporary', () => {
@@ -50,54 +71,88 @@ test('temporary names carry the PID and host, and are recognised only for their 
   const t = path.basename(tempPath('/x/model.safetensors', 4242));
   assert.match(t, /^\.model\.safetensors\.4242\.[0-9a-f]{8}\.[0-9a-f]{8}\.tmp$/);
   assert.deepEqual(parseTempName(t, 'model.safetensors'), { pid: 4242, host: HOST_TAG });
-  assert.deepEqual(parseTempName('.model.safetensors.17.tmp', 'model.safetensors'), { pid: 17, host: HOST_TAG }, 'the older name');
+  assert.deepEqual(
+    parseTempName('.model.safetensors.17.tmp', 'model.safetensors'),
+    { pid: 17, host: HOST_TAG },
+    'the older name',
+  );
   assert.equal(parseTempName(t, 'model'), undefined);
   assert.equal(parseTempName('.model.safetensors.lock.17.aaaaaaaa.bb.tmp', 'model.safetensors'), undefined);
 });
 
 test('a writer that throws its own error gets it back unchanged and leaves no temporary', () => {
   const d = path.join(dir, 'throws');
-  assert.throws(() => writeFileAtomic(path.join(d, 'f'), () => { throw new RangeError('engine failed'); }), RangeError);
+  assert.throws(
+    () =>
+      writeFileAtomic(path.join(d, 'f'), () => {
+        throw new RangeError('engine failed');
+      }),
+    RangeError,
+  );
   assert.deepEqual(temps(d), []);
 });
 
-test('writing into a read-only file system fails in one line naming the file and leaves nothing behind', { skip: mountSkip }, () => {
-  const ro = path.join(dir, 'ro-tmpfs');
-  mountTmpfs(ro, 'ro,size=1m');
-  assert.throws(() => writeFileAtomic(path.join(ro, 'x.safetensors'), Buffer.alloc(10), { what: '--save' }),
-    userError(/^--save: cannot write .*ro-tmpfs\/x\.safetensors: read-only file system$/));
-  const bound = path.join(dir, 'ro-bind');
-  fs.mkdirSync(bound);
-  fs.writeFileSync(path.join(bound, 'old'), 'kept');
-  bindReadOnly(bound);
-  assert.throws(() => writeFileAtomic(path.join(bound, 'old'), Buffer.from('new')), userError(/cannot write .*old: read-only file system/));
-  assert.throws(() => writeFileAtomic(path.join(bound, 'sub', 'new'), Buffer.from('new')), userError(/cannot create .*sub: read-only file system/));
-  assert.equal(fs.readFileSync(path.join(bound, 'old'), 'utf8'), 'kept');
-  assert.deepEqual(temps(bound), []);
-});
+test(
+  'writing into a read-only file system fails in one line naming the file and leaves nothing behind',
+  { skip: mountSkip },
+  () => {
+    const ro = path.join(dir, 'ro-tmpfs');
+    mountTmpfs(ro, 'ro,size=1m');
+    assert.throws(
+      () => writeFileAtomic(path.join(ro, 'x.safetensors'), Buffer.alloc(10), { what: '--save' }),
+      userError(/^--save: cannot write .*ro-tmpfs\/x\.safetensors: read-only file system$/),
+    );
+    const bound = path.join(dir, 'ro-bind');
+    fs.mkdirSync(bound);
+    fs.writeFileSync(path.join(bound, 'old'), 'kept');
+    bindReadOnly(bound);
+    assert.throws(
+      () => writeFileAtomic(path.join(bound, 'old'), Buffer.from('new')),
+      userError(/cannot write .*old: read-only file system/),
+    );
+    assert.throws(
+      () => writeFileAtomic(path.join(bound, 'sub', 'new'), Buffer.from('new')),
+      userError(/cannot create .*sub: read-only file system/),
+    );
+    assert.equal(fs.readFileSync(path.join(bound, 'old'), 'utf8'), 'kept');
+    assert.deepEqual(temps(bound), []);
+  },
+);
 
-test('a full disk mid-write says "no space left" with the bytes needed, keeps the old file and leaves no temporary', { skip: mountSkip }, () => {
-  const small = path.join(dir, 'small');
-  mountTmpfs(small, 'size=64k');
-  const f = path.join(small, 'ckpt');
-  writeFileAtomic(f, Buffer.alloc(20_000, 1));
-  assert.throws(() => writeFileAtomic(f, Buffer.alloc(200_000, 2), { what: '--save' }),
-    userError(/^--save: cannot write .*ckpt: no space left on device \(needs 200 kB, \d+(\.\d+)? kB free\)$/));
-  assert.deepEqual(temps(small), []);
-  assert.ok(fs.readFileSync(f).equals(Buffer.alloc(20_000, 1)), 'the previous file is intact');
-  // An append that does not fit is cut back: no half record.
-  const log = path.join(small, 'metrics.jsonl');
-  appendLine(log, '{"epoch":1}');
-  assert.throws(() => appendLine(log, 'x'.repeat(100_000), { what: '--metrics' }), userError(/^--metrics: cannot write .*metrics\.jsonl: no space left on device/));
-  assert.equal(fs.readFileSync(log, 'utf8'), '{"epoch":1}\n');
-});
+test(
+  'a full disk mid-write says "no space left" with the bytes needed, keeps the old file and leaves no temporary',
+  { skip: mountSkip },
+  () => {
+    const small = path.join(dir, 'small');
+    mountTmpfs(small, 'size=64k');
+    const f = path.join(small, 'ckpt');
+    writeFileAtomic(f, Buffer.alloc(20_000, 1));
+    assert.throws(
+      () => writeFileAtomic(f, Buffer.alloc(200_000, 2), { what: '--save' }),
+      userError(/^--save: cannot write .*ckpt: no space left on device \(needs 200 kB, \d+(\.\d+)? kB free\)$/),
+    );
+    assert.deepEqual(temps(small), []);
+    assert.ok(fs.readFileSync(f).equals(Buffer.alloc(20_000, 1)), 'the previous file is intact');
+    // An append that does not fit is cut back: no half record.
+    const log = path.join(small, 'metrics.jsonl');
+    appendLine(log, '{"epoch":1}');
+    assert.throws(
+      () => appendLine(log, 'x'.repeat(100_000), { what: '--metrics' }),
+      userError(/^--metrics: cannot write .*metrics\.jsonl: no space left on device/),
+    );
+    assert.equal(fs.readFileSync(log, 'utf8'), '{"epoch":1}\n');
+  },
+);
 
 test('a file-size limit hit mid-write (EFBIG) leaves no temporary and the old file intact', () => {
   const d = path.join(dir, 'fsize');
   fs.mkdirSync(d);
   const f = path.join(d, 'big');
   fs.writeFileSync(f, 'old');
-  const r = child(`try { files.writeFileAtomic(${JSON.stringify(f)}, Buffer.alloc(1 << 20)); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }`, { shell: 'ulimit -f 64' });
+  const r = child(
+    `try { files.writeFileAtomic(${JSON.stringify(f)}, Buffer.alloc(1 << 20)); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }`,
+    { shell: 'ulimit -f 64' },
+  );
   assert.match(r.stdout, /^UserError: cannot write .*big: file too large/);
   assert.deepEqual(temps(d), []);
   assert.equal(fs.readFileSync(f, 'utf8'), 'old');
@@ -109,10 +164,18 @@ test('a process killed in the middle of a write leaves the previous file intact;
   const f = path.join(d, 'model.safetensors');
   fs.writeFileSync(f, 'previous');
   // The child's writer writes half and then waits forever: a slow disk, seen from outside.
-  const c = spawn(process.execPath, ['-e', `require(${JSON.stringify(FILES)}).writeFileAtomic(${JSON.stringify(f)}, (fd) => {
-    require('fs').writeSync(fd, Buffer.alloc(4096, 7)); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); })`], { stdio: 'ignore' });
+  const c = spawn(
+    process.execPath,
+    [
+      '-e',
+      `require(${JSON.stringify(FILES)}).writeFileAtomic(${JSON.stringify(f)}, (fd) => {
+    require('fs').writeSync(fd, Buffer.alloc(4096, 7)); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); })`,
+    ],
+    { stdio: 'ignore' },
+  );
   const deadline = Date.now() + 20_000;
-  while (!temps(d).some((n) => fs.statSync(path.join(d, n)).size > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while (!temps(d).some((n) => fs.statSync(path.join(d, n)).size > 0) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 20));
   const [tmp] = temps(d);
   assert.ok(tmp, 'the write started');
   assert.deepEqual(cleanStaleTemps(d, 'model.safetensors'), [], "a live writer's temporary is kept");
@@ -129,8 +192,15 @@ test('a real write caught by SIGSTOP as its temporary appears and then SIGKILLed
   const f = path.join(d, 'big.bin');
   fs.writeFileSync(f, Buffer.alloc(1000, 9));
   // No hooks: the child writes 32 MB files in a loop; the helper stops it during one of them.
-  const c = spawn(process.execPath, ['-e', `const w = require(${JSON.stringify(FILES)}).writeFileAtomic; const b = Buffer.alloc(32 << 20, 3);
-    for (let i = 0; i < 50; i++) w(${JSON.stringify(f)}, b);`], { stdio: 'ignore' });
+  const c = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const w = require(${JSON.stringify(FILES)}).writeFileAtomic; const b = Buffer.alloc(32 << 20, 3);
+    for (let i = 0; i < 50; i++) w(${JSON.stringify(f)}, b);`,
+    ],
+    { stdio: 'ignore' },
+  );
   const tmp = await stopDuringWrite(c, d, 'big.bin', { timeoutMs: 60_000 });
   c.kill('SIGKILL');
   await new Promise((r) => c.on('exit', r));
@@ -165,12 +235,21 @@ test("temporaries of live processes and other hosts' recent ones are kept; dead 
 test('a directory or a FIFO as the target of a write is refused and left alone; a path under a regular file names the file', () => {
   const d = path.join(dir, 'targets');
   fs.mkdirSync(path.join(d, 'adir'), { recursive: true });
-  assert.throws(() => writeFileAtomic(path.join(d, 'adir'), Buffer.from('x'), { what: '--out' }), userError(/^--out: cannot write .*adir: it is a directory, expected a regular file or a new name$/));
+  assert.throws(
+    () => writeFileAtomic(path.join(d, 'adir'), Buffer.from('x'), { what: '--out' }),
+    userError(/^--out: cannot write .*adir: it is a directory, expected a regular file or a new name$/),
+  );
   execFileSync('mkfifo', [path.join(d, 'fifo')]);
-  assert.throws(() => writeFileAtomic(path.join(d, 'fifo'), Buffer.from('x')), userError(/fifo: it is a FIFO \(named pipe\)/));
+  assert.throws(
+    () => writeFileAtomic(path.join(d, 'fifo'), Buffer.from('x')),
+    userError(/fifo: it is a FIFO \(named pipe\)/),
+  );
   assert.ok(fs.statSync(path.join(d, 'fifo')).isFIFO());
   fs.writeFileSync(path.join(d, 'plain'), '');
-  assert.throws(() => writeFileAtomic(path.join(d, 'plain', 'sub', 'x'), Buffer.from('x')), userError(/cannot create .*plain\/sub: .*targets\/plain is a file, not a directory$/));
+  assert.throws(
+    () => writeFileAtomic(path.join(d, 'plain', 'sub', 'x'), Buffer.from('x')),
+    userError(/cannot create .*plain\/sub: .*targets\/plain is a file, not a directory$/),
+  );
   assert.deepEqual(temps(d), []);
 });
 
@@ -181,38 +260,67 @@ test('inputs that are not regular files are refused in one line, a FIFO without 
   execFileSync('mkfifo', [fifo]);
   // In a child with a timeout: a blocking open of a FIFO with no writer would hang the test runner itself.
   for (const call of ['checkInputFile', 'openInputFile', 'readInputFile']) {
-    const r = child(`try { files.${call}(${JSON.stringify(fifo)}, '--weights'); } catch (e) { console.log(e.message); }`, { timeout: 10_000 });
+    const r = child(
+      `try { files.${call}(${JSON.stringify(fifo)}, '--weights'); } catch (e) { console.log(e.message); }`,
+      { timeout: 10_000 },
+    );
     assert.equal(r.timedOut, false, `${call} hung on a FIFO`);
     assert.equal(r.stdout.trim(), `--weights: ${fifo} is a FIFO (named pipe), expected a regular file`);
   }
-  assert.throws(() => checkInputFile('/dev/zero', '--resume'), userError(/^--resume: \/dev\/zero is a character device, expected a regular file$/));
+  assert.throws(
+    () => checkInputFile('/dev/zero', '--resume'),
+    userError(/^--resume: \/dev\/zero is a character device, expected a regular file$/),
+  );
   assert.throws(() => readInputFile('/dev/zero', '--resume'), userError(/character device/));
-  assert.throws(() => checkInputFile(d, '--weights'), userError(/^--weights: .*inputs is a directory, expected a regular file$/));
-  assert.throws(() => checkInputFile(path.join(d, 'none'), '--weights'), userError(/^--weights: cannot read .*none: no such file$/));
+  assert.throws(
+    () => checkInputFile(d, '--weights'),
+    userError(/^--weights: .*inputs is a directory, expected a regular file$/),
+  );
+  assert.throws(
+    () => checkInputFile(path.join(d, 'none'), '--weights'),
+    userError(/^--weights: cannot read .*none: no such file$/),
+  );
   fs.symlinkSync(path.join(d, 'gone'), path.join(d, 'dangling'));
-  assert.throws(() => checkInputFile(path.join(d, 'dangling')), userError(/^cannot read .*dangling: no such file \(it is a symbolic link to .*gone, which does not exist\)$/));
+  assert.throws(
+    () => checkInputFile(path.join(d, 'dangling')),
+    userError(/^cannot read .*dangling: no such file \(it is a symbolic link to .*gone, which does not exist\)$/),
+  );
   fs.writeFileSync(path.join(d, 'w'), 'abc');
   assert.equal(checkInputFile(path.join(d, 'w')).size, 3);
   assert.equal(readInputFile(path.join(d, 'w')).toString(), 'abc');
-  assert.throws(() => readInputFile(path.join(d, 'w'), '--weights', { maxBytes: 2 }), userError(/is 3 bytes, more than the 2 bytes allowed/));
+  assert.throws(
+    () => readInputFile(path.join(d, 'w'), '--weights', { maxBytes: 2 }),
+    userError(/is 3 bytes, more than the 2 bytes allowed/),
+  );
   const { fd, stat } = openInputFile(path.join(d, 'w'));
   fs.closeSync(fd);
   assert.equal(stat.size, 3);
 });
 
-test('an unreadable input says "permission denied" to a user who is not root', { skip: process.getuid?.() !== 0 ? 'needs root to switch to nobody' : false }, () => {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-perm-'));
-  try {
-    fs.chmodSync(d, 0o755);
-    const f = path.join(d, 'secret.safetensors');
-    fs.writeFileSync(f, 'x', { mode: 0o600 });
-    const r = child(`try { files.checkInputFile(${JSON.stringify(f)}, '--weights'); } catch (e) { console.log(e.message); }
-      try { files.writeFileAtomic(${JSON.stringify(path.join(d, 'out'))}, Buffer.from('x')); } catch (e) { console.log(e.message); }`, { uid: 65534 });
-    assert.equal(r.stdout, `--weights: cannot read ${f}: permission denied\ncannot write ${path.join(d, 'out')}: permission denied\n`, r.stderr);
-  } finally {
-    fs.rmSync(d, { recursive: true, force: true });
-  }
-});
+test(
+  'an unreadable input says "permission denied" to a user who is not root',
+  { skip: process.getuid?.() !== 0 ? 'needs root to switch to nobody' : false },
+  () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-perm-'));
+    try {
+      fs.chmodSync(d, 0o755);
+      const f = path.join(d, 'secret.safetensors');
+      fs.writeFileSync(f, 'x', { mode: 0o600 });
+      const r = child(
+        `try { files.checkInputFile(${JSON.stringify(f)}, '--weights'); } catch (e) { console.log(e.message); }
+      try { files.writeFileAtomic(${JSON.stringify(path.join(d, 'out'))}, Buffer.from('x')); } catch (e) { console.log(e.message); }`,
+        { uid: 65534 },
+      );
+      assert.equal(
+        r.stdout,
+        `--weights: cannot read ${f}: permission denied\ncannot write ${path.join(d, 'out')}: permission denied\n`,
+        r.stderr,
+      );
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  },
+);
 
 test('file-system errors are described in words', () => {
   const err = (code: string, message = `${code}: something, open '/x'`) => Object.assign(new Error(message), { code });
@@ -222,5 +330,5 @@ test('file-system errors are described in words', () => {
   assert.equal(describeFsError(err('ENOTDIR')), 'a parent in the path is not a directory');
   assert.equal(describeFsError(err('ENOSPC')), 'no space left on device');
   assert.equal(describeFsError(err('ENOSPC'), { needed: 370e6 }), 'no space left on device (needs 370 MB)');
-  assert.equal(describeFsError(err('EWEIRD', 'EWEIRD: odd thing happened, open \'/x\'')), 'odd thing happened');
+  assert.equal(describeFsError(err('EWEIRD', "EWEIRD: odd thing happened, open '/x'")), 'odd thing happened');
 });

@@ -18,7 +18,17 @@ import { cli } from './helpers/cli';
 import { maxAbsDiff, oracleMissing, runOracle } from './helpers/oracle';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-io-'));
-const record = (m: ReturnType<typeof getModel>) => ({ model: m.name, modelOptions: { numClasses: 5, inChannels: m.inputShape[0] }, classes: ['a', 'b', 'c', 'd', 'e'], preprocess: { inputSize: [m.inputShape[1], m.inputShape[2]] as [number, number], resize: 'bilinear' as const, mean: [], std: [] } });
+const record = (m: ReturnType<typeof getModel>) => ({
+  model: m.name,
+  modelOptions: { numClasses: 5, inChannels: m.inputShape[0] },
+  classes: ['a', 'b', 'c', 'd', 'e'],
+  preprocess: {
+    inputSize: [m.inputShape[1], m.inputShape[2]] as [number, number],
+    resize: 'bilinear' as const,
+    mean: [],
+    std: [],
+  },
+});
 
 test('every variant round-trips through a safetensors weights file with identical outputs', () => {
   for (const { name } of listModels()) {
@@ -29,7 +39,14 @@ test('every variant round-trips through a safetensors weights file with identica
     const { model, record: r } = loadModel(file);
     assert.deepEqual(r.classes, ['a', 'b', 'c', 'd', 'e']);
     const x = randn([2, ...m.inputShape]);
-    assert.equal(maxAbsDiff(noGrad(() => m.forward(x)), noGrad(() => model.forward(x))), 0, name);
+    assert.equal(
+      maxAbsDiff(
+        noGrad(() => m.forward(x)),
+        noGrad(() => model.forward(x)),
+      ),
+      0,
+      name,
+    );
     m.dispose();
     model.dispose();
   }
@@ -37,8 +54,11 @@ test('every variant round-trips through a safetensors weights file with identica
 
 test('dtypes are preserved and metadata kept', () => {
   const t = new Map<string, Tensor>([
-    ['f', tensor([1.5, -2], [2])], ['h', tensor([0.5, 3], [2]).to('float16')], ['b', tensor([1, 2], [2]).to('bfloat16')],
-    ['l', tensor([7, -9], [2], 'int64')], ['u', tensor(new Uint8Array([1, 255]), [2])],
+    ['f', tensor([1.5, -2], [2])],
+    ['h', tensor([0.5, 3], [2]).to('float16')],
+    ['b', tensor([1, 2], [2]).to('bfloat16')],
+    ['l', tensor([7, -9], [2], 'int64')],
+    ['u', tensor(new Uint8Array([1, 255]), [2])],
   ]);
   const { tensors, metadata } = decodeSafetensors(encodeSafetensors(t, { note: 'hi' }));
   for (const [k, v] of t) {
@@ -49,7 +69,12 @@ test('dtypes are preserved and metadata kept', () => {
 });
 
 test('hostile safetensors files get clear errors and no huge allocation', () => {
-  const good = encodeSafetensors(new Map([['a', tensor([1, 2, 3, 4], [4])], ['b', tensor([5, 6], [2])]]));
+  const good = encodeSafetensors(
+    new Map([
+      ['a', tensor([1, 2, 3, 4], [4])],
+      ['b', tensor([5, 6], [2])],
+    ]),
+  );
   const header = (h: object) => {
     const json = Buffer.from(JSON.stringify(h));
     const len = Buffer.alloc(8);
@@ -57,34 +82,67 @@ test('hostile safetensors files get clear errors and no huge allocation', () => 
     return Buffer.concat([len, json, Buffer.alloc(24)]);
   };
   const cases: [string, Buffer, RegExp][] = [
-    ['header longer than file', Buffer.concat([Buffer.from([0xff, 0xff, 0, 0, 0, 0, 0, 0]), good.subarray(8)]), /claims 65535 bytes but the file has only/],
-    ['gigabyte header', (() => { const b = Buffer.from(good); b.writeBigUInt64LE(5n << 30n); return b; })(), new RegExp(`more than the ${MAX_HEADER_BYTES}-byte limit`)],
-    ['overlap', header({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }), /'a' and 'b' overlap/],
+    [
+      'header longer than file',
+      Buffer.concat([Buffer.from([0xff, 0xff, 0, 0, 0, 0, 0, 0]), good.subarray(8)]),
+      /claims 65535 bytes but the file has only/,
+    ],
+    [
+      'gigabyte header',
+      (() => {
+        const b = Buffer.from(good);
+        b.writeBigUInt64LE(5n << 30n);
+        return b;
+      })(),
+      new RegExp(`more than the ${MAX_HEADER_BYTES}-byte limit`),
+    ],
+    [
+      'overlap',
+      header({
+        a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+        b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
+      }),
+      /'a' and 'b' overlap/,
+    ],
     ['past the end', header({ a: { dtype: 'F32', shape: [16], data_offsets: [0, 64] } }), /runs past the end/],
     ['unknown dtype', header({ a: { dtype: 'Q7', shape: [1], data_offsets: [0, 1] } }), /unsupported dtype 'Q7'/],
-    ['size mismatch', header({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }), /has 8 bytes but its shape \[3\]/],
+    [
+      'size mismatch',
+      header({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }),
+      /has 8 bytes but its shape \[3\]/,
+    ],
     ['not JSON', Buffer.concat([Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{{{{')]), /not JSON/],
     ['too short', Buffer.from([1, 2, 3]), /only 3 bytes/],
   ];
   for (const [what, buf, re] of cases) {
     const before = process.memoryUsage().rss;
-    assert.throws(() => decodeSafetensors(buf, what), (e: unknown) => e instanceof FormatError && re.test(e.message), what);
+    assert.throws(
+      () => decodeSafetensors(buf, what),
+      (e: unknown) => e instanceof FormatError && re.test(e.message),
+      what,
+    );
     assert.ok(process.memoryUsage().rss - before < 50e6, `${what}: no large allocation`);
   }
 });
 
-test('a state dict saved by real torch.save loads and gives torchvision\'s logits', { skip: oracleMissing() }, () => {
+test("a state dict saved by real torch.save loads and gives torchvision's logits", { skip: oracleMissing() }, () => {
   manualSeed(4);
   const x = randn([2, 3, 224, 224]);
   const pth = path.join(dir, 'tv.pth');
   const nested = path.join(dir, 'nested.pth');
-  const ref = runOracle([{ id: 'a', op: 'save_pth', args: { path: pth, seed: 1 }, tensors: { x } }, { id: 'b', op: 'save_pth', args: { path: nested, seed: 1, nested: true }, tensors: { x } }]);
+  const ref = runOracle([
+    { id: 'a', op: 'save_pth', args: { path: pth, seed: 1 }, tensors: { x } },
+    { id: 'b', op: 'save_pth', args: { path: nested, seed: 1, nested: true }, tensors: { x } },
+  ]);
   for (const file of [pth, nested]) {
     const { model, record: r } = loadModel(file);
     assert.equal(r.model, 'alexnet-torchvision');
     assert.equal(r.classes[281], 'tabby');
     assert.deepEqual(r.preprocess.mean, [0.485, 0.456, 0.406]);
-    const d = maxAbsDiff(noGrad(() => model.forward(x)), ref.get('a.y')!);
+    const d = maxAbsDiff(
+      noGrad(() => model.forward(x)),
+      ref.get('a.y')!,
+    );
     assert.ok(d <= 1e-4, `${path.basename(file)}: logits differ by ${d}`);
     model.dispose();
   }
@@ -93,7 +151,13 @@ test('a state dict saved by real torch.save loads and gives torchvision\'s logit
   sd.delete('classifier.6.bias');
   sd.set('classifier.4.weight', tensor([1], [1]));
   const m = getModel('alexnet-torchvision');
-  assert.throws(() => m.loadStateDict(sd), (e: unknown) => e instanceof StateDictError && /classifier\.6\.bias/.test(e.message) && /classifier\.4\.weight expects \[4096, 4096\] but got \[1\]/.test(e.message));
+  assert.throws(
+    () => m.loadStateDict(sd),
+    (e: unknown) =>
+      e instanceof StateDictError &&
+      /classifier\.6\.bias/.test(e.message) &&
+      /classifier\.4\.weight expects \[4096, 4096\] but got \[1\]/.test(e.message),
+  );
   m.dispose();
 });
 
@@ -112,69 +176,99 @@ test('PyTorch reads the tensors of a safetensors file we wrote', { skip: oracleM
   assert.ok(ref.get('r.meta_len')!.item() >= 5);
 });
 
-test('ONNX export of every variant passes onnx.checker and matches in onnxruntime (dynamic batch)', { skip: oracleMissing() }, async () => {
-  for (const { name } of listModels()) {
-    manualSeed(8);
-    const m = getModel(name).eval();
-    const file = path.join(dir, `${name}.onnx`);
-    const { bytes, opTypes } = exportOnnx(m, { model: name });
-    fs.writeFileSync(file, bytes);
-    assert.ok(!opTypes.includes('Dropout'), 'dropout is gone at inference');
-    const check = runOracle([{ id: 'c', op: 'onnx_check', args: { path: file }, tensors: {} }]);
-    assert.equal(check.get('c.opset')!.item(), 13);
-    const session = await ort.InferenceSession.create(file);
-    for (const batch of [1, 3]) {
-      const x = randn([batch, ...m.inputShape]);
-      const ours = noGrad(() => m.forward(x));
-      const out = await session.run({ input: new ort.Tensor('float32', x.data() as Float32Array, x.shape) });
-      const theirs = tensor(out.logits.data as Float32Array, out.logits.dims as number[]);
-      const d = maxAbsDiff(ours, theirs);
-      assert.ok(d <= 1e-4, `${name} batch ${batch}: max abs diff ${d}`);
+test(
+  'ONNX export of every variant passes onnx.checker and matches in onnxruntime (dynamic batch)',
+  { skip: oracleMissing() },
+  async () => {
+    for (const { name } of listModels()) {
+      manualSeed(8);
+      const m = getModel(name).eval();
+      const file = path.join(dir, `${name}.onnx`);
+      const { bytes, opTypes } = exportOnnx(m, { model: name });
+      fs.writeFileSync(file, bytes);
+      assert.ok(!opTypes.includes('Dropout'), 'dropout is gone at inference');
+      const check = runOracle([{ id: 'c', op: 'onnx_check', args: { path: file }, tensors: {} }]);
+      assert.equal(check.get('c.opset')!.item(), 13);
+      const session = await ort.InferenceSession.create(file);
+      for (const batch of [1, 3]) {
+        const x = randn([batch, ...m.inputShape]);
+        const ours = noGrad(() => m.forward(x));
+        const out = await session.run({ input: new ort.Tensor('float32', x.data() as Float32Array, x.shape) });
+        const theirs = tensor(out.logits.data as Float32Array, out.logits.dims as number[]);
+        const d = maxAbsDiff(ours, theirs);
+        assert.ok(d <= 1e-4, `${name} batch ${batch}: max abs diff ${d}`);
+      }
+      if (name === 'alexnet-2012')
+        assert.ok(opTypes.includes('LRN') && opTypes.filter((o) => o === 'Conv').length === 5);
+      m.dispose();
     }
-    if (name === 'alexnet-2012') assert.ok(opTypes.includes('LRN') && opTypes.filter((o) => o === 'Conv').length === 5);
-    m.dispose();
-  }
-});
+  },
+);
 
 test('predict --runtime onnx works with the native engine hidden and agrees with libtorch', async () => {
   manualSeed(9);
   const m = getModel('alexnet-d2l', { inputSize: 67 }).eval();
   const weights = path.join(dir, 'd2l.safetensors');
-  saveWeights(weights, m, { ...record(m), modelOptions: { numClasses: 10, inChannels: 1, inputSize: 67 }, classes: 'abcdefghij'.split(''), sourceShape: [1, 28, 28], preprocess: { inputSize: [67, 67], resize: 'bilinear', mean: [0.3], std: [0.35] } });
+  saveWeights(weights, m, {
+    ...record(m),
+    modelOptions: { numClasses: 10, inChannels: 1, inputSize: 67 },
+    classes: 'abcdefghij'.split(''),
+    sourceShape: [1, 28, 28],
+    preprocess: { inputSize: [67, 67], resize: 'bilinear', mean: [0.3], std: [0.35] },
+  });
   m.dispose();
   const sharp = (await import('sharp')).default;
   const img = path.join(dir, 'shape.png');
   const px = Buffer.alloc(40 * 30 * 3);
   for (let i = 0; i < px.length; i++) px[i] = (i * 7) % 256;
-  await sharp(px, { raw: { width: 40, height: 30, channels: 3 } }).png().toFile(img);
+  await sharp(px, { raw: { width: 40, height: 30, channels: 3 } })
+    .png()
+    .toFile(img);
   const onnx = path.join(dir, 'd2l.onnx');
   assert.equal(cli(['export', '--weights', weights, '--out', onnx]).code, 0);
   const a = JSON.parse(cli(['predict', '--weights', weights, '--json', img]).stdout);
-  const hidden = cli(['predict', '--runtime', 'onnx', '--model-file', onnx, '--json', img], { env: { ALEXNET_NATIVE: '/nonexistent/alexnet_native.node' } });
+  const hidden = cli(['predict', '--runtime', 'onnx', '--model-file', onnx, '--json', img], {
+    env: { ALEXNET_NATIVE: '/nonexistent/alexnet_native.node' },
+  });
   assert.equal(hidden.code, 0, hidden.stderr);
   const b = JSON.parse(hidden.stdout);
-  assert.deepEqual(b[0].top.map((t: { class: string }) => t.class), a[0].top.map((t: { class: string }) => t.class));
-  a[0].top.forEach((t: { probability: number }, i: number) => assert.ok(Math.abs(t.probability - b[0].top[i].probability) < 1e-4));
+  assert.deepEqual(
+    b[0].top.map((t: { class: string }) => t.class),
+    a[0].top.map((t: { class: string }) => t.class),
+  );
+  a[0].top.forEach((t: { probability: number }, i: number) =>
+    assert.ok(Math.abs(t.probability - b[0].top[i].probability) < 1e-4),
+  );
   // without the ONNX runtime flag, the hidden engine is a one-line setup error
-  assert.match(cli(['predict', '--weights', weights, img], { env: { ALEXNET_NATIVE: '/nonexistent/alexnet_native.node' } }).stderr, /npm run build:addon/);
+  assert.match(
+    cli(['predict', '--weights', weights, img], { env: { ALEXNET_NATIVE: '/nonexistent/alexnet_native.node' } }).stderr,
+    /npm run build:addon/,
+  );
 });
 
-test('hostile .pth files: not a zip, truncated, and a pickle asking for os.system (nothing runs)', { skip: oracleMissing() }, () => {
-  const text = path.join(dir, 'text.pth');
-  fs.writeFileSync(text, 'definitely not a checkpoint');
-  assert.throws(() => loadPth(text), /not a PyTorch checkpoint/);
-  const evil = path.join(dir, 'evil.pth');
-  const marker = path.join(dir, 'pwned');
-  runOracle([{ id: 'h', op: 'hostile_pth', args: { path: evil, marker }, tensors: {} }]);
-  assert.throws(() => loadPth(evil), (e: unknown) => e instanceof FormatError && /global (posix|os)\.system, which is not allowed/.test(e.message));
-  assert.equal(fs.existsSync(marker), false, 'the pickle did not run');
-  const good = path.join(dir, 'tv.pth');
-  if (fs.existsSync(good)) {
-    const cut = path.join(dir, 'cut.pth');
-    fs.writeFileSync(cut, fs.readFileSync(good).subarray(0, 100000));
-    assert.throws(() => loadPth(cut), /not a readable zip archive|truncated/);
-  }
-  const r = cli(['predict', '--weights', evil, text]);
-  assert.equal(r.code, 2);
-  assert.equal(r.stderr.trim().split('\n').length, 1);
-});
+test(
+  'hostile .pth files: not a zip, truncated, and a pickle asking for os.system (nothing runs)',
+  { skip: oracleMissing() },
+  () => {
+    const text = path.join(dir, 'text.pth');
+    fs.writeFileSync(text, 'definitely not a checkpoint');
+    assert.throws(() => loadPth(text), /not a PyTorch checkpoint/);
+    const evil = path.join(dir, 'evil.pth');
+    const marker = path.join(dir, 'pwned');
+    runOracle([{ id: 'h', op: 'hostile_pth', args: { path: evil, marker }, tensors: {} }]);
+    assert.throws(
+      () => loadPth(evil),
+      (e: unknown) => e instanceof FormatError && /global (posix|os)\.system, which is not allowed/.test(e.message),
+    );
+    assert.equal(fs.existsSync(marker), false, 'the pickle did not run');
+    const good = path.join(dir, 'tv.pth');
+    if (fs.existsSync(good)) {
+      const cut = path.join(dir, 'cut.pth');
+      fs.writeFileSync(cut, fs.readFileSync(good).subarray(0, 100000));
+      assert.throws(() => loadPth(cut), /not a readable zip archive|truncated/);
+    }
+    const r = cli(['predict', '--weights', evil, text]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+  },
+);

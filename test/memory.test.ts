@@ -14,9 +14,14 @@ const gc = vm.runInNewContext('gc') as () => void;
 test('memory stays flat over 200 training steps', () => {
   manualSeed(0);
   const net = new Sequential(
-    new Conv2d(3, 16, 3, { padding: 1 }), new ReLU(), new MaxPool2d(2),
-    new Conv2d(16, 32, 3, { padding: 1 }), new ReLU(), new MaxPool2d(2),
-    new Flatten(), new Linear(32 * 8 * 8, 10),
+    new Conv2d(3, 16, 3, { padding: 1 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Conv2d(16, 32, 3, { padding: 1 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Flatten(),
+    new Linear(32 * 8 * 8, 10),
   );
   const params = net.parameters();
   const bufs = params.map((p) => zerosLike(p).keep());
@@ -33,7 +38,19 @@ test('memory stays flat over 200 training steps', () => {
       l.backward();
       return l.item();
     });
-    native().sgdStep(params.map((p) => p.handle), bufs.map((b) => b.handle), { lr: 0.01, momentum: 0.9, weightDecay: 0, dampening: 0, nesterov: false, form: 'pytorch', firstStep: step === 1 });
+    native().sgdStep(
+      params.map((p) => p.handle),
+      bufs.map((b) => b.handle),
+      {
+        lr: 0.01,
+        momentum: 0.9,
+        weightDecay: 0,
+        dampening: 0,
+        nesterov: false,
+        form: 'pytorch',
+        firstStep: step === 1,
+      },
+    );
     native().zeroGrad(params.map((p) => p.handle));
     if (step === 1) firstLoss = loss;
     lastLoss = loss;

@@ -9,7 +9,11 @@ import { maxAbsDiff, oracleMissing, runOracle } from './helpers/oracle';
 import { judge, lossBound, scaleTo, UNIT_ROUNDOFF } from './helpers/tolerance';
 
 test('parameter counts match the published architectures', () => {
-  const expected: Record<string, number> = { 'alexnet-torchvision': 61_100_840, 'alexnet-d2l': 46_764_746, 'alexnet-2012': 60_965_224 };
+  const expected: Record<string, number> = {
+    'alexnet-torchvision': 61_100_840,
+    'alexnet-d2l': 46_764_746,
+    'alexnet-2012': 60_965_224,
+  };
   for (const [name, n] of Object.entries(expected)) {
     const m = getModel(name);
     assert.equal(m.numParameters(), n, name);
@@ -23,7 +27,11 @@ test('every variant builds, reports its layer table and runs a forward pass of t
     const m = getModel(name, { numClasses: 7 }).eval();
     const rows = m.layerTable();
     assert.deepEqual(rows[rows.length - 1].outputShape, [7]);
-    assert.equal(rows.reduce((a, r) => a + r.params, 0), m.numParameters(), `${name}: rows add up to the total`);
+    assert.equal(
+      rows.reduce((a, r) => a + r.params, 0),
+      m.numParameters(),
+      `${name}: rows add up to the total`,
+    );
     const y = m.forward(randn([2, ...m.inputShape]));
     assert.deepEqual(y.shape, [2, 7], name);
     m.dispose();
@@ -32,7 +40,10 @@ test('every variant builds, reports its layer table and runs a forward pass of t
 
 test('torchvision MACs are 0.714 G (conv and linear layers)', () => {
   const m = getModel('alexnet-torchvision');
-  assert.equal(m.layerTable().reduce((a, r) => a + r.macs, 0), 714_188_480);
+  assert.equal(
+    m.layerTable().reduce((a, r) => a + r.macs, 0),
+    714_188_480,
+  );
   m.dispose();
 });
 
@@ -61,12 +72,30 @@ test('alexnet-2012 follows the paper: groups, LRN k=2 n=5, N(0, 0.01) weights, b
 
 test('wrong input shape or dtype is a clear error naming the shapes', () => {
   const m = getModel('alexnet-d2l', { inputSize: 96 }).eval();
-  assert.throws(() => m.forward(zeros([2, 3, 96, 96])), (e: unknown) => e instanceof ShapeError && /1-channel/.test(e.message) && /got 3 channels/.test(e.message));
-  assert.throws(() => m.forward(zeros([2, 1, 96, 96], { dtype: 'uint8' })), (e: unknown) => e instanceof ShapeError && /uint8/.test(e.message));
-  assert.throws(() => m.forward(zeros([1, 96, 96])), (e: unknown) => e instanceof ShapeError && /\(N, 1, 96, 96\)/.test(e.message));
-  assert.throws(() => m.forward(zeros([2, 1, 128, 128])), (e: unknown) => e instanceof ShapeError && /built for 1×96×96/.test(e.message));
-  assert.throws(() => getModel('alexnet-torchvision', { inputSize: 40 }), (e: unknown) => e instanceof ShapeError && /features\.\d+/.test(e.message) && /3×63×63/.test(e.message));
-  assert.throws(() => getModel('alexnet-9000'), (e: unknown) => e instanceof UserError && /alexnet-torchvision/.test(e.message));
+  assert.throws(
+    () => m.forward(zeros([2, 3, 96, 96])),
+    (e: unknown) => e instanceof ShapeError && /1-channel/.test(e.message) && /got 3 channels/.test(e.message),
+  );
+  assert.throws(
+    () => m.forward(zeros([2, 1, 96, 96], { dtype: 'uint8' })),
+    (e: unknown) => e instanceof ShapeError && /uint8/.test(e.message),
+  );
+  assert.throws(
+    () => m.forward(zeros([1, 96, 96])),
+    (e: unknown) => e instanceof ShapeError && /\(N, 1, 96, 96\)/.test(e.message),
+  );
+  assert.throws(
+    () => m.forward(zeros([2, 1, 128, 128])),
+    (e: unknown) => e instanceof ShapeError && /built for 1×96×96/.test(e.message),
+  );
+  assert.throws(
+    () => getModel('alexnet-torchvision', { inputSize: 40 }),
+    (e: unknown) => e instanceof ShapeError && /features\.\d+/.test(e.message) && /3×63×63/.test(e.message),
+  );
+  assert.throws(
+    () => getModel('alexnet-9000'),
+    (e: unknown) => e instanceof UserError && /alexnet-torchvision/.test(e.message),
+  );
   m.dispose();
 });
 
@@ -76,14 +105,20 @@ test('loadStateDict lists every missing, unexpected and mis-shaped key', () => {
   sd.delete('features.0.bias');
   sd.set('features.99.weight', zeros([1]));
   sd.set('classifier.6.weight', zeros([3, 4096]));
-  assert.throws(() => m.loadStateDict(sd), (e: unknown) => {
-    assert.ok(e instanceof StateDictError);
-    assert.deepEqual(e.missing, ['features.0.bias']);
-    assert.deepEqual(e.unexpected, ['features.99.weight']);
-    assert.deepEqual(e.mismatched, [{ key: 'classifier.6.weight', expected: [10, 4096], got: [3, 4096] }]);
-    assert.match(e.message, /features\.0\.bias.*features\.99\.weight.*classifier\.6\.weight expects \[10, 4096\] but got \[3, 4096\]/);
-    return true;
-  });
+  assert.throws(
+    () => m.loadStateDict(sd),
+    (e: unknown) => {
+      assert.ok(e instanceof StateDictError);
+      assert.deepEqual(e.missing, ['features.0.bias']);
+      assert.deepEqual(e.unexpected, ['features.99.weight']);
+      assert.deepEqual(e.mismatched, [{ key: 'classifier.6.weight', expected: [10, 4096], got: [3, 4096] }]);
+      assert.match(
+        e.message,
+        /features\.0\.bias.*features\.99\.weight.*classifier\.6\.weight expects \[10, 4096\] but got \[3, 4096\]/,
+      );
+      return true;
+    },
+  );
   m.dispose();
 });
 
@@ -95,7 +130,15 @@ test('a state dict round-trips between two models (same outputs)', () => {
   assert.ok(maxAbsDiff(a.forward(x), b.forward(x)) > 0);
   b.loadStateDict(a.stateDict());
   assert.equal(maxAbsDiff(a.forward(x), b.forward(x)), 0);
-  assert.deepEqual([...a.stateDict().keys()].slice(0, 7), ['features.0.weight', 'features.0.bias', 'features.1.weight', 'features.1.bias', 'features.1.running_mean', 'features.1.running_var', 'features.1.num_batches_tracked']);
+  assert.deepEqual([...a.stateDict().keys()].slice(0, 7), [
+    'features.0.weight',
+    'features.0.bias',
+    'features.1.weight',
+    'features.1.bias',
+    'features.1.running_mean',
+    'features.1.running_var',
+    'features.1.num_batches_tracked',
+  ]);
 });
 
 // ---- parity with PyTorch models on the same weights ---------------------------------------------------------
@@ -132,7 +175,10 @@ function parity(name: string, op: string, keyMap: (k: string) => string, input: 
   const target = randint(0, classes, [2]);
   const tensors: Record<string, Tensor> = { x, target };
   for (const [k, t] of m.stateDict()) tensors[keyMap(k)] = t;
-  const runs = [{ name: 'f32', dtype: 'float32' }, { name: 'f64', dtype: 'float64' }];
+  const runs = [
+    { name: 'f32', dtype: 'float32' },
+    { name: 'f64', dtype: 'float64' },
+  ];
   const ref = runOracle([{ id: 'm', op, args: { runs }, tensors }]);
   const get = (k: string) => {
     const t = ref.get(`m.${k}`);
@@ -157,19 +203,29 @@ function parity(name: string, op: string, keyMap: (k: string) => string, input: 
   check('logits', ours32.logits, ours64.logits, 'y');
   for (const [k, g32] of ours32.grads) check(`gradient of ${k}`, g32, ours64.grads.get(k)!, `grad.${keyMap(k)}`);
   const loss64 = get('f64.loss').item();
-  for (const [ours, u] of [[ours32, UNIT_ROUNDOFF.float32], [ours64, UNIT_ROUNDOFF.float64]] as const) {
+  for (const [ours, u] of [
+    [ours32, UNIT_ROUNDOFF.float32],
+    [ours64, UNIT_ROUNDOFF.float64],
+  ] as const) {
     const tol = lossBound(maxAbsDiff(ours.logits, get('f64.y')), loss64, u);
     if (!(Math.abs(ours.loss - loss64) <= tol)) failures.push(`loss ${ours.loss} vs float64 ${loss64}: allowed ${tol}`);
   }
   m.dispose();
-  assert.ok(failures.length === 0, `${name} differs from PyTorch by more than rounding explains:\n${failures.join('\n')}`);
+  assert.ok(
+    failures.length === 0,
+    `${name} differs from PyTorch by more than rounding explains:\n${failures.join('\n')}`,
+  );
 }
 
-test('alexnet-torchvision gives torchvision\'s logits and gradients on the same weights', { skip: oracleMissing() }, () => {
-  parity('alexnet-torchvision', 'model_torchvision', (k) => k, [3, 224, 224], 1000);
-});
+test(
+  "alexnet-torchvision gives torchvision's logits and gradients on the same weights",
+  { skip: oracleMissing() },
+  () => {
+    parity('alexnet-torchvision', 'model_torchvision', (k) => k, [3, 224, 224], 1000);
+  },
+);
 
-test('alexnet-d2l matches d2l\'s PyTorch network on the same weights', { skip: oracleMissing() }, () => {
+test("alexnet-d2l matches d2l's PyTorch network on the same weights", { skip: oracleMissing() }, () => {
   // d2l builds one nn.Sequential: features.i -> i, flatten at 13, classifier.j -> 14 + j
   const map = (k: string) => {
     const [block, idx, ...rest] = k.split('.');
@@ -178,9 +234,13 @@ test('alexnet-d2l matches d2l\'s PyTorch network on the same weights', { skip: o
   parity('alexnet-d2l', 'model_d2l', map, [1, 224, 224], 10);
 });
 
-test('alexnet-2012 matches the paper network written with PyTorch layers (LRN alpha × 5)', { skip: oracleMissing() }, () => {
-  parity('alexnet-2012', 'model_2012', (k) => k, [3, 227, 227], 1000);
-});
+test(
+  'alexnet-2012 matches the paper network written with PyTorch layers (LRN alpha × 5)',
+  { skip: oracleMissing() },
+  () => {
+    parity('alexnet-2012', 'model_2012', (k) => k, [3, 227, 227], 1000);
+  },
+);
 
 test('tensor() and zeros() reject bad shapes', () => {
   assert.throws(() => tensor([1, 2], [3]), UserError);

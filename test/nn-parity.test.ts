@@ -25,45 +25,181 @@ function makeCases(): LayerCase[] {
   const x4 = (n: number, c: number, h: number, w: number, scale = 1) => randn([n, c, h, w]).mul(scale);
   const cases: LayerCase[] = [];
   const add = (c: LayerCase) => cases.push(c);
-  const conv = (id: string, cin: number, cout: number, k: number, stride: number, padding: number, groups: number, hw: number) => add({
-    id, op: 'conv2d', args: { stride, padding, groups },
-    tensors: { x: x4(2, cin, hw, hw), w: randn([cout, cin / groups, k, k]).mul(0.1), b: randn([cout]).mul(0.1) },
-    ours: (t) => F.conv2d(t.x, t.w, t.b, { stride, padding, groups }), gradOf: ['x', 'w', 'b'],
-  });
+  const conv = (
+    id: string,
+    cin: number,
+    cout: number,
+    k: number,
+    stride: number,
+    padding: number,
+    groups: number,
+    hw: number,
+  ) =>
+    add({
+      id,
+      op: 'conv2d',
+      args: { stride, padding, groups },
+      tensors: { x: x4(2, cin, hw, hw), w: randn([cout, cin / groups, k, k]).mul(0.1), b: randn([cout]).mul(0.1) },
+      ours: (t) => F.conv2d(t.x, t.w, t.b, { stride, padding, groups }),
+      gradOf: ['x', 'w', 'b'],
+    });
   conv('conv_stride4', 3, 8, 11, 4, 2, 1, 31);
   conv('conv_groups2', 8, 12, 5, 1, 2, 2, 9);
   conv('conv_3x3', 6, 4, 3, 1, 1, 1, 7);
-  add({ id: 'linear', op: 'linear', tensors: { x: randn([4, 20]), w: randn([7, 20]).mul(0.2), b: randn([7]) }, ours: (t) => F.linear(t.x, t.w, t.b), gradOf: ['x', 'w', 'b'] });
+  add({
+    id: 'linear',
+    op: 'linear',
+    tensors: { x: randn([4, 20]), w: randn([7, 20]).mul(0.2), b: randn([7]) },
+    ours: (t) => F.linear(t.x, t.w, t.b),
+    gradOf: ['x', 'w', 'b'],
+  });
   add({ id: 'relu', op: 'relu', tensors: { x: randn([3, 10]) }, ours: (t) => t.x.relu(), gradOf: ['x'] });
-  add({ id: 'maxpool_overlap', op: 'maxpool', args: { k: 3, s: 2 }, tensors: { x: x4(2, 3, 13, 13) }, ours: (t) => F.maxPool2d(t.x, 3, 2), gradOf: ['x'] });
-  add({ id: 'maxpool_ceil', op: 'maxpool', args: { k: 3, s: 2, p: 1, ceil: true }, tensors: { x: x4(1, 2, 8, 8) }, ours: (t) => F.maxPool2d(t.x, 3, 2, 1, true), gradOf: ['x'] });
-  add({ id: 'adaptive_13', op: 'adaptiveavg', args: { size: [6, 6] }, tensors: { x: x4(2, 3, 13, 13) }, ours: (t) => F.adaptiveAvgPool2d(t.x, 6), gradOf: ['x'] });
-  add({ id: 'adaptive_5', op: 'adaptiveavg', args: { size: [6, 6] }, tensors: { x: x4(1, 2, 5, 5) }, ours: (t) => F.adaptiveAvgPool2d(t.x, 6), gradOf: ['x'] });
+  add({
+    id: 'maxpool_overlap',
+    op: 'maxpool',
+    args: { k: 3, s: 2 },
+    tensors: { x: x4(2, 3, 13, 13) },
+    ours: (t) => F.maxPool2d(t.x, 3, 2),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'maxpool_ceil',
+    op: 'maxpool',
+    args: { k: 3, s: 2, p: 1, ceil: true },
+    tensors: { x: x4(1, 2, 8, 8) },
+    ours: (t) => F.maxPool2d(t.x, 3, 2, 1, true),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'adaptive_13',
+    op: 'adaptiveavg',
+    args: { size: [6, 6] },
+    tensors: { x: x4(2, 3, 13, 13) },
+    ours: (t) => F.adaptiveAvgPool2d(t.x, 6),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'adaptive_5',
+    op: 'adaptiveavg',
+    args: { size: [6, 6] },
+    tensors: { x: x4(1, 2, 5, 5) },
+    ours: (t) => F.adaptiveAvgPool2d(t.x, 6),
+    gradOf: ['x'],
+  });
   for (const training of [true, false]) {
     add({
-      id: `batchnorm_${training ? 'train' : 'eval'}`, op: 'batchnorm', args: { training, momentum: 0.1, eps: 1e-5 },
-      tensors: { x: x4(4, 3, 5, 5, 2).add(1), w: randn([3]), b: randn([3]), rm: randn([3]).mul(0.1), rv: randn([3]).abs().add(0.5) },
+      id: `batchnorm_${training ? 'train' : 'eval'}`,
+      op: 'batchnorm',
+      args: { training, momentum: 0.1, eps: 1e-5 },
+      tensors: {
+        x: x4(4, 3, 5, 5, 2).add(1),
+        w: randn([3]),
+        b: randn([3]),
+        rm: randn([3]).mul(0.1),
+        rv: randn([3]).abs().add(0.5),
+      },
       ours: (t) => {
         const rm = t.rm.clone();
         const rv = t.rv.clone();
-        return { y: F.batchNorm(t.x, { weight: t.w, bias: t.b, runningMean: rm, runningVar: rv, training, momentum: 0.1, eps: 1e-5 }), rm, rv };
+        return {
+          y: F.batchNorm(t.x, {
+            weight: t.w,
+            bias: t.b,
+            runningMean: rm,
+            runningVar: rv,
+            training,
+            momentum: 0.1,
+            eps: 1e-5,
+          }),
+          rm,
+          rv,
+        };
       },
       gradOf: ['x', 'w', 'b'],
     });
   }
   // LRN: PyTorch/Caffe convention against torch's own local_response_norm, with AlexNet-scale activations so
   // the normaliser matters (alpha large enough to move the result well beyond the tolerance).
-  add({ id: 'lrn_pytorch', op: 'lrn_pytorch', args: { size: 5, alpha: 1e-4, beta: 0.75, k: 1 }, tensors: { x: x4(2, 8, 4, 4, 30) }, ours: (t) => F.localResponseNorm(t.x, 5, 1e-4, 0.75, 1, true), gradOf: ['x'] });
-  add({ id: 'lrn_pytorch_even', op: 'lrn_pytorch', args: { size: 4, alpha: 0.01, beta: 0.75, k: 2 }, tensors: { x: x4(1, 6, 3, 3, 3) }, ours: (t) => F.localResponseNorm(t.x, 4, 0.01, 0.75, 2, true), gradOf: ['x'] });
+  add({
+    id: 'lrn_pytorch',
+    op: 'lrn_pytorch',
+    args: { size: 5, alpha: 1e-4, beta: 0.75, k: 1 },
+    tensors: { x: x4(2, 8, 4, 4, 30) },
+    ours: (t) => F.localResponseNorm(t.x, 5, 1e-4, 0.75, 1, true),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'lrn_pytorch_even',
+    op: 'lrn_pytorch',
+    args: { size: 4, alpha: 0.01, beta: 0.75, k: 2 },
+    tensors: { x: x4(1, 6, 3, 3, 3) },
+    ours: (t) => F.localResponseNorm(t.x, 4, 0.01, 0.75, 2, true),
+    gradOf: ['x'],
+  });
   // TensorFlow's tf.nn.lrn written out in the oracle (window 2r+1, alpha not divided): the paper's values too.
-  add({ id: 'lrn_tf', op: 'lrn_tf', args: { depth_radius: 2, bias: 2, alpha: 1e-4, beta: 0.75 }, tensors: { x: x4(2, 7, 3, 3, 30) }, ours: (t) => F.localResponseNorm(t.x, 5, 1e-4, 0.75, 2, false), gradOf: ['x'] });
-  add({ id: 'lrn_tf_r1', op: 'lrn_tf', args: { depth_radius: 1, bias: 1, alpha: 0.05, beta: 0.5 }, tensors: { x: x4(1, 5, 2, 2, 2) }, ours: (t) => F.localResponseNorm(t.x, 3, 0.05, 0.5, 1, false), gradOf: ['x'] });
-  add({ id: 'cross_entropy', op: 'cross_entropy', tensors: { x: randn([6, 10]).mul(3), target: randint(0, 10, [6]) }, ours: (t) => F.crossEntropy(t.x, t.target).reshape(1), gradOf: ['x'] });
-  add({ id: 'cross_entropy_ls', op: 'cross_entropy', args: { label_smoothing: 0.1 }, tensors: { x: randn([5, 4]), target: randint(0, 4, [5]) }, ours: (t) => F.crossEntropy(t.x, t.target, { labelSmoothing: 0.1 }).reshape(1), gradOf: ['x'] });
-  add({ id: 'softmax', op: 'softmax', args: { dim: 1 }, tensors: { x: randn([3, 5]) }, ours: (t) => t.x.softmax(1), gradOf: ['x'] });
-  add({ id: 'log_softmax', op: 'log_softmax', args: { dim: 1 }, tensors: { x: randn([3, 5]) }, ours: (t) => t.x.logSoftmax(1), gradOf: ['x'] });
-  add({ id: 'resize_up', op: 'resize', args: { size: [20, 24] }, tensors: { x: x4(2, 1, 7, 9) }, ours: (t) => F.resize(t.x, [20, 24]), gradOf: ['x'] });
-  add({ id: 'resize_down_aa', op: 'resize', args: { size: [5, 6], antialias: true }, tensors: { x: x4(1, 2, 16, 17) }, ours: (t) => F.resize(t.x, [5, 6], 'bilinear', true), gradOf: ['x'] });
+  add({
+    id: 'lrn_tf',
+    op: 'lrn_tf',
+    args: { depth_radius: 2, bias: 2, alpha: 1e-4, beta: 0.75 },
+    tensors: { x: x4(2, 7, 3, 3, 30) },
+    ours: (t) => F.localResponseNorm(t.x, 5, 1e-4, 0.75, 2, false),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'lrn_tf_r1',
+    op: 'lrn_tf',
+    args: { depth_radius: 1, bias: 1, alpha: 0.05, beta: 0.5 },
+    tensors: { x: x4(1, 5, 2, 2, 2) },
+    ours: (t) => F.localResponseNorm(t.x, 3, 0.05, 0.5, 1, false),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'cross_entropy',
+    op: 'cross_entropy',
+    tensors: { x: randn([6, 10]).mul(3), target: randint(0, 10, [6]) },
+    ours: (t) => F.crossEntropy(t.x, t.target).reshape(1),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'cross_entropy_ls',
+    op: 'cross_entropy',
+    args: { label_smoothing: 0.1 },
+    tensors: { x: randn([5, 4]), target: randint(0, 4, [5]) },
+    ours: (t) => F.crossEntropy(t.x, t.target, { labelSmoothing: 0.1 }).reshape(1),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'softmax',
+    op: 'softmax',
+    args: { dim: 1 },
+    tensors: { x: randn([3, 5]) },
+    ours: (t) => t.x.softmax(1),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'log_softmax',
+    op: 'log_softmax',
+    args: { dim: 1 },
+    tensors: { x: randn([3, 5]) },
+    ours: (t) => t.x.logSoftmax(1),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'resize_up',
+    op: 'resize',
+    args: { size: [20, 24] },
+    tensors: { x: x4(2, 1, 7, 9) },
+    ours: (t) => F.resize(t.x, [20, 24]),
+    gradOf: ['x'],
+  });
+  add({
+    id: 'resize_down_aa',
+    op: 'resize',
+    args: { size: [5, 6], antialias: true },
+    tensors: { x: x4(1, 2, 16, 17) },
+    ours: (t) => F.resize(t.x, [5, 6], 'bilinear', true),
+    gradOf: ['x'],
+  });
   return cases;
 }
 

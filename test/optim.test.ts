@@ -25,17 +25,56 @@ test('SGD and Adam match torch.optim step for step', { skip: oracleMissing() }, 
   // 100k elements: the fused float32 loops run in parallel chunks; float64 takes the multi-tensor (foreach) path
   // that GPU tensors take.
   const configs = [
-    { id: 'sgd_mom_wd', op: 'sgd', args: { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 }, make: (p: Tensor[]) => new SGD(p, { lr: 0.05, momentum: 0.9, weightDecay: 5e-4 }) },
-    { id: 'sgd_plain', op: 'sgd', args: { lr: 0.1, momentum: 0, weight_decay: 0 }, make: (p: Tensor[]) => new SGD(p, { lr: 0.1 }) },
-    { id: 'sgd_damp', op: 'sgd', args: { lr: 0.05, momentum: 0.8, weight_decay: 0.01, dampening: 0.3 }, make: (p: Tensor[]) => new SGD(p, { lr: 0.05, momentum: 0.8, weightDecay: 0.01, dampening: 0.3 }) },
-    { id: 'sgd_nesterov', op: 'sgd', args: { lr: 0.05, momentum: 0.9, weight_decay: 0.001, nesterov: true }, make: (p: Tensor[]) => new SGD(p, { lr: 0.05, momentum: 0.9, weightDecay: 0.001, nesterov: true }) },
-    { id: 'adam', op: 'adam', args: { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0 }, make: (p: Tensor[]) => new Adam(p, { lr: 0.01 }) },
-    { id: 'adam_l2', op: 'adam', args: { lr: 0.01, beta1: 0.8, beta2: 0.99, eps: 1e-6, weight_decay: 0.1 }, make: (p: Tensor[]) => new Adam(p, { lr: 0.01, betas: [0.8, 0.99], eps: 1e-6, weightDecay: 0.1 }) },
-    { id: 'adamw', op: 'adam', args: { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1, decoupled: true }, make: (p: Tensor[]) => new Adam(p, { lr: 0.01, weightDecay: 0.1, decoupled: true }) },
+    {
+      id: 'sgd_mom_wd',
+      op: 'sgd',
+      args: { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 },
+      make: (p: Tensor[]) => new SGD(p, { lr: 0.05, momentum: 0.9, weightDecay: 5e-4 }),
+    },
+    {
+      id: 'sgd_plain',
+      op: 'sgd',
+      args: { lr: 0.1, momentum: 0, weight_decay: 0 },
+      make: (p: Tensor[]) => new SGD(p, { lr: 0.1 }),
+    },
+    {
+      id: 'sgd_damp',
+      op: 'sgd',
+      args: { lr: 0.05, momentum: 0.8, weight_decay: 0.01, dampening: 0.3 },
+      make: (p: Tensor[]) => new SGD(p, { lr: 0.05, momentum: 0.8, weightDecay: 0.01, dampening: 0.3 }),
+    },
+    {
+      id: 'sgd_nesterov',
+      op: 'sgd',
+      args: { lr: 0.05, momentum: 0.9, weight_decay: 0.001, nesterov: true },
+      make: (p: Tensor[]) => new SGD(p, { lr: 0.05, momentum: 0.9, weightDecay: 0.001, nesterov: true }),
+    },
+    {
+      id: 'adam',
+      op: 'adam',
+      args: { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0 },
+      make: (p: Tensor[]) => new Adam(p, { lr: 0.01 }),
+    },
+    {
+      id: 'adam_l2',
+      op: 'adam',
+      args: { lr: 0.01, beta1: 0.8, beta2: 0.99, eps: 1e-6, weight_decay: 0.1 },
+      make: (p: Tensor[]) => new Adam(p, { lr: 0.01, betas: [0.8, 0.99], eps: 1e-6, weightDecay: 0.1 }),
+    },
+    {
+      id: 'adamw',
+      op: 'adam',
+      args: { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1, decoupled: true },
+      make: (p: Tensor[]) => new Adam(p, { lr: 0.01, weightDecay: 0.1, decoupled: true }),
+    },
   ];
   const cases = [];
   const ours = new Map<string, Tensor>();
-  for (const [n, dtype] of [[100_000, 'float32'], [7, 'float32'], [1000, 'float64']] as const) {
+  for (const [n, dtype] of [
+    [100_000, 'float32'],
+    [7, 'float32'],
+    [1000, 'float64'],
+  ] as const) {
     for (const c of configs) {
       const w = randn([n], { dtype });
       const grads = Array.from({ length: STEPS }, () => randn([n], { dtype }));
@@ -59,7 +98,11 @@ test("the paper's SGD follows v ← μv − λεw − ε∇, w ← w + v, also w
 
 function paperSgd(dtype: 'float32' | 'float64'): void {
   const w0 = [1, -2, 0.5];
-  const grads = [[0.1, 0.2, -0.3], [0.4, -0.1, 0.2], [-0.2, 0.3, 0.1]];
+  const grads = [
+    [0.1, 0.2, -0.3],
+    [0.4, -0.1, 0.2],
+    [-0.2, 0.3, 0.1],
+  ];
   const lrs = [0.01, 0.01, 0.001];
   const mu = 0.9;
   const wd = 0.0005;
@@ -69,7 +112,9 @@ function paperSgd(dtype: 'float32' | 'float64'): void {
   const hv = [0, 0, 0];
   grads.forEach((g, s) => {
     opt.lr = lrs[s];
-    w.mul(tensor(g, [3], dtype)).sum().backward();
+    w.mul(tensor(g, [3], dtype))
+      .sum()
+      .backward();
     opt.step();
     opt.zeroGrad();
     for (let i = 0; i < 3; i++) {
@@ -77,7 +122,9 @@ function paperSgd(dtype: 'float32' | 'float64'): void {
       hw[i] += hv[i];
     }
   });
-  w.toArray().forEach((x, i) => assert.ok(Math.abs(x - hw[i]) < (dtype === 'float64' ? 1e-14 : 1e-7), `${dtype} w[${i}] = ${x}, expected ${hw[i]}`));
+  w.toArray().forEach((x, i) =>
+    assert.ok(Math.abs(x - hw[i]) < (dtype === 'float64' ? 1e-14 : 1e-7), `${dtype} w[${i}] = ${x}, expected ${hw[i]}`),
+  );
 }
 
 test('schedules: step decay and divide-by-10 on plateau, three times at most', () => {
@@ -90,5 +137,8 @@ test('schedules: step decay and divide-by-10 on plateau, three times at most', (
   const errors = [0.5, 0.4, 0.4, 0.4, 0.39, 0.39, 0.39, 0.39, 0.39];
   const out = errors.map((e) => (lr = plateau.epochEnd(lr, e)));
   // improves, improves, stalls (÷10), stalls (÷10), improves, stalls (÷10), then no more reductions
-  assert.deepEqual(out.map((x) => +x.toPrecision(3)), [0.01, 0.01, 0.001, 0.0001, 0.0001, 0.00001, 0.00001, 0.00001, 0.00001]);
+  assert.deepEqual(
+    out.map((x) => +x.toPrecision(3)),
+    [0.01, 0.01, 0.001, 0.0001, 0.0001, 0.00001, 0.00001, 0.00001, 0.00001],
+  );
 });

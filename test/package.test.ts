@@ -20,15 +20,24 @@ function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     env[k] = v;
   }
   return {
-    ...env, npm_config_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false',
-    npm_config_update_notifier: 'false', ONNXRUNTIME_NODE_INSTALL: 'skip', ...extra,
+    ...env,
+    npm_config_offline: 'true',
+    npm_config_audit: 'false',
+    npm_config_fund: 'false',
+    npm_config_update_notifier: 'false',
+    ONNXRUNTIME_NODE_INSTALL: 'skip',
+    ...extra,
   };
 }
 
 function run(cmd: string, args: string[], cwd: string, env = userEnv()) {
   const r = spawnSync(cmd, args, { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20 });
   const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
-  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} (in ${cwd}) failed with ${r.status}${r.error ? ` (${r.error.message})` : ''}:\n${out}`);
+  assert.equal(
+    r.status,
+    0,
+    `${cmd} ${args.join(' ')} (in ${cwd}) failed with ${r.status}${r.error ? ` (${r.error.message})` : ''}:\n${out}`,
+  );
   return r;
 }
 
@@ -44,7 +53,12 @@ function consumerLock(tarball: string) {
   const packages: Record<string, unknown> = {
     '': { name: 'consumer', version: '1.0.0', dependencies: { 'alexnet-ts': spec } },
     'node_modules/alexnet-ts': {
-      version: pkg.version, resolved: spec, license: pkg.license, dependencies: pkg.dependencies, bin: pkg.bin, engines: pkg.engines,
+      version: pkg.version,
+      resolved: spec,
+      license: pkg.license,
+      dependencies: pkg.dependencies,
+      bin: pkg.bin,
+      engines: pkg.engines,
     },
   };
   for (const [key, entry] of Object.entries(lock.packages as Record<string, { dev?: boolean }>)) {
@@ -75,14 +89,28 @@ test('npm pack gives a tarball that installs into a fresh project, builds its ad
   };
 
   // 1. The tarball. The prepack script (tsc) is skipped: dist/ was compiled together with this test.
-  const packed = JSON.parse(run(NPM_CLI, ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], ROOT).stdout)[0];
+  const packed = JSON.parse(
+    run(NPM_CLI, ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], ROOT).stdout,
+  )[0];
   const files = (packed.files as { path: string }[]).map((f) => f.path);
-  for (const f of ['package.json', 'README.md', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js',
-    'dist/src/tensor/binding.js', 'dist/src/models/imagenet-classes.json', 'bin/alexnet.js', 'bin/alexnet-build.js',
-    'scripts/build-addon.js', 'native/addon.cc']) {
+  for (const f of [
+    'package.json',
+    'README.md',
+    'dist/src/index.js',
+    'dist/src/index.d.ts',
+    'dist/src/cli/main.js',
+    'dist/src/tensor/binding.js',
+    'dist/src/models/imagenet-classes.json',
+    'bin/alexnet.js',
+    'bin/alexnet-build.js',
+    'scripts/build-addon.js',
+    'native/addon.cc',
+  ]) {
     assert.ok(files.includes(f), `the tarball has ${f}`);
   }
-  const stray = files.filter((f) => /^(dist\/(test|bench)|build|test|src|node_modules)\//.test(f) || f.endsWith('.map'));
+  const stray = files.filter(
+    (f) => /^(dist\/(test|bench)|build|test|src|node_modules)\//.test(f) || f.endsWith('.map'),
+  );
   assert.deepEqual(stray, [], 'no tests, TypeScript sources, source maps or build outputs in the tarball');
   took(`npm pack (${packed.filename}: ${packed.size} bytes, ${files.length} files)`);
 
@@ -99,29 +127,47 @@ test('npm pack gives a tarball that installs into a fresh project, builds its ad
 
   // 3. The documented build step, reusing this repository's compiled addon when it is up to date (else it compiles).
   const build = run(NPX_CLI, ['alexnet-build', '--from', ROOT], proj);
-  assert.ok(fs.existsSync(path.join(installed, 'build', 'Release', 'alexnet_native.node')), 'the addon lies inside the installed package');
-  took(`npx alexnet-build (${/reused/.test(build.stdout) ? 'reused the repository\'s addon' : 'compiled'})`);
+  assert.ok(
+    fs.existsSync(path.join(installed, 'build', 'Release', 'alexnet_native.node')),
+    'the addon lies inside the installed package',
+  );
+  took(`npx alexnet-build (${/reused/.test(build.stdout) ? "reused the repository's addon" : 'compiled'})`);
 
   // 4. `import { getModel } from 'alexnet-ts'` type-checks (the package's declarations included) and runs.
   fs.writeFileSync(path.join(proj, 'main.ts'), CONSUMER_TS);
-  fs.writeFileSync(path.join(proj, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: {
-      target: 'ES2022', module: 'commonjs', moduleResolution: 'node', strict: true, esModuleInterop: true,
-      types: ['node'], typeRoots: [path.join(ROOT, 'node_modules', '@types')], outDir: 'out',
-    },
-    files: ['main.ts'],
-  }));
+  fs.writeFileSync(
+    path.join(proj, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'commonjs',
+        moduleResolution: 'node',
+        strict: true,
+        esModuleInterop: true,
+        types: ['node'],
+        typeRoots: [path.join(ROOT, 'node_modules', '@types')],
+        outDir: 'out',
+      },
+      files: ['main.ts'],
+    }),
+  );
   run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], proj);
   took('tsc');
   assert.match(run(process.execPath, ['out/main.js'], proj).stdout, /alexnet-torchvision: 61,100,840 parameters/);
   // ES modules find it through "exports" too.
-  fs.writeFileSync(path.join(proj, 'main.mjs'), "import { getModel, listModels } from 'alexnet-ts';\nconsole.log(typeof getModel, listModels().length);\n");
+  fs.writeFileSync(
+    path.join(proj, 'main.mjs'),
+    "import { getModel, listModels } from 'alexnet-ts';\nconsole.log(typeof getModel, listModels().length);\n",
+  );
   assert.equal(run(process.execPath, ['main.mjs'], proj).stdout.trim(), 'function 5');
   took('the library from CommonJS and ES modules');
 
   // 5. The commands through npx, from the project; a dead registry proves that nothing is fetched.
   const noNet = userEnv({ npm_config_registry: 'http://127.0.0.1:9/' });
   assert.match(run(NPX_CLI, ['alexnet', '--help'], proj, noNet).stdout, /Usage: alexnet <command>/);
-  assert.match(run(NPX_CLI, ['alexnet', 'summary', '--model', 'alexnet-d2l'], proj, noNet).stdout, /total: 46,764,746 parameters/);
+  assert.match(
+    run(NPX_CLI, ['alexnet', 'summary', '--model', 'alexnet-d2l'], proj, noNet).stdout,
+    /total: 46,764,746 parameters/,
+  );
   took('npx alexnet --help, summary');
 });

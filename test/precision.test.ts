@@ -23,56 +23,74 @@ import { judge, lossBound, UNIT_ROUNDOFF } from './helpers/tolerance';
 // masks, which moves single gradient elements by O(1) in any correct bfloat16 computation. The loss: lossBound.
 const C_BF16 = 2;
 
-test('bf16 autocast runs convolutions and linear layers in bfloat16 and is as close to float64 as torch.autocast', { skip: oracleMissing() ?? bf16ConvMissing() }, () => {
-  manualSeed(11);
-  const m = getModel('alexnet-torchvision', { inputSize: 127 }).setMemoryFormat('channelsLast').eval(); // as training runs it
-  const x = randn([2, 3, 127, 127]);
-  const target = randint(0, 1000, [2]);
-  const tensors: Record<string, Tensor> = { x, target };
-  for (const [k, t] of m.stateDict()) tensors[k] = t;
-  const runs = [{ name: 'bf16', autocast: 'bfloat16' }, { name: 'f64', dtype: 'float64' }];
-  const ref = runOracle([{ id: 'a', op: 'model_torchvision', args: { runs }, tensors }]);
-  const get = (k: string) => {
-    const t = ref.get(`a.${k}`);
-    assert.ok(t, `the oracle returned no ${k}`);
-    return t;
-  };
-  // Layer by layer: each convolution and linear layer gives bfloat16 under autocast.
-  const ran = tidy(() => autocast('cpu', 'bf16', () => {
-    let h = x.to({ memoryFormat: m.memoryFormat });
-    const out: string[] = [];
-    for (const [name, layer] of m.layers()) {
-      h = layer.forward(h);
-      if (layer instanceof Conv2d || layer instanceof Linear) out.push(`${name} ${h.dtype}`);
+test(
+  'bf16 autocast runs convolutions and linear layers in bfloat16 and is as close to float64 as torch.autocast',
+  { skip: oracleMissing() ?? bf16ConvMissing() },
+  () => {
+    manualSeed(11);
+    const m = getModel('alexnet-torchvision', { inputSize: 127 }).setMemoryFormat('channelsLast').eval(); // as training runs it
+    const x = randn([2, 3, 127, 127]);
+    const target = randint(0, 1000, [2]);
+    const tensors: Record<string, Tensor> = { x, target };
+    for (const [k, t] of m.stateDict()) tensors[k] = t;
+    const runs = [
+      { name: 'bf16', autocast: 'bfloat16' },
+      { name: 'f64', dtype: 'float64' },
+    ];
+    const ref = runOracle([{ id: 'a', op: 'model_torchvision', args: { runs }, tensors }]);
+    const get = (k: string) => {
+      const t = ref.get(`a.${k}`);
+      assert.ok(t, `the oracle returned no ${k}`);
+      return t;
+    };
+    // Layer by layer: each convolution and linear layer gives bfloat16 under autocast.
+    const ran = tidy(() =>
+      autocast('cpu', 'bf16', () => {
+        let h = x.to({ memoryFormat: m.memoryFormat });
+        const out: string[] = [];
+        for (const [name, layer] of m.layers()) {
+          h = layer.forward(h);
+          if (layer instanceof Conv2d || layer instanceof Linear) out.push(`${name} ${h.dtype}`);
+        }
+        return out;
+      }),
+    );
+    assert.deepEqual(ran, [
+      ...['0', '3', '6', '8', '10'].map((i) => `features.${i} bfloat16`),
+      ...['1', '4', '6'].map((i) => `classifier.${i} bfloat16`),
+    ]);
+    const { logits, loss } = autocast('cpu', 'bf16', () => {
+      const out = m.forward(x);
+      return { logits: out, loss: crossEntropy(out, target) };
+    });
+    assert.equal(logits.dtype, 'bfloat16', 'the classifier ran in bfloat16');
+    assert.equal(loss.dtype, 'float32', 'cross-entropy runs in float32 under autocast');
+    const failures: string[] = [];
+    const bound = { c: C_BF16, floor: UNIT_ROUNDOFF.bfloat16, metric: 'norm' as const };
+    const check = (what: string, ours: Tensor, key: string) => {
+      const v = judge(what, ours, get(`f64.${key}`), get(`bf16.${key}`), bound);
+      if (process.env.ALEXNET_VERBOSE) console.log(v.message);
+      if (!v.ok) failures.push(v.message);
+    };
+    check('logits', logits, 'y');
+    const loss64 = get('f64.loss').item();
+    const lossTol = lossBound(maxAbsDiff(logits, get('f64.y')), loss64, UNIT_ROUNDOFF.float32);
+    assert.ok(
+      Math.abs(loss.item() - loss64) <= lossTol,
+      `loss ${loss.item()} vs float64 ${loss64}: allowed ${lossTol}`,
+    );
+    loss.backward();
+    for (const [k, p] of m.namedParameters()) {
+      assert.equal(p.grad!.dtype, 'float32', `${k}: gradients land in float32 parameters`);
+      check(`gradient of ${k}`, p.grad!, `grad.${k}`);
     }
-    return out;
-  }));
-  assert.deepEqual(ran, [...['0', '3', '6', '8', '10'].map((i) => `features.${i} bfloat16`), ...['1', '4', '6'].map((i) => `classifier.${i} bfloat16`)]);
-  const { logits, loss } = autocast('cpu', 'bf16', () => {
-    const out = m.forward(x);
-    return { logits: out, loss: crossEntropy(out, target) };
-  });
-  assert.equal(logits.dtype, 'bfloat16', 'the classifier ran in bfloat16');
-  assert.equal(loss.dtype, 'float32', 'cross-entropy runs in float32 under autocast');
-  const failures: string[] = [];
-  const bound = { c: C_BF16, floor: UNIT_ROUNDOFF.bfloat16, metric: 'norm' as const };
-  const check = (what: string, ours: Tensor, key: string) => {
-    const v = judge(what, ours, get(`f64.${key}`), get(`bf16.${key}`), bound);
-    if (process.env.ALEXNET_VERBOSE) console.log(v.message);
-    if (!v.ok) failures.push(v.message);
-  };
-  check('logits', logits, 'y');
-  const loss64 = get('f64.loss').item();
-  const lossTol = lossBound(maxAbsDiff(logits, get('f64.y')), loss64, UNIT_ROUNDOFF.float32);
-  assert.ok(Math.abs(loss.item() - loss64) <= lossTol, `loss ${loss.item()} vs float64 ${loss64}: allowed ${lossTol}`);
-  loss.backward();
-  for (const [k, p] of m.namedParameters()) {
-    assert.equal(p.grad!.dtype, 'float32', `${k}: gradients land in float32 parameters`);
-    check(`gradient of ${k}`, p.grad!, `grad.${k}`);
-  }
-  assert.ok(failures.length === 0, `bf16 autocast is further from float64 than torch.autocast:\n${failures.join('\n')}`);
-  m.dispose();
-});
+    assert.ok(
+      failures.length === 0,
+      `bf16 autocast is further from float64 than torch.autocast:\n${failures.join('\n')}`,
+    );
+    m.dispose();
+  },
+);
 
 test('autocast is scoped: it ends with its function, restores an enclosing one, and fp32 leaves ops alone', () => {
   const a = randn([4, 4]);
@@ -82,14 +100,18 @@ test('autocast is scoped: it ends with its function, restores an enclosing one, 
     autocast('cpu', 'bf16', () => undefined);
     assert.equal(a.matmul(a).dtype, 'bfloat16', 'still on after a nested scope');
   });
-  assert.throws(() => autocast('cpu', 'bf16', () => {
-    throw new Error('boom');
-  }), /boom/);
+  assert.throws(
+    () =>
+      autocast('cpu', 'bf16', () => {
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   assert.equal(a.matmul(a).dtype, 'float32', 'off again after an exception');
   assert.equal(autocast('cpu', 'fp32', () => a.matmul(a)).dtype, 'float32');
 });
 
-test("loss scaling follows GradScaler: unscaled gradients, skipped overflow steps, backoff and growth", () => {
+test('loss scaling follows GradScaler: unscaled gradients, skipped overflow steps, backoff and growth', () => {
   const w = tensor([1, 2, 3], [3]).requiresGrad_();
   const s = new GradScaler({ initScale: 1024, growthInterval: 3 });
   const run = (gradScale: number) => {

@@ -17,7 +17,19 @@ after(() => {
   unmountAll();
   fs.rmSync(dir, { recursive: true, force: true });
 });
-const TINY = ['train', '--input-size', '67', '--train-limit', '64', '--test-limit', '32', '--batch-size', '32', '--threads', '2'];
+const TINY = [
+  'train',
+  '--input-size',
+  '67',
+  '--train-limit',
+  '64',
+  '--test-limit',
+  '32',
+  '--batch-size',
+  '32',
+  '--threads',
+  '2',
+];
 /** The line a run prints once it has started training: none of the refusals below may get that far. */
 const STARTED = /training alexnet-d2l on/;
 
@@ -37,7 +49,10 @@ test('a finished run leaves a checkpoint that a second run may not replace witho
   const r = cli([...TINY, '--epochs', '1', '--save', checkpoint]);
   assert.equal(r.code, 0, r.stderr);
   const before = fs.readFileSync(checkpoint);
-  refused([...TINY, '--epochs', '1', '--save', checkpoint], /--save .*first\.safetensors already holds a checkpoint \(alexnet-d2l, epoch 1 of 1.*--resume/);
+  refused(
+    [...TINY, '--epochs', '1', '--save', checkpoint],
+    /--save .*first\.safetensors already holds a checkpoint \(alexnet-d2l, epoch 1 of 1.*--resume/,
+  );
   assert.ok(fs.readFileSync(checkpoint).equals(before), 'the checkpoint is untouched');
   finished = path.join(dir, 'finished.safetensors');
   fs.copyFileSync(checkpoint, finished);
@@ -52,24 +67,39 @@ test('outputs that cannot be written are refused before training: a directory, u
   refused([...TINY, '--save', path.join(file, 'x.safetensors')], /--save .*plain\.txt is a file, not a directory/);
   const same = path.join(dir, 'same.out');
   refused([...TINY, '--save', same, '--metrics', same], /are the same file/);
-  refused(['export', '--weights', checkpoint, '--out', checkpoint, '--format', 'safetensors'], /--out .* is the same file as --weights/);
+  refused(
+    ['export', '--weights', checkpoint, '--out', checkpoint, '--format', 'safetensors'],
+    /--out .* is the same file as --weights/,
+  );
 });
 
-test('a read-only directory and a full file system are refused before training, naming the option', { skip: mountSkip }, () => {
-  const ro = path.join(dir, 'ro');
-  fs.mkdirSync(ro);
-  bindReadOnly(ro);
-  refused([...TINY, '--save', path.join(ro, 'x.safetensors')], /--save .*read-only file system/);
-  refused([...TINY, '--save', path.join(dir, 'x.safetensors'), '--metrics', path.join(ro, 'm.jsonl')], /--metrics .*read-only file system/);
-  const small = path.join(dir, 'small');
-  mountTmpfs(small, 'size=1m');
-  refused([...TINY, '--save', path.join(small, 'x.safetensors')], /--save .* needs about \d+(\.\d+)? MB but only .* is free/);
-  assert.deepEqual(fs.readdirSync(small), [], 'nothing left behind');
-});
+test(
+  'a read-only directory and a full file system are refused before training, naming the option',
+  { skip: mountSkip },
+  () => {
+    const ro = path.join(dir, 'ro');
+    fs.mkdirSync(ro);
+    bindReadOnly(ro);
+    refused([...TINY, '--save', path.join(ro, 'x.safetensors')], /--save .*read-only file system/);
+    refused(
+      [...TINY, '--save', path.join(dir, 'x.safetensors'), '--metrics', path.join(ro, 'm.jsonl')],
+      /--metrics .*read-only file system/,
+    );
+    const small = path.join(dir, 'small');
+    mountTmpfs(small, 'size=1m');
+    refused(
+      [...TINY, '--save', path.join(small, 'x.safetensors')],
+      /--save .* needs about \d+(\.\d+)? MB but only .* is free/,
+    );
+    assert.deepEqual(fs.readdirSync(small), [], 'nothing left behind');
+  },
+);
 
 test('a second run on the same checkpoint is refused while the first runs; SIGTERM stops the first with 130 and a saved checkpoint', async () => {
   const file = path.join(dir, 'shared.safetensors');
-  const first = spawn(process.execPath, [BIN, ...TINY, '--epochs', '50', '--save', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const first = spawn(process.execPath, [BIN, ...TINY, '--epochs', '50', '--save', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   first.stdout.on('data', (d) => (out += d));
   const deadline = Date.now() + 120_000;
@@ -83,11 +113,17 @@ test('a second run on the same checkpoint is refused while the first runs; SIGTE
   const c = loadCheckpoint(file);
   for (const t of c.tensors.values()) t.dispose();
   assert.ok(!fs.existsSync(`${file}.lock`), 'the lock is released');
-  refused(['train', '--resume', file, '--epochs', '50', '--max-steps', String(c.progress.globalStep)], /--max-steps .* is not above the \d+ steps/);
+  refused(
+    ['train', '--resume', file, '--epochs', '50', '--max-steps', String(c.progress.globalStep)],
+    /--max-steps .* is not above the \d+ steps/,
+  );
 });
 
 test('resuming with nothing left to do, MNIST without its files and a mistyped device are usage errors', () => {
-  refused(['train', '--resume', finished, '--epochs', '1'], /has done 1 epochs and the run asks for 1: give --epochs above 1/);
+  refused(
+    ['train', '--resume', finished, '--epochs', '1'],
+    /has done 1 epochs and the run asks for 1: give --epochs above 1/,
+  );
   refused([...TINY, '--dataset', 'mnist'], /--dataset mnist needs --data DIR/);
   refused([...TINY, '--device', 'gpu'], /--device must be auto, cpu, cuda or cuda:N, got 'gpu'/);
   const info = cli(['info'], { env: { OMP_NUM_THREADS: '0' } });
@@ -98,7 +134,11 @@ test('resuming with nothing left to do, MNIST without its files and a mistyped d
 test('special files are refused before they are read: a directory, a FIFO and a device as weights', () => {
   const fifo = path.join(dir, 'fifo');
   spawnSync('mkfifo', [fifo]);
-  for (const [f, what] of [[dir, 'a directory'], [fifo, 'a FIFO'], ['/dev/zero', 'a character device']]) {
+  for (const [f, what] of [
+    [dir, 'a directory'],
+    [fifo, 'a FIFO'],
+    ['/dev/zero', 'a character device'],
+  ]) {
     const r = spawnSync(process.execPath, [BIN, 'eval', '--weights', f], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 2, `${f}: ${r.stderr}`);
     assert.match(r.stderr, new RegExp(`${f} is ${what}`));
@@ -111,7 +151,10 @@ test('hostile metadata in a weights file is refused with the field named, before
   const { tensors, metadata } = loadSafetensors(checkpoint);
   const cases: [Record<string, string>, RegExp][] = [
     [{ source_shape: '[1, 100000, 100000]' }, /metadata 'source_shape' must be an integer in \[1, 2048\]/],
-    [{ preprocess: JSON.stringify({ inputSize: [67, 67], resize: 'bilinear', mean: [0.2], std: [0] }) }, /'preprocess\.std' must be a number in \(0, 1000\]/],
+    [
+      { preprocess: JSON.stringify({ inputSize: [67, 67], resize: 'bilinear', mean: [0.2], std: [0] }) },
+      /'preprocess\.std' must be a number in \(0, 1000\]/,
+    ],
     [{ classes: '[]' }, /'classes' must be a list of 1 to 100000 items/],
     [{ model: 'alexnet-9000' }, /'model' must be one of alexnet-2012/],
   ];
@@ -128,7 +171,10 @@ test('hostile metadata in a weights file is refused with the field named, before
 test('predict answers the good images when one is bad (exit 1) and its memory stays flat from 10 to 300 files', () => {
   const imgs = path.join(dir, 'imgs');
   fs.mkdirSync(imgs);
-  const png = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b550000000a49444154789c63600000000200017d2b3ae40000000049454e44ae426082', 'hex');
+  const png = Buffer.from(
+    '89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b550000000a49444154789c63600000000200017d2b3ae40000000049454e44ae426082',
+    'hex',
+  );
   const files = Array.from({ length: 300 }, (_, i) => path.join(imgs, `${i}.png`));
   files.forEach((f) => fs.writeFileSync(f, png));
   const bad = path.join(imgs, 'bad.png');
@@ -141,9 +187,14 @@ test('predict answers the good images when one is bad (exit 1) and its memory st
   assert.ok(answers[0].top.length && answers[2].top.length && answers[1].error);
   // Peak resident memory of the whole process (kB), reported by a preloaded hook at exit.
   const hook = path.join(dir, 'maxrss.js');
-  fs.writeFileSync(hook, "process.on('exit', () => require('fs').writeSync(2, `maxrss ${process.resourceUsage().maxRSS}\\n`));");
+  fs.writeFileSync(
+    hook,
+    "process.on('exit', () => require('fs').writeSync(2, `maxrss ${process.resourceUsage().maxRSS}\\n`));",
+  );
   const peak = (n: number) => {
-    const r = spawnSync(process.execPath, ['-r', hook, BIN, 'predict', '--weights', checkpoint, ...files.slice(0, n)], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['-r', hook, BIN, 'predict', '--weights', checkpoint, ...files.slice(0, n)], {
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.split('\n').filter((l) => l.endsWith('.png')).length, n);
     return Number(/maxrss (\d+)/.exec(r.stderr)![1]);

@@ -2,7 +2,18 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { EngineError, UserError } from '../src/errors';
 import {
-  arange, cat, getNumThreads, manualSeed, noGrad, ones, randn, setNumThreads, stack, tensor, tidy, zeros,
+  arange,
+  cat,
+  getNumThreads,
+  manualSeed,
+  noGrad,
+  ones,
+  randn,
+  setNumThreads,
+  stack,
+  tensor,
+  tidy,
+  zeros,
 } from '../src/tensor/tensor';
 
 const close = (a: number[], b: number[], tol = 1e-6) => {
@@ -22,7 +33,12 @@ test('tensors round-trip data for every dtype', () => {
   assert.deepEqual(f.to('float16').toArray(), [1.5, -2, 3.25, 4]);
   assert.deepEqual(f.to('bfloat16').to('float32').toArray(), [1.5, -2, 3.25, 4]);
   // 1/3 in bfloat16 keeps 8 significant bits: 0.333984375
-  assert.deepEqual(tensor([1 / 3]).to('bfloat16').toArray(), [0.333984375]);
+  assert.deepEqual(
+    tensor([1 / 3])
+      .to('bfloat16')
+      .toArray(),
+    [0.333984375],
+  );
 });
 
 test('elementwise, matmul and reductions match hand-computed values', () => {
@@ -37,7 +53,9 @@ test('elementwise, matmul and reductions match hand-computed values', () => {
   assert.deepEqual(a.max(1).toArray(), [3, 6]);
   assert.deepEqual(a.argmax(1).toArray(), [2, 2]);
   assert.deepEqual(a.transpose(0, 1).contiguous().toArray(), [1, 4, 2, 5, 3, 6]);
-  const sm = tensor([0, Math.log(3)], [1, 2]).softmax(1).toArray();
+  const sm = tensor([0, Math.log(3)], [1, 2])
+    .softmax(1)
+    .toArray();
   close(sm, [0.25, 0.75]);
   const { values, indices } = tensor([0.1, 0.7, 0.2, 0.9], [1, 4]).topk(2, 1);
   close(values.toArray(), [0.9, 0.7]);
@@ -61,13 +79,16 @@ test('autograd: d/dx sum(x^3) = 3x^2, and noGrad records nothing', () => {
 test('libtorch errors become EngineError naming the op and the shapes', () => {
   const a = zeros([2, 3]);
   const b = zeros([4, 5]);
-  assert.throws(() => a.matmul(b), (e: unknown) => {
-    assert.ok(e instanceof EngineError);
-    assert.equal(e.op, 'matmul');
-    assert.match(e.message, /\[2,3\] float32, \[4,5\] float32/);
-    assert.doesNotMatch(e.message, /frame #|Exception raised from/);
-    return true;
-  });
+  assert.throws(
+    () => a.matmul(b),
+    (e: unknown) => {
+      assert.ok(e instanceof EngineError);
+      assert.equal(e.op, 'matmul');
+      assert.match(e.message, /\[2,3\] float32, \[4,5\] float32/);
+      assert.doesNotMatch(e.message, /frame #|Exception raised from/);
+      return true;
+    },
+  );
   assert.throws(() => tensor([1, 2, 3], [2, 2]), UserError);
   assert.throws(() => zeros([2, -1]), UserError);
 });
@@ -86,7 +107,14 @@ test('tidy disposes temporaries and keeps what it returns', () => {
   assert.throws(() => inner!.toArray(), /disposed/);
   // exceptions dispose everything created inside
   let leaked: ReturnType<typeof ones> | undefined;
-  assert.throws(() => tidy(() => { leaked = ones([3]); throw new Error('boom'); }), /boom/);
+  assert.throws(
+    () =>
+      tidy(() => {
+        leaked = ones([3]);
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   assert.ok(leaked!.isDisposed);
 });
 

@@ -18,15 +18,33 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-train-'));
 
 function cfg(o: TrainOptions): RunConfig {
   return buildRunConfig({
-    model: 'alexnet-d2l', inputSize: 67, dataset: 'fashion-mnist', trainLimit: 128, testLimit: 64, epochs: 2, batchSize: 32,
-    evalBatchSize: 64, optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0.0005, schedule: 'constant',
-    normalize: { mean: 0.286, std: 0.353 }, seed: 3, device: 'cpu', threads: os.cpus().length, ...o,
+    model: 'alexnet-d2l',
+    inputSize: 67,
+    dataset: 'fashion-mnist',
+    trainLimit: 128,
+    testLimit: 64,
+    epochs: 2,
+    batchSize: 32,
+    evalBatchSize: 64,
+    optimizer: 'sgd',
+    lr: 0.01,
+    momentum: 0.9,
+    weightDecay: 0.0005,
+    schedule: 'constant',
+    normalize: { mean: 0.286, std: 0.353 },
+    seed: 3,
+    device: 'cpu',
+    threads: os.cpus().length,
+    ...o,
   });
 }
 const quiet = { log: () => {}, progressStream: fs.createWriteStream('/dev/null') as unknown as NodeJS.WriteStream };
 
 test('a few hundred steps on a subset lower the loss and beat chance clearly', async () => {
-  const r = await train(cfg({ trainLimit: 6400, testLimit: 1000, epochs: 1, batchSize: 32, optimizer: 'adam', lr: 1e-4, momentum: 0 }), quiet);
+  const r = await train(
+    cfg({ trainLimit: 6400, testLimit: 1000, epochs: 1, batchSize: 32, optimizer: 'adam', lr: 1e-4, momentum: 0 }),
+    quiet,
+  );
   const h = r.history[0];
   assert.equal(r.globalStep, 200);
   assert.ok(h.test_acc > 0.5, `test accuracy ${h.test_acc} after 200 steps (chance is 0.1)`);
@@ -44,7 +62,8 @@ test('save then resume gives the same weights as an uninterrupted run', async ()
   const resumed = await resume(ckpt, {}, quiet);
   assert.equal(resumed.globalStep, 8);
   const a = full.model.stateDict();
-  for (const [k, t] of resumed.model.stateDict()) assert.equal(maxAbsDiff(t, a.get(k)!), 0, `${k} differs after resuming`);
+  for (const [k, t] of resumed.model.stateDict())
+    assert.equal(maxAbsDiff(t, a.get(k)!), 0, `${k} differs after resuming`);
   assert.equal(resumed.history.length, 2);
   assert.equal(resumed.history[1].test_acc, full.history[1].test_acc);
   full.model.dispose();
@@ -67,7 +86,21 @@ test('a non-finite loss stops the run with a clear message and keeps the last go
 
 test('SIGKILL while a checkpoint is being written leaves the previous one loadable, and the partial file is cleaned', async () => {
   const ckpt = path.join(dir, 'kill.safetensors');
-  const args = ['train', '--input-size', '67', '--train-limit', '64', '--test-limit', '32', '--batch-size', '32', '--epochs', '5', '--save', ckpt];
+  const args = [
+    'train',
+    '--input-size',
+    '67',
+    '--train-limit',
+    '64',
+    '--test-limit',
+    '32',
+    '--batch-size',
+    '32',
+    '--epochs',
+    '5',
+    '--save',
+    ckpt,
+  ];
   const child = spawn(process.execPath, [BIN, ...args], { stdio: 'ignore' });
   // The child is stopped the moment its second checkpoint's temporary file appears, then killed.
   const tmp = await stopDuringWrite(child, dir, 'kill.safetensors', { when: () => fs.existsSync(ckpt) });
@@ -80,14 +113,42 @@ test('SIGKILL while a checkpoint is being written leaves the previous one loadab
 
 test('eval and predict work from a checkpoint; predict rejects files that are not images', async () => {
   const ckpt = path.join(dir, 'cli.safetensors');
-  const r = cli(['train', '--input-size', '67', '--train-limit', '64', '--test-limit', '64', '--batch-size', '32', '--epochs', '1', '--save', ckpt, '--metrics', path.join(dir, 'm.jsonl')]);
+  const r = cli([
+    'train',
+    '--input-size',
+    '67',
+    '--train-limit',
+    '64',
+    '--test-limit',
+    '64',
+    '--batch-size',
+    '32',
+    '--epochs',
+    '1',
+    '--save',
+    ckpt,
+    '--metrics',
+    path.join(dir, 'm.jsonl'),
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const rec = JSON.parse(fs.readFileSync(path.join(dir, 'm.jsonl'), 'utf8').trim());
   assert.equal(rec.epoch, 1);
-  for (const k of ['train_loss', 'train_acc', 'test_loss', 'test_acc', 'test_top5', 'images_per_sec', 'elapsed_seconds']) assert.equal(typeof rec[k], 'number', k);
+  for (const k of [
+    'train_loss',
+    'train_acc',
+    'test_loss',
+    'test_acc',
+    'test_top5',
+    'images_per_sec',
+    'elapsed_seconds',
+  ])
+    assert.equal(typeof rec[k], 'number', k);
   const ev = JSON.parse(cli(['eval', '--weights', ckpt, '--limit', '100', '--json']).stdout);
   assert.equal(ev.n, 100);
-  assert.equal(ev.confusion.flat().reduce((a: number, b: number) => a + b, 0), 100);
+  assert.equal(
+    ev.confusion.flat().reduce((a: number, b: number) => a + b, 0),
+    100,
+  );
   assert.ok(ev.top5 >= ev.top1);
   const text = path.join(dir, 'not-an-image.jpg');
   fs.writeFileSync(text, 'hello, I am text\n');
@@ -108,7 +169,10 @@ test('eval and predict work from a checkpoint; predict rejects files that are no
 
 test('every variant trains on Fashion-MNIST: its input channels follow the data (1), whatever its default', async () => {
   for (const model of ['alexnet-2012', 'alexnet-torchvision', 'alexnet-half', 'alexnet-bn']) {
-    const r = await train(cfg({ model, inputSize: 67, trainLimit: 16, testLimit: 16, batchSize: 8, evalBatchSize: 16, maxSteps: 1 }), quiet);
+    const r = await train(
+      cfg({ model, inputSize: 67, trainLimit: 16, testLimit: 16, batchSize: 8, evalBatchSize: 16, maxSteps: 1 }),
+      quiet,
+    );
     assert.equal(r.globalStep, 1, model);
     assert.equal(r.model.inputShape[0], 1, `${model} takes the data's one channel`);
     assert.equal(r.record.modelOptions.inChannels, 1);

@@ -22,7 +22,10 @@ import { choice, COMMON, flag, int, optionHelp, parseCommand, refuse, text, with
 
 const OPTIONS = {
   pipeline: flag('also measure the input pipeline'),
-  data: text('folder:PATH', 'photos for the pipeline (default: 512 generated 500×375 JPEGs, like ImageNet\'s); needs --pipeline'),
+  data: text(
+    'folder:PATH',
+    "photos for the pipeline (default: 512 generated 500×375 JPEGs, like ImageNet's); needs --pipeline",
+  ),
   model: withHelp(COMMON.model, 'the variant (default alexnet-bn)'),
   batchSize: withHelp(COMMON.batchSize, 'images per step (default 64)'),
   steps: int('N', 'timed training steps (default 8; 3 more warm up)', { min: 1, max: 10_000 }),
@@ -45,7 +48,14 @@ Options:
 ${optionHelp(OPTIONS)}`;
 
 /** Images/s of `steps` training steps (after `warmup`) with batches from `next`. */
-async function timeTraining(model: AlexNet, device: Device, precision: Precision, next: () => Promise<{ x: Tensor; y: Tensor } | undefined>, steps: number, warmup: number): Promise<number> {
+async function timeTraining(
+  model: AlexNet,
+  device: Device,
+  precision: Precision,
+  next: () => Promise<{ x: Tensor; y: Tensor } | undefined>,
+  steps: number,
+  warmup: number,
+): Promise<number> {
   const ctx: StepContext = { model, optimizer: new Adam(model.parameters(), { lr: 1e-5 }), device, precision };
   model.train();
   let images = 0;
@@ -104,12 +114,21 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const [c, h, w] = model.inputShape;
   // Two classes of labels: valid for every model's classifier.
   const classes = 2;
-  log(`${modelName}, batch ${batch}, input ${c}×${h}×${w}, ${device}${device === 'cpu' ? ` (${threads} threads)` : ''}, ${precision}`);
+  log(
+    `${modelName}, batch ${batch}, input ${c}×${h}×${w}, ${device}${device === 'cpu' ? ` (${threads} threads)` : ''}, ${precision}`,
+  );
   const x = randn([batch, c, h, w], { device });
   const y = randint(0, classes, [batch], { device });
   const result: Record<string, number | string> = { model: modelName, batch, device, threads, precision };
   try {
-    result.train_images_per_sec = await timeTraining(model, device, precision, async () => ({ x: x.clone(), y: y.clone() }), steps, 3);
+    result.train_images_per_sec = await timeTraining(
+      model,
+      device,
+      precision,
+      async () => ({ x: x.clone(), y: y.clone() }),
+      steps,
+      3,
+    );
     log(`  training, synthetic input:   ${(result.train_images_per_sec as number).toFixed(1)} img/s`);
     result.infer_images_per_sec = timeInference(model, device, precision, x, steps);
     log(`  inference, synthetic input:  ${(result.infer_images_per_sec as number).toFixed(1)} img/s`);
@@ -155,7 +174,15 @@ async function benchPipeline(b: PipelineBench): Promise<void> {
     const folder = scanImageFolder(root, { valSplit: 0 });
     const samples: Sample[] = folder.train.map((s) => ({ file: s.file, label: s.label % classes }));
     const transform = folderTransform({ valSplit: 0, augment }, model.inputShape);
-    const source = new FolderSource(samples, folder.classes, { batchSize: batch, shuffle: true, seed: 0, mode: 'train', transform, device, pool });
+    const source = new FolderSource(samples, folder.classes, {
+      batchSize: batch,
+      shuffle: true,
+      seed: 0,
+      mode: 'train',
+      transform,
+      device,
+      pool,
+    });
     // Endless batches over as many epochs as needed.
     const endless = async function* () {
       for (let epoch = 0; ; epoch++) yield* source.batches(epoch);
@@ -179,7 +206,9 @@ async function benchPipeline(b: PipelineBench): Promise<void> {
     result.pipeline_images_per_sec = images / ((Date.now() - start) / 1000);
     result.workers = workers;
     result.augment = augment;
-    log(`  input pipeline alone:        ${(result.pipeline_images_per_sec as number).toFixed(1)} img/s (${workers} decoding threads, ${augment} augmentation, ${samples.length} images from ${tmp ? 'generated JPEGs' : root})`);
+    log(
+      `  input pipeline alone:        ${(result.pipeline_images_per_sec as number).toFixed(1)} img/s (${workers} decoding threads, ${augment} augmentation, ${samples.length} images from ${tmp ? 'generated JPEGs' : root})`,
+    );
     await it.return(undefined as never);
     it = endless();
     result.train_pipeline_images_per_sec = await timeTraining(model, device, precision, next, steps, 3);
@@ -188,7 +217,9 @@ async function benchPipeline(b: PipelineBench): Promise<void> {
     const ratio = (result.pipeline_images_per_sec as number) / (result.train_images_per_sec as number);
     const fed = (result.train_pipeline_images_per_sec as number) / (result.train_images_per_sec as number);
     result.pipeline_over_training = ratio;
-    log(`  the pipeline makes ${ratio.toFixed(1)}× the images training consumes; fed by it, training runs at ${(100 * fed).toFixed(0)}% of its synthetic-input speed`);
+    log(
+      `  the pipeline makes ${ratio.toFixed(1)}× the images training consumes; fed by it, training runs at ${(100 * fed).toFixed(0)}% of its synthetic-input speed`,
+    );
   } finally {
     await pool.close();
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });

@@ -15,7 +15,10 @@ import { formatEval } from './format';
 import { COMMON, optionHelp, parseCommand, text, withHelp } from './options';
 
 const OPTIONS = {
-  out: text('DIR', 'where to write the checkpoint, metrics, evaluation and sample images (default runs/demo);\nchecked before training starts'),
+  out: text(
+    'DIR',
+    'where to write the checkpoint, metrics, evaluation and sample images (default runs/demo);\nchecked before training starts',
+  ),
   device: withHelp(COMMON.device, 'auto (default), cpu or cuda'),
   threads: COMMON.threads,
 };
@@ -45,7 +48,11 @@ async function writeSamples(dir: string): Promise<{ files: string[]; labels: num
   const files: string[] = [];
   for (let i = 0; i < labels.length; i++) {
     const file = path.join(dir, `test-${i}-${test.classes[labels[i]].replace(/[^A-Za-z0-9-]+/g, '_')}.png`);
-    await sharpModule()(Buffer.from(pixels.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(file);
+    await sharpModule()(Buffer.from(pixels.subarray(i * 784, (i + 1) * 784)), {
+      raw: { width: 28, height: 28, channels: 1 },
+    })
+      .png()
+      .toFile(file);
     files.push(file);
   }
   test.images.dispose();
@@ -88,7 +95,9 @@ export async function demoCommand(argv: string[]): Promise<void> {
   preds.forEach((p, i) => {
     const ok = p.top[0].index === labels[i];
     right += ok ? 1 : 0;
-    console.log(`  ${ok ? '✓' : '✗'} ${path.basename(p.file).padEnd(28)} true: ${classes[labels[i]].padEnd(12)} predicted: ${p.top[0].class.padEnd(12)} ${(100 * p.top[0].probability).toFixed(1)}%`);
+    console.log(
+      `  ${ok ? '✓' : '✗'} ${path.basename(p.file).padEnd(28)} true: ${classes[labels[i]].padEnd(12)} predicted: ${p.top[0].class.padEnd(12)} ${(100 * p.top[0].probability).toFixed(1)}%`,
+    );
   });
   console.log(`  ${right}/${preds.length} correct\n`);
   const rel = (f: string) => (path.relative(process.cwd(), f).startsWith('..') ? f : path.relative(process.cwd(), f));
@@ -97,5 +106,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   console.log('  metrics.jsonl           one JSON record per epoch');
   console.log('  eval.json               top-1, top-5, per-class accuracy, confusion matrix');
   console.log('  samples/                the test images classified above');
-  console.log(`\ndemo finished in ${formatDuration((Date.now() - started) / 1000)}: test accuracy ${(100 * ev.top1).toFixed(2)}% on ${ev.n} images.`);
+  console.log(
+    `\ndemo finished in ${formatDuration((Date.now() - started) / 1000)}: test accuracy ${(100 * ev.top1).toFixed(2)}% on ${ev.n} images.`,
+  );
 }

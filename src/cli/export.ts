@@ -34,13 +34,24 @@ export async function exportCommand(argv: string[]): Promise<void> {
   if (!v.weights) throw new UserError('--weights PATH is required');
   if (!v.out) throw new UserError('--out FILE is required');
   const out = v.out;
-  const format = v.format ?? (out.endsWith('.onnx') ? 'onnx' : out.endsWith('.safetensors') ? 'safetensors' : undefined);
-  if (!format) throw new UserError(`--format must be safetensors or onnx (or give --out a .safetensors or .onnx name), got '${path.extname(out) || out}'`);
+  const format =
+    v.format ?? (out.endsWith('.onnx') ? 'onnx' : out.endsWith('.safetensors') ? 'safetensors' : undefined);
+  if (!format)
+    throw new UserError(
+      `--format must be safetensors or onnx (or give --out a .safetensors or .onnx name), got '${path.extname(out) || out}'`,
+    );
   const input = checkInputFile(v.weights, '--weights');
-  const outputs = planOutputs([{
-    option: '--out', path: out, kind: 'file', policy: 'refuse', overwrite: v.overwrite, expectedBytes: input.size,
-    inputs: [{ option: '--weights', path: v.weights }],
-  }]);
+  const outputs = planOutputs([
+    {
+      option: '--out',
+      path: out,
+      kind: 'file',
+      policy: 'refuse',
+      overwrite: v.overwrite,
+      expectedBytes: input.size,
+      inputs: [{ option: '--weights', path: v.weights }],
+    },
+  ]);
   try {
     const { model, record } = loadModel(v.weights, { model: v.model });
     try {
@@ -49,7 +60,9 @@ export async function exportCommand(argv: string[]): Promise<void> {
       } else {
         const { bytes, nodes } = exportOnnx(model, recordMetadata(record));
         writeFileAtomic(out, bytes, { what: '--out' });
-        console.log(`${nodes} ONNX nodes (opset 13), input "input" [batch, ${model.inputShape.join(', ')}], output "logits" [batch, ${record.classes.length}]`);
+        console.log(
+          `${nodes} ONNX nodes (opset 13), input "input" [batch, ${model.inputShape.join(', ')}], output "logits" [batch, ${record.classes.length}]`,
+        );
       }
       console.log(`wrote ${out} (${record.model}, ${record.classes.length} classes)`);
     } finally {

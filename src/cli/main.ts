@@ -4,16 +4,43 @@ import { AlexnetError, EngineError, UserError } from '../errors';
 type Command = { summary: string; run: (argv: string[]) => Promise<void> | void };
 
 const COMMANDS: Record<string, Command> = {
-  demo: { summary: 'the main job: train on Fashion-MNIST, evaluate, save, predict', run: async (a) => (await import('./demo')).demoCommand(a) },
-  summary: { summary: 'layer table of a model: shapes, parameters, MACs', run: async (a) => (await import('./summary')).summaryCommand(a) },
-  train: { summary: 'train on Fashion-MNIST, MNIST or a folder of photos', run: async (a) => (await import('./train')).trainCommand(a) },
-  eval: { summary: 'evaluate a trained model: top-1, top-5, per class, confusion matrix', run: async (a) => (await import('./eval')).evalCommand(a) },
-  predict: { summary: 'classify image files with a trained model', run: async (a) => (await import('./predict')).predictCommand(a) },
-  export: { summary: 'write weights as safetensors or ONNX', run: async (a) => (await import('./export')).exportCommand(a) },
-  stats: { summary: "an image folder's mean, std and colour eigenvectors (for --stats)", run: async (a) => (await import('./stats')).statsCommand(a) },
-  bench: { summary: 'training and inference speed here; --pipeline: the photo input pipeline', run: async (a) => (await import('./bench')).benchCommand(a) },
+  demo: {
+    summary: 'the main job: train on Fashion-MNIST, evaluate, save, predict',
+    run: async (a) => (await import('./demo')).demoCommand(a),
+  },
+  summary: {
+    summary: 'layer table of a model: shapes, parameters, MACs',
+    run: async (a) => (await import('./summary')).summaryCommand(a),
+  },
+  train: {
+    summary: 'train on Fashion-MNIST, MNIST or a folder of photos',
+    run: async (a) => (await import('./train')).trainCommand(a),
+  },
+  eval: {
+    summary: 'evaluate a trained model: top-1, top-5, per class, confusion matrix',
+    run: async (a) => (await import('./eval')).evalCommand(a),
+  },
+  predict: {
+    summary: 'classify image files with a trained model',
+    run: async (a) => (await import('./predict')).predictCommand(a),
+  },
+  export: {
+    summary: 'write weights as safetensors or ONNX',
+    run: async (a) => (await import('./export')).exportCommand(a),
+  },
+  stats: {
+    summary: "an image folder's mean, std and colour eigenvectors (for --stats)",
+    run: async (a) => (await import('./stats')).statsCommand(a),
+  },
+  bench: {
+    summary: 'training and inference speed here; --pipeline: the photo input pipeline',
+    run: async (a) => (await import('./bench')).benchCommand(a),
+  },
   models: { summary: 'list the AlexNet variants', run: async (a) => (await import('./models')).modelsCommand(a) },
-  info: { summary: 'the engine: libtorch version, threads, CUDA', run: async (a) => (await import('./models')).infoCommand(a) },
+  info: {
+    summary: 'the engine: libtorch version, threads, CUDA',
+    run: async (a) => (await import('./models')).infoCommand(a),
+  },
 };
 
 function usage(): string {

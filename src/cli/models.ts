@@ -17,7 +17,13 @@ export function modelsCommand(argv: string[], out: (s: string) => void = console
 export function infoCommand(argv: string[], out: (s: string) => void = console.log): void {
   if (parseCommand('info', argv, {}).help) return out(INFO_HELP);
   const blas = blasImplementation();
-  out(JSON.stringify({ ...runtimeInfo(), blas: blas?.path ?? 'unknown', referenceBlas: blas?.reference ?? false }, null, 2));
+  out(
+    JSON.stringify(
+      { ...runtimeInfo(), blas: blas?.path ?? 'unknown', referenceBlas: blas?.reference ?? false },
+      null,
+      2,
+    ),
+  );
   const w = blasWarning();
   if (w) console.error(w);
 }

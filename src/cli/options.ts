@@ -41,16 +41,28 @@ function number(v: string, flag: string, o: { min?: number; max?: number; intege
 }
 
 export function int(value: string, help: string, o: { min?: number; max?: number } = {}): Opt<number | undefined> {
-  return { type: 'string', value, help, parse: (raw, f) => (raw === undefined ? undefined : number(raw as string, f, { ...o, integer: true })) };
+  return {
+    type: 'string',
+    value,
+    help,
+    parse: (raw, f) => (raw === undefined ? undefined : number(raw as string, f, { ...o, integer: true })),
+  };
 }
 
 export function num(value: string, help: string, o: { min?: number; max?: number } = {}): Opt<number | undefined> {
-  return { type: 'string', value, help, parse: (raw, f) => (raw === undefined ? undefined : number(raw as string, f, o)) };
+  return {
+    type: 'string',
+    value,
+    help,
+    parse: (raw, f) => (raw === undefined ? undefined : number(raw as string, f, o)),
+  };
 }
 
 export function choice<T extends string>(value: string, help: string, choices: readonly T[]): Opt<T | undefined> {
   return {
-    type: 'string', value, help,
+    type: 'string',
+    value,
+    help,
     parse: (raw, f) => {
       if (raw === undefined) return undefined;
       if (!choices.includes(raw as T)) throw new UserError(`${f} must be ${choices.join(', ')}, got '${raw}'`);
@@ -68,7 +80,9 @@ export const LIMITS = { batch: 65_536, threads: 1024, workers: 64, imageSide: 40
 /** Options several commands share: one validator and one help line each. */
 export const COMMON = {
   device: {
-    type: 'string', value: 'D', help: `${DEVICE_CHOICES} (default auto: cuda when available)`,
+    type: 'string',
+    value: 'D',
+    help: `${DEVICE_CHOICES} (default auto: cuda when available)`,
     parse: (raw, f) => (raw === undefined ? undefined : parseDevice(raw as string, f)),
   } as Opt<DeviceRequest | undefined>,
   threads: int('N', `CPU threads (default: all ${os.cpus().length} cores)`, { min: 1, max: LIMITS.threads }),
@@ -88,9 +102,17 @@ export interface Parsed<S extends Options> {
 }
 
 /** Parses `argv` for `command` against `spec`; every mistake is one UserError naming the flag. */
-export function parseCommand<S extends Options>(command: string, argv: string[], spec: S, o: { positionals?: boolean } = {}): Parsed<S> {
-  const config: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-  for (const [k, v] of Object.entries(spec)) config[flagOf(k).slice(2)] = { type: v.type, ...(v.short ? { short: v.short } : {}) };
+export function parseCommand<S extends Options>(
+  command: string,
+  argv: string[],
+  spec: S,
+  o: { positionals?: boolean } = {},
+): Parsed<S> {
+  const config: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+  };
+  for (const [k, v] of Object.entries(spec))
+    config[flagOf(k).slice(2)] = { type: v.type, ...(v.short ? { short: v.short } : {}) };
   let r: { values: Record<string, Raw>; positionals: string[] };
   try {
     r = parseArgs({ args: argv, options: config, allowPositionals: !!o.positionals, strict: true }) as typeof r;
@@ -105,7 +127,10 @@ export function parseCommand<S extends Options>(command: string, argv: string[],
 
 /** The help lines of `spec`, aligned: "  --batch-size N    images per batch". */
 export function optionHelp(spec: Options, o: { helpRow?: boolean; width?: number } = {}): string {
-  const rows = Object.entries(spec).map(([k, v]) => [`${v.short ? `-${v.short}, ` : ''}${flagOf(k)}${v.value ? ` ${v.value}` : ''}`, v.help]);
+  const rows = Object.entries(spec).map(([k, v]) => [
+    `${v.short ? `-${v.short}, ` : ''}${flagOf(k)}${v.value ? ` ${v.value}` : ''}`,
+    v.help,
+  ]);
   if (o.helpRow !== false) rows.push(['-h, --help', 'this help']);
   const w = o.width ?? Math.max(...rows.map((r) => r[0].length)) + 2;
   const wrap = (s: string) => s.split('\n').join(`\n  ${' '.repeat(w)}`);
@@ -120,7 +145,10 @@ export function refuse(given: Record<string, unknown>, keys: string[], why: stri
 
 /** Parses "CxHxW" (or "HxW" with the model's channels, or "S" for a square). */
 export function parseInputShape(v: string, channels: number): [number, number, number] {
-  const parts = v.toLowerCase().split(/[x×,]/).map((p) => Number(p.trim()));
+  const parts = v
+    .toLowerCase()
+    .split(/[x×,]/)
+    .map((p) => Number(p.trim()));
   if (parts.some((p) => !Number.isInteger(p) || p <= 0) || parts.length < 1 || parts.length > 3) {
     throw new UserError(`--input must look like CxHxW (e.g. 3x224x224), HxW or S, got '${v}'`);
   }

@@ -5,8 +5,14 @@ import { choice, COMMON, int, optionHelp, parseCommand, refuse, text, withHelp }
 
 const OPTIONS = {
   weights: COMMON.weights,
-  model: withHelp(COMMON.model, 'the variant of a plain PyTorch state dict, when its keys do not tell (alexnet-ts files\nknow their own: a different name is an error)'),
-  runtime: choice('R', 'libtorch (default) or onnx: runs an exported ONNX model with onnxruntime-node alone', ['libtorch', 'onnx'] as const),
+  model: withHelp(
+    COMMON.model,
+    'the variant of a plain PyTorch state dict, when its keys do not tell (alexnet-ts files\nknow their own: a different name is an error)',
+  ),
+  runtime: choice('R', 'libtorch (default) or onnx: runs an exported ONNX model with onnxruntime-node alone', [
+    'libtorch',
+    'onnx',
+  ] as const),
   modelFile: text('F', 'the .onnx file for --runtime onnx (written by alexnet export --format onnx)'),
   top: int('K', 'how many classes to show (default 5)', { min: 1, max: 100_000 }),
   batchSize: withHelp(COMMON.batchSize, 'images per forward pass (default 16): memory stays flat however many files'),
@@ -33,14 +39,28 @@ ${optionHelp(OPTIONS)}
 An image that cannot be read is reported on stderr and the others are still classified; the exit code is
 then 1. Exit codes: 0 all classified, 1 some image failed, 2 usage or input error.`;
 
-async function openPredictor(v: { runtime?: string; modelFile?: string; weights?: string; model?: string; device?: import('../runtime/device').DeviceRequest }): Promise<Predictor> {
+async function openPredictor(v: {
+  runtime?: string;
+  modelFile?: string;
+  weights?: string;
+  model?: string;
+  device?: import('../runtime/device').DeviceRequest;
+}): Promise<Predictor> {
   if (v.runtime === 'onnx') {
-    refuse(v, ['weights', 'model', 'device'], 'is for the libtorch runtime: --runtime onnx takes the model from --model-file alone');
-    if (!v.modelFile) throw new UserError('--runtime onnx needs --model-file MODEL.onnx (write one with: alexnet export --format onnx)');
+    refuse(
+      v,
+      ['weights', 'model', 'device'],
+      'is for the libtorch runtime: --runtime onnx takes the model from --model-file alone',
+    );
+    if (!v.modelFile)
+      throw new UserError(
+        '--runtime onnx needs --model-file MODEL.onnx (write one with: alexnet export --format onnx)',
+      );
     return (await import('../infer/onnx')).OnnxPredictor.open(v.modelFile);
   }
   refuse(v, ['modelFile'], 'is for --runtime onnx');
-  if (!v.weights) throw new UserError("--weights PATH is required (a checkpoint from 'alexnet train --save', or a .pth state dict)");
+  if (!v.weights)
+    throw new UserError("--weights PATH is required (a checkpoint from 'alexnet train --save', or a .pth state dict)");
   return (await import('../infer/torch')).TorchPredictor.open(v.weights, { device: v.device, model: v.model });
 }
 
@@ -77,7 +97,8 @@ export async function predictCommand(argv: string[]): Promise<void> {
     await predictor.close();
   }
   if (failed) {
-    if (positionals.length > 1) console.error(`alexnet: ${failed} of ${positionals.length} images could not be classified`);
+    if (positionals.length > 1)
+      console.error(`alexnet: ${failed} of ${positionals.length} images could not be classified`);
     process.exitCode = 1;
   }
 }

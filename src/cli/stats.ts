@@ -44,7 +44,11 @@ export async function statsCommand(argv: string[]): Promise<void> {
   if (help) return console.log(HELP);
   const root = folderPath(values.dataset);
   if (!root) throw new UserError('--dataset folder:PATH is required (an image folder with one subfolder per class)');
-  const outputs = values.out ? planOutputs([{ option: '--out', path: values.out, kind: 'report', policy: 'refuse', overwrite: values.overwrite }]) : undefined;
+  const outputs = values.out
+    ? planOutputs([
+        { option: '--out', path: values.out, kind: 'report', policy: 'refuse', overwrite: values.overwrite },
+      ])
+    : undefined;
   try {
     await writeStats(root, values);
   } finally {
@@ -52,7 +56,10 @@ export async function statsCommand(argv: string[]): Promise<void> {
   }
 }
 
-async function writeStats(root: string, values: { out?: string; limit?: number; grayscale: boolean; json: boolean }): Promise<void> {
+async function writeStats(
+  root: string,
+  values: { out?: string; limit?: number; grayscale: boolean; json: boolean },
+): Promise<void> {
   const folder = scanImageFolder(root, { valSplit: 0 });
   const warn = problemLogger((l) => console.error(l));
   folder.problems.forEach(warn);
@@ -63,7 +70,11 @@ async function writeStats(root: string, values: { out?: string; limit?: number; 
     files = Array.from({ length: limit }, (_, i) => files[Math.floor(i * step)]);
   }
   const bar = new ProgressBar('reading images', files.length);
-  const s = await computeStats(files, { channels: values.grayscale ? 1 : 3, onProblem: warn, onProgress: (d) => bar.update(d) });
+  const s = await computeStats(files, {
+    channels: values.grayscale ? 1 : 3,
+    onProblem: warn,
+    onProgress: (d) => bar.update(d),
+  });
   bar.done();
   const json = JSON.stringify({ dataset: folder.root, ...s }, null, 2) + '\n';
   if (values.out) {

@@ -6,38 +6,88 @@ import { PRECISIONS } from '../runtime/precision';
 import { buildRunConfig, OPTIMIZERS, RESUME_OVERRIDES, TrainOptions } from '../train/config';
 import { resume, train, TrainResult } from '../train/run';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
-import { choice, COMMON, flag, flagOf, int, LIMITS, num, Opt, optionHelp, parseCommand, text, Values, withHelp } from './options';
+import {
+  choice,
+  COMMON,
+  flag,
+  flagOf,
+  int,
+  LIMITS,
+  num,
+  Opt,
+  optionHelp,
+  parseCommand,
+  text,
+  Values,
+  withHelp,
+} from './options';
 
 const normalize: Opt<{ mean: number; std: number } | undefined> = {
-  type: 'string', value: 'M,S', help: 'IDX data: subtract mean M and divide by std S after scaling to [0, 1] (default: none)',
+  type: 'string',
+  value: 'M,S',
+  help: 'IDX data: subtract mean M and divide by std S after scaling to [0, 1] (default: none)',
   parse: (raw, f) => {
     if (raw === undefined) return undefined;
     const p = String(raw).split(',').map(Number);
-    if (p.length !== 2 || p.some((x) => !Number.isFinite(x)) || p[1] <= 0) throw new UserError(`${f} takes MEAN,STD (e.g. 0.286,0.353), got '${raw}'`);
+    if (p.length !== 2 || p.some((x) => !Number.isFinite(x)) || p[1] <= 0)
+      throw new UserError(`${f} takes MEAN,STD (e.g. 0.286,0.353), got '${raw}'`);
     return { mean: p[0], std: p[1] };
   },
 };
 
 const DATA = {
-  dataset: text('D', "fashion-mnist (default), mnist, or folder:PATH — an image folder in torchvision's\nImageFolder layout: one subfolder per class (class index by sorted name), or train/ and val/\n(or test/) folders that hold them. JPEG, PNG, WebP, GIF, TIFF, AVIF."),
-  data: text('DIR', "IDX folder (default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist);\nMNIST needs it"),
-  valSplit: num('F', 'image folders without val/: share of each class held out, seeded (default 0.1)', { min: 0, max: 0.95 }),
-  labels: text('FILE', "display names for class folders: lines 'FOLDER NAME' (e.g. ImageNet's synset list) or a JSON\nobject {\"FOLDER\": \"NAME\"}"),
-  augment: choice('A', 'image folders: paper (256 short side, random crops of the centre square, flips, PCA colour\nnoise), torchvision (random resized crops, flips) or none (centre crops)', AUGMENTS),
-  shortSide: int('N', 'image folders: resize the short side to N before cropping (default input × 8/7)', { min: 1, max: 2 * LIMITS.imageSide }),
-  pcaStd: num('X', "image folders: std of the PCA colour noise's α (default 0.1 with paper, else 0)", { min: 0, max: 10 }),
+  dataset: text(
+    'D',
+    "fashion-mnist (default), mnist, or folder:PATH — an image folder in torchvision's\nImageFolder layout: one subfolder per class (class index by sorted name), or train/ and val/\n(or test/) folders that hold them. JPEG, PNG, WebP, GIF, TIFF, AVIF.",
+  ),
+  data: text(
+    'DIR',
+    "IDX folder (default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist);\nMNIST needs it",
+  ),
+  valSplit: num('F', 'image folders without val/: share of each class held out, seeded (default 0.1)', {
+    min: 0,
+    max: 0.95,
+  }),
+  labels: text(
+    'FILE',
+    'display names for class folders: lines \'FOLDER NAME\' (e.g. ImageNet\'s synset list) or a JSON\nobject {"FOLDER": "NAME"}',
+  ),
+  augment: choice(
+    'A',
+    'image folders: paper (256 short side, random crops of the centre square, flips, PCA colour\nnoise), torchvision (random resized crops, flips) or none (centre crops)',
+    AUGMENTS,
+  ),
+  shortSide: int('N', 'image folders: resize the short side to N before cropping (default input × 8/7)', {
+    min: 1,
+    max: 2 * LIMITS.imageSide,
+  }),
+  pcaStd: num('X', "image folders: std of the PCA colour noise's α (default 0.1 with paper, else 0)", {
+    min: 0,
+    max: 10,
+  }),
   stats: text('FILE', "image folders: mean, std and colour eigenvectors from 'alexnet stats' (default: ImageNet's)"),
   workers: COMMON.workers,
   prefetch: int('N', 'batches decoded ahead (default 3)', { min: 1, max: 64 }),
   strict: COMMON.strict,
-  inputSize: int('N', "model input size (default: the model's, 224 or 227; the smallest is 63 or 65)", { min: 1, max: LIMITS.imageSide }),
-  resize: choice('MODE', "IDX data: bilinear (default; as torchvision's Resize) or pad (TF's resize_with_pad)", ['bilinear', 'pad'] as const),
+  inputSize: int('N', "model input size (default: the model's, 224 or 227; the smallest is 63 or 65)", {
+    min: 1,
+    max: LIMITS.imageSide,
+  }),
+  resize: choice('MODE', "IDX data: bilinear (default; as torchvision's Resize) or pad (TF's resize_with_pad)", [
+    'bilinear',
+    'pad',
+  ] as const),
   normalize,
   trainLimit: int('N', 'use the first N training images', { min: 1 }),
   testLimit: int('N', 'use the first N test (validation) images', { min: 1 }),
 };
 const MODEL = {
-  model: withHelp(COMMON.model, listModels().map((m) => m.name).join(', ')),
+  model: withHelp(
+    COMMON.model,
+    listModels()
+      .map((m) => m.name)
+      .join(', '),
+  ),
   dropout: num('P', 'classifier dropout (default 0.5)', { min: 0, max: 0.99 }),
 };
 const OPTIM = {
@@ -48,18 +98,37 @@ const OPTIM = {
   lr: num('X', 'learning rate', { min: 1e-12 }),
   momentum: num('X', 'momentum', { min: 0, max: 1 }),
   weightDecay: num('X', 'weight decay', { min: 0, max: 1 }),
-  schedule: text('S', 'constant, plateau (÷10 when validation error stops improving, 3 times at most, as the paper)\nor step:EPOCHS[:GAMMA]'),
+  schedule: text(
+    'S',
+    'constant, plateau (÷10 when validation error stops improving, 3 times at most, as the paper)\nor step:EPOCHS[:GAMMA]',
+  ),
   maxSteps: int('N', 'stop after N optimiser steps in all (resume later with --resume)', { min: 1 }),
 };
 const RUN = {
   device: COMMON.device,
-  precision: choice('P', 'auto (default: bf16 on a GPU, fp32 on the CPU), fp32, bf16 (autocast: convolutions and matrix\nproducts in bfloat16) or fp16 (autocast with dynamic loss scaling; GPU only)', PRECISIONS),
+  precision: choice(
+    'P',
+    'auto (default: bf16 on a GPU, fp32 on the CPU), fp32, bf16 (autocast: convolutions and matrix\nproducts in bfloat16) or fp16 (autocast with dynamic loss scaling; GPU only)',
+    PRECISIONS,
+  ),
   threads: COMMON.threads,
-  seed: int('N', 'seeds weights, dropout, shuffling, splits and augmentation (default 0)', { min: 0, max: 2 ** 32 - 1 }),
-  save: text('PATH', 'checkpoint (safetensors), written atomically at every epoch end and on Ctrl-C; checked before\ntraining starts'),
+  seed: int('N', 'seeds weights, dropout, shuffling, splits and augmentation (default 0)', {
+    min: 0,
+    max: 2 ** 32 - 1,
+  }),
+  save: text(
+    'PATH',
+    'checkpoint (safetensors), written atomically at every epoch end and on Ctrl-C; checked before\ntraining starts',
+  ),
   overwrite: flag('let --save replace an existing checkpoint of another run (default: refuse, and offer --resume)'),
-  resume: text('PATH', 'continue a checkpoint exactly where it stopped (its settings are reused; only --epochs,\n--max-steps, --lr, --save, --metrics, --metrics-every, --threads and --device may change)'),
-  metrics: text('FILE', 'append JSON Lines: one record per epoch and one every --metrics-every steps, each with the run id'),
+  resume: text(
+    'PATH',
+    'continue a checkpoint exactly where it stopped (its settings are reused; only --epochs,\n--max-steps, --lr, --save, --metrics, --metrics-every, --threads and --device may change)',
+  ),
+  metrics: text(
+    'FILE',
+    'append JSON Lines: one record per epoch and one every --metrics-every steps, each with the run id',
+  ),
   metricsEvery: int('N', 'steps between per-step metrics records (default 50; 0: epoch records only)', { min: 0 }),
 };
 const OPTIONS = { ...DATA, ...MODEL, ...OPTIM, ...RUN };
@@ -104,7 +173,9 @@ function resumeOverrides(v: TrainValues): Record<string, unknown> {
   const fixed = Object.keys(v).filter((k) => given(k) && k !== 'resume' && !(RESUME_OVERRIDES as string[]).includes(k));
   if (fixed.length) {
     const allowed = RESUME_OVERRIDES.map(flagOf).join(', ');
-    throw new UserError(`${flagOf(fixed[0])} cannot be changed when resuming: the checkpoint's settings are used (only ${allowed} can be given with --resume)`);
+    throw new UserError(
+      `${flagOf(fixed[0])} cannot be changed when resuming: the checkpoint's settings are used (only ${allowed} can be given with --resume)`,
+    );
   }
   return Object.fromEntries(RESUME_OVERRIDES.map((k) => [k, v[k]]));
 }

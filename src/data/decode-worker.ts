@@ -27,7 +27,11 @@ export function planFor(mode: DecodeMode, w: number, h: number, t: PhotoTransfor
 }
 
 /** Decodes one image; failures become a reason, never an exception. */
-export async function decodeOne(item: { file: string; seed: number }, mode: DecodeMode, t: PhotoTransform): Promise<DecodeResult> {
+export async function decodeOne(
+  item: { file: string; seed: number },
+  mode: DecodeMode,
+  t: PhotoTransform,
+): Promise<DecodeResult> {
   try {
     const size = await imageSize(item.file);
     const buf = await renderPlan(item.file, planFor(mode, size.width, size.height, t, item.seed), t.channels, size);
@@ -57,6 +61,9 @@ if (parentPort) {
     };
     await Promise.all(Array.from({ length: Math.min(inFlight, req.items.length) }, lane));
     const reply: DecodeReply = { id: req.id, results };
-    port.postMessage(reply, results.flatMap((r) => (r.ok ? [r.data] : [])));
+    port.postMessage(
+      reply,
+      results.flatMap((r) => (r.ok ? [r.data] : [])),
+    );
   });
 }

@@ -61,12 +61,18 @@ class Scanner {
   /** The real path of the class folder being read: a link to it or to a folder above it is a loop. */
   #walkRoot = '';
 
-  constructor(readonly root: string, readonly strict: boolean) {
+  constructor(
+    readonly root: string,
+    readonly strict: boolean,
+  ) {
     this.rootReal = fs.realpathSync(root);
   }
 
   problem(file: string, reason: string): void {
-    if (this.strict) throw new UserError(`${file}: ${reason} (--strict refuses the data set; without it this would be skipped with a warning)`);
+    if (this.strict)
+      throw new UserError(
+        `${file}: ${reason} (--strict refuses the data set; without it this would be skipped with a warning)`,
+      );
     this.problems.push({ file, reason });
   }
 
@@ -171,8 +177,14 @@ export function readLabels(file: string, classIds: string[]): string[] {
     }
   }
   const missing = classIds.filter((c) => !map.has(c));
-  if (missing.length === classIds.length) throw new UserError(`${file} names none of the class folders (e.g. '${classIds[0]}'): expected lines 'FOLDER NAME' or a JSON object {"FOLDER": "NAME"}`);
-  if (missing.length) throw new UserError(`${file} has no name for ${missing.length} class folder(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`);
+  if (missing.length === classIds.length)
+    throw new UserError(
+      `${file} names none of the class folders (e.g. '${classIds[0]}'): expected lines 'FOLDER NAME' or a JSON object {"FOLDER": "NAME"}`,
+    );
+  if (missing.length)
+    throw new UserError(
+      `${file} has no name for ${missing.length} class folder(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
+    );
   return classIds.map((c) => map.get(c)!);
 }
 
@@ -210,7 +222,8 @@ export function scanImageFolder(rootIn: string, o: ScanOptions = {}): ImageFolde
   } catch {
     throw new UserError(`data set folder ${rootIn} does not exist`);
   }
-  if (!st.isDirectory()) throw new UserError(`${rootIn} is not a folder (expected one subfolder per class, or train/ and val/ folders)`);
+  if (!st.isDirectory())
+    throw new UserError(`${rootIn} is not a folder (expected one subfolder per class, or train/ and val/ folders)`);
   const scan = new Scanner(root, !!o.strict);
   const top = scan.classFolders(root);
   const valFolder = top.includes('train') ? VAL_NAMES.find((v) => top.includes(v)) : undefined;
@@ -220,19 +233,36 @@ export function scanImageFolder(rootIn: string, o: ScanOptions = {}): ImageFolde
     const classIds = scan.classFolders(trainDir);
     if (!classIds.length) throw new UserError(`${trainDir} has no class folders (expected one subfolder per class)`);
     const extra = scan.classFolders(path.join(root, valFolder)).filter((c) => !classIds.includes(c));
-    if (extra.length) throw new UserError(`${path.join(root, valFolder)} has class folders that train/ lacks: ${extra.slice(0, 5).join(', ')}`);
-    folder = { root, classIds, classes: classIds, train: scan.samples(trainDir, classIds), val: scan.samples(path.join(root, valFolder), classIds), layout: 'folders', valFolder, problems: scan.problems };
+    if (extra.length)
+      throw new UserError(
+        `${path.join(root, valFolder)} has class folders that train/ lacks: ${extra.slice(0, 5).join(', ')}`,
+      );
+    folder = {
+      root,
+      classIds,
+      classes: classIds,
+      train: scan.samples(trainDir, classIds),
+      val: scan.samples(path.join(root, valFolder), classIds),
+      layout: 'folders',
+      valFolder,
+      problems: scan.problems,
+    };
   } else {
     const classIds = top;
-    if (!classIds.length) throw new UserError(`${root} has no class folders (expected one subfolder per class, e.g. cats/ and dogs/, or train/ and val/ folders holding them)`);
-    if (classIds.length === 1) throw new UserError(`${root} has a single class folder ('${classIds[0]}'): classification needs at least two`);
+    if (!classIds.length)
+      throw new UserError(
+        `${root} has no class folders (expected one subfolder per class, e.g. cats/ and dogs/, or train/ and val/ folders holding them)`,
+      );
+    if (classIds.length === 1)
+      throw new UserError(`${root} has a single class folder ('${classIds[0]}'): classification needs at least two`);
     const share = o.valSplit ?? 0.1;
     if (!(share >= 0 && share < 1)) throw new UserError(`--val-split must be in [0, 1), got ${share}`);
     const all = scan.samples(root, classIds);
     const { train, val } = splitPerClass(all, share, o.seed ?? 0);
     folder = { root, classIds, classes: classIds, train, val, layout: 'split', problems: scan.problems };
   }
-  if (!folder.train.length) throw new UserError(`${root} has no training images (${IMAGE_EXTENSIONS.join(', ')} files in the class folders)`);
+  if (!folder.train.length)
+    throw new UserError(`${root} has no training images (${IMAGE_EXTENSIONS.join(', ')} files in the class folders)`);
   if (o.labels) folder.classes = readLabels(o.labels, folder.classIds);
   return folder;
 }

@@ -12,7 +12,10 @@ export const DECODE_TIMEOUT_S = 60;
 
 /** A file that is not a usable image; `reason` is short and says what is wrong with it. */
 export class ImageError extends UserError {
-  constructor(readonly file: string, readonly reason: string) {
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+  ) {
     super(`${file}: ${reason}`);
   }
 }
@@ -40,7 +43,10 @@ function checkFile(input: ImageInput): void {
     stat = fs.statSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ImageError(file, code === 'ELOOP' ? 'a symbolic link loop' : code === 'EACCES' ? 'permission denied' : 'no such file');
+    throw new ImageError(
+      file,
+      code === 'ELOOP' ? 'a symbolic link loop' : code === 'EACCES' ? 'permission denied' : 'no such file',
+    );
   }
   if (!stat.isFile()) throw new ImageError(file, 'not a file');
   if (stat.size === 0) throw new ImageError(file, 'empty (0 bytes), not an image');
@@ -48,16 +54,29 @@ function checkFile(input: ImageInput): void {
 
 function decodeFailure(file: string, e: unknown): ImageError {
   if (e instanceof ImageError) return e;
-  const msg = String((e as Error)?.message ?? e).replace(/^Input file /, '').replace(/^Input buffer /, '');
-  if (/pixel limit/i.test(msg)) return new ImageError(file, `too many pixels (over ${MAX_PIXELS.toLocaleString('en-US')}: refused as a possible image bomb)`);
-  if (/unsupported image format/i.test(msg)) return new ImageError(file, 'not an image that can be read (expected PNG, JPEG, WebP, GIF or TIFF)');
+  const msg = String((e as Error)?.message ?? e)
+    .replace(/^Input file /, '')
+    .replace(/^Input buffer /, '');
+  if (/pixel limit/i.test(msg))
+    return new ImageError(
+      file,
+      `too many pixels (over ${MAX_PIXELS.toLocaleString('en-US')}: refused as a possible image bomb)`,
+    );
+  if (/unsupported image format/i.test(msg))
+    return new ImageError(file, 'not an image that can be read (expected PNG, JPEG, WebP, GIF or TIFF)');
   if (/timeout/i.test(msg)) return new ImageError(file, `decoding took over ${DECODE_TIMEOUT_S} s`);
   return new ImageError(file, `damaged or truncated image (${msg.split('\n')[0]})`);
 }
 
 /** The decoding pipeline's start: EXIF orientation applied, transparency flattened on white, sRGB or grayscale. */
 function open(input: ImageInput, channels: number): Sharp {
-  const img = sharpModule()(typeof input === 'string' ? input : input.data, { limitInputPixels: MAX_PIXELS, failOn: 'error' }).timeout({ seconds: DECODE_TIMEOUT_S }).rotate().flatten({ background: '#ffffff' });
+  const img = sharpModule()(typeof input === 'string' ? input : input.data, {
+    limitInputPixels: MAX_PIXELS,
+    failOn: 'error',
+  })
+    .timeout({ seconds: DECODE_TIMEOUT_S })
+    .rotate()
+    .flatten({ background: '#ffffff' });
   return channels === 1 ? img.grayscale() : img.toColourspace('srgb');
 }
 
@@ -65,7 +84,9 @@ function open(input: ImageInput, channels: number): Sharp {
 export async function imageSize(input: ImageInput): Promise<{ width: number; height: number }> {
   checkFile(input);
   try {
-    const m = await sharpModule()(typeof input === 'string' ? input : input.data, { limitInputPixels: MAX_PIXELS }).metadata();
+    const m = await sharpModule()(typeof input === 'string' ? input : input.data, {
+      limitInputPixels: MAX_PIXELS,
+    }).metadata();
     if (!m.width || !m.height) throw new Error('no image size in the header');
     if (m.width * m.height > MAX_PIXELS) throw new Error('pixel limit');
     return (m.orientation ?? 1) >= 5 ? { width: m.height, height: m.width } : { width: m.width, height: m.height };
@@ -78,7 +99,12 @@ export async function imageSize(input: ImageInput): Promise<{ width: number; hei
  * The pixels of `plan` applied to `file`: crops.length images of outH×outW×channels, one after another.
  * Throws ImageError for anything that is not a readable image.
  */
-export async function renderPlan(file: ImageInput, plan: Plan, channels: number, size?: { width: number; height: number }): Promise<Buffer> {
+export async function renderPlan(
+  file: ImageInput,
+  plan: Plan,
+  channels: number,
+  size?: { width: number; height: number },
+): Promise<Buffer> {
   if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
   const { width, height } = size ?? (await imageSize(file));
   const resized = plan.resizeW !== width || plan.resizeH !== height;
@@ -86,7 +112,8 @@ export async function renderPlan(file: ImageInput, plan: Plan, channels: number,
   const cropIsOut = crop.width === plan.outW && crop.height === plan.outH;
   const raw = async (img: Sharp, w: number, h: number) => {
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-    if (info.width !== w || info.height !== h || info.channels !== channels) throw new Error(`decoded to ${info.width}×${info.height}×${info.channels}, expected ${w}×${h}×${channels}`);
+    if (info.width !== w || info.height !== h || info.channels !== channels)
+      throw new Error(`decoded to ${info.width}×${info.height}×${info.channels}, expected ${w}×${h}×${channels}`);
     return data;
   };
   try {
@@ -101,11 +128,18 @@ export async function renderPlan(file: ImageInput, plan: Plan, channels: number,
       return await raw(img, plan.outW, plan.outH);
     }
     // Several crops (testing): decode and resize once, then copy the crops out row by row.
-    const base = await raw(resized ? open(file, channels).resize(plan.resizeW, plan.resizeH, { fit: 'fill', kernel: 'linear' }) : open(file, channels), plan.resizeW, plan.resizeH);
+    const base = await raw(
+      resized
+        ? open(file, channels).resize(plan.resizeW, plan.resizeH, { fit: 'fill', kernel: 'linear' })
+        : open(file, channels),
+      plan.resizeW,
+      plan.resizeH,
+    );
     const row = plan.outW * channels;
     const out = Buffer.allocUnsafe(plan.crops.length * plan.outH * row);
     plan.crops.forEach((c, i) => {
-      if (c.width !== plan.outW || c.height !== plan.outH) throw new Error('multi-crop plans take crops of the output size');
+      if (c.width !== plan.outW || c.height !== plan.outH)
+        throw new Error('multi-crop plans take crops of the output size');
       for (let y = 0; y < c.height; y++) {
         const src = ((c.top + y) * plan.resizeW + c.left) * channels;
         base.copy(out, (i * plan.outH + y) * row, src, src + row);
@@ -123,7 +157,13 @@ export async function renderPlan(file: ImageInput, plan: Plan, channels: number,
  * `shortSide`, resized so that the short side has that length and then centre-cropped (torchvision's Resize +
  * CenterCrop, for photos).
  */
-export async function loadImageAs(file: ImageInput, channels: number, height: number, width: number, shortSide?: number): Promise<Uint8Array> {
+export async function loadImageAs(
+  file: ImageInput,
+  channels: number,
+  height: number,
+  width: number,
+  shortSide?: number,
+): Promise<Uint8Array> {
   if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
   const size = await imageSize(file);
   let plan: Plan;
@@ -132,7 +172,14 @@ export async function loadImageAs(file: ImageInput, channels: number, height: nu
     // Non-square inputs: centre the height×width window in the resized image.
     plan.outW = width;
     plan.outH = height;
-    plan.crops = [{ left: roundHalfEven((plan.resizeW - width) / 2), top: roundHalfEven((plan.resizeH - height) / 2), width, height }];
+    plan.crops = [
+      {
+        left: roundHalfEven((plan.resizeW - width) / 2),
+        top: roundHalfEven((plan.resizeH - height) / 2),
+        width,
+        height,
+      },
+    ];
   } else {
     plan = { resizeW: width, resizeH: height, outW: width, outH: height, crops: [{ left: 0, top: 0, width, height }] };
   }

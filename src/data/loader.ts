@@ -58,7 +58,9 @@ export function normalize(x: Tensor, mean: number[], std: number[]): Tensor {
   const c = x.shape[1];
   checkNormalization(mean, std, c);
   if (!mean.length) return x;
-  return x.sub(tensor(mean, [1, c, 1, 1]).to({ device: x.device })).div(tensor(std, [1, c, 1, 1]).to({ device: x.device }));
+  return x
+    .sub(tensor(mean, [1, c, 1, 1]).to({ device: x.device }))
+    .div(tensor(std, [1, c, 1, 1]).to({ device: x.device }));
 }
 
 export interface Batch {
@@ -71,12 +73,17 @@ export class BatchLoader {
   readonly numBatches: number;
   readonly sampler: Sampler;
 
-  constructor(readonly ds: TensorDataset, readonly o: { batchSize: number; shuffle: boolean; seed: number; dropLast?: boolean; sampler?: Sampler }) {
-    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
+  constructor(
+    readonly ds: TensorDataset,
+    readonly o: { batchSize: number; shuffle: boolean; seed: number; dropLast?: boolean; sampler?: Sampler },
+  ) {
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1)
+      throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
     this.sampler = o.sampler ?? defaultSampler(ds.labels.size(0), o.shuffle, o.seed);
     const n = this.sampler.size;
     this.numBatches = o.dropLast ? Math.floor(n / o.batchSize) : Math.ceil(n / o.batchSize);
-    if (this.numBatches === 0) throw new UserError(`the data set has ${n} examples, fewer than one batch of ${o.batchSize}`);
+    if (this.numBatches === 0)
+      throw new UserError(`the data set has ${n} examples, fewer than one batch of ${o.batchSize}`);
   }
 
   get size(): number {
@@ -90,7 +97,10 @@ export class BatchLoader {
       const lo = b * this.o.batchSize;
       const hi = Math.min(this.size, lo + this.o.batchSize);
       // The index goes where the data is (a data set uploaded to the GPU once is indexed there).
-      const idx = tensor(order.subarray(lo, hi), [hi - lo], 'int32').to({ dtype: 'int64', device: this.ds.images.device });
+      const idx = tensor(order.subarray(lo, hi), [hi - lo], 'int32').to({
+        dtype: 'int64',
+        device: this.ds.images.device,
+      });
       const images = this.ds.images.indexSelect(0, idx);
       const labels = this.ds.labels.indexSelect(0, idx);
       idx.dispose();

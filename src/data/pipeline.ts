@@ -25,12 +25,18 @@ export function defaultWorkers(): number {
 
 /** A pool of decode worker threads; each request goes to the worker with the least outstanding work. */
 export class DecodePool {
-  #workers: { w: Worker; pending: Map<number, { resolve: (r: DecodeResult[]) => void; reject: (e: Error) => void; items: number }> }[] = [];
+  #workers: {
+    w: Worker;
+    pending: Map<number, { resolve: (r: DecodeResult[]) => void; reject: (e: Error) => void; items: number }>;
+  }[] = [];
   #nextId = 1;
   #closed = false;
   readonly #inFlight = new Set<Promise<unknown>>();
 
-  constructor(readonly size = defaultWorkers(), readonly inFlight = 2) {
+  constructor(
+    readonly size = defaultWorkers(),
+    readonly inFlight = 2,
+  ) {
     if (!Number.isInteger(size) || size < 1) throw new UserError(`--workers must be a positive integer, got ${size}`);
     for (let i = 0; i < size; i++) this.#spawn(i);
   }
@@ -119,7 +125,10 @@ export interface FolderSourceOptions {
 }
 
 /** The engine's part of the transform, on a batch of uint8 NHWC pixels: flip, to float, PCA noise, normalise. */
-export function finishBatch(u8: Tensor, o: { flips?: boolean[]; shifts?: number[][]; mean: number[]; std: number[]; tenCrop?: boolean; device: Device }): Tensor {
+export function finishBatch(
+  u8: Tensor,
+  o: { flips?: boolean[]; shifts?: number[][]; mean: number[]; std: number[]; tenCrop?: boolean; device: Device },
+): Tensor {
   return tidy(() => {
     let x = u8.to({ device: o.device });
     if (o.tenCrop) {
@@ -128,7 +137,13 @@ export function finishBatch(u8: Tensor, o: { flips?: boolean[]; shifts?: number[
       const mirrored = x.indexSelect(1, tensor(TEN_CROP_MIRRORED, [5], 'int64').to({ device: o.device })).flip(3);
       x = cat([x.narrow(1, 0, 5), mirrored], 1).reshape(n * 10, h, w, c);
     } else if (o.flips?.some((f) => f)) {
-      const mask = tensor(o.flips.map((f) => (f ? 1 : 0)), [o.flips.length, 1, 1, 1], 'uint8').to({ device: o.device }).to('bool');
+      const mask = tensor(
+        o.flips.map((f) => (f ? 1 : 0)),
+        [o.flips.length, 1, 1, 1],
+        'uint8',
+      )
+        .to({ device: o.device })
+        .to('bool');
       x = where(mask, x.flip(2), x);
     }
     // NHWC viewed as NCHW is the channels-last layout: no copy.
@@ -155,8 +170,13 @@ export class FolderSource implements BatchSource {
   readonly bad = new Set<string>();
   readonly sampler: Sampler;
 
-  constructor(readonly samples: Sample[], readonly classes: string[], readonly o: FolderSourceOptions) {
-    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
+  constructor(
+    readonly samples: Sample[],
+    readonly classes: string[],
+    readonly o: FolderSourceOptions,
+  ) {
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1)
+      throw new UserError(`batch size must be a positive integer, got ${o.batchSize}`);
     if (!samples.length) throw new UserError('the data set split is empty');
     this.sampler = o.sampler ?? defaultSampler(samples.length, o.shuffle, o.seed);
     this.numBatches = Math.ceil(this.sampler.size / o.batchSize);
@@ -190,12 +210,16 @@ export class FolderSource implements BatchSource {
     const ok: number[] = [];
     results.forEach((r, k) => {
       if (r.ok) {
-        if (r.data.byteLength !== per) throw new UserError(`${items[k].file}: decoded to ${r.data.byteLength} bytes, expected ${per}`);
+        if (r.data.byteLength !== per)
+          throw new UserError(`${items[k].file}: decoded to ${r.data.byteLength} bytes, expected ${per}`);
         ok.push(k);
         return;
       }
       const file = items[k].file;
-      if (this.o.strict) throw new UserError(`${file}: ${r.reason} (--strict stops at unreadable images; without it they are skipped with a warning)`);
+      if (this.o.strict)
+        throw new UserError(
+          `${file}: ${r.reason} (--strict stops at unreadable images; without it they are skipped with a warning)`,
+        );
       skipped++;
       if (!this.bad.has(file)) {
         this.bad.add(file);
@@ -204,7 +228,13 @@ export class FolderSource implements BatchSource {
     });
     const pixels = new Uint8Array(ok.length * per);
     ok.forEach((k, j) => pixels.set(new Uint8Array((results[k] as { data: ArrayBuffer }).data), j * per));
-    return { index: b, pixels, labels: ok.map((k) => this.samples[todo[k]].label), seeds: ok.map((k) => items[k].seed), skipped };
+    return {
+      index: b,
+      pixels,
+      labels: ok.map((k) => this.samples[todo[k]].label),
+      seeds: ok.map((k) => items[k].seed),
+      skipped,
+    };
   }
 
   async *batches(epoch: number, start = 0): AsyncGenerator<ReadyBatch> {
@@ -232,11 +262,19 @@ export class FolderSource implements BatchSource {
       const ten = this.o.mode === 'ten-crop';
       const shape = ten ? [n, 6, t.size, t.size, t.channels] : [n, t.size, t.size, t.channels];
       const train = this.o.mode === 'train';
-      const x = tidy(() => finishBatch(tensor(raw.pixels, shape, 'uint8'), {
-        flips: train ? raw.seeds.map((s) => trainFlip(s, t)) : undefined,
-        shifts: train && t.pcaStd > 0 && t.channels === 3 ? raw.seeds.map((s) => pcaShift(pcaAlphas(s, t.pcaStd), t.eigval, t.eigvec)) : undefined,
-        mean: t.mean, std: t.std, tenCrop: ten, device: this.o.device,
-      }));
+      const x = tidy(() =>
+        finishBatch(tensor(raw.pixels, shape, 'uint8'), {
+          flips: train ? raw.seeds.map((s) => trainFlip(s, t)) : undefined,
+          shifts:
+            train && t.pcaStd > 0 && t.channels === 3
+              ? raw.seeds.map((s) => pcaShift(pcaAlphas(s, t.pcaStd), t.eigval, t.eigvec))
+              : undefined,
+          mean: t.mean,
+          std: t.std,
+          tenCrop: ten,
+          device: this.o.device,
+        }),
+      );
       const y = tensor(raw.labels, [n], 'int64').to({ device: this.o.device });
       yield { index: raw.index, x, y, crops: this.crops };
     }

@@ -20,7 +20,10 @@ export class SequentialSampler implements Sampler {
 
 /** A Fisher–Yates shuffle seeded by (seed, epoch) (training). */
 export class RandomSampler implements Sampler {
-  constructor(readonly size: number, readonly seed: number) {}
+  constructor(
+    readonly size: number,
+    readonly seed: number,
+  ) {}
 
   indices(epoch: number): Int32Array {
     return epochOrder(this.size, this.seed, epoch, true);

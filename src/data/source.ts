@@ -37,7 +37,11 @@ export class TensorSource implements BatchSource {
   readonly skipped = 0;
   readonly ds: TensorDataset;
 
-  constructor(ds: TensorDataset, readonly preprocess: Preprocess, readonly o: { batchSize: number; shuffle: boolean; seed: number; device: Device }) {
+  constructor(
+    ds: TensorDataset,
+    readonly preprocess: Preprocess,
+    readonly o: { batchSize: number; shuffle: boolean; seed: number; device: Device },
+  ) {
     if (o.device !== 'cpu' && ds.images.device !== o.device) {
       const images = ds.images.to({ device: o.device });
       const labels = ds.labels.to({ device: o.device });

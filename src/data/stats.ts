@@ -64,13 +64,32 @@ export function symmetricEigen(m: number[][]): { values: number[]; vectors: numb
 export function statsFromSums(sum: number[], outer: number[][], pixels: number, images: number): ImageStats {
   const c = sum.length;
   const mean = sum.map((s) => s / pixels);
-  const covariance = Array.from({ length: c }, (_, i) => Array.from({ length: c }, (_, j) => outer[i][j] / pixels - mean[i] * mean[j]));
+  const covariance = Array.from({ length: c }, (_, i) =>
+    Array.from({ length: c }, (_, j) => outer[i][j] / pixels - mean[i] * mean[j]),
+  );
   const { values, vectors } = symmetricEigen(covariance);
-  return { images, pixels, mean, std: covariance.map((r, i) => Math.sqrt(Math.max(0, r[i]))), covariance, eigval: values, eigvec: vectors };
+  return {
+    images,
+    pixels,
+    mean,
+    std: covariance.map((r, i) => Math.sqrt(Math.max(0, r[i]))),
+    covariance,
+    eigval: values,
+    eigvec: vectors,
+  };
 }
 
 /** Computes the statistics of `files` (RGB unless channels is 1). Unreadable images are reported and left out. */
-export async function computeStats(files: string[], o: { channels?: number; maxShortSide?: number; onProblem?: (p: Problem) => void; onProgress?: (done: number) => void; strict?: boolean } = {}): Promise<ImageStats> {
+export async function computeStats(
+  files: string[],
+  o: {
+    channels?: number;
+    maxShortSide?: number;
+    onProblem?: (p: Problem) => void;
+    onProgress?: (done: number) => void;
+    strict?: boolean;
+  } = {},
+): Promise<ImageStats> {
   const channels = o.channels ?? 3;
   const maxShort = o.maxShortSide ?? 256;
   let sum = zeros([channels], { dtype: 'float64' });
@@ -100,7 +119,14 @@ export async function computeStats(files: string[], o: { channels?: number; maxS
         const scale = Math.min(1, maxShort / Math.min(size.width, size.height));
         const w = Math.round(size.width * scale);
         const h = Math.round(size.height * scale);
-        add(await renderPlan(file, { resizeW: w, resizeH: h, outW: w, outH: h, crops: [{ left: 0, top: 0, width: w, height: h }] }, channels, size));
+        add(
+          await renderPlan(
+            file,
+            { resizeW: w, resizeH: h, outW: w, outH: h, crops: [{ left: 0, top: 0, width: w, height: h }] },
+            channels,
+            size,
+          ),
+        );
       } catch (e) {
         const reason = e instanceof ImageError ? e.reason : String((e as Error).message);
         if (o.strict) throw new UserError(`${file}: ${reason}`);
@@ -114,7 +140,12 @@ export async function computeStats(files: string[], o: { channels?: number; maxS
     if (!images) throw new UserError('no readable images to compute statistics from');
     const s = sum.toArray();
     const m = outer.toArray();
-    return statsFromSums(s, Array.from({ length: channels }, (_, i) => m.slice(i * channels, (i + 1) * channels)), pixels, images);
+    return statsFromSums(
+      s,
+      Array.from({ length: channels }, (_, i) => m.slice(i * channels, (i + 1) * channels)),
+      pixels,
+      images,
+    );
   } finally {
     sum.dispose();
     outer.dispose();
@@ -128,11 +159,20 @@ export function readStats(file: string): ImageStats {
   try {
     s = JSON.parse(text) as ImageStats;
   } catch (e) {
-    throw new UserError(`cannot read statistics from ${file} (${(e as Error).message}); write it with: alexnet stats --dataset folder:PATH --out ${file}`);
+    throw new UserError(
+      `cannot read statistics from ${file} (${(e as Error).message}); write it with: alexnet stats --dataset folder:PATH --out ${file}`,
+    );
   }
   const ok = (a: unknown, n: number) => Array.isArray(a) && a.length === n && a.every((x) => Number.isFinite(x));
   const c = s.mean?.length;
-  if (!(c === 1 || c === 3) || !ok(s.mean, c) || !ok(s.std, c) || !ok(s.eigval, c) || !Array.isArray(s.eigvec) || !s.eigvec.every((r) => ok(r, c))) {
+  if (
+    !(c === 1 || c === 3) ||
+    !ok(s.mean, c) ||
+    !ok(s.std, c) ||
+    !ok(s.eigval, c) ||
+    !Array.isArray(s.eigvec) ||
+    !s.eigvec.every((r) => ok(r, c))
+  ) {
     throw new UserError(`${file} is not a statistics file from 'alexnet stats' (needs mean, std, eigval and eigvec)`);
   }
   return s;

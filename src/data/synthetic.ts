@@ -22,7 +22,13 @@ export interface SyntheticOptions {
 }
 
 /** A random colour with every channel in [lo, lo + 100). */
-const colour = (rand: () => number, lo: number) => '#' + Array.from({ length: 3 }, () => Math.floor(lo + rand() * 100).toString(16).padStart(2, '0')).join('');
+const colour = (rand: () => number, lo: number) =>
+  '#' +
+  Array.from({ length: 3 }, () =>
+    Math.floor(lo + rand() * 100)
+      .toString(16)
+      .padStart(2, '0'),
+  ).join('');
 
 function shapeSvg(shape: Shape, w: number, h: number, rand: () => number, classColour?: number): string {
   const s = Math.min(w, h) * (0.35 + 0.35 * rand());
@@ -63,7 +69,9 @@ export async function writeShapesFolder(root: string, o: SyntheticOptions): Prom
     for (let i = 0; i < o.perClass; i++) {
       const fmt = formats[i % formats.length];
       const file = path.join(root, shape, `${String(i).padStart(4, '0')}.${fmt === 'jpeg' ? 'jpg' : fmt}`);
-      await sharp(Buffer.from(shapeSvg(shape, w, h, rand, o.colourByClass ? ci : undefined))).toFormat(fmt, fmt === 'jpeg' ? { quality: 90 } : {}).toFile(file);
+      await sharp(Buffer.from(shapeSvg(shape, w, h, rand, o.colourByClass ? ci : undefined)))
+        .toFormat(fmt, fmt === 'jpeg' ? { quality: 90 } : {})
+        .toFile(file);
       files.push(file);
     }
   }
@@ -74,7 +82,10 @@ export async function writeShapesFolder(root: string, o: SyntheticOptions): Prom
  * Photo-sized images for the pipeline benchmark: smooth colour fields with noise, so JPEG decoding costs what a
  * camera photo of that size costs. root/class<k>/<n>.jpg.
  */
-export async function writeNoisePhotos(root: string, o: { classes: number; perClass: number; width?: number; height?: number; seed?: number }): Promise<string[]> {
+export async function writeNoisePhotos(
+  root: string,
+  o: { classes: number; perClass: number; width?: number; height?: number; seed?: number },
+): Promise<string[]> {
   const w = o.width ?? 500;
   const h = o.height ?? 375;
   const sharp = sharpModule();
@@ -88,11 +99,14 @@ export async function writeNoisePhotos(root: string, o: { classes: number; perCl
       const grad = [rand() - 0.5, rand() - 0.5, rand() - 0.5];
       for (let y = 0, p = 0; y < h; y++) {
         for (let x = 0; x < w; x++) {
-          for (let k = 0; k < 3; k++, p++) px[p] = Math.max(0, Math.min(255, base[k] + grad[k] * (x + y) * 0.5 + (rand() - 0.5) * 60));
+          for (let k = 0; k < 3; k++, p++)
+            px[p] = Math.max(0, Math.min(255, base[k] + grad[k] * (x + y) * 0.5 + (rand() - 0.5) * 60));
         }
       }
       const file = path.join(root, `class${c}`, `${String(i).padStart(5, '0')}.jpg`);
-      await sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toFile(file);
+      await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+        .jpeg({ quality: 90 })
+        .toFile(file);
       files.push(file);
     }
   }

@@ -63,7 +63,8 @@ export function presetTransform(augment: Augment, size: number, o: Partial<Photo
     channels: 3,
   };
   for (const [k, v] of Object.entries(o)) if (v !== undefined) (t as unknown as Record<string, unknown>)[k] = v;
-  if (t.shortSide < t.size) throw new UserError(`the short side (${t.shortSide}) must be at least the crop size (${t.size})`);
+  if (t.shortSide < t.size)
+    throw new UserError(`the short side (${t.shortSide}) must be at least the crop size (${t.size})`);
   return t;
 }
 
@@ -82,7 +83,10 @@ export interface Plan {
 
 /** Seed of one image in one epoch: a hash of (seed, epoch, index), so results do not depend on who computes them. */
 export function imageSeed(seed: number, epoch: number, index: number): number {
-  let h = Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(epoch + 0x632be5ab, 0xc2b2ae35) ^ Math.imul(index + 0x165667b1, 0x27d4eb2f);
+  let h =
+    Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^
+    Math.imul(epoch + 0x632be5ab, 0xc2b2ae35) ^
+    Math.imul(index + 0x165667b1, 0x27d4eb2f);
   h ^= h >>> 16;
   h = Math.imul(h, 0x7feb352d);
   h ^= h >>> 15;
@@ -110,8 +114,13 @@ const pick = (rand: () => number, n: number) => Math.min(n - 1, Math.floor(rand(
 export function planCenter(w: number, h: number, t: Pick<PhotoTransform, 'size' | 'shortSide'>): Plan {
   const [rw, rh] = shortSideResize(w, h, t.shortSide);
   return {
-    resizeW: rw, resizeH: rh, outW: t.size, outH: t.size,
-    crops: [{ left: roundHalfEven((rw - t.size) / 2), top: roundHalfEven((rh - t.size) / 2), width: t.size, height: t.size }],
+    resizeW: rw,
+    resizeH: rh,
+    outW: t.size,
+    outH: t.size,
+    crops: [
+      { left: roundHalfEven((rw - t.size) / 2), top: roundHalfEven((rh - t.size) / 2), width: t.size, height: t.size },
+    ],
   };
 }
 
@@ -134,7 +143,10 @@ export function planTenCrop(w: number, h: number, t: Pick<PhotoTransform, 'size'
   const cl = roundHalfEven((bw - s) / 2);
   const ct = roundHalfEven((bh - s) / 2);
   return {
-    resizeW: rw, resizeH: rh, outW: s, outH: s,
+    resizeW: rw,
+    resizeH: rh,
+    outW: s,
+    outH: s,
     crops: [at(0, 0), at(bw - s, 0), at(0, bh - s), at(bw - s, bh - s), at(cl, ct), at(bw - s - cl, ct)],
   };
 }
@@ -146,7 +158,13 @@ export const TEN_CROP_MIRRORED = [1, 0, 3, 2, 5];
  * torchvision's RandomResizedCrop parameters (scale 0.08–1, aspect ratio 3/4–4/3, ten tries, then the centre
  * crop clamped to the ratio range): a region of the original w×h image.
  */
-export function randomResizedCrop(w: number, h: number, rand: () => number, scale: [number, number] = [0.08, 1], ratio: [number, number] = [3 / 4, 4 / 3]): Plan['crops'][0] {
+export function randomResizedCrop(
+  w: number,
+  h: number,
+  rand: () => number,
+  scale: [number, number] = [0.08, 1],
+  ratio: [number, number] = [3 / 4, 4 / 3],
+): Plan['crops'][0] {
   const area = w * h;
   const logLo = Math.log(ratio[0]);
   const logHi = Math.log(ratio[1]);
@@ -177,7 +195,13 @@ export function planTrain(w: number, h: number, t: PhotoTransform, seed: number)
     const room = t.shortSide - t.size + 1;
     const left = roundHalfEven((rw - t.shortSide) / 2) + pick(rand, room);
     const top = roundHalfEven((rh - t.shortSide) / 2) + pick(rand, room);
-    return { resizeW: rw, resizeH: rh, outW: t.size, outH: t.size, crops: [{ left, top, width: t.size, height: t.size }] };
+    return {
+      resizeW: rw,
+      resizeH: rh,
+      outW: t.size,
+      outH: t.size,
+      crops: [{ left, top, width: t.size, height: t.size }],
+    };
   }
   return { resizeW: w, resizeH: h, outW: t.size, outH: t.size, crops: [randomResizedCrop(w, h, rand)] };
 }

@@ -23,7 +23,9 @@ export function resizeBilinear(src: Float32Array, h: number, w: number, oh: numb
       const x0 = Math.min(Math.floor(fx), w - 1);
       const x1 = Math.min(x0 + 1, w - 1);
       const lx = fx - x0;
-      out[y * ow + x] = (1 - ly) * ((1 - lx) * src[y0 * w + x0] + lx * src[y0 * w + x1]) + ly * ((1 - lx) * src[y1 * w + x0] + lx * src[y1 * w + x1]);
+      out[y * ow + x] =
+        (1 - ly) * ((1 - lx) * src[y0 * w + x0] + lx * src[y0 * w + x1]) +
+        ly * ((1 - lx) * src[y1 * w + x0] + lx * src[y1 * w + x1]);
     }
   }
   return out;
@@ -51,24 +53,36 @@ function loadOrt(): Ort {
     return require('onnxruntime-node') as Ort;
   } catch (e) {
     const why = (e as Error).message.split('\n')[0];
-    throw new SetupError(`onnxruntime-node cannot be loaded (${why}): run 'npm ci' (ONNXRUNTIME_NODE_INSTALL=skip keeps its installer from downloading GPU binaries)`);
+    throw new SetupError(
+      `onnxruntime-node cannot be loaded (${why}): run 'npm ci' (ONNXRUNTIME_NODE_INSTALL=skip keeps its installer from downloading GPU binaries)`,
+    );
   }
 }
 
 /** onnxruntime's message without its C++ decoration ("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : …"). */
 function ortReason(e: unknown): string {
   const line = String((e as Error)?.message ?? e).split('\n')[0];
-  return line.replace(/^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*/, '').replace(/^Load model from \S+ failed:\s*/, '');
+  return line
+    .replace(/^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*/, '')
+    .replace(/^Load model from \S+ failed:\s*/, '');
 }
 
 export class OnnxPredictor implements Predictor {
   readonly runtime = 'onnxruntime';
   readonly geometry: InputGeometry;
 
-  private constructor(private readonly ort: Ort, private readonly session: InferenceSession, readonly record: ModelRecord) {
+  private constructor(
+    private readonly ort: Ort,
+    private readonly session: InferenceSession,
+    readonly record: ModelRecord,
+  ) {
     const inChannels = record.sourceShape?.[0] ?? record.modelOptions.inChannels ?? 3;
     this.geometry = inputGeometry(record, [inChannels, ...record.preprocess.inputSize]);
-    if (record.preprocess.resize === 'pad' && (this.geometry.height !== record.preprocess.inputSize[0] || this.geometry.width !== record.preprocess.inputSize[1])) {
+    if (
+      record.preprocess.resize === 'pad' &&
+      (this.geometry.height !== record.preprocess.inputSize[0] ||
+        this.geometry.width !== record.preprocess.inputSize[1])
+    ) {
       throw new UserError("ONNX inference does not support the 'pad' resize mode; use the libtorch runtime");
     }
   }
@@ -91,7 +105,10 @@ export class OnnxPredictor implements Predictor {
     const [oh, ow] = this.record.preprocess.inputSize;
     const batch = new Float32Array(n * c * oh * ow);
     for (let i = 0; i < n; i++) {
-      batch.set(preprocessPixels(pixels.subarray(i * c * h * w, (i + 1) * c * h * w), c, h, w, this.record.preprocess), i * c * oh * ow);
+      batch.set(
+        preprocessPixels(pixels.subarray(i * c * h * w, (i + 1) * c * h * w), c, h, w, this.record.preprocess),
+        i * c * oh * ow,
+      );
     }
     const out = await this.session.run({ input: new this.ort.Tensor('float32', batch, [n, c, oh, ow]) });
     return out.logits.data as Float32Array;

@@ -61,7 +61,8 @@ export function decodeInput(input: ImageInput, g: InputGeometry): Promise<Uint8A
 /** Softmax and the k most probable classes of each row of `logits` (N × classes). */
 export function topK(logits: Float32Array, classes: string[], k: number): TopClass[][] {
   const c = classes.length;
-  if (logits.length % c) throw new UserError(`the model gave ${logits.length} logits, not a multiple of its ${c} classes`);
+  if (logits.length % c)
+    throw new UserError(`the model gave ${logits.length} logits, not a multiple of its ${c} classes`);
   const take = Math.min(k, c);
   const rows: TopClass[][] = [];
   for (let r = 0; r < logits.length / c; r++) {
@@ -70,7 +71,9 @@ export function topK(logits: Float32Array, classes: string[], k: number): TopCla
     for (const v of row) max = Math.max(max, v);
     let sum = 0;
     for (const v of row) sum += Math.exp(v - max);
-    const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b).slice(0, take);
+    const order = Array.from(row.keys())
+      .sort((a, b) => row[b] - row[a] || a - b)
+      .slice(0, take);
     rows.push(order.map((j) => ({ index: j, class: classes[j], probability: Math.exp(row[j] - max) / sum })));
   }
   return rows;
@@ -84,20 +87,32 @@ export interface PredictOptions {
 }
 
 /** One result per input, in input order: a prediction, or the reason this input could not be classified. */
-export type PredictResult = { file: string; prediction: Prediction; error?: undefined } | { file: string; prediction?: undefined; error: Error };
+export type PredictResult =
+  { file: string; prediction: Prediction; error?: undefined } | { file: string; prediction?: undefined; error: Error };
 
 /**
  * Classifies `inputs` in fixed-size batches, yielding each result as soon as its batch is done. An input that cannot
  * be decoded yields its error; the others are still answered. Memory is one batch, whatever the number of inputs.
  */
-export async function* predictStream(p: Predictor, inputs: Iterable<ImageInput>, o: PredictOptions = {}): AsyncGenerator<PredictResult> {
+export async function* predictStream(
+  p: Predictor,
+  inputs: Iterable<ImageInput>,
+  o: PredictOptions = {},
+): AsyncGenerator<PredictResult> {
   const g = p.geometry;
   const batchSize = o.batchSize ?? 16;
   const k = o.k ?? 5;
   const size = g.channels * g.height * g.width;
   let batch: ImageInput[] = [];
   const run = async function* (items: ImageInput[]): AsyncGenerator<PredictResult> {
-    const decoded = await Promise.all(items.map((i) => decodeInput(i, g).then((px) => ({ px }), (error: Error) => ({ error }))));
+    const decoded = await Promise.all(
+      items.map((i) =>
+        decodeInput(i, g).then(
+          (px) => ({ px }),
+          (error: Error) => ({ error }),
+        ),
+      ),
+    );
     const good = decoded.flatMap((d, i) => ('px' in d ? [i] : []));
     const pixels = new Uint8Array(good.length * size);
     good.forEach((i, j) => pixels.set((decoded[i] as { px: Uint8Array }).px, j * size));

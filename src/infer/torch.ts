@@ -12,7 +12,11 @@ export class TorchPredictor implements Predictor {
   readonly runtime = 'libtorch';
   readonly geometry: InputGeometry;
 
-  constructor(readonly model: AlexNet, readonly record: ModelRecord, readonly device: Device) {
+  constructor(
+    readonly model: AlexNet,
+    readonly record: ModelRecord,
+    readonly device: Device,
+  ) {
     this.geometry = inputGeometry(record, model.inputShape);
   }
 
@@ -27,7 +31,11 @@ export class TorchPredictor implements Predictor {
     const { channels, height, width } = this.geometry;
     return noGrad(() =>
       tidy(() => {
-        const x = preprocessBatch(tensor(pixels, [n, channels, height, width], 'uint8'), this.record.preprocess, this.device);
+        const x = preprocessBatch(
+          tensor(pixels, [n, channels, height, width], 'uint8'),
+          this.record.preprocess,
+          this.device,
+        );
         return this.model.forward(x).float().to('cpu').data() as Float32Array;
       }),
     );

@@ -4,7 +4,18 @@
 import { UserError } from '../errors';
 import { native } from '../tensor/binding';
 import { AlexNet } from '../models/alexnet';
-import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU } from '../nn';
+import {
+  AdaptiveAvgPool2d,
+  BatchNorm2d,
+  Conv2d,
+  Dropout,
+  Flatten,
+  Linear,
+  LocalResponseNorm,
+  MaxPool2d,
+  Module,
+  ReLU,
+} from '../nn';
 import { Tensor } from '../tensor/tensor';
 
 export const ONNX_OPSET = 13;
@@ -148,36 +159,83 @@ type NodeSpec = { op: string; inputs: string[]; attrs: Attr[] };
 const nodeSpec = (op: string, inputs: string[], attrs: Attr[] = []): NodeSpec => ({ op, inputs, attrs });
 
 /** Layer `name` as an ONNX node reading `input` (its parameters named by `param`); undefined: identity here. */
-function layerNode(name: string, m: Module, shape: number[], input: string, param: (t: Tensor | undefined) => string): NodeSpec | undefined {
+function layerNode(
+  name: string,
+  m: Module,
+  shape: number[],
+  input: string,
+  param: (t: Tensor | undefined) => string,
+): NodeSpec | undefined {
   if (m instanceof Conv2d) {
-    return nodeSpec('Conv', [input, param(m.weight), ...(m.bias ? [param(m.bias)] : [])], [
-      { name: 'kernel_shape', ints: [...m.kernel] }, { name: 'strides', ints: [...m.stride] },
-      { name: 'pads', ints: [m.padding[0], m.padding[1], m.padding[0], m.padding[1]] },
-      { name: 'dilations', ints: [...m.dilation] }, { name: 'group', i: m.groups },
-    ]);
+    return nodeSpec(
+      'Conv',
+      [input, param(m.weight), ...(m.bias ? [param(m.bias)] : [])],
+      [
+        { name: 'kernel_shape', ints: [...m.kernel] },
+        { name: 'strides', ints: [...m.stride] },
+        { name: 'pads', ints: [m.padding[0], m.padding[1], m.padding[0], m.padding[1]] },
+        { name: 'dilations', ints: [...m.dilation] },
+        { name: 'group', i: m.groups },
+      ],
+    );
   } else if (m instanceof ReLU) {
     return nodeSpec('Relu', [input]);
   } else if (m instanceof MaxPool2d) {
-    return nodeSpec('MaxPool', [input], [
-      { name: 'kernel_shape', ints: [...m.kernel] }, { name: 'strides', ints: [...m.stride] },
-      { name: 'pads', ints: [m.padding[0], m.padding[1], m.padding[0], m.padding[1]] }, { name: 'ceil_mode', i: m.ceilMode ? 1 : 0 },
-    ]);
+    return nodeSpec(
+      'MaxPool',
+      [input],
+      [
+        { name: 'kernel_shape', ints: [...m.kernel] },
+        { name: 'strides', ints: [...m.stride] },
+        { name: 'pads', ints: [m.padding[0], m.padding[1], m.padding[0], m.padding[1]] },
+        { name: 'ceil_mode', i: m.ceilMode ? 1 : 0 },
+      ],
+    );
   } else if (m instanceof LocalResponseNorm) {
     // ONNX: window floor((size-1)/2) before and ceil((size-1)/2) after, Y = X / (bias + α/size · Σ)^β.
-    if (m.size % 2 === 0) throw new UserError(`${name}: LRN with an even window (${m.size}) cannot be expressed in ONNX (its window is placed differently)`);
-    return nodeSpec('LRN', [input], [
-      { name: 'size', i: m.size }, { name: 'alpha', f: m.alphaPerSize ? m.alpha : m.alpha * m.size },
-      { name: 'beta', f: m.beta }, { name: 'bias', f: m.k },
-    ]);
+    if (m.size % 2 === 0)
+      throw new UserError(
+        `${name}: LRN with an even window (${m.size}) cannot be expressed in ONNX (its window is placed differently)`,
+      );
+    return nodeSpec(
+      'LRN',
+      [input],
+      [
+        { name: 'size', i: m.size },
+        { name: 'alpha', f: m.alphaPerSize ? m.alpha : m.alpha * m.size },
+        { name: 'beta', f: m.beta },
+        { name: 'bias', f: m.k },
+      ],
+    );
   } else if (m instanceof BatchNorm2d) {
     const own = new Map(m.namedParameters().concat(m.namedBuffers()));
-    return nodeSpec('BatchNormalization', [input, param(own.get('weight')), param(own.get('bias')), param(own.get('running_mean')), param(own.get('running_var'))], [{ name: 'epsilon', f: m.eps }]);
+    return nodeSpec(
+      'BatchNormalization',
+      [
+        input,
+        param(own.get('weight')),
+        param(own.get('bias')),
+        param(own.get('running_mean')),
+        param(own.get('running_var')),
+      ],
+      [{ name: 'epsilon', f: m.eps }],
+    );
   } else if (m instanceof AdaptiveAvgPool2d) {
     const [, h, w] = shape;
     const [oh, ow] = m.size;
     if (h === oh && w === ow) return undefined; // identity at this input size
-    if (h % oh || w % ow) throw new UserError(`${name}: adaptive pooling from ${h}×${w} to ${oh}×${ow} has uneven windows and no ONNX equivalent; export at an input size whose feature map is a multiple of ${oh}×${ow}`);
-    return nodeSpec('AveragePool', [input], [{ name: 'kernel_shape', ints: [h / oh, w / ow] }, { name: 'strides', ints: [h / oh, w / ow] }]);
+    if (h % oh || w % ow)
+      throw new UserError(
+        `${name}: adaptive pooling from ${h}×${w} to ${oh}×${ow} has uneven windows and no ONNX equivalent; export at an input size whose feature map is a multiple of ${oh}×${ow}`,
+      );
+    return nodeSpec(
+      'AveragePool',
+      [input],
+      [
+        { name: 'kernel_shape', ints: [h / oh, w / ow] },
+        { name: 'strides', ints: [h / oh, w / ow] },
+      ],
+    );
   } else if (m instanceof Flatten) {
     return nodeSpec('Flatten', [input], [{ name: 'axis', i: 1 }]);
   } else if (m instanceof Dropout) {

@@ -33,11 +33,34 @@ export function unpickle(data: Buffer, hooks: PickleHooks, file: string): unknow
   const need = (n: number) => {
     if (pos + n > data.length) throw bad('the pickle is truncated');
   };
-  const u8 = () => { need(1); return data[pos++]; };
-  const u16 = () => { need(2); const v = data.readUInt16LE(pos); pos += 2; return v; };
-  const u32 = () => { need(4); const v = data.readUInt32LE(pos); pos += 4; return v; };
-  const i32 = () => { need(4); const v = data.readInt32LE(pos); pos += 4; return v; };
-  const bytes = (n: number) => { need(n); const b = data.subarray(pos, pos + n); pos += n; return b; };
+  const u8 = () => {
+    need(1);
+    return data[pos++];
+  };
+  const u16 = () => {
+    need(2);
+    const v = data.readUInt16LE(pos);
+    pos += 2;
+    return v;
+  };
+  const u32 = () => {
+    need(4);
+    const v = data.readUInt32LE(pos);
+    pos += 4;
+    return v;
+  };
+  const i32 = () => {
+    need(4);
+    const v = data.readInt32LE(pos);
+    pos += 4;
+    return v;
+  };
+  const bytes = (n: number) => {
+    need(n);
+    const b = data.subarray(pos, pos + n);
+    pos += n;
+    return b;
+  };
   const line = () => {
     const end = data.indexOf(0x0a, pos);
     if (end < 0) throw bad('the pickle is truncated');
@@ -65,7 +88,10 @@ export function unpickle(data: Buffer, hooks: PickleHooks, file: string): unknow
   };
   const resolve = (module: string, name: string) => {
     const f = hooks.global(module, name);
-    if (!f) throw bad(`the pickle asks for the global ${module}.${name}, which is not allowed: only tensor data and the functions that rebuild tensors are loaded (no code from the file is ever run)`);
+    if (!f)
+      throw bad(
+        `the pickle asks for the global ${module}.${name}, which is not allowed: only tensor data and the functions that rebuild tensors are loaded (no code from the file is ever run)`,
+      );
     return f;
   };
   const setItems = (d: unknown, items: unknown[]) => {
@@ -81,20 +107,46 @@ export function unpickle(data: Buffer, hooks: PickleHooks, file: string): unknow
   for (;;) {
     const op = u8();
     switch (op) {
-      case 0x80: u8(); break; // PROTO
-      case 0x95: bytes(8); break; // FRAME
-      case 0x2e: return pop(); // STOP
-      case 0x28: stack.push(MARK); break; // MARK
-      case 0x7d: stack.push(new PickleDict()); break; // EMPTY_DICT
-      case 0x5d: stack.push([]); break; // EMPTY_LIST
-      case 0x29: stack.push([]); break; // EMPTY_TUPLE
-      case 0x4e: stack.push(null); break; // NONE
-      case 0x88: stack.push(true); break; // NEWTRUE
-      case 0x89: stack.push(false); break; // NEWFALSE
-      case 0x4b: stack.push(u8()); break; // BININT1
-      case 0x4d: stack.push(u16()); break; // BININT2
-      case 0x4a: stack.push(i32()); break; // BININT
-      case 0x8a: { // LONG1
+      case 0x80:
+        u8();
+        break; // PROTO
+      case 0x95:
+        bytes(8);
+        break; // FRAME
+      case 0x2e:
+        return pop(); // STOP
+      case 0x28:
+        stack.push(MARK);
+        break; // MARK
+      case 0x7d:
+        stack.push(new PickleDict());
+        break; // EMPTY_DICT
+      case 0x5d:
+        stack.push([]);
+        break; // EMPTY_LIST
+      case 0x29:
+        stack.push([]);
+        break; // EMPTY_TUPLE
+      case 0x4e:
+        stack.push(null);
+        break; // NONE
+      case 0x88:
+        stack.push(true);
+        break; // NEWTRUE
+      case 0x89:
+        stack.push(false);
+        break; // NEWFALSE
+      case 0x4b:
+        stack.push(u8());
+        break; // BININT1
+      case 0x4d:
+        stack.push(u16());
+        break; // BININT2
+      case 0x4a:
+        stack.push(i32());
+        break; // BININT
+      case 0x8a: {
+        // LONG1
         const n = u8();
         const b = bytes(n);
         let v = 0n;
@@ -103,44 +155,149 @@ export function unpickle(data: Buffer, hooks: PickleHooks, file: string): unknow
         stack.push(Number(v));
         break;
       }
-      case 0x47: { need(8); stack.push(data.readDoubleBE(pos)); pos += 8; break; } // BINFLOAT
-      case 0x58: { const n = u32(); stack.push(bytes(n).toString('utf8')); break; } // BINUNICODE
-      case 0x8c: { const n = u8(); stack.push(bytes(n).toString('utf8')); break; } // SHORT_BINUNICODE
-      case 0x8d: { need(8); const n = Number(data.readBigUInt64LE(pos)); pos += 8; stack.push(bytes(n).toString('utf8')); break; } // BINUNICODE8
-      case 0x54: { const n = u32(); stack.push(bytes(n).toString('latin1')); break; } // BINSTRING
-      case 0x55: { const n = u8(); stack.push(bytes(n).toString('latin1')); break; } // SHORT_BINSTRING
-      case 0x43: { const n = u8(); stack.push(Buffer.from(bytes(n))); break; } // SHORT_BINBYTES
-      case 0x42: { const n = u32(); stack.push(Buffer.from(bytes(n))); break; } // BINBYTES
-      case 0x71: memo.set(u8(), top()); break; // BINPUT
-      case 0x72: memo.set(u32(), top()); break; // LONG_BINPUT
-      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
-      case 0x68: case 0x6a: { // BINGET, LONG_BINGET
+      case 0x47: {
+        need(8);
+        stack.push(data.readDoubleBE(pos));
+        pos += 8;
+        break;
+      } // BINFLOAT
+      case 0x58: {
+        const n = u32();
+        stack.push(bytes(n).toString('utf8'));
+        break;
+      } // BINUNICODE
+      case 0x8c: {
+        const n = u8();
+        stack.push(bytes(n).toString('utf8'));
+        break;
+      } // SHORT_BINUNICODE
+      case 0x8d: {
+        need(8);
+        const n = Number(data.readBigUInt64LE(pos));
+        pos += 8;
+        stack.push(bytes(n).toString('utf8'));
+        break;
+      } // BINUNICODE8
+      case 0x54: {
+        const n = u32();
+        stack.push(bytes(n).toString('latin1'));
+        break;
+      } // BINSTRING
+      case 0x55: {
+        const n = u8();
+        stack.push(bytes(n).toString('latin1'));
+        break;
+      } // SHORT_BINSTRING
+      case 0x43: {
+        const n = u8();
+        stack.push(Buffer.from(bytes(n)));
+        break;
+      } // SHORT_BINBYTES
+      case 0x42: {
+        const n = u32();
+        stack.push(Buffer.from(bytes(n)));
+        break;
+      } // BINBYTES
+      case 0x71:
+        memo.set(u8(), top());
+        break; // BINPUT
+      case 0x72:
+        memo.set(u32(), top());
+        break; // LONG_BINPUT
+      case 0x94:
+        memo.set(memo.size, top());
+        break; // MEMOIZE
+      case 0x68:
+      case 0x6a: {
+        // BINGET, LONG_BINGET
         const k = op === 0x68 ? u8() : u32();
         if (!memo.has(k)) throw bad(`the pickle refers to memo entry ${k}, which does not exist`);
         stack.push(memo.get(k));
         break;
       }
-      case 0x74: stack.push(popMark()); break; // TUPLE
-      case 0x85: stack.push([pop()]); break; // TUPLE1
-      case 0x86: { const b = pop(); const a = pop(); stack.push([a, b]); break; } // TUPLE2
-      case 0x87: { const c = pop(); const b = pop(); const a = pop(); stack.push([a, b, c]); break; } // TUPLE3
-      case 0x63: { const module = line(); const name = line(); stack.push(resolve(module, name)); break; } // GLOBAL
-      case 0x93: { const name = pop(); const module = pop(); stack.push(resolve(String(module), String(name))); break; } // STACK_GLOBAL
-      case 0x52: { const args = pop(); const f = pop(); stack.push(call(f, args)); break; } // REDUCE
-      case 0x81: { const args = pop(); const cls = pop(); stack.push(call(cls, args)); break; } // NEWOBJ
-      case 0x62: { // BUILD: object state; kept as attributes on dicts, ignored on tensors
+      case 0x74:
+        stack.push(popMark());
+        break; // TUPLE
+      case 0x85:
+        stack.push([pop()]);
+        break; // TUPLE1
+      case 0x86: {
+        const b = pop();
+        const a = pop();
+        stack.push([a, b]);
+        break;
+      } // TUPLE2
+      case 0x87: {
+        const c = pop();
+        const b = pop();
+        const a = pop();
+        stack.push([a, b, c]);
+        break;
+      } // TUPLE3
+      case 0x63: {
+        const module = line();
+        const name = line();
+        stack.push(resolve(module, name));
+        break;
+      } // GLOBAL
+      case 0x93: {
+        const name = pop();
+        const module = pop();
+        stack.push(resolve(String(module), String(name)));
+        break;
+      } // STACK_GLOBAL
+      case 0x52: {
+        const args = pop();
+        const f = pop();
+        stack.push(call(f, args));
+        break;
+      } // REDUCE
+      case 0x81: {
+        const args = pop();
+        const cls = pop();
+        stack.push(call(cls, args));
+        break;
+      } // NEWOBJ
+      case 0x62: {
+        // BUILD: object state; kept as attributes on dicts, ignored on tensors
         const state = pop();
         const obj = top();
-        if (obj instanceof PickleDict && state instanceof Map) for (const [k, v] of state) obj.attributes[String(k)] = v;
+        if (obj instanceof PickleDict && state instanceof Map)
+          for (const [k, v] of state) obj.attributes[String(k)] = v;
         break;
       }
-      case 0x73: { const v = pop(); const k = pop(); setItems(top(), [k, v]); break; } // SETITEM
-      case 0x75: { const items = popMark(); setItems(top(), items); break; } // SETITEMS
-      case 0x61: { const v = pop(); const l = top(); if (!Array.isArray(l)) throw bad('APPEND to a non-list'); l.push(v); break; } // APPEND
-      case 0x65: { const items = popMark(); const l = top(); if (!Array.isArray(l)) throw bad('APPENDS to a non-list'); l.push(...items); break; } // APPENDS
-      case 0x51: stack.push(hooks.persistentLoad(pop())); break; // BINPERSID
+      case 0x73: {
+        const v = pop();
+        const k = pop();
+        setItems(top(), [k, v]);
+        break;
+      } // SETITEM
+      case 0x75: {
+        const items = popMark();
+        setItems(top(), items);
+        break;
+      } // SETITEMS
+      case 0x61: {
+        const v = pop();
+        const l = top();
+        if (!Array.isArray(l)) throw bad('APPEND to a non-list');
+        l.push(v);
+        break;
+      } // APPEND
+      case 0x65: {
+        const items = popMark();
+        const l = top();
+        if (!Array.isArray(l)) throw bad('APPENDS to a non-list');
+        l.push(...items);
+        break;
+      } // APPENDS
+      case 0x51:
+        stack.push(hooks.persistentLoad(pop()));
+        break; // BINPERSID
       default:
-        throw bad(`the pickle uses opcode 0x${op.toString(16)} at byte ${pos - 1}, which a PyTorch state dict does not need`);
+        throw bad(
+          `the pickle uses opcode 0x${op.toString(16)} at byte ${pos - 1}, which a PyTorch state dict does not need`,
+        );
     }
   }
 }

@@ -9,12 +9,24 @@ import { readInputFile } from '../util/files';
 import { isZip, readZipDirectory, readZipEntry } from './zip';
 
 const STORAGE_DTYPES: Record<string, DType> = {
-  FloatStorage: 'float32', DoubleStorage: 'float64', HalfStorage: 'float16', BFloat16Storage: 'bfloat16',
-  LongStorage: 'int64', IntStorage: 'int32', ByteStorage: 'uint8', BoolStorage: 'bool',
+  FloatStorage: 'float32',
+  DoubleStorage: 'float64',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
+  LongStorage: 'int64',
+  IntStorage: 'int32',
+  ByteStorage: 'uint8',
+  BoolStorage: 'bool',
 };
 
-interface StorageType { storageDtype: DType }
-interface Storage { dtype: DType; bytes: Buffer; key: string }
+interface StorageType {
+  storageDtype: DType;
+}
+interface Storage {
+  dtype: DType;
+  bytes: Buffer;
+  key: string;
+}
 
 function rowMajorStrides(size: number[]): number[] {
   const s = new Array<number>(size.length);
@@ -45,29 +57,38 @@ export function loadPth(file: string): Map<string, Tensor> {
   const buf = readInputFile(file);
   if (!isZip(buf)) {
     const legacy = buf.length > 2 && buf[0] === 0x80;
-    throw new FormatError(legacy
-      ? `${file} uses PyTorch's legacy (pre-1.6) format: re-save it with torch.save(state_dict, path) from PyTorch 1.6 or later`
-      : `${file} is not a PyTorch checkpoint (torch.save writes a zip archive; this file is not one)`);
+    throw new FormatError(
+      legacy
+        ? `${file} uses PyTorch's legacy (pre-1.6) format: re-save it with torch.save(state_dict, path) from PyTorch 1.6 or later`
+        : `${file} is not a PyTorch checkpoint (torch.save writes a zip archive; this file is not one)`,
+    );
   }
   const entries = readZipDirectory(buf, file);
   const pkl = [...entries.keys()].find((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (!pkl) throw new FormatError(`${file} is a zip archive without data.pkl: not a torch.save file`);
   const prefix = pkl.slice(0, -'data.pkl'.length);
   const order = entries.get(`${prefix}byteorder`);
-  if (order && readZipEntry(buf, order, file).toString().trim() !== 'little') throw new FormatError(`${file} was saved on a big-endian machine; that is not supported`);
+  if (order && readZipEntry(buf, order, file).toString().trim() !== 'little')
+    throw new FormatError(`${file} was saved on a big-endian machine; that is not supported`);
   const archive: Archive = { file, buf, entries, prefix, storages: new Map(), loaded: [] };
   let result: unknown;
   try {
-    result = unpickle(readZipEntry(buf, entries.get(pkl)!, file), {
-      global: (module, name) => {
-        if (module === 'collections' && name === 'OrderedDict') return () => new PickleDict();
-        if (module === 'torch._utils' && name === '_rebuild_tensor_v2') return (st: unknown, o: unknown, sz: unknown, sr: unknown) => rebuildTensor(archive, st, o, sz, sr);
-        if (module === 'torch._utils' && name === '_rebuild_parameter') return (data: unknown) => data;
-        if (module === 'torch' && STORAGE_DTYPES[name]) return Object.assign(() => undefined, { storageDtype: STORAGE_DTYPES[name] });
-        return undefined;
+    result = unpickle(
+      readZipEntry(buf, entries.get(pkl)!, file),
+      {
+        global: (module, name) => {
+          if (module === 'collections' && name === 'OrderedDict') return () => new PickleDict();
+          if (module === 'torch._utils' && name === '_rebuild_tensor_v2')
+            return (st: unknown, o: unknown, sz: unknown, sr: unknown) => rebuildTensor(archive, st, o, sz, sr);
+          if (module === 'torch._utils' && name === '_rebuild_parameter') return (data: unknown) => data;
+          if (module === 'torch' && STORAGE_DTYPES[name])
+            return Object.assign(() => undefined, { storageDtype: STORAGE_DTYPES[name] });
+          return undefined;
+        },
+        persistentLoad: (pid) => loadStorage(archive, pid),
       },
-      persistentLoad: (pid) => loadStorage(archive, pid),
-    }, file);
+      file,
+    );
   } catch (e) {
     for (const t of archive.loaded) t.dispose();
     throw e;
@@ -87,7 +108,8 @@ interface Archive {
 
 /** The pickle's persistent id ('storage', type, key, location, numel) -> that storage's bytes, checked for size. */
 function loadStorage(a: Archive, pid: unknown): Storage {
-  if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new FormatError(`${a.file}: unexpected persistent id in the pickle`);
+  if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5)
+    throw new FormatError(`${a.file}: unexpected persistent id in the pickle`);
   const [, type, key, , numel] = pid as [string, StorageType, string, string, number];
   const dtype = type?.storageDtype;
   if (!dtype) throw new FormatError(`${a.file}: storage ${key} has an unsupported type`);
@@ -95,7 +117,10 @@ function loadStorage(a: Archive, pid: unknown): Storage {
     const e = a.entries.get(`${a.prefix}data/${key}`);
     if (!e) throw new FormatError(`${a.file}: storage ${key} is missing from the archive`);
     const bytes = readZipEntry(a.buf, e, a.file);
-    if (bytes.length !== numel * DTYPE_SIZE[dtype]) throw new FormatError(`${a.file}: storage ${key} has ${bytes.length} bytes, expected ${numel} × ${DTYPE_SIZE[dtype]}`);
+    if (bytes.length !== numel * DTYPE_SIZE[dtype])
+      throw new FormatError(
+        `${a.file}: storage ${key} has ${bytes.length} bytes, expected ${numel} × ${DTYPE_SIZE[dtype]}`,
+      );
     a.storages.set(key, { dtype, bytes, key });
   }
   return a.storages.get(key)!;
@@ -115,10 +140,15 @@ function rebuildTensor(a: Archive, storage: unknown, offset: unknown, size: unkn
   const contiguous = sr.every((v, i) => sz[i] === 1 || v === dense[i]);
   let t: Tensor;
   if (contiguous) {
-    if ((offset + numel) * esize > st.bytes.length) throw new FormatError(`${a.file}: a tensor reaches past the end of storage ${st.key}`);
+    if ((offset + numel) * esize > st.bytes.length)
+      throw new FormatError(`${a.file}: a tensor reaches past the end of storage ${st.key}`);
     t = fromBytes(st.bytes.subarray(offset * esize, (offset + numel) * esize), st.dtype, sz);
   } else {
-    t = tidy(() => fromBytes(st.bytes, st.dtype, [st.bytes.length / esize]).asStrided(sz, sr, offset).contiguous());
+    t = tidy(() =>
+      fromBytes(st.bytes, st.dtype, [st.bytes.length / esize])
+        .asStrided(sz, sr, offset)
+        .contiguous(),
+    );
   }
   a.loaded.push(t);
   return t;
@@ -130,7 +160,8 @@ function stateDictOf(result: unknown, file: string): Map<string, Tensor> {
   for (const wrapper of ['state_dict', 'model', 'model_state_dict']) {
     if (dict instanceof Map && dict.get(wrapper) instanceof Map) dict = dict.get(wrapper);
   }
-  if (!(dict instanceof Map)) throw new FormatError(`${file} does not hold a state dict (a mapping of names to tensors)`);
+  if (!(dict instanceof Map))
+    throw new FormatError(`${file} does not hold a state dict (a mapping of names to tensors)`);
   const out = new Map<string, Tensor>();
   for (const [k, v] of dict) {
     if (!(v instanceof Tensor)) continue;

@@ -8,7 +8,16 @@ import { DType, DTYPE_SIZE } from '../tensor/dtype';
 import { Tensor } from '../tensor/tensor';
 import { openInputFile, readInputFile, writeFileAtomic } from '../util/files';
 
-const TO_ST: Record<DType, string> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16', float64: 'F64', uint8: 'U8', int32: 'I32', int64: 'I64', bool: 'BOOL' };
+const TO_ST: Record<DType, string> = {
+  float32: 'F32',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  float64: 'F64',
+  uint8: 'U8',
+  int32: 'I32',
+  int64: 'I64',
+  bool: 'BOOL',
+};
 const FROM_ST: Record<string, DType> = Object.fromEntries(Object.entries(TO_ST).map(([k, v]) => [v, k as DType]));
 
 /** Largest header accepted (the format's reference implementation uses the same 100 MB limit). */
@@ -27,12 +36,18 @@ export interface SafetensorsEntry {
  * Parses and validates the header of a safetensors buffer. `fileSize`: the buffer holds only the start of a file of
  * that size (a header read alone); offsets are checked against the whole file.
  */
-export function parseHeader(buf: Buffer, name = 'safetensors data', fileSize = buf.length): { entries: Map<string, SafetensorsEntry>; metadata: Metadata; dataStart: number } {
+export function parseHeader(
+  buf: Buffer,
+  name = 'safetensors data',
+  fileSize = buf.length,
+): { entries: Map<string, SafetensorsEntry>; metadata: Metadata; dataStart: number } {
   const bad = (why: string) => new FormatError(`${name} is not a valid safetensors file: ${why}`);
   if (buf.length < 8) throw bad(`it is only ${buf.length} bytes long`);
   const n = buf.readBigUInt64LE(0);
-  if (n > BigInt(MAX_HEADER_BYTES)) throw bad(`the header claims ${n} bytes, more than the ${MAX_HEADER_BYTES}-byte limit`);
-  if (Number(n) > buf.length - 8) throw bad(`the header claims ${n} bytes but the file has only ${buf.length - 8} after the length`);
+  if (n > BigInt(MAX_HEADER_BYTES))
+    throw bad(`the header claims ${n} bytes, more than the ${MAX_HEADER_BYTES}-byte limit`);
+  if (Number(n) > buf.length - 8)
+    throw bad(`the header claims ${n} bytes but the file has only ${buf.length - 8} after the length`);
   let header: unknown;
   try {
     header = JSON.parse(buf.toString('utf8', 8, 8 + Number(n)));
@@ -46,24 +61,37 @@ export function parseHeader(buf: Buffer, name = 'safetensors data', fileSize = b
   let metadata: Metadata = {};
   for (const [key, v] of Object.entries(header as Record<string, unknown>)) {
     if (key === '__metadata__') {
-      if (!v || typeof v !== 'object' || Object.values(v).some((x) => typeof x !== 'string')) throw bad('__metadata__ must map names to strings');
+      if (!v || typeof v !== 'object' || Object.values(v).some((x) => typeof x !== 'string'))
+        throw bad('__metadata__ must map names to strings');
       metadata = v as Metadata;
       continue;
     }
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (!e || typeof e !== 'object') throw bad(`entry '${key}' is not an object`);
     const dtype = FROM_ST[String(e.dtype)];
-    if (!dtype) throw bad(`tensor '${key}' has unsupported dtype '${String(e.dtype)}' (supported: ${Object.keys(FROM_ST).join(', ')})`);
-    if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw bad(`tensor '${key}' has an invalid shape`);
+    if (!dtype)
+      throw bad(
+        `tensor '${key}' has unsupported dtype '${String(e.dtype)}' (supported: ${Object.keys(FROM_ST).join(', ')})`,
+      );
+    if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isSafeInteger(d) || d < 0))
+      throw bad(`tensor '${key}' has an invalid shape`);
     const off = e.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || off.some((d) => !Number.isSafeInteger(d) || d < 0) || off[0] > off[1]) {
+    if (
+      !Array.isArray(off) ||
+      off.length !== 2 ||
+      off.some((d) => !Number.isSafeInteger(d) || d < 0) ||
+      off[0] > off[1]
+    ) {
       throw bad(`tensor '${key}' has invalid data_offsets`);
     }
     const [begin, end] = off as [number, number];
-    if (end > dataLen) throw bad(`tensor '${key}' runs past the end of the file (bytes ${begin}..${end} of ${dataLen})`);
+    if (end > dataLen)
+      throw bad(`tensor '${key}' runs past the end of the file (bytes ${begin}..${end} of ${dataLen})`);
     const numel = (e.shape as number[]).reduce((a, b) => a * b, 1);
     if (numel * DTYPE_SIZE[dtype] !== end - begin) {
-      throw bad(`tensor '${key}' has ${end - begin} bytes but its shape [${(e.shape as number[]).join(', ')}] and dtype ${e.dtype} need ${numel * DTYPE_SIZE[dtype]}`);
+      throw bad(
+        `tensor '${key}' has ${end - begin} bytes but its shape [${(e.shape as number[]).join(', ')}] and dtype ${e.dtype} need ${numel * DTYPE_SIZE[dtype]}`,
+      );
     }
     entries.set(key, { dtype, shape: e.shape as number[], begin, end });
   }
@@ -134,6 +162,11 @@ export function encodeSafetensors(tensors: Map<string, Tensor> | [string, Tensor
   return Buffer.concat([len, Buffer.from(json, 'utf8'), ...chunks]);
 }
 
-export function saveSafetensors(file: string, tensors: Map<string, Tensor> | [string, Tensor][], metadata: Metadata = {}, what?: string): void {
+export function saveSafetensors(
+  file: string,
+  tensors: Map<string, Tensor> | [string, Tensor][],
+  metadata: Metadata = {},
+  what?: string,
+): void {
   writeFileAtomic(file, encodeSafetensors(tensors, metadata), { what });
 }

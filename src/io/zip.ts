@@ -60,9 +60,18 @@ export function readZipDirectory(buf: Buffer, file: string): Map<string, ZipEntr
       const len = buf.readUInt16LE(e + 2);
       if (id === 1) {
         let q = e + 4;
-        if (size === 0xffffffff) { size = Number(buf.readBigUInt64LE(q)); q += 8; }
-        if (compressedSize === 0xffffffff) { compressedSize = Number(buf.readBigUInt64LE(q)); q += 8; }
-        if (localOffset === 0xffffffff) { localOffset = Number(buf.readBigUInt64LE(q)); q += 8; }
+        if (size === 0xffffffff) {
+          size = Number(buf.readBigUInt64LE(q));
+          q += 8;
+        }
+        if (compressedSize === 0xffffffff) {
+          compressedSize = Number(buf.readBigUInt64LE(q));
+          q += 8;
+        }
+        if (localOffset === 0xffffffff) {
+          localOffset = Number(buf.readBigUInt64LE(q));
+          q += 8;
+        }
       }
       e += 4 + len;
     }

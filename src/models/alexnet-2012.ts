@@ -18,11 +18,21 @@ export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
     new Conv2d(384, 256, 3, { padding: 1, groups: 2 }),
   ];
   const features = new Sequential(
-    conv[0], new ReLU(true), lrn(), pool(),
-    conv[1], new ReLU(true), lrn(), pool(),
-    conv[2], new ReLU(true),
-    conv[3], new ReLU(true),
-    conv[4], new ReLU(true), pool(),
+    conv[0],
+    new ReLU(true),
+    lrn(),
+    pool(),
+    conv[1],
+    new ReLU(true),
+    lrn(),
+    pool(),
+    conv[2],
+    new ReLU(true),
+    conv[3],
+    new ReLU(true),
+    conv[4],
+    new ReLU(true),
+    pool(),
   );
   const fc: Linear[] = [];
   return new AlexNet({
@@ -31,7 +41,15 @@ export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
     features,
     classifier: (n) => {
       fc.push(new Linear(n, 4096), new Linear(4096, 4096), new Linear(4096, o.numClasses));
-      return new Sequential(new Dropout(o.dropout), fc[0], new ReLU(true), new Dropout(o.dropout), fc[1], new ReLU(true), fc[2]);
+      return new Sequential(
+        new Dropout(o.dropout),
+        fc[0],
+        new ReLU(true),
+        new Dropout(o.dropout),
+        fc[1],
+        new ReLU(true),
+        fc[2],
+      );
     },
     init: () => {
       for (const layer of [...conv, ...fc]) init.normal_(layer.weight, 0, 0.01);

@@ -10,13 +10,19 @@ export function alexnetD2l(options: AlexNetOptions = {}): AlexNet {
     name: 'alexnet-d2l',
     input: [o.inChannels, o.h, o.w],
     features: plainFeatures(o.inChannels, [96, 256, 384, 384, 256], 1),
-    classifier: (n) => new Sequential(
-      new Linear(n, 4096), new ReLU(true), new Dropout(o.dropout),
-      new Linear(4096, 4096), new ReLU(true), new Dropout(o.dropout),
-      new Linear(4096, o.numClasses),
-    ),
+    classifier: (n) =>
+      new Sequential(
+        new Linear(n, 4096),
+        new ReLU(true),
+        new Dropout(o.dropout),
+        new Linear(4096, 4096),
+        new ReLU(true),
+        new Dropout(o.dropout),
+        new Linear(4096, o.numClasses),
+      ),
     init: (model) => {
-      for (const [, m] of model.namedModules()) if (m instanceof Conv2d || m instanceof Linear) init.xavierUniform_(m.weight);
+      for (const [, m] of model.namedModules())
+        if (m instanceof Conv2d || m instanceof Linear) init.xavierUniform_(m.weight);
     },
   });
 }

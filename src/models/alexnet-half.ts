@@ -10,11 +10,16 @@ export function alexnetHalf(options: AlexNetOptions = {}): AlexNet {
     name: 'alexnet-half',
     input: [o.inChannels, o.h, o.w],
     features: plainFeatures(o.inChannels, [96, 256, 384, 384, 256], 2),
-    classifier: (n) => new Sequential(
-      new Dropout(o.dropout), new Linear(n, 2048), new ReLU(true),
-      new Dropout(o.dropout), new Linear(2048, 2048), new ReLU(true),
-      new Linear(2048, o.numClasses),
-    ),
+    classifier: (n) =>
+      new Sequential(
+        new Dropout(o.dropout),
+        new Linear(n, 2048),
+        new ReLU(true),
+        new Dropout(o.dropout),
+        new Linear(2048, 2048),
+        new ReLU(true),
+        new Linear(2048, o.numClasses),
+      ),
     init: (model) => {
       for (const [, m] of model.namedModules()) {
         if (m instanceof Conv2d) {

@@ -5,16 +5,26 @@ import { AdaptiveAvgPool2d, Dropout, Linear, ReLU, Sequential } from '../nn';
 import { AlexNet, AlexNetOptions, plainFeatures, resolveOptions } from './alexnet';
 
 export function alexnetTorchvision(options: AlexNetOptions = {}): AlexNet {
-  const o = resolveOptions('alexnet-torchvision', options, { numClasses: 1000, inChannels: 3, dropout: 0.5, inputSize: 224 });
+  const o = resolveOptions('alexnet-torchvision', options, {
+    numClasses: 1000,
+    inChannels: 3,
+    dropout: 0.5,
+    inputSize: 224,
+  });
   return new AlexNet({
     name: 'alexnet-torchvision',
     input: [o.inChannels, o.h, o.w],
     features: plainFeatures(o.inChannels, [64, 192, 384, 256, 256], 2),
     avgpool: new AdaptiveAvgPool2d(6),
-    classifier: (n) => new Sequential(
-      new Dropout(o.dropout), new Linear(n, 4096), new ReLU(true),
-      new Dropout(o.dropout), new Linear(4096, 4096), new ReLU(true),
-      new Linear(4096, o.numClasses),
-    ),
+    classifier: (n) =>
+      new Sequential(
+        new Dropout(o.dropout),
+        new Linear(n, 4096),
+        new ReLU(true),
+        new Dropout(o.dropout),
+        new Linear(4096, 4096),
+        new ReLU(true),
+        new Linear(4096, o.numClasses),
+      ),
   });
 }

@@ -146,10 +146,13 @@ export class AlexNet extends Module {
   checkSampleShape(input: number[]): void {
     const [c, h, w] = this.inputShape;
     if (input.length !== 3) throw new ShapeError(`${this.name} takes (C, H, W) samples, got [${input.join(', ')}]`);
-    if (input[0] !== c) throw new ShapeError(`${this.name} takes ${c}-channel input (${c}×${h}×${w}), got ${input[0]} channels`);
+    if (input[0] !== c)
+      throw new ShapeError(`${this.name} takes ${c}-channel input (${c}×${h}×${w}), got ${input[0]} channels`);
     this.traceBody(input);
     if (this.fixedInputSize && (input[1] !== h || input[2] !== w)) {
-      throw new ShapeError(`${this.name} was built for ${c}×${h}×${w} input, got ${input.join('×')}; build it with inputSize ${input[1] === input[2] ? input[1] : `[${input[1]}, ${input[2]}]`} for that size`);
+      throw new ShapeError(
+        `${this.name} was built for ${c}×${h}×${w} input, got ${input.join('×')}; build it with inputSize ${input[1] === input[2] ? input[1] : `[${input[1]}, ${input[2]}]`} for that size`,
+      );
     }
   }
 
@@ -157,7 +160,10 @@ export class AlexNet extends Module {
     const s = x.shape;
     const want = `(N, ${this.inputShape.join(', ')}) float`;
     if (s.length !== 4) throw new ShapeError(`${this.name} expects input ${want}, got [${s.join(', ')}] ${x.dtype}`);
-    if (!isFloating(x.dtype)) throw new ShapeError(`${this.name} expects input ${want}, got [${s.join(', ')}] ${x.dtype}: convert with .float()`);
+    if (!isFloating(x.dtype))
+      throw new ShapeError(
+        `${this.name} expects input ${want}, got [${s.join(', ')}] ${x.dtype}: convert with .float()`,
+      );
     this.checkSampleShape(s.slice(1));
   }
 
@@ -174,7 +180,9 @@ export class AlexNet extends Module {
         if (!(e instanceof LayerShapeError)) throw e;
         const smallest = smallestSquare(input[0], run);
         const hint = smallest ? `; the smallest input that works is ${input[0]}×${smallest}×${smallest}` : '';
-        throw new ShapeError(`input ${input.join('×')} is too small for ${this.name}: ${name} (${m.describe()}): ${e.message}${hint}`);
+        throw new ShapeError(
+          `input ${input.join('×')} is too small for ${this.name}: ${name} (${m.describe()}): ${e.message}${hint}`,
+        );
       }
     }
     return s;
@@ -205,7 +213,11 @@ function smallestSquare(channels: number, run: (s: number[]) => number[]): numbe
 export const OPTION_LIMITS = { inputSize: 4096, numClasses: 100_000, inChannels: 1024 } as const;
 
 /** Validates and fills in the options every variant accepts. */
-export function resolveOptions(name: string, o: AlexNetOptions, defaults: Required<AlexNetOptions>): { numClasses: number; inChannels: number; dropout: number; h: number; w: number } {
+export function resolveOptions(
+  name: string,
+  o: AlexNetOptions,
+  defaults: Required<AlexNetOptions>,
+): { numClasses: number; inChannels: number; dropout: number; h: number; w: number } {
   const numClasses = o.numClasses ?? defaults.numClasses;
   const inChannels = o.inChannels ?? defaults.inChannels;
   const dropout = o.dropout ?? defaults.dropout;
@@ -213,11 +225,15 @@ export function resolveOptions(name: string, o: AlexNetOptions, defaults: Requir
   const [h, w] = typeof size === 'number' ? [size, size] : Array.isArray(size) && size.length === 2 ? size : [NaN, NaN];
   const inRange = (v: unknown, max: number) => Number.isInteger(v) && (v as number) > 0 && (v as number) <= max;
   const range = (max: number) => `a positive integer (at most ${max.toLocaleString('en-US')})`;
-  if (!inRange(numClasses, OPTION_LIMITS.numClasses)) throw new UserError(`${name}: numClasses must be ${range(OPTION_LIMITS.numClasses)}, got ${numClasses}`);
-  if (!inRange(inChannels, OPTION_LIMITS.inChannels)) throw new UserError(`${name}: inChannels must be ${range(OPTION_LIMITS.inChannels)}, got ${inChannels}`);
+  if (!inRange(numClasses, OPTION_LIMITS.numClasses))
+    throw new UserError(`${name}: numClasses must be ${range(OPTION_LIMITS.numClasses)}, got ${numClasses}`);
+  if (!inRange(inChannels, OPTION_LIMITS.inChannels))
+    throw new UserError(`${name}: inChannels must be ${range(OPTION_LIMITS.inChannels)}, got ${inChannels}`);
   if (!(dropout >= 0 && dropout < 1)) throw new UserError(`${name}: dropout must be in [0, 1), got ${dropout}`);
   if (!inRange(h, OPTION_LIMITS.inputSize) || !inRange(w, OPTION_LIMITS.inputSize)) {
-    throw new UserError(`${name}: inputSize must be ${range(OPTION_LIMITS.inputSize)} or two of them [H, W], got ${JSON.stringify(size)}`);
+    throw new UserError(
+      `${name}: inputSize must be ${range(OPTION_LIMITS.inputSize)} or two of them [H, W], got ${JSON.stringify(size)}`,
+    );
   }
   return { numClasses, inChannels, dropout, h, w };
 }
@@ -226,14 +242,26 @@ export function resolveOptions(name: string, o: AlexNetOptions, defaults: Requir
  * The plain AlexNet feature stack (no LRN, no groups, no batch norm) shared by several variants: conv1 11×11
  * stride 4, conv2 5×5, conv3–5 3×3, ReLU after each, 3×3/2 max pooling after conv1, conv2 and conv5.
  */
-export function plainFeatures(inChannels: number, widths: [number, number, number, number, number], conv1Padding: number): Sequential {
+export function plainFeatures(
+  inChannels: number,
+  widths: [number, number, number, number, number],
+  conv1Padding: number,
+): Sequential {
   const [c1, c2, c3, c4, c5] = widths;
   const pool = () => new MaxPool2d(3, { stride: 2 });
   return new Sequential(
-    new Conv2d(inChannels, c1, 11, { stride: 4, padding: conv1Padding }), new ReLU(true), pool(),
-    new Conv2d(c1, c2, 5, { padding: 2 }), new ReLU(true), pool(),
-    new Conv2d(c2, c3, 3, { padding: 1 }), new ReLU(true),
-    new Conv2d(c3, c4, 3, { padding: 1 }), new ReLU(true),
-    new Conv2d(c4, c5, 3, { padding: 1 }), new ReLU(true), pool(),
+    new Conv2d(inChannels, c1, 11, { stride: 4, padding: conv1Padding }),
+    new ReLU(true),
+    pool(),
+    new Conv2d(c1, c2, 5, { padding: 2 }),
+    new ReLU(true),
+    pool(),
+    new Conv2d(c2, c3, 3, { padding: 1 }),
+    new ReLU(true),
+    new Conv2d(c3, c4, 3, { padding: 1 }),
+    new ReLU(true),
+    new Conv2d(c4, c5, 3, { padding: 1 }),
+    new ReLU(true),
+    pool(),
   );
 }

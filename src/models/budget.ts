@@ -20,7 +20,11 @@ export function parameterLimit(): { params: number; bytes: number; why: string }
   const fixed = 4 * 1024 ** 3;
   const half = Math.floor(os.totalmem() / 2);
   const bytes = Math.min(fixed, half);
-  return { params: Math.floor(bytes / PARAM_BYTES), bytes, why: bytes === fixed ? '4 GiB of float32' : "half this machine's memory" };
+  return {
+    params: Math.floor(bytes / PARAM_BYTES),
+    bytes,
+    why: bytes === fixed ? '4 GiB of float32' : "half this machine's memory",
+  };
 }
 
 /**
@@ -28,7 +32,11 @@ export function parameterLimit(): { params: number; bytes: number; why: string }
  * the same variant with other options (it must allocate nothing: registry.describeModel); it finds the largest
  * input size or class count that would fit, for the hint.
  */
-export function checkParameterBudget(d: ModelDescription, options: AlexNetOptions, redescribe: (o: AlexNetOptions) => ModelDescription): void {
+export function checkParameterBudget(
+  d: ModelDescription,
+  options: AlexNetOptions,
+  redescribe: (o: AlexNetOptions) => ModelDescription,
+): void {
   const limit = parameterLimit();
   if (d.totalParams <= limit.params) return;
   const [c, h, w] = d.input;
@@ -128,9 +136,14 @@ const EVAL_ACTIVATION_FACTOR = 2;
  * Call it where a run's batch size meets its model: training (batch size, mode 'train', and the eval batch size,
  * mode 'eval'), evaluation and benchmarks, after resolving the device and precision.
  */
-export function checkBatchFits(model: AlexNet | ModelDescription, batchSize: number, o: BatchFitOptions = {}): BatchFit {
+export function checkBatchFits(
+  model: AlexNet | ModelDescription,
+  batchSize: number,
+  o: BatchFitOptions = {},
+): BatchFit {
   const option = o.option ?? '--batch-size';
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new UserError(`${option} must be a positive integer, got ${batchSize}`);
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1)
+    throw new UserError(`${option} must be a positive integer, got ${batchSize}`);
   const d = model instanceof AlexNet ? model.summary() : model;
   const mode = o.mode ?? 'train';
   const bpe = o.bytesPerElement ?? 4;
@@ -147,11 +160,15 @@ export function checkBatchFits(model: AlexNet | ModelDescription, batchSize: num
   if (availableBytes === undefined) return fit;
   fit.availableBytes = availableBytes;
   fit.maxBatch = Math.max(0, Math.floor((availableBytes - fixedBytes) / bytesPerImage));
-  const where = o.availableBytes !== undefined ? 'the limit given is' : device === 'cpu' ? 'this machine has' : `${device} has`;
+  const where =
+    o.availableBytes !== undefined ? 'the limit given is' : device === 'cpu' ? 'this machine has' : `${device} has`;
   if (bytesNeeded > availableBytes) {
     const [c, h, w] = d.input;
     const state = mode === 'train' ? 'weights, gradients and optimiser state' : 'weights';
-    const largestHint = fit.maxBatch >= 1 ? `the largest batch that fits is about ${fit.maxBatch.toLocaleString('en-US')} (${option} ${fit.maxBatch} or less)` : 'not even one image fits: use a smaller model or input size';
+    const largestHint =
+      fit.maxBatch >= 1
+        ? `the largest batch that fits is about ${fit.maxBatch.toLocaleString('en-US')} (${option} ${fit.maxBatch} or less)`
+        : 'not even one image fits: use a smaller model or input size';
     throw new UserError(
       `${option} ${batchSize.toLocaleString('en-US')} does not fit in memory: ${d.name} ${mode === 'train' ? 'training' : 'evaluation'} at ${c}×${h}×${w} ` +
         `needs about ${bytes(bytesPerImage)} per image plus ${bytes(fixedBytes)} for ${state}, ${bytes(bytesNeeded)} in all; ` +
@@ -165,7 +182,17 @@ export function checkBatchFits(model: AlexNet | ModelDescription, batchSize: num
 }
 
 const count = (n: number): string =>
-  n >= 1e9 ? `${(n / 1e9).toFixed(2)} billion` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} million` : n.toLocaleString('en-US');
+  n >= 1e9
+    ? `${(n / 1e9).toFixed(2)} billion`
+    : n >= 1e6
+      ? `${(n / 1e6).toFixed(1)} million`
+      : n.toLocaleString('en-US');
 
 const bytes = (n: number): string =>
-  n >= 1e12 ? `${(n / 1e12).toFixed(1)} TB` : n >= 1e9 ? `${(n / 1e9).toFixed(1)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} kB`;
+  n >= 1e12
+    ? `${(n / 1e12).toFixed(1)} TB`
+    : n >= 1e9
+      ? `${(n / 1e9).toFixed(1)} GB`
+      : n >= 1e6
+        ? `${(n / 1e6).toFixed(1)} MB`
+        : `${(n / 1e3).toFixed(1)} kB`;

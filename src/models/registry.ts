@@ -16,11 +16,27 @@ export interface ModelEntry {
 }
 
 const MODELS: ModelEntry[] = [
-  { name: 'alexnet-2012', description: 'the paper: 96-256-384-384-256, two-GPU groups, LRN, 227×227, 1000 classes', build: alexnet2012 },
-  { name: 'alexnet-torchvision', description: "torchvision's 64-192-384-256-256 with adaptive pooling; loads its weights", build: alexnetTorchvision },
-  { name: 'alexnet-d2l', description: 'Dive into Deep Learning: 1 channel, 224×224, 10 classes (Fashion-MNIST)', build: alexnetD2l },
+  {
+    name: 'alexnet-2012',
+    description: 'the paper: 96-256-384-384-256, two-GPU groups, LRN, 227×227, 1000 classes',
+    build: alexnet2012,
+  },
+  {
+    name: 'alexnet-torchvision',
+    description: "torchvision's 64-192-384-256-256 with adaptive pooling; loads its weights",
+    build: alexnetTorchvision,
+  },
+  {
+    name: 'alexnet-d2l',
+    description: 'Dive into Deep Learning: 1 channel, 224×224, 10 classes (Fashion-MNIST)',
+    build: alexnetD2l,
+  },
   { name: 'alexnet-half', description: 'the 2048-unit classifier with Kaiming fan-out init', build: alexnetHalf },
-  { name: 'alexnet-bn', description: 'BatchNorm after every conv, 227×227, 2 classes (cats vs dogs)', build: alexnetBn },
+  {
+    name: 'alexnet-bn',
+    description: 'BatchNorm after every conv, 227×227, 2 classes (cats vs dogs)',
+    build: alexnetBn,
+  },
 ];
 
 export function listModels(): ModelEntry[] {

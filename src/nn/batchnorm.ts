@@ -12,9 +12,13 @@ export class BatchNorm2d extends Module {
   readonly eps: number;
   readonly momentum: number;
 
-  constructor(readonly numFeatures: number, o: { eps?: number; momentum?: number; affine?: boolean } = {}) {
+  constructor(
+    readonly numFeatures: number,
+    o: { eps?: number; momentum?: number; affine?: boolean } = {},
+  ) {
     super();
-    if (!Number.isInteger(numFeatures) || numFeatures < 1) throw new UserError(`BatchNorm2d: numFeatures must be a positive integer, got ${numFeatures}`);
+    if (!Number.isInteger(numFeatures) || numFeatures < 1)
+      throw new UserError(`BatchNorm2d: numFeatures must be a positive integer, got ${numFeatures}`);
     this.eps = o.eps ?? 1e-5;
     this.momentum = o.momentum ?? 0.1;
     const affine = o.affine ?? true;
@@ -47,11 +51,20 @@ export class BatchNorm2d extends Module {
         next.dispose();
       });
     }
-    return batchNorm(x, { weight: this.weight, bias: this.bias, runningMean: rm, runningVar: rv, training: this.training, momentum: this.momentum, eps: this.eps });
+    return batchNorm(x, {
+      weight: this.weight,
+      bias: this.bias,
+      runningMean: rm,
+      runningVar: rv,
+      training: this.training,
+      momentum: this.momentum,
+      eps: this.eps,
+    });
   }
   override outputShape(input: number[]): number[] {
     expectRank('BatchNorm2d', input, 3);
-    if (input[0] !== this.numFeatures) throw new LayerShapeError(`BatchNorm2d expects ${this.numFeatures} channels, got ${fmtShape(input)}`);
+    if (input[0] !== this.numFeatures)
+      throw new LayerShapeError(`BatchNorm2d expects ${this.numFeatures} channels, got ${fmtShape(input)}`);
     return input;
   }
   override describe(): string {

@@ -5,8 +5,23 @@ import { Tensor } from '../tensor/tensor';
 export type Pair = [number, number];
 export const pair = (v: number | Pair): Pair => (typeof v === 'number' ? [v, v] : v);
 
-export function conv2d(x: Tensor, w: Tensor, b: Tensor | undefined, o: { stride?: number | Pair; padding?: number | Pair; dilation?: number | Pair; groups?: number } = {}): Tensor {
-  return new Tensor(native().conv2d(x.handle, w.handle, b?.handle, pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1));
+export function conv2d(
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | undefined,
+  o: { stride?: number | Pair; padding?: number | Pair; dilation?: number | Pair; groups?: number } = {},
+): Tensor {
+  return new Tensor(
+    native().conv2d(
+      x.handle,
+      w.handle,
+      b?.handle,
+      pair(o.stride ?? 1),
+      pair(o.padding ?? 0),
+      pair(o.dilation ?? 1),
+      o.groups ?? 1,
+    ),
+  );
 }
 export function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
   return new Tensor(native().linear(x.handle, w.handle, b?.handle));
@@ -14,11 +29,26 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
 export function relu(x: Tensor): Tensor {
   return x.relu();
 }
-export function maxPool2d(x: Tensor, kernel: number | Pair, stride?: number | Pair, padding: number | Pair = 0, ceilMode = false): Tensor {
+export function maxPool2d(
+  x: Tensor,
+  kernel: number | Pair,
+  stride?: number | Pair,
+  padding: number | Pair = 0,
+  ceilMode = false,
+): Tensor {
   return new Tensor(native().maxPool2d(x.handle, pair(kernel), pair(stride ?? kernel), pair(padding), ceilMode));
 }
-export function avgPool2d(x: Tensor, kernel: number | Pair, stride?: number | Pair, padding: number | Pair = 0, ceilMode = false, countIncludePad = true): Tensor {
-  return new Tensor(native().avgPool2d(x.handle, pair(kernel), pair(stride ?? kernel), pair(padding), ceilMode, countIncludePad));
+export function avgPool2d(
+  x: Tensor,
+  kernel: number | Pair,
+  stride?: number | Pair,
+  padding: number | Pair = 0,
+  ceilMode = false,
+  countIncludePad = true,
+): Tensor {
+  return new Tensor(
+    native().avgPool2d(x.handle, pair(kernel), pair(stride ?? kernel), pair(padding), ceilMode, countIncludePad),
+  );
 }
 export function adaptiveAvgPool2d(x: Tensor, size: number | Pair): Tensor {
   return new Tensor(native().adaptiveAvgPool2d(x.handle, pair(size)));
@@ -26,19 +56,52 @@ export function adaptiveAvgPool2d(x: Tensor, size: number | Pair): Tensor {
 export function dropout(x: Tensor, p: number, training: boolean): Tensor {
   return new Tensor(native().dropout(x.handle, p, training));
 }
-export function batchNorm(x: Tensor, o: { weight?: Tensor; bias?: Tensor; runningMean?: Tensor; runningVar?: Tensor; training: boolean; momentum: number; eps: number }): Tensor {
-  return new Tensor(native().batchNorm(x.handle, o.weight?.handle, o.bias?.handle, o.runningMean?.handle, o.runningVar?.handle, o.training, o.momentum, o.eps));
+export function batchNorm(
+  x: Tensor,
+  o: {
+    weight?: Tensor;
+    bias?: Tensor;
+    runningMean?: Tensor;
+    runningVar?: Tensor;
+    training: boolean;
+    momentum: number;
+    eps: number;
+  },
+): Tensor {
+  return new Tensor(
+    native().batchNorm(
+      x.handle,
+      o.weight?.handle,
+      o.bias?.handle,
+      o.runningMean?.handle,
+      o.runningVar?.handle,
+      o.training,
+      o.momentum,
+      o.eps,
+    ),
+  );
 }
 /**
  * Local response normalisation across channels: b = a / (k + s * Σ a²)^β over a window of `size` channels
  * (size/2 before, (size-1)/2 after, clipped at the ends). s = α/size when alphaPerSize (PyTorch, Caffe), else
  * s = α (the paper, TensorFlow).
  */
-export function localResponseNorm(x: Tensor, size: number, alpha: number, beta: number, k: number, alphaPerSize: boolean): Tensor {
+export function localResponseNorm(
+  x: Tensor,
+  size: number,
+  alpha: number,
+  beta: number,
+  k: number,
+  alphaPerSize: boolean,
+): Tensor {
   return new Tensor(native().localResponseNorm(x.handle, size, alpha, beta, k, alphaPerSize));
 }
 /** Cross-entropy of logits (N, C) against int64 class indices (N). */
-export function crossEntropy(logits: Tensor, target: Tensor, o: { reduction?: 'mean' | 'sum' | 'none'; labelSmoothing?: number } = {}): Tensor {
+export function crossEntropy(
+  logits: Tensor,
+  target: Tensor,
+  o: { reduction?: 'mean' | 'sum' | 'none'; labelSmoothing?: number } = {},
+): Tensor {
   return new Tensor(native().crossEntropy(logits.handle, target.handle, o.reduction ?? 'mean', o.labelSmoothing ?? 0));
 }
 export function mseLoss(a: Tensor, b: Tensor, reduction: 'mean' | 'sum' | 'none' = 'mean'): Tensor {

@@ -9,7 +9,8 @@ export type Nonlinearity = 'linear' | 'relu' | 'leaky_relu' | 'tanh' | 'sigmoid'
 /** fan_in = size(1) × receptive field, fan_out = size(0) × receptive field (as torch.nn.init). */
 export function fans(t: Tensor): { fanIn: number; fanOut: number } {
   const s = t.shape;
-  if (s.length < 2) throw new UserError(`fan in and fan out need a tensor with at least 2 dimensions, got [${s.join(', ')}]`);
+  if (s.length < 2)
+    throw new UserError(`fan in and fan out need a tensor with at least 2 dimensions, got [${s.join(', ')}]`);
   const receptive = s.slice(2).reduce((a, b) => a * b, 1);
   return { fanIn: s[1] * receptive, fanOut: s[0] * receptive };
 }
@@ -17,9 +18,12 @@ export function fans(t: Tensor): { fanIn: number; fanOut: number } {
 export function gain(nonlinearity: Nonlinearity, param?: number): number {
   switch (nonlinearity) {
     case 'linear':
-    case 'sigmoid': return 1;
-    case 'tanh': return 5 / 3;
-    case 'relu': return Math.SQRT2;
+    case 'sigmoid':
+      return 1;
+    case 'tanh':
+      return 5 / 3;
+    case 'relu':
+      return Math.SQRT2;
     case 'leaky_relu': {
       const slope = param ?? 0.01;
       return Math.sqrt(2 / (1 + slope * slope));
@@ -51,7 +55,10 @@ export function xavierNormal_(t: Tensor, g = 1): Tensor {
   const { fanIn, fanOut } = fans(t);
   return normal_(t, 0, g * Math.sqrt(2 / (fanIn + fanOut)));
 }
-export function kaimingUniform_(t: Tensor, o: { a?: number; mode?: FanMode; nonlinearity?: Nonlinearity } = {}): Tensor {
+export function kaimingUniform_(
+  t: Tensor,
+  o: { a?: number; mode?: FanMode; nonlinearity?: Nonlinearity } = {},
+): Tensor {
   const f = fans(t);
   const fan = (o.mode ?? 'fan_in') === 'fan_in' ? f.fanIn : f.fanOut;
   const std = gain(o.nonlinearity ?? 'leaky_relu', o.a ?? 0) / Math.sqrt(fan);

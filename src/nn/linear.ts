@@ -6,10 +6,16 @@ import { fmtShape, LayerShapeError, Module } from './module';
 
 /** Fully connected layer y = x Wᵀ + b. (N, in) -> (N, out). */
 export class Linear extends Module {
-
-  constructor(readonly inFeatures: number, readonly outFeatures: number, o: { bias?: boolean } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    o: { bias?: boolean } = {},
+  ) {
     super();
-    for (const [n, v] of [['inFeatures', inFeatures], ['outFeatures', outFeatures]] as const) {
+    for (const [n, v] of [
+      ['inFeatures', inFeatures],
+      ['outFeatures', outFeatures],
+    ] as const) {
       if (!Number.isInteger(v) || v < 1) throw new UserError(`Linear: ${n} must be a positive integer, got ${v}`);
     }
     this.declareParameter('weight', [outFeatures, inFeatures], () => zeros([outFeatures, inFeatures]));

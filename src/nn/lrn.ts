@@ -49,9 +49,12 @@ export class LocalResponseNorm extends Module {
         this.alphaPerSize = false;
         break;
       default:
-        throw new UserError(`LocalResponseNorm: unknown convention '${(options as { convention: string }).convention}' (expected pytorch, tensorflow or paper)`);
+        throw new UserError(
+          `LocalResponseNorm: unknown convention '${(options as { convention: string }).convention}' (expected pytorch, tensorflow or paper)`,
+        );
     }
-    if (!Number.isInteger(this.size) || this.size < 1) throw new UserError(`LocalResponseNorm: window size must be a positive integer, got ${this.size}`);
+    if (!Number.isInteger(this.size) || this.size < 1)
+      throw new UserError(`LocalResponseNorm: window size must be a positive integer, got ${this.size}`);
   }
 
   forward(x: Tensor): Tensor {

@@ -97,7 +97,9 @@ export abstract class Module {
   /** The error for using a shape-only module's tensors. */
   protected shapeOnlyError(name?: string): UserError {
     const what = name ? `it has no '${name}' tensor and cannot run` : 'it has no tensors and cannot run';
-    return new UserError(`${this.describe()} was built without weights (withoutWeights(), for a summary): ${what}; build the model normally to use it`);
+    return new UserError(
+      `${this.describe()} was built without weights (withoutWeights(), for a summary): ${what}; build the model normally to use it`,
+    );
   }
   /** The parameter or buffer registered under `name` on this module (not its children). */
   protected own(name: string): Tensor | undefined {
@@ -195,10 +197,17 @@ export abstract class Module {
     if (strict && missing.length) problems.push(`missing keys: ${missing.join(', ')}`);
     if (strict && unexpected.length) problems.push(`unexpected keys: ${unexpected.join(', ')}`);
     if (mismatched.length) {
-      problems.push(`shape mismatch: ${mismatched.map((m) => `${m.key} expects ${fmtShape(m.expected)} but got ${fmtShape(m.got)}`).join('; ')}`);
+      problems.push(
+        `shape mismatch: ${mismatched.map((m) => `${m.key} expects ${fmtShape(m.expected)} but got ${fmtShape(m.got)}`).join('; ')}`,
+      );
     }
     if (problems.length) {
-      throw new StateDictError(`the state dict does not fit ${this.constructor.name}: ${problems.join('; ')}`, missing, unexpected, mismatched);
+      throw new StateDictError(
+        `the state dict does not fit ${this.constructor.name}: ${problems.join('; ')}`,
+        missing,
+        unexpected,
+        mismatched,
+      );
     }
     noGrad(() => {
       for (const [k, t] of own) {
@@ -259,7 +268,9 @@ function moveBuffer(b: Tensor, target: Target): Tensor | undefined {
 /** Checks that a per-sample shape has the expected rank; names the layer's kind in the error. */
 export function expectRank(layer: string, input: number[], rank: number): void {
   if (input.length !== rank) {
-    throw new LayerShapeError(`${layer} expects ${rank === 3 ? '(C, H, W)' : `${rank}-D`} samples, got ${fmtShape(input)}`);
+    throw new LayerShapeError(
+      `${layer} expects ${rank === 3 ? '(C, H, W)' : `${rank}-D`} samples, got ${fmtShape(input)}`,
+    );
   }
 }
 

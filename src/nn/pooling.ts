@@ -20,13 +20,17 @@ export class MaxPool2d extends Module {
   readonly stride: Pair;
   readonly padding: Pair;
   readonly ceilMode: boolean;
-  constructor(kernelSize: number | Pair, o: { stride?: number | Pair; padding?: number | Pair; ceilMode?: boolean } = {}) {
+  constructor(
+    kernelSize: number | Pair,
+    o: { stride?: number | Pair; padding?: number | Pair; ceilMode?: boolean } = {},
+  ) {
     super();
     this.kernel = pair(kernelSize);
     this.stride = pair(o.stride ?? kernelSize);
     this.padding = pair(o.padding ?? 0);
     this.ceilMode = o.ceilMode ?? false;
-    if (this.padding.some((p, i) => p > this.kernel[i] / 2)) throw new UserError('MaxPool2d: padding must be at most half the kernel size');
+    if (this.padding.some((p, i) => p > this.kernel[i] / 2))
+      throw new UserError('MaxPool2d: padding must be at most half the kernel size');
   }
   forward(x: Tensor): Tensor {
     return maxPool2d(x, this.kernel, this.stride, this.padding, this.ceilMode);
@@ -36,7 +40,8 @@ export class MaxPool2d extends Module {
     const [c, h, w] = input;
     const ho = poolOut(h, this.kernel[0], this.stride[0], this.padding[0], this.ceilMode);
     const wo = poolOut(w, this.kernel[1], this.stride[1], this.padding[1], this.ceilMode);
-    if (ho < 1 || wo < 1) throw new LayerShapeError(`MaxPool2d with kernel ${this.kernel.join('×')} cannot take ${h}×${w}`);
+    if (ho < 1 || wo < 1)
+      throw new LayerShapeError(`MaxPool2d with kernel ${this.kernel.join('×')} cannot take ${h}×${w}`);
     return [c, ho, wo];
   }
   override describe(): string {

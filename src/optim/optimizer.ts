@@ -8,7 +8,10 @@ export abstract class Optimizer {
   steps = 0;
   protected readonly handles: H[];
 
-  constructor(readonly params: Tensor[], lr: number) {
+  constructor(
+    readonly params: Tensor[],
+    lr: number,
+  ) {
     if (!(lr > 0)) throw new UserError(`learning rate must be positive, got ${lr}`);
     if (!params.length) throw new UserError('the optimiser got no parameters');
     this.lr = lr;
@@ -78,20 +81,25 @@ export class SGD extends Optimizer {
     this.nesterov = o.nesterov ?? false;
     this.form = o.form ?? 'pytorch';
     if (this.momentum < 0 || this.weightDecay < 0) throw new UserError('momentum and weight decay must be >= 0');
-    if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0)) throw new UserError('Nesterov momentum needs momentum > 0 and no dampening');
+    if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0))
+      throw new UserError('Nesterov momentum needs momentum > 0 and no dampening');
     this.#bufs = this.buffers();
   }
 
   step(): void {
-    native().sgdStep(this.handles, this.#bufs.map((b) => b.handle), {
-      lr: this.lr,
-      momentum: this.momentum,
-      weightDecay: this.weightDecay,
-      dampening: this.dampening,
-      nesterov: this.nesterov,
-      form: this.form,
-      firstStep: this.steps === 0,
-    });
+    native().sgdStep(
+      this.handles,
+      this.#bufs.map((b) => b.handle),
+      {
+        lr: this.lr,
+        momentum: this.momentum,
+        weightDecay: this.weightDecay,
+        dampening: this.dampening,
+        nesterov: this.nesterov,
+        form: this.form,
+        firstStep: this.steps === 0,
+      },
+    );
     this.steps++;
   }
 
@@ -129,18 +137,26 @@ export class Adam extends Optimizer {
 
   step(): void {
     this.steps++;
-    native().adamStep(this.handles, this.#m.map((t) => t.handle), this.#v.map((t) => t.handle), {
-      step: this.steps,
-      lr: this.lr,
-      beta1: this.betas[0],
-      beta2: this.betas[1],
-      eps: this.eps,
-      weightDecay: this.weightDecay,
-      decoupled: this.decoupled,
-    });
+    native().adamStep(
+      this.handles,
+      this.#m.map((t) => t.handle),
+      this.#v.map((t) => t.handle),
+      {
+        step: this.steps,
+        lr: this.lr,
+        beta1: this.betas[0],
+        beta2: this.betas[1],
+        eps: this.eps,
+        weightDecay: this.weightDecay,
+        decoupled: this.decoupled,
+      },
+    );
   }
 
   stateTensors(): [string, Tensor][] {
-    return [...this.#m.map((t, i) => [`exp_avg.${i}`, t] as [string, Tensor]), ...this.#v.map((t, i) => [`exp_avg_sq.${i}`, t] as [string, Tensor])];
+    return [
+      ...this.#m.map((t, i) => [`exp_avg.${i}`, t] as [string, Tensor]),
+      ...this.#v.map((t, i) => [`exp_avg_sq.${i}`, t] as [string, Tensor]),
+    ];
   }
 }

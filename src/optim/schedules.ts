@@ -24,8 +24,12 @@ export class ConstantSchedule implements Schedule {
 export class StepSchedule implements Schedule {
   readonly name = 'step';
   #epoch = 0;
-  constructor(readonly stepSize: number, readonly gamma = 0.1) {
-    if (!Number.isInteger(stepSize) || stepSize < 1) throw new UserError(`step schedule needs a positive step size in epochs, got ${stepSize}`);
+  constructor(
+    readonly stepSize: number,
+    readonly gamma = 0.1,
+  ) {
+    if (!Number.isInteger(stepSize) || stepSize < 1)
+      throw new UserError(`step schedule needs a positive step size in epochs, got ${stepSize}`);
   }
   epochEnd(lr: number): number {
     this.#epoch++;

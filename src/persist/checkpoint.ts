@@ -46,14 +46,19 @@ export function saveCheckpoint(file: string, model: AlexNet, c: CheckpointConten
   for (const [k, t] of model.stateDict()) entries.push([`model.${k}`, t]);
   for (const [k, t] of c.optimizerTensors) entries.push([`optim.${k}`, t]);
   entries.push(['rng.cpu', c.rng]);
-  saveSafetensors(file, entries, {
-    ...recordMetadata(c.record, CHECKPOINT_FORMAT),
-    progress: JSON.stringify(c.progress),
-    config: JSON.stringify(c.config),
-    optimizer: JSON.stringify(c.optimizer),
-    history: JSON.stringify(c.history),
-    ...(c.runId ? { run_id: c.runId } : {}),
-  }, what);
+  saveSafetensors(
+    file,
+    entries,
+    {
+      ...recordMetadata(c.record, CHECKPOINT_FORMAT),
+      progress: JSON.stringify(c.progress),
+      config: JSON.stringify(c.config),
+      optimizer: JSON.stringify(c.optimizer),
+      history: JSON.stringify(c.history),
+      ...(c.runId ? { run_id: c.runId } : {}),
+    },
+    what,
+  );
 }
 
 /** Bytes a checkpoint of `model` with `optimizerTensors` takes (its tensors; metadata is small in comparison). */
@@ -66,7 +71,9 @@ export function checkpointBytes(model: AlexNet, optimizerTensors: [string, Tenso
 
 export function loadCheckpoint(file: string, what = '--resume'): CheckpointData {
   if (weightsKind(file, what) === 'pth') {
-    throw new UserError(`${what} ${file} is a PyTorch state dict, not an alexnet-ts training checkpoint: use it with --weights (eval, predict, export)`);
+    throw new UserError(
+      `${what} ${file} is a PyTorch state dict, not an alexnet-ts training checkpoint: use it with --weights (eval, predict, export)`,
+    );
   }
   const { tensors, metadata } = loadSafetensors(file, what);
   try {
@@ -77,13 +84,17 @@ export function loadCheckpoint(file: string, what = '--resume'): CheckpointData 
     const f = new FieldReader(file);
     const progress = f.object('progress', f.json('progress', metadata.progress));
     const steps = (k: string) => f.int(`progress.${k}`, progress[k], 0, Number.MAX_SAFE_INTEGER);
-    if (!tensors.get('rng.cpu')) throw new FormatError(`${file} has no RNG state ('rng.cpu'): it cannot be resumed exactly`);
+    if (!tensors.get('rng.cpu'))
+      throw new FormatError(`${file} has no RNG state ('rng.cpu'): it cannot be resumed exactly`);
     return {
       record: readRecord(metadata, file),
       progress: { epoch: steps('epoch'), batch: steps('batch'), globalStep: steps('globalStep') },
       config: f.object('config', f.json('config', metadata.config)),
       optimizer: f.object('optimizer', f.json('optimizer', metadata.optimizer)) as unknown as OptimizerMeta,
-      history: f.array('history', f.json('history', metadata.history), 0, 1e6, (x) => f.object('history', x)) as Record<string, number>[],
+      history: f.array('history', f.json('history', metadata.history), 0, 1e6, (x) => f.object('history', x)) as Record<
+        string,
+        number
+      >[],
       runId: metadata.run_id,
       tensors,
     };

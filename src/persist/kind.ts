@@ -19,7 +19,9 @@ export function weightsKind(file: string, what = '--weights'): WeightsKind {
   if (head.length >= 4 && isZip(head)) return 'pth';
   if (head.length === 9 && head[8] === 0x7b /* '{' */) return 'safetensors';
   if (head.length >= 2 && head[0] === 0x80 && head[1] <= 5) {
-    throw new FormatError(`${file} is a legacy torch.save file (PyTorch before 1.6): load it in PyTorch and save it again with torch.save (the default zip format), or export it with safetensors`);
+    throw new FormatError(
+      `${file} is a legacy torch.save file (PyTorch before 1.6): load it in PyTorch and save it again with torch.save (the default zip format), or export it with safetensors`,
+    );
   }
   throw new FormatError(`${file} is neither a safetensors file nor a PyTorch (torch.save) checkpoint`);
 }

@@ -18,15 +18,21 @@ export { weightsKind };
  * Loads weights into a freshly built model (eval mode): an alexnet-ts checkpoint or weights file, or a plain
  * state dict (torch.save .pth/.pt, or safetensors from elsewhere) whose variant is recognised from its keys.
  */
-export function loadModel(file: string, o: { model?: string; what?: string } = {}): { model: AlexNet; record: ModelRecord } {
+export function loadModel(
+  file: string,
+  o: { model?: string; what?: string } = {},
+): { model: AlexNet; record: ModelRecord } {
   if (weightsKind(file, o.what) === 'pth') return modelFromStateDict(loadPth(file), o);
   const { tensors, metadata } = loadSafetensors(file, o.what);
-  if (metadata.format !== CHECKPOINT_FORMAT && metadata.format !== WEIGHTS_FORMAT) return modelFromStateDict(tensors, o);
+  if (metadata.format !== CHECKPOINT_FORMAT && metadata.format !== WEIGHTS_FORMAT)
+    return modelFromStateDict(tensors, o);
   let record: ModelRecord;
   try {
     record = readRecord(metadata, file);
     if (o.model !== undefined && o.model !== record.model) {
-      throw new UserError(`--model ${o.model} does not match ${file}, which holds ${record.model} (leave --model out for alexnet-ts files)`);
+      throw new UserError(
+        `--model ${o.model} does not match ${file}, which holds ${record.model} (leave --model out for alexnet-ts files)`,
+      );
     }
   } catch (e) {
     for (const t of tensors.values()) t.dispose();
@@ -44,4 +50,3 @@ export function loadModel(file: string, o: { model?: string; what?: string } = {
     for (const t of sd.values()) t.dispose();
   }
 }
-

@@ -51,14 +51,21 @@ export function recordMetadata(r: ModelRecord, format: string = WEIGHTS_FORMAT):
 export function readRecord(m: Metadata, file: string): ModelRecord {
   const f = new FieldReader(file);
   const L = RECORD_LIMITS;
-  const model = f.oneOf('model', m.model, listModels().map((e) => e.name));
+  const model = f.oneOf(
+    'model',
+    m.model,
+    listModels().map((e) => e.name),
+  );
   const modelOptions = readModelOptions(f, f.json('model_options', m.model_options));
   const label = (field: string) => (x: unknown) => f.str(field, x, L.nameLength);
   const classes = f.array('classes', f.json('classes', m.classes), 1, L.classes, label('classes'));
   if (modelOptions.numClasses !== undefined && modelOptions.numClasses !== classes.length) {
     f.fail('classes', `${modelOptions.numClasses} names (model_options.numClasses)`, `${classes.length} names`);
   }
-  const classIds = m.class_ids === undefined ? undefined : f.array('class_ids', f.json('class_ids', m.class_ids), classes.length, classes.length, label('class_ids'));
+  const classIds =
+    m.class_ids === undefined
+      ? undefined
+      : f.array('class_ids', f.json('class_ids', m.class_ids), classes.length, classes.length, label('class_ids'));
   const sourceRaw = m.source_shape === undefined ? null : f.json('source_shape', m.source_shape);
   const sourceShape = sourceRaw === null ? undefined : readSourceShape(f, sourceRaw);
   const preprocess = readPreprocess(f, f.json('preprocess', m.preprocess));
@@ -76,9 +83,12 @@ function readModelOptions(f: FieldReader, v: unknown): AlexNetOptions {
   if (o.inChannels !== undefined) out.inChannels = f.int('model_options.inChannels', o.inChannels, 1, L.channels);
   if (o.dropout !== undefined) out.dropout = f.num('model_options.dropout', o.dropout, 0, 1);
   if (o.inputSize !== undefined) {
-    out.inputSize = typeof o.inputSize === 'number'
-      ? f.int('model_options.inputSize', o.inputSize, 1, L.side)
-      : (f.array('model_options.inputSize', o.inputSize, 2, 2, (x) => f.int('model_options.inputSize', x, 1, L.side)) as [number, number]);
+    out.inputSize =
+      typeof o.inputSize === 'number'
+        ? f.int('model_options.inputSize', o.inputSize, 1, L.side)
+        : (f.array('model_options.inputSize', o.inputSize, 2, 2, (x) =>
+            f.int('model_options.inputSize', x, 1, L.side),
+          ) as [number, number]);
   }
   return out;
 }
@@ -90,7 +100,9 @@ function readSourceShape(f: FieldReader, v: unknown): number[] {
 
 function readMeanStd(f: FieldReader, field: string, o: Record<string, unknown>): { mean: number[]; std: number[] } {
   const mean = f.array(`${field}.mean`, o.mean, 0, RECORD_LIMITS.channels, (x) => f.num(`${field}.mean`, x, -1e3, 1e3));
-  const std = f.array(`${field}.std`, o.std, mean.length, mean.length, (x) => f.num(`${field}.std`, x, 0, 1e3, { exclusiveMin: true }));
+  const std = f.array(`${field}.std`, o.std, mean.length, mean.length, (x) =>
+    f.num(`${field}.std`, x, 0, 1e3, { exclusiveMin: true }),
+  );
   return { mean, std };
 }
 
@@ -111,7 +123,8 @@ function readTransform(f: FieldReader, v: unknown): PhotoTransform {
   const L = RECORD_LIMITS;
   const channels = f.int('transform.channels', o.channels, 1, L.channels);
   const eigval = f.array('transform.eigval', o.eigval, 0, channels, (x) => f.num('transform.eigval', x, -1e6, 1e6));
-  const row = (x: unknown) => f.array('transform.eigvec', x, channels, channels, (y) => f.num('transform.eigvec', y, -1e6, 1e6));
+  const row = (x: unknown) =>
+    f.array('transform.eigvec', x, channels, channels, (y) => f.num('transform.eigvec', y, -1e6, 1e6));
   return {
     augment: f.oneOf('transform.augment', o.augment, AUGMENTS),
     size: f.int('transform.size', o.size, 1, L.side),

@@ -13,7 +13,8 @@ export class FieldReader {
   }
 
   int(field: string, v: unknown, min: number, max: number): number {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(field, `an integer in [${min}, ${max}]`, v);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      this.fail(field, `an integer in [${min}, ${max}]`, v);
     return v;
   }
 
@@ -26,7 +27,8 @@ export class FieldReader {
   }
 
   str(field: string, v: unknown, maxLength = 4096): string {
-    if (typeof v !== 'string' || v.length > maxLength) this.fail(field, `a string of at most ${maxLength} characters`, v);
+    if (typeof v !== 'string' || v.length > maxLength)
+      this.fail(field, `a string of at most ${maxLength} characters`, v);
     return v;
   }
 
@@ -52,7 +54,8 @@ export class FieldReader {
 
   /** Parses a JSON-valued metadata entry. */
   json(field: string, text: string | undefined): unknown {
-    if (text === undefined) throw new FormatError(`${this.file} lacks '${field}' in its metadata: it was not written by alexnet-ts`);
+    if (text === undefined)
+      throw new FormatError(`${this.file} lacks '${field}' in its metadata: it was not written by alexnet-ts`);
     try {
       return JSON.parse(text);
     } catch {

@@ -16,8 +16,14 @@ export const IMAGENET_STD = [0.229, 0.224, 0.225];
 export function recogniseVariant(sd: Map<string, Tensor>): { model: string; numClasses: number; inChannels: number } {
   const shape = (k: string) => sd.get(k)?.shape;
   const conv1 = shape('features.0.weight');
-  if (!conv1 || conv1.length !== 4) throw new UserError(`the weights have no features.0.weight convolution: not an AlexNet state dict (keys: ${[...sd.keys()].slice(0, 5).join(', ')}, …)`);
-  const lastFc = [...sd.keys()].filter((k) => /^classifier\.\d+\.weight$/.test(k)).sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1])).pop();
+  if (!conv1 || conv1.length !== 4)
+    throw new UserError(
+      `the weights have no features.0.weight convolution: not an AlexNet state dict (keys: ${[...sd.keys()].slice(0, 5).join(', ')}, …)`,
+    );
+  const lastFc = [...sd.keys()]
+    .filter((k) => /^classifier\.\d+\.weight$/.test(k))
+    .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
+    .pop();
   if (!lastFc) throw new UserError('the weights have no classifier layers: not an AlexNet state dict');
   const numClasses = shape(lastFc)![0];
   const inChannels = conv1[1];
@@ -35,10 +41,26 @@ function defaultRecord(model: AlexNet, numClasses: number): ModelRecord {
   const [c, h, w] = model.inputShape;
   const imagenet = c === 3;
   const preprocess: Preprocess = imagenet
-    ? { inputSize: [h, w], resize: 'bilinear', mean: IMAGENET_MEAN, std: IMAGENET_STD, shortSide: Math.round((Math.min(h, w) * 256) / 224) }
+    ? {
+        inputSize: [h, w],
+        resize: 'bilinear',
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+        shortSide: Math.round((Math.min(h, w) * 256) / 224),
+      }
     : { inputSize: [h, w], resize: 'bilinear', mean: [], std: [] };
-  const classes = numClasses === 1000 && imagenet ? (IMAGENET_CLASSES as string[]) : Array.from({ length: numClasses }, (_, i) => `class ${i}`);
-  return { model: model.name, modelOptions: { numClasses, inChannels: c, inputSize: [h, w] as [number, number] }, classes, preprocess, sourceShape: undefined, dataset: undefined };
+  const classes =
+    numClasses === 1000 && imagenet
+      ? (IMAGENET_CLASSES as string[])
+      : Array.from({ length: numClasses }, (_, i) => `class ${i}`);
+  return {
+    model: model.name,
+    modelOptions: { numClasses, inChannels: c, inputSize: [h, w] as [number, number] },
+    classes,
+    preprocess,
+    sourceShape: undefined,
+    dataset: undefined,
+  };
 }
 
 /** Builds the model for a plain state dict and loads it (strictly: one error lists every key that does not fit). */

@@ -16,7 +16,8 @@ export const DEVICE_CHOICES = 'auto, cpu, cuda or cuda:N';
 
 /** Parses a `--device` value; anything else is a usage error naming the choices. */
 export function parseDevice(value: string, option = '--device'): DeviceRequest {
-  if (value === 'auto' || value === 'cpu' || value === 'cuda' || /^cuda:\d+$/.test(value)) return value as DeviceRequest;
+  if (value === 'auto' || value === 'cpu' || value === 'cuda' || /^cuda:\d+$/.test(value))
+    return value as DeviceRequest;
   throw new UserError(`${option} must be ${DEVICE_CHOICES}, got '${value}'`);
 }
 
@@ -33,7 +34,9 @@ export function resolveDevice(request: DeviceRequest = 'auto'): Device {
   }
   const index = request === 'cuda' ? 0 : Number(request.slice(5));
   if (index >= info.cudaDeviceCount) {
-    throw new UserError(`--device ${request}: this machine has ${info.cudaDeviceCount} CUDA device(s) (cuda:0 … cuda:${info.cudaDeviceCount - 1})`);
+    throw new UserError(
+      `--device ${request}: this machine has ${info.cudaDeviceCount} CUDA device(s) (cuda:0 … cuda:${info.cudaDeviceCount - 1})`,
+    );
   }
   return request;
 }

@@ -13,7 +13,8 @@ export const PRECISIONS: (Precision | 'auto')[] = ['auto', 'fp32', 'bf16', 'fp16
 export function resolvePrecision(p: Precision | 'auto' | undefined, device: Device): Precision {
   if (p === undefined || p === 'auto') return device.startsWith('cuda') ? 'bf16' : 'fp32';
   if (!PRECISIONS.includes(p)) throw new UserError(`--precision must be ${PRECISIONS.join(', ')}, got '${p}'`);
-  if (p === 'fp16' && !device.startsWith('cuda')) throw new UserError('--precision fp16 needs a CUDA device (on the CPU use bf16 or fp32)');
+  if (p === 'fp16' && !device.startsWith('cuda'))
+    throw new UserError('--precision fp16 needs a CUDA device (on the CPU use bf16 or fp32)');
   return p;
 }
 
@@ -42,7 +43,9 @@ export class GradScaler {
   /** Steps skipped because their gradients overflowed. */
   skipped = 0;
 
-  constructor(readonly o: { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number } = {}) {
+  constructor(
+    readonly o: { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number } = {},
+  ) {
     this.scale = o.initScale ?? 65536;
   }
 
@@ -55,7 +58,10 @@ export class GradScaler {
    * scale. Returns whether the step was taken.
    */
   step(params: Tensor[], step: () => void): boolean {
-    const finite = native().unscaleGrads(params.map((p) => p.handle), 1 / this.scale);
+    const finite = native().unscaleGrads(
+      params.map((p) => p.handle),
+      1 / this.scale,
+    );
     if (finite) step();
     else this.skipped++;
     this.update(!finite);

@@ -100,10 +100,26 @@ export interface Native {
   conv2d(x: H, w: H, b: Opt<H>, stride: number[], padding: number[], dilation: number[], groups: number): H;
   linear(x: H, w: H, b: Opt<H>): H;
   maxPool2d(x: H, kernel: number[], stride: number[], padding: number[], ceilMode: boolean): H;
-  avgPool2d(x: H, kernel: number[], stride: number[], padding: number[], ceilMode: boolean, countIncludePad: boolean): H;
+  avgPool2d(
+    x: H,
+    kernel: number[],
+    stride: number[],
+    padding: number[],
+    ceilMode: boolean,
+    countIncludePad: boolean,
+  ): H;
   adaptiveAvgPool2d(x: H, size: number[]): H;
   dropout(x: H, p: number, training: boolean): H;
-  batchNorm(x: H, w: Opt<H>, b: Opt<H>, runningMean: Opt<H>, runningVar: Opt<H>, training: boolean, momentum: number, eps: number): H;
+  batchNorm(
+    x: H,
+    w: Opt<H>,
+    b: Opt<H>,
+    runningMean: Opt<H>,
+    runningVar: Opt<H>,
+    training: boolean,
+    momentum: number,
+    eps: number,
+  ): H;
   localResponseNorm(x: H, size: number, alpha: number, beta: number, k: number, alphaPerSize: boolean): H;
   crossEntropy(logits: H, target: H, reduction: string, labelSmoothing: number): H;
   mseLoss(a: H, b: H, reduction: string): H;
@@ -131,10 +147,18 @@ export interface Native {
   setCudnnBenchmark(on: boolean): void;
   cudaSynchronize(): void;
   runtimeInfo(): RuntimeInfo;
-  memoryStats(): { handles: number; liveTensors: number; heapBytes?: number; heapInUse?: number; heapFree?: number; mmapBytes?: number };
+  memoryStats(): {
+    handles: number;
+    liveTensors: number;
+    heapBytes?: number;
+    heapInUse?: number;
+    heapFree?: number;
+    mmapBytes?: number;
+  };
   // allocator.cc
   /** The caching CPU allocator's state (libtorch 1.x builds); undefined where it is not used. */
-  allocatorStats(): { enabled: boolean; cachedBytes: number; largeBlocks: number; hits: number; misses: number } | undefined;
+  allocatorStats():
+    { enabled: boolean; cachedBytes: number; largeBlocks: number; hits: number; misses: number } | undefined;
 }
 
 /** Must equal kAbiVersion in native/addon.cc. */
@@ -161,7 +185,9 @@ function checkThreadEnv(): void {
   for (const k of ['OMP_NUM_THREADS', 'MKL_NUM_THREADS']) {
     const v = process.env[k];
     if (v !== undefined && v !== '' && !/^[1-9]\d*$/.test(v.trim())) {
-      throw new SetupError(`${k} must be a positive integer, got '${v}': unset it, or choose the threads with --threads N`);
+      throw new SetupError(
+        `${k} must be a positive integer, got '${v}': unset it, or choose the threads with --threads N`,
+      );
     }
   }
 }

@@ -3,7 +3,11 @@
 import * as fs from 'node:fs';
 
 export function blasImplementation(): { path: string; reference: boolean } | undefined {
-  for (const p of ['/usr/lib/x86_64-linux-gnu/libblas.so.3', '/usr/lib/aarch64-linux-gnu/libblas.so.3', '/usr/lib/libblas.so.3']) {
+  for (const p of [
+    '/usr/lib/x86_64-linux-gnu/libblas.so.3',
+    '/usr/lib/aarch64-linux-gnu/libblas.so.3',
+    '/usr/lib/libblas.so.3',
+  ]) {
     try {
       const real = fs.realpathSync(p);
       return { path: real, reference: /\/blas\/libblas\.so/.test(real) };

@@ -2,11 +2,27 @@
 import { UserError } from '../errors';
 
 export type DType = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'uint8' | 'int32' | 'int64' | 'bool';
-export const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float64', 'uint8', 'int32', 'int64', 'bool'];
+export const DTYPES: readonly DType[] = [
+  'float32',
+  'float16',
+  'bfloat16',
+  'float64',
+  'uint8',
+  'int32',
+  'int64',
+  'bool',
+];
 
 /** Bytes per element. */
 export const DTYPE_SIZE: Record<DType, number> = {
-  float32: 4, float16: 2, bfloat16: 2, float64: 8, uint8: 1, int32: 4, int64: 8, bool: 1,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  float64: 8,
+  uint8: 1,
+  int32: 4,
+  int64: 8,
+  bool: 1,
 };
 
 export function isFloating(d: DType): boolean {
@@ -25,14 +41,20 @@ export type TypedArray = Float32Array | Float64Array | Uint8Array | Int32Array |
 
 export function typedArrayFor(d: DType, buf: ArrayBuffer): TypedArray {
   switch (d) {
-    case 'float32': return new Float32Array(buf);
-    case 'float64': return new Float64Array(buf);
+    case 'float32':
+      return new Float32Array(buf);
+    case 'float64':
+      return new Float64Array(buf);
     case 'float16':
-    case 'bfloat16': return new Uint16Array(buf);
+    case 'bfloat16':
+      return new Uint16Array(buf);
     case 'uint8':
-    case 'bool': return new Uint8Array(buf);
-    case 'int32': return new Int32Array(buf);
-    case 'int64': return new BigInt64Array(buf);
+    case 'bool':
+      return new Uint8Array(buf);
+    case 'int32':
+      return new Int32Array(buf);
+    case 'int64':
+      return new BigInt64Array(buf);
   }
 }
 

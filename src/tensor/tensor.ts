@@ -148,12 +148,16 @@ export class Tensor {
   }
 
   toString(): string {
-    return this.isDisposed ? 'Tensor(disposed)' : `Tensor(shape=[${this.meta.shape.join(', ')}], dtype=${this.dtype}, device=${this.device})`;
+    return this.isDisposed
+      ? 'Tensor(disposed)'
+      : `Tensor(shape=[${this.meta.shape.join(', ')}], dtype=${this.dtype}, device=${this.device})`;
   }
 
   // ---- conversion and data ----
   /** Moves and/or converts: to('cuda'), to('float16'), to({ device, dtype, memoryFormat }). */
-  to(target: Device | DType | { device?: Device; dtype?: DType; memoryFormat?: 'contiguous' | 'channelsLast' }): Tensor {
+  to(
+    target: Device | DType | { device?: Device; dtype?: DType; memoryFormat?: 'contiguous' | 'channelsLast' },
+  ): Tensor {
     let device: string | undefined;
     let dtype: string | undefined;
     let mf: string | undefined;
@@ -274,32 +278,82 @@ export class Tensor {
   private un(op: string): Tensor {
     return new Tensor(native().unary(op, this.handle));
   }
-  add(o: Operand): Tensor { return this.bin('add', o); }
-  sub(o: Operand): Tensor { return this.bin('sub', o); }
-  mul(o: Operand): Tensor { return this.bin('mul', o); }
-  div(o: Operand): Tensor { return this.bin('div', o); }
-  pow(o: Operand): Tensor { return this.bin('pow', o); }
-  maximum(o: Operand): Tensor { return this.bin('maximum', o); }
-  minimum(o: Operand): Tensor { return this.bin('minimum', o); }
-  eq(o: Operand): Tensor { return this.bin('eq', o); }
-  ne(o: Operand): Tensor { return this.bin('ne', o); }
-  lt(o: Operand): Tensor { return this.bin('lt', o); }
-  le(o: Operand): Tensor { return this.bin('le', o); }
-  gt(o: Operand): Tensor { return this.bin('gt', o); }
-  ge(o: Operand): Tensor { return this.bin('ge', o); }
-  neg(): Tensor { return this.un('neg'); }
-  exp(): Tensor { return this.un('exp'); }
-  log(): Tensor { return this.un('log'); }
-  sqrt(): Tensor { return this.un('sqrt'); }
-  rsqrt(): Tensor { return this.un('rsqrt'); }
-  abs(): Tensor { return this.un('abs'); }
-  relu(): Tensor { return this.un('relu'); }
+  add(o: Operand): Tensor {
+    return this.bin('add', o);
+  }
+  sub(o: Operand): Tensor {
+    return this.bin('sub', o);
+  }
+  mul(o: Operand): Tensor {
+    return this.bin('mul', o);
+  }
+  div(o: Operand): Tensor {
+    return this.bin('div', o);
+  }
+  pow(o: Operand): Tensor {
+    return this.bin('pow', o);
+  }
+  maximum(o: Operand): Tensor {
+    return this.bin('maximum', o);
+  }
+  minimum(o: Operand): Tensor {
+    return this.bin('minimum', o);
+  }
+  eq(o: Operand): Tensor {
+    return this.bin('eq', o);
+  }
+  ne(o: Operand): Tensor {
+    return this.bin('ne', o);
+  }
+  lt(o: Operand): Tensor {
+    return this.bin('lt', o);
+  }
+  le(o: Operand): Tensor {
+    return this.bin('le', o);
+  }
+  gt(o: Operand): Tensor {
+    return this.bin('gt', o);
+  }
+  ge(o: Operand): Tensor {
+    return this.bin('ge', o);
+  }
+  neg(): Tensor {
+    return this.un('neg');
+  }
+  exp(): Tensor {
+    return this.un('exp');
+  }
+  log(): Tensor {
+    return this.un('log');
+  }
+  sqrt(): Tensor {
+    return this.un('sqrt');
+  }
+  rsqrt(): Tensor {
+    return this.un('rsqrt');
+  }
+  abs(): Tensor {
+    return this.un('abs');
+  }
+  relu(): Tensor {
+    return this.un('relu');
+  }
   /** ReLU in place: the returned tensor shares this one's storage. */
-  relu_(): Tensor { return this.un('relu_'); }
-  sigmoid(): Tensor { return this.un('sigmoid'); }
-  tanh(): Tensor { return this.un('tanh'); }
-  square(): Tensor { return this.un('square'); }
-  isfinite(): Tensor { return this.un('isfinite'); }
+  relu_(): Tensor {
+    return this.un('relu_');
+  }
+  sigmoid(): Tensor {
+    return this.un('sigmoid');
+  }
+  tanh(): Tensor {
+    return this.un('tanh');
+  }
+  square(): Tensor {
+    return this.un('square');
+  }
+  isfinite(): Tensor {
+    return this.un('isfinite');
+  }
   clamp(min?: number, max?: number): Tensor {
     return new Tensor(native().clamp(this.handle, min, max));
   }
@@ -312,13 +366,25 @@ export class Tensor {
     const d = dims === undefined ? null : Array.isArray(dims) ? dims : [dims];
     return new Tensor(native().reduce(op, this.handle, d, keepdim));
   }
-  sum(dims?: number | number[], keepdim = false): Tensor { return this.red('sum', dims, keepdim); }
-  mean(dims?: number | number[], keepdim = false): Tensor { return this.red('mean', dims, keepdim); }
-  max(dims?: number | number[], keepdim = false): Tensor { return this.red('amax', dims, keepdim); }
-  min(dims?: number | number[], keepdim = false): Tensor { return this.red('amin', dims, keepdim); }
+  sum(dims?: number | number[], keepdim = false): Tensor {
+    return this.red('sum', dims, keepdim);
+  }
+  mean(dims?: number | number[], keepdim = false): Tensor {
+    return this.red('mean', dims, keepdim);
+  }
+  max(dims?: number | number[], keepdim = false): Tensor {
+    return this.red('amax', dims, keepdim);
+  }
+  min(dims?: number | number[], keepdim = false): Tensor {
+    return this.red('amin', dims, keepdim);
+  }
   /** Population variance (divides by N). */
-  var(dims?: number | number[], keepdim = false): Tensor { return this.red('var', dims, keepdim); }
-  std(dims?: number | number[], keepdim = false): Tensor { return this.red('std', dims, keepdim); }
+  var(dims?: number | number[], keepdim = false): Tensor {
+    return this.red('var', dims, keepdim);
+  }
+  std(dims?: number | number[], keepdim = false): Tensor {
+    return this.red('std', dims, keepdim);
+  }
   argmax(dim?: number, keepdim = false): Tensor {
     return new Tensor(native().argmax(this.handle, dim, keepdim));
   }
@@ -361,7 +427,11 @@ function inferDtype(data: Numeric): DType {
 
 function toTyped(data: Numeric, dtype: DType): ArrayBufferView {
   const wanted: Partial<Record<DType, new (d: ArrayLike<number>) => ArrayBufferView>> = {
-    float32: Float32Array, float64: Float64Array, uint8: Uint8Array, bool: Uint8Array, int32: Int32Array,
+    float32: Float32Array,
+    float64: Float64Array,
+    uint8: Uint8Array,
+    bool: Uint8Array,
+    int32: Int32Array,
   };
   if (dtype === 'int64') {
     if (data instanceof BigInt64Array) return data;
@@ -369,7 +439,9 @@ function toTyped(data: Numeric, dtype: DType): ArrayBufferView {
   }
   if (dtype === 'float16' || dtype === 'bfloat16') {
     if (data instanceof Uint16Array) return data; // raw bits
-    throw new UserError(`${dtype} tensors are created from float32 data and converted: tensor(data, shape).to('${dtype}')`);
+    throw new UserError(
+      `${dtype} tensors are created from float32 data and converted: tensor(data, shape).to('${dtype}')`,
+    );
   }
   const C = wanted[dtype]!;
   if (data instanceof C) return data as ArrayBufferView;
@@ -439,10 +511,20 @@ export function arange(start: number, end?: number, step = 1, o: CreateOptions =
   return new Tensor(native().arange(a, b, step, o.dtype ?? 'int64', o.device));
 }
 export function cat(ts: Tensor[], dim = 0): Tensor {
-  return new Tensor(native().cat(ts.map((t) => t.handle), dim));
+  return new Tensor(
+    native().cat(
+      ts.map((t) => t.handle),
+      dim,
+    ),
+  );
 }
 export function stack(ts: Tensor[], dim = 0): Tensor {
-  return new Tensor(native().stack(ts.map((t) => t.handle), dim));
+  return new Tensor(
+    native().stack(
+      ts.map((t) => t.handle),
+      dim,
+    ),
+  );
 }
 export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   return new Tensor(native().where(cond.handle, a.handle, b.handle));

@@ -80,7 +80,17 @@ export interface TrainOptions extends Partial<FolderConfig> {
   overwrite?: boolean;
 }
 
-const FOLDER_ONLY = ['valSplit', 'labels', 'augment', 'shortSide', 'pcaStd', 'stats', 'workers', 'prefetch', 'strict'] as const;
+const FOLDER_ONLY = [
+  'valSplit',
+  'labels',
+  'augment',
+  'shortSide',
+  'pcaStd',
+  'stats',
+  'workers',
+  'prefetch',
+  'strict',
+] as const;
 const IDX_ONLY = ['data', 'resize', 'normalize'] as const;
 const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
@@ -89,7 +99,8 @@ function resolveDataset(dataset: string): { dataset: string; root?: string } {
   const root = folderPath(dataset);
   if (root === '') throw new UserError('--dataset folder:PATH needs the folder, e.g. folder:./photos');
   if (root !== undefined) return { dataset: `folder:${path.resolve(root)}`, root: path.resolve(root) };
-  if (dataset !== 'fashion-mnist' && dataset !== 'mnist') throw new UserError(`--dataset must be fashion-mnist, mnist or folder:PATH, got '${dataset}'`);
+  if (dataset !== 'fashion-mnist' && dataset !== 'mnist')
+    throw new UserError(`--dataset must be fashion-mnist, mnist or folder:PATH, got '${dataset}'`);
   return { dataset };
 }
 
@@ -99,13 +110,17 @@ export function buildRunConfig(o: TrainOptions): RunConfig {
   const folder = root !== undefined;
   for (const k of folder ? IDX_ONLY : FOLDER_ONLY) {
     if (o[k] !== undefined && o[k] !== false) {
-      throw new UserError(folder
-        ? `${flag(k)} is for IDX data sets (Fashion-MNIST, MNIST); image folders use --augment, --stats and --short-side`
-        : `${flag(k)} is for image-folder data sets (--dataset folder:PATH)`);
+      throw new UserError(
+        folder
+          ? `${flag(k)} is for IDX data sets (Fashion-MNIST, MNIST); image folders use --augment, --stats and --short-side`
+          : `${flag(k)} is for image-folder data sets (--dataset folder:PATH)`,
+      );
     }
   }
   if (dataset === 'mnist' && o.data === undefined) {
-    throw new UserError("--dataset mnist needs --data DIR (a folder with MNIST's IDX files): Debian ships only Fashion-MNIST");
+    throw new UserError(
+      "--dataset mnist needs --data DIR (a folder with MNIST's IDX files): Debian ships only Fashion-MNIST",
+    );
   }
   const recipe = recipeFor(o.model, folder);
   const optimizer = o.optimizer ?? recipe.optimizer;
@@ -115,22 +130,39 @@ export function buildRunConfig(o: TrainOptions): RunConfig {
     // Image folders take the model's own input size unless one is asked for; IDX data is resized to 224.
     model: { name: recipe.model, options: { inputSize: folder ? o.inputSize : size, dropout: o.dropout } },
     data: {
-      dataset, dir: o.data && path.resolve(o.data), trainLimit: o.trainLimit, testLimit: o.testLimit,
-      folder: folder ? {
-        valSplit: o.valSplit ?? 0.1, labels: o.labels && path.resolve(o.labels), augment: o.augment ?? recipe.augment,
-        shortSide: o.shortSide, pcaStd: o.pcaStd, stats: o.stats && path.resolve(o.stats), workers: o.workers,
-        prefetch: o.prefetch, strict: !!o.strict,
-      } : undefined,
+      dataset,
+      dir: o.data && path.resolve(o.data),
+      trainLimit: o.trainLimit,
+      testLimit: o.testLimit,
+      folder: folder
+        ? {
+            valSplit: o.valSplit ?? 0.1,
+            labels: o.labels && path.resolve(o.labels),
+            augment: o.augment ?? recipe.augment,
+            shortSide: o.shortSide,
+            pcaStd: o.pcaStd,
+            stats: o.stats && path.resolve(o.stats),
+            workers: o.workers,
+            prefetch: o.prefetch,
+            strict: !!o.strict,
+          }
+        : undefined,
       preprocess: {
-        inputSize: [size, size], resize: o.resize ?? 'bilinear',
-        mean: o.normalize ? [o.normalize.mean] : [], std: o.normalize ? [o.normalize.std] : [],
+        inputSize: [size, size],
+        resize: o.resize ?? 'bilinear',
+        mean: o.normalize ? [o.normalize.mean] : [],
+        std: o.normalize ? [o.normalize.std] : [],
       },
     },
     optimization: {
-      optimizer, lr: o.lr ?? (changed ? defaultLr(optimizer) : recipe.lr),
+      optimizer,
+      lr: o.lr ?? (changed ? defaultLr(optimizer) : recipe.lr),
       momentum: o.momentum ?? (changed && optimizer === 'adam' ? 0 : recipe.momentum),
-      weightDecay: o.weightDecay ?? recipe.weightDecay, batchSize: o.batchSize ?? recipe.batchSize,
-      evalBatchSize: o.evalBatchSize ?? recipe.evalBatchSize, epochs: o.epochs ?? recipe.epochs, maxSteps: o.maxSteps,
+      weightDecay: o.weightDecay ?? recipe.weightDecay,
+      batchSize: o.batchSize ?? recipe.batchSize,
+      evalBatchSize: o.evalBatchSize ?? recipe.evalBatchSize,
+      epochs: o.epochs ?? recipe.epochs,
+      maxSteps: o.maxSteps,
       schedule: o.schedule ?? recipe.schedule,
     },
     precision: o.precision ?? 'auto',
@@ -146,7 +178,11 @@ export function checkRunConfig(value: unknown, source: string): RunConfig {
   const f = new FieldReader(source);
   const c = f.object('config', value);
   const model = f.object('model', c.model);
-  f.oneOf('model.name', model.name, listModels().map((m) => m.name));
+  f.oneOf(
+    'model.name',
+    model.name,
+    listModels().map((m) => m.name),
+  );
   const data = f.object('data', c.data);
   f.str('data.dataset', data.dataset);
   const opt = f.object('optimization', c.optimization);
@@ -175,10 +211,25 @@ export function upgradeConfig(c: Record<string, unknown>): unknown {
   const g = c as Record<string, never>;
   return {
     model: { name: g.model, options: g.modelOptions ?? {} },
-    data: { dataset: g.dataset, dir: g.dataDir, folder: g.folder, trainLimit: g.trainLimit, testLimit: g.testLimit, preprocess: g.preprocess, transform: g.transform },
+    data: {
+      dataset: g.dataset,
+      dir: g.dataDir,
+      folder: g.folder,
+      trainLimit: g.trainLimit,
+      testLimit: g.testLimit,
+      preprocess: g.preprocess,
+      transform: g.transform,
+    },
     optimization: {
-      optimizer: g.optimizer, lr: g.lr, momentum: g.momentum, weightDecay: g.weightDecay, batchSize: g.batchSize,
-      evalBatchSize: g.evalBatchSize, epochs: g.epochs, maxSteps: g.maxSteps, schedule: g.schedule,
+      optimizer: g.optimizer,
+      lr: g.lr,
+      momentum: g.momentum,
+      weightDecay: g.weightDecay,
+      batchSize: g.batchSize,
+      evalBatchSize: g.evalBatchSize,
+      epochs: g.epochs,
+      maxSteps: g.maxSteps,
+      schedule: g.schedule,
     },
     precision: g.precision ?? 'auto',
     runtime: { device: g.device ?? 'auto', threads: g.threads, seed: g.seed ?? 0 },
@@ -198,25 +249,57 @@ export interface ResumeOverrides {
   threads?: number;
   device?: DeviceRequest;
 }
-export const RESUME_OVERRIDES: (keyof ResumeOverrides)[] = ['epochs', 'maxSteps', 'lr', 'save', 'metrics', 'metricsEvery', 'threads', 'device'];
+export const RESUME_OVERRIDES: (keyof ResumeOverrides)[] = [
+  'epochs',
+  'maxSteps',
+  'lr',
+  'save',
+  'metrics',
+  'metricsEvery',
+  'threads',
+  'device',
+];
 
 /** The checkpoint's configuration with the overrides applied; it continues writing to `save` (default: itself). */
 export function applyOverrides(c: RunConfig, o: ResumeOverrides, checkpoint: string): RunConfig {
   const pick = <T>(v: T | undefined, d: T) => (v === undefined ? d : v);
-  return checkRunConfig({
-    ...c,
-    optimization: { ...c.optimization, epochs: pick(o.epochs, c.optimization.epochs), maxSteps: o.maxSteps, lr: pick(o.lr, c.optimization.lr) },
-    runtime: { ...c.runtime, threads: pick(o.threads, c.runtime.threads), device: pick(o.device, c.runtime.device) },
-    output: { ...c.output, save: o.save ?? checkpoint, metrics: o.metrics ?? c.output.metrics, metricsEvery: pick(o.metricsEvery, c.output.metricsEvery), overwrite: false },
-  }, 'the resumed configuration');
+  return checkRunConfig(
+    {
+      ...c,
+      optimization: {
+        ...c.optimization,
+        epochs: pick(o.epochs, c.optimization.epochs),
+        maxSteps: o.maxSteps,
+        lr: pick(o.lr, c.optimization.lr),
+      },
+      runtime: { ...c.runtime, threads: pick(o.threads, c.runtime.threads), device: pick(o.device, c.runtime.device) },
+      output: {
+        ...c.output,
+        save: o.save ?? checkpoint,
+        metrics: o.metrics ?? c.output.metrics,
+        metricsEvery: pick(o.metricsEvery, c.output.metricsEvery),
+        overwrite: false,
+      },
+    },
+    'the resumed configuration',
+  );
 }
 
 /** `alexnet demo`'s options: on a GPU d2l's full recipe; on a CPU a run sized to finish in minutes on two cores. */
 export function demoOptions(gpu: boolean): { description: string; options: TrainOptions } {
   if (gpu) {
     return {
-      description: "d2l's full recipe: alexnet-d2l at 224×224, all 60,000 training images, 10 epochs, SGD lr 0.01, batch 128",
-      options: { model: 'alexnet-d2l', dataset: 'fashion-mnist', inputSize: 224, epochs: 10, batchSize: 128, optimizer: 'sgd', lr: 0.01 },
+      description:
+        "d2l's full recipe: alexnet-d2l at 224×224, all 60,000 training images, 10 epochs, SGD lr 0.01, batch 128",
+      options: {
+        model: 'alexnet-d2l',
+        dataset: 'fashion-mnist',
+        inputSize: 224,
+        epochs: 10,
+        batchSize: 128,
+        optimizer: 'sgd',
+        lr: 0.01,
+      },
     };
   }
   return {
@@ -224,8 +307,16 @@ export function demoOptions(gpu: boolean): { description: string; options: Train
       'a CPU-sized run: alexnet-d2l at 67×67 (the smallest input its layers take), the first 20,000 training images for 1 epoch, ' +
       'Adam lr 1e-4, batch 64, inputs normalised (mean 0.286, std 0.353). The full recipe (224×224, 10 epochs) takes hours on two cores: alexnet train runs it',
     options: {
-      model: 'alexnet-d2l', dataset: 'fashion-mnist', inputSize: 67, trainLimit: 20000, epochs: 1, batchSize: 64, optimizer: 'adam',
-      lr: 1e-4, normalize: { mean: 0.286, std: 0.353 }, device: 'cpu',
+      model: 'alexnet-d2l',
+      dataset: 'fashion-mnist',
+      inputSize: 67,
+      trainLimit: 20000,
+      epochs: 1,
+      batchSize: 64,
+      optimizer: 'adam',
+      lr: 1e-4,
+      normalize: { mean: 0.286, std: 0.353 },
+      device: 'cpu',
     },
   };
 }

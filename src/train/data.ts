@@ -55,14 +55,23 @@ export interface PreparedData {
   /** Input channels the data dictates (1 for the IDX data sets); undefined: the model's own (photos are converted). */
   channels?: number;
   problems: Problem[];
-  open(o: { inputShape: number[]; device: Device; batchSize: number; evalBatchSize: number; preprocess: Preprocess; transform?: PhotoTransform; onProblem?: (p: Problem) => void }): OpenedData;
+  open(o: {
+    inputShape: number[];
+    device: Device;
+    batchSize: number;
+    evalBatchSize: number;
+    preprocess: Preprocess;
+    transform?: PhotoTransform;
+    onProblem?: (p: Problem) => void;
+  }): OpenedData;
 }
 
 /** The transform a folder run uses: the preset, the model's input, and the statistics file's values if given. */
 export function folderTransform(f: FolderConfig, inputShape: number[]): PhotoTransform {
   const [channels, size] = inputShape;
   const stats = f.stats ? readStats(f.stats) : undefined;
-  if (stats && stats.mean.length !== channels) throw new UserError(`${f.stats} has statistics for ${stats.mean.length} channels, the model takes ${channels}`);
+  if (stats && stats.mean.length !== channels)
+    throw new UserError(`${f.stats} has statistics for ${stats.mean.length} channels, the model takes ${channels}`);
   const grey = channels === 1;
   return presetTransform(f.augment, size, {
     shortSide: f.shortSide,
@@ -78,7 +87,8 @@ export function folderTransform(f: FolderConfig, inputShape: number[]): PhotoTra
 export function prepareData(spec: DataSpec): PreparedData {
   const root = folderPath(spec.dataset);
   if (root !== undefined) return prepareFolder(spec, root);
-  if (spec.dataset !== 'fashion-mnist' && spec.dataset !== 'mnist') throw new UserError(`unknown data set '${spec.dataset}' (expected fashion-mnist, mnist or folder:PATH)`);
+  if (spec.dataset !== 'fashion-mnist' && spec.dataset !== 'mnist')
+    throw new UserError(`unknown data set '${spec.dataset}' (expected fashion-mnist, mnist or folder:PATH)`);
   return prepareIdx(spec, spec.dataset);
 }
 
@@ -87,13 +97,29 @@ function prepareIdx(spec: DataSpec, name: 'fashion-mnist' | 'mnist'): PreparedDa
   const train = loadIdxDataset({ dir: spec.dir, split: 'train', name, limit: spec.trainLimit });
   const test = loadIdxDataset({ dir: spec.dir, split: 'test', name, limit: spec.testLimit });
   return {
-    name, classes: train.classes, channels: train.images.shape[1], problems: [],
+    name,
+    classes: train.classes,
+    channels: train.images.shape[1],
+    problems: [],
     open: (o) => {
-      const trainSrc = new TensorSource(train, o.preprocess, { batchSize: o.batchSize, shuffle: true, seed: spec.seed, device: o.device });
-      const testSrc = new TensorSource(test, o.preprocess, { batchSize: o.evalBatchSize, shuffle: false, seed: 0, device: o.device });
+      const trainSrc = new TensorSource(train, o.preprocess, {
+        batchSize: o.batchSize,
+        shuffle: true,
+        seed: spec.seed,
+        device: o.device,
+      });
+      const testSrc = new TensorSource(test, o.preprocess, {
+        batchSize: o.evalBatchSize,
+        shuffle: false,
+        seed: 0,
+        device: o.device,
+      });
       return {
         // From the source's own tensors: on a GPU the data set was moved there and the CPU copy freed.
-        train: trainSrc, test: testSrc, preprocess: o.preprocess, sourceShape: trainSrc.ds.images.shape.slice(1),
+        train: trainSrc,
+        test: testSrc,
+        preprocess: o.preprocess,
+        sourceShape: trainSrc.ds.images.shape.slice(1),
         close: async () => {
           await trainSrc.close();
           await testSrc.close();
@@ -111,17 +137,48 @@ function prepareFolder(spec: DataSpec, root: string): PreparedData {
   const trainSamples = limit(folder.train, spec.trainLimit);
   const valSamples = limit(folder.val, spec.testLimit);
   if (!valSamples.length) {
-    throw new UserError(folder.layout === 'folders' ? `${path.join(folder.root, folder.valFolder!)} has no images` : `the validation split of ${folder.root} is empty: use --val-split with a larger share, or a val/ folder`);
+    throw new UserError(
+      folder.layout === 'folders'
+        ? `${path.join(folder.root, folder.valFolder!)} has no images`
+        : `the validation split of ${folder.root} is empty: use --val-split with a larger share, or a val/ folder`,
+    );
   }
   return {
-    name: `folder:${folder.root}`, classes: folder.classes, classIds: folder.classIds, problems: folder.problems,
+    name: `folder:${folder.root}`,
+    classes: folder.classes,
+    classIds: folder.classIds,
+    problems: folder.problems,
     open: (o) => {
       const transform = o.transform ?? folderTransform(f, o.inputShape);
       const pool = new DecodePool(f.workers ?? defaultWorkers());
-      const common = { seed: spec.seed, transform, device: o.device, pool, prefetch: f.prefetch, strict: f.strict, onProblem: o.onProblem };
-      const train = new FolderSource(trainSamples, folder.classes, { ...common, batchSize: o.batchSize, shuffle: true, mode: 'train' });
-      const test = new FolderSource(valSamples, folder.classes, { ...common, batchSize: o.evalBatchSize, shuffle: false, mode: 'center' });
-      const preprocess: Preprocess = { inputSize: [transform.size, transform.size], resize: 'bilinear', mean: transform.mean, std: transform.std, shortSide: transform.shortSide };
+      const common = {
+        seed: spec.seed,
+        transform,
+        device: o.device,
+        pool,
+        prefetch: f.prefetch,
+        strict: f.strict,
+        onProblem: o.onProblem,
+      };
+      const train = new FolderSource(trainSamples, folder.classes, {
+        ...common,
+        batchSize: o.batchSize,
+        shuffle: true,
+        mode: 'train',
+      });
+      const test = new FolderSource(valSamples, folder.classes, {
+        ...common,
+        batchSize: o.evalBatchSize,
+        shuffle: false,
+        mode: 'center',
+      });
+      const preprocess: Preprocess = {
+        inputSize: [transform.size, transform.size],
+        resize: 'bilinear',
+        mean: transform.mean,
+        std: transform.std,
+        shortSide: transform.shortSide,
+      };
       return { train, test, preprocess, transform, close: () => pool.close() };
     },
   };
@@ -131,12 +188,30 @@ function prepareFolder(spec: DataSpec, root: string): PreparedData {
  * The validation images of a folder data set for a trained model: its val/ folder, or the same seeded split the
  * model was trained with; labels follow the model's class folders.
  */
-export function folderEvalSource(root: string, r: { classIds: string[]; classes: string[]; transform: PhotoTransform; split?: { valSplit: number; seed: number } }, o: {
-  device: Device; batchSize: number; tenCrop?: boolean; limit?: number; workers?: number; strict?: boolean; split?: 'val' | 'train' | 'all'; onProblem?: (p: Problem) => void;
-}): { source: FolderSource; problems: Problem[]; close: () => Promise<void> } {
-  const folder = scanImageFolder(root, { valSplit: r.split?.valSplit ?? 0.1, seed: r.split?.seed ?? 0, strict: o.strict });
+export function folderEvalSource(
+  root: string,
+  r: { classIds: string[]; classes: string[]; transform: PhotoTransform; split?: { valSplit: number; seed: number } },
+  o: {
+    device: Device;
+    batchSize: number;
+    tenCrop?: boolean;
+    limit?: number;
+    workers?: number;
+    strict?: boolean;
+    split?: 'val' | 'train' | 'all';
+    onProblem?: (p: Problem) => void;
+  },
+): { source: FolderSource; problems: Problem[]; close: () => Promise<void> } {
+  const folder = scanImageFolder(root, {
+    valSplit: r.split?.valSplit ?? 0.1,
+    seed: r.split?.seed ?? 0,
+    strict: o.strict,
+  });
   const unknown = folder.classIds.filter((c) => !r.classIds.includes(c));
-  if (unknown.length) throw new UserError(`${root} has class folders the model was not trained on: ${unknown.slice(0, 5).join(', ')} (the model knows ${r.classIds.join(', ')})`);
+  if (unknown.length)
+    throw new UserError(
+      `${root} has class folders the model was not trained on: ${unknown.slice(0, 5).join(', ')} (the model knows ${r.classIds.join(', ')})`,
+    );
   const which = o.split ?? 'val';
   let samples = which === 'val' ? folder.val : which === 'train' ? folder.train : [...folder.train, ...folder.val];
   if (!samples.length) throw new UserError(`${root} has no ${which === 'all' ? '' : which + ' '}images to evaluate`);
@@ -144,8 +219,15 @@ export function folderEvalSource(root: string, r: { classIds: string[]; classes:
   if (o.limit) samples = samples.slice(0, o.limit);
   const pool = new DecodePool(o.workers ?? defaultWorkers());
   const source = new FolderSource(samples, r.classes, {
-    batchSize: o.tenCrop ? Math.max(1, Math.floor(o.batchSize / 10)) : o.batchSize, shuffle: false, seed: 0,
-    mode: o.tenCrop ? 'ten-crop' : 'center', transform: r.transform, device: o.device, pool, strict: o.strict, onProblem: o.onProblem,
+    batchSize: o.tenCrop ? Math.max(1, Math.floor(o.batchSize / 10)) : o.batchSize,
+    shuffle: false,
+    seed: 0,
+    mode: o.tenCrop ? 'ten-crop' : 'center',
+    transform: r.transform,
+    device: o.device,
+    pool,
+    strict: o.strict,
+    onProblem: o.onProblem,
   });
   return { source, problems: folder.problems, close: () => pool.close() };
 }
@@ -179,24 +261,45 @@ export interface EvalSourceOptions {
  * The images to evaluate a trained model on: for photo models their folder's validation images (or another
  * split or folder), for IDX models the test split (val) or the training split (train) of their data set.
  */
-export function openEvalSource(record: ModelRecord, file: string, o: EvalSourceOptions): { source: BatchSource; close: () => Promise<void> } {
+export function openEvalSource(
+  record: ModelRecord,
+  file: string,
+  o: EvalSourceOptions,
+): { source: BatchSource; close: () => Promise<void> } {
   const dataset = o.dataset ?? record.dataset;
   const root = folderPath(dataset);
   if (root !== undefined) {
-    if (!record.classIds || !record.transform) throw new UserError(`${file} was not trained on an image folder: evaluate it on ${record.dataset ?? 'its data set'} (without --dataset)`);
+    if (!record.classIds || !record.transform)
+      throw new UserError(
+        `${file} was not trained on an image folder: evaluate it on ${record.dataset ?? 'its data set'} (without --dataset)`,
+      );
     const r = { classIds: record.classIds, classes: record.classes, transform: record.transform, split: record.split };
     const ev = folderEvalSource(root, r, { ...o, split: o.split });
     ev.problems.forEach((p) => o.onProblem?.(p));
     return { source: ev.source, close: ev.close };
   }
-  if (o.tenCrop) throw new UserError('--ten-crop is for models trained on image folders (photos), not on Fashion-MNIST/MNIST');
-  if (o.split === 'all') throw new UserError("--split all is for image folders; Fashion-MNIST/MNIST models take --split val (the test split) or train");
+  if (o.tenCrop)
+    throw new UserError('--ten-crop is for models trained on image folders (photos), not on Fashion-MNIST/MNIST');
+  if (o.split === 'all')
+    throw new UserError(
+      '--split all is for image folders; Fashion-MNIST/MNIST models take --split val (the test split) or train',
+    );
   const name = record.dataset === 'mnist' ? 'mnist' : 'fashion-mnist';
-  if (dataset && dataset !== name) throw new UserError(`--dataset must be folder:PATH or the model's own data set (${name}), got '${dataset}'`);
-  if (name === 'mnist' && !o.dir) throw new UserError('this model was trained on MNIST: give its IDX folder with --data DIR (Debian ships only Fashion-MNIST)');
+  if (dataset && dataset !== name)
+    throw new UserError(`--dataset must be folder:PATH or the model's own data set (${name}), got '${dataset}'`);
+  if (name === 'mnist' && !o.dir)
+    throw new UserError(
+      'this model was trained on MNIST: give its IDX folder with --data DIR (Debian ships only Fashion-MNIST)',
+    );
   const ds = loadIdxDataset({ dir: o.dir, split: o.split === 'train' ? 'train' : 'test', name, limit: o.limit });
-  if (ds.classes.length !== record.classes.length) throw new UserError(`the model has ${record.classes.length} classes but the data set ${ds.classes.length}`);
+  if (ds.classes.length !== record.classes.length)
+    throw new UserError(`the model has ${record.classes.length} classes but the data set ${ds.classes.length}`);
   ds.classes = record.classes;
-  const source = new TensorSource(ds, record.preprocess, { batchSize: o.batchSize, shuffle: false, seed: 0, device: o.device });
+  const source = new TensorSource(ds, record.preprocess, {
+    batchSize: o.batchSize,
+    shuffle: false,
+    seed: 0,
+    device: o.device,
+  });
   return { source, close: () => source.close() };
 }

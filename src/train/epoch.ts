@@ -40,14 +40,33 @@ export interface EpochOutcome {
 /** Trains one epoch (or what is left of it) of `plan.source`. */
 export async function trainOneEpoch(plan: EpochPlan): Promise<EpochOutcome> {
   const sums = new StepSums(plan.ctx.device);
-  const state: EpochState = { progress: plan.progress, started: Date.now(), waited: 0, lastRead: 0, stopped: 'completed' };
-  plan.events.emit({ type: 'epoch-start', epoch: plan.progress.epoch, epochs: plan.epochs, batches: plan.source.numBatches, startBatch: plan.progress.batch });
+  const state: EpochState = {
+    progress: plan.progress,
+    started: Date.now(),
+    waited: 0,
+    lastRead: 0,
+    stopped: 'completed',
+  };
+  plan.events.emit({
+    type: 'epoch-start',
+    epoch: plan.progress.epoch,
+    epochs: plan.epochs,
+    batches: plan.source.numBatches,
+    startBatch: plan.progress.batch,
+  });
   try {
     await runSteps(plan, sums, state);
     // Batches that lost all their images are not yielded: the epoch is complete when the source is exhausted.
     if (state.stopped === 'completed') state.progress = { ...state.progress, batch: plan.source.numBatches };
     const train = sums.seen ? readSums(plan, sums, state) : { loss: NaN, acc: NaN };
-    return { progress: state.progress, stopped: state.stopped, train, images: sums.seen, seconds: (Date.now() - state.started) / 1000, waited: state.waited };
+    return {
+      progress: state.progress,
+      stopped: state.stopped,
+      train,
+      images: sums.seen,
+      seconds: (Date.now() - state.started) / 1000,
+      waited: state.waited,
+    };
   } finally {
     sums.dispose();
   }
@@ -102,7 +121,16 @@ async function runSteps(plan: EpochPlan, sums: StepSums, state: EpochState): Pro
       if (now - state.lastRead > 250 || p.batch === source.numBatches || due) {
         state.lastRead = now;
         const imagesPerSec = sums.seen / Math.max(1e-9, (now - state.started) / 1000);
-        events.emit({ type: 'step', epoch, batch: p.batch, batches: source.numBatches, globalStep: p.globalStep, ...readSums(plan, sums, state), lr: ctx.optimizer.lr, imagesPerSec });
+        events.emit({
+          type: 'step',
+          epoch,
+          batch: p.batch,
+          batches: source.numBatches,
+          globalStep: p.globalStep,
+          ...readSums(plan, sums, state),
+          lr: ctx.optimizer.lr,
+          imagesPerSec,
+        });
       }
       if (plan.maxSteps && p.globalStep >= plan.maxSteps) {
         state.stopped = 'max-steps';

@@ -47,22 +47,31 @@ export async function evaluateSums(model: AlexNet, source: BatchSource, o: EvalO
   try {
     for await (const b of source.batches(0)) {
       try {
-        noGrad(() => tidy(() => {
-          confusion ??= keep(zeros([c * c], { dtype: 'int64', device: b.y.device }));
-          const logits = autocast(b.x.device, o.precision ?? 'fp32', () => model.forward(b.x)).float();
-          let scores = logits;
-          if (b.crops > 1) {
-            scores = logits.view(-1, b.crops, c).softmax(2).mean(1);
-            s.lossSum -= scores.gather(1, b.y.unsqueeze(1)).clamp(1e-30).log().sum().item();
-          } else {
-            s.lossSum += crossEntropy(logits, b.y, { reduction: 'sum' }).item();
-          }
-          const topk = scores.topk(k, 1).indices;
-          s.top5 += topk.eq(b.y.unsqueeze(1)).sum().item();
-          const pred = topk.narrow(1, 0, 1).squeeze(1);
-          confusion.copy_(confusion.add(b.y.mul(c).add(pred).bincount(c * c)));
-          s.n += b.y.size(0);
-        }));
+        noGrad(() =>
+          tidy(() => {
+            confusion ??= keep(zeros([c * c], { dtype: 'int64', device: b.y.device }));
+            const logits = autocast(b.x.device, o.precision ?? 'fp32', () => model.forward(b.x)).float();
+            let scores = logits;
+            if (b.crops > 1) {
+              scores = logits.view(-1, b.crops, c).softmax(2).mean(1);
+              s.lossSum -= scores.gather(1, b.y.unsqueeze(1)).clamp(1e-30).log().sum().item();
+            } else {
+              s.lossSum += crossEntropy(logits, b.y, { reduction: 'sum' }).item();
+            }
+            const topk = scores.topk(k, 1).indices;
+            s.top5 += topk.eq(b.y.unsqueeze(1)).sum().item();
+            const pred = topk.narrow(1, 0, 1).squeeze(1);
+            confusion.copy_(
+              confusion.add(
+                b.y
+                  .mul(c)
+                  .add(pred)
+                  .bincount(c * c),
+              ),
+            );
+            s.n += b.y.size(0);
+          }),
+        );
       } finally {
         b.x.dispose();
         b.y.dispose();
@@ -80,8 +89,11 @@ export async function evaluateSums(model: AlexNet, source: BatchSource, o: EvalO
 /** The sums of two disjoint shards of one data set. */
 export function mergeEvalSums(a: EvalSums, b: EvalSums): EvalSums {
   return {
-    n: a.n + b.n, lossSum: a.lossSum + b.lossSum, top5: a.top5 + b.top5,
-    confusion: a.confusion.map((v, i) => v + b.confusion[i]), seconds: Math.max(a.seconds, b.seconds),
+    n: a.n + b.n,
+    lossSum: a.lossSum + b.lossSum,
+    top5: a.top5 + b.top5,
+    confusion: a.confusion.map((v, i) => v + b.confusion[i]),
+    seconds: Math.max(a.seconds, b.seconds),
   };
 }
 

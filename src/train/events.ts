@@ -49,7 +49,17 @@ export type TrainEvent =
   | { type: 'estimate'; seconds: number; steps: number; secondsPerStep: number }
   | { type: 'epoch-start'; epoch: number; epochs: number; batches: number; startBatch: number }
   /** Running means over the epoch so far; emitted a few times a second and every `metricsEvery` steps. */
-  | { type: 'step'; epoch: number; batch: number; batches: number; globalStep: number; loss: number; acc: number; lr: number; imagesPerSec: number }
+  | {
+      type: 'step';
+      epoch: number;
+      batch: number;
+      batches: number;
+      globalStep: number;
+      loss: number;
+      acc: number;
+      lr: number;
+      imagesPerSec: number;
+    }
   | { type: 'evaluating'; done: number; total: number }
   | { type: 'evaluation'; epoch: number; result: EvalResult }
   | { type: 'epoch'; record: EpochRecord; lrAfter: number; epochs: number }

@@ -45,20 +45,39 @@ export function checkpointSize(model: AlexNet, optimizer: Optimizer): number {
  * Checks --save and --metrics before the run starts (see planOutputs: parent, writability, type, free space for
  * `checkpointBytes`, not another run's checkpoint unless --overwrite, not locked by a live run) and takes the lock.
  */
-export function planRunOutputs(cfg: RunConfig, checkpointBytes: number, o: { runId: string; resuming?: string; inputs?: { option: string; path: string }[]; warn: (m: string) => void }): RunOutputs {
+export function planRunOutputs(
+  cfg: RunConfig,
+  checkpointBytes: number,
+  o: { runId: string; resuming?: string; inputs?: { option: string; path: string }[]; warn: (m: string) => void },
+): RunOutputs {
   const { save, metrics, overwrite } = cfg.output;
   const specs: OutputSpec[] = [];
   if (save) {
     specs.push({
-      option: '--save', path: save, kind: 'checkpoint', expectedBytes: checkpointBytes, overwrite, resuming: o.resuming,
-      inputs: o.inputs, describeExisting: describeCheckpoint,
+      option: '--save',
+      path: save,
+      kind: 'checkpoint',
+      expectedBytes: checkpointBytes,
+      overwrite,
+      resuming: o.resuming,
+      inputs: o.inputs,
+      describeExisting: describeCheckpoint,
     });
   }
-  if (metrics) specs.push({ option: '--metrics', path: metrics, kind: 'metrics', expectedBytes: cfg.optimization.epochs * 4096, inputs: o.inputs });
+  if (metrics)
+    specs.push({
+      option: '--metrics',
+      path: metrics,
+      kind: 'metrics',
+      expectedBytes: cfg.optimization.epochs * 4096,
+      inputs: o.inputs,
+    });
   const plan = planOutputs(specs, { command: process.argv.slice(1).join(' '), warn: o.warn });
   for (const f of plan.cleaned) o.warn(`removed ${f}, a partial checkpoint left by a run that was killed`);
   if (plan.outputs.some((p) => p.kind === 'metrics' && p.exists)) {
-    o.warn(`--metrics ${metrics} already has records: this run's are appended after them, each marked with its run id (${o.runId})`);
+    o.warn(
+      `--metrics ${metrics} already has records: this run's are appended after them, each marked with its run id (${o.runId})`,
+    );
   }
   let metricsFailed = false;
   // When resuming, the checkpoint resumed from is the last good one until this run writes another.

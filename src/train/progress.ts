@@ -14,7 +14,12 @@ export class ProgressBar {
   #lastPlainPct = -1;
   readonly #started = Date.now();
 
-  constructor(readonly label: string, readonly total: number, readonly stream: NodeJS.WriteStream = process.stderr, readonly startAt = 0) {
+  constructor(
+    readonly label: string,
+    readonly total: number,
+    readonly stream: NodeJS.WriteStream = process.stderr,
+    readonly startAt = 0,
+  ) {
     this.#tty = !!stream.isTTY && !process.env.CI;
   }
 
@@ -30,7 +35,9 @@ export class ProgressBar {
       const width = 24;
       const filled = Math.round((width * done) / this.total);
       const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
-      this.stream.write(`\r\x1b[2K${this.label} ${bar} ${String(pct).padStart(3)}% ${done}/${this.total} ${info} ETA ${formatDuration(eta)}`);
+      this.stream.write(
+        `\r\x1b[2K${this.label} ${bar} ${String(pct).padStart(3)}% ${done}/${this.total} ${info} ETA ${formatDuration(eta)}`,
+      );
     } else if (pct >= this.#lastPlainPct + 25 || done === this.total) {
       // At most five plain lines per bar.
       this.#lastPlainPct = pct;

@@ -24,23 +24,56 @@ export interface Recipe extends Optimization {
 
 /** IDX data sets (Fashion-MNIST, MNIST): Dive into Deep Learning's recipe. */
 const D2L: Recipe = {
-  name: "d2l's Fashion-MNIST recipe", model: 'alexnet-d2l', optimizer: 'sgd', lr: 0.01, momentum: 0, weightDecay: 0,
-  batchSize: 128, evalBatchSize: 256, epochs: 10, schedule: 'constant', augment: 'none',
+  name: "d2l's Fashion-MNIST recipe",
+  model: 'alexnet-d2l',
+  optimizer: 'sgd',
+  lr: 0.01,
+  momentum: 0,
+  weightDecay: 0,
+  batchSize: 128,
+  evalBatchSize: 256,
+  epochs: 10,
+  schedule: 'constant',
+  augment: 'none',
 };
 
 /** Image folders, per model: the cats-vs-dogs recipe, the paper's, and torchvision's reference recipe. */
 const FOLDER: Record<string, Omit<Recipe, 'model'>> = {
   'alexnet-bn': {
-    name: 'the BatchNorm cats-vs-dogs recipe', optimizer: 'adam', lr: 1e-4, momentum: 0, weightDecay: 0, batchSize: 64,
-    evalBatchSize: 128, epochs: 20, schedule: 'constant', augment: 'torchvision',
+    name: 'the BatchNorm cats-vs-dogs recipe',
+    optimizer: 'adam',
+    lr: 1e-4,
+    momentum: 0,
+    weightDecay: 0,
+    batchSize: 64,
+    evalBatchSize: 128,
+    epochs: 20,
+    schedule: 'constant',
+    augment: 'torchvision',
   },
   'alexnet-2012': {
-    name: "the paper's recipe", optimizer: 'sgd-paper', lr: 0.01, momentum: 0.9, weightDecay: 0.0005, batchSize: 128,
-    evalBatchSize: 128, epochs: 90, schedule: 'plateau', augment: 'paper',
+    name: "the paper's recipe",
+    optimizer: 'sgd-paper',
+    lr: 0.01,
+    momentum: 0.9,
+    weightDecay: 0.0005,
+    batchSize: 128,
+    evalBatchSize: 128,
+    epochs: 90,
+    schedule: 'plateau',
+    augment: 'paper',
   },
   other: {
-    name: "torchvision's reference recipe", optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0.0005, batchSize: 128,
-    evalBatchSize: 128, epochs: 90, schedule: 'step:30', augment: 'torchvision',
+    name: "torchvision's reference recipe",
+    optimizer: 'sgd',
+    lr: 0.01,
+    momentum: 0.9,
+    weightDecay: 0.0005,
+    batchSize: 128,
+    evalBatchSize: 128,
+    epochs: 90,
+    schedule: 'step:30',
+    augment: 'torchvision',
   },
 };
 

@@ -52,16 +52,24 @@ export async function train(config: RunConfig, hooks: TrainHooks = {}): Promise<
 }
 
 /** Continues the checkpoint `file` where it stopped, with its own settings except for `overrides`. */
-export async function resume(file: string, overrides: ResumeOverrides = {}, hooks: TrainHooks = {}): Promise<TrainResult> {
+export async function resume(
+  file: string,
+  overrides: ResumeOverrides = {},
+  hooks: TrainHooks = {},
+): Promise<TrainResult> {
   const ckpt = loadCheckpoint(file);
   try {
     const cfg = applyOverrides(checkRunConfig(upgradeConfig(ckpt.config), file), overrides, file);
     const done = ckpt.progress;
     if (cfg.optimization.epochs <= done.epoch) {
-      throw new UserError(`${file} has done ${done.epoch} epochs and the run asks for ${cfg.optimization.epochs}: give --epochs above ${done.epoch} to train further`);
+      throw new UserError(
+        `${file} has done ${done.epoch} epochs and the run asks for ${cfg.optimization.epochs}: give --epochs above ${done.epoch} to train further`,
+      );
     }
     if (cfg.optimization.maxSteps !== undefined && cfg.optimization.maxSteps <= done.globalStep) {
-      throw new UserError(`--max-steps ${cfg.optimization.maxSteps} is not above the ${done.globalStep} steps ${file} has done`);
+      throw new UserError(
+        `--max-steps ${cfg.optimization.maxSteps} is not above the ${done.globalStep} steps ${file} has done`,
+      );
     }
     return await run({ cfg, runId: ckpt.runId ?? 'resumed', ckpt, resumeFile: file, lrOverride: overrides.lr }, hooks);
   } finally {
@@ -95,7 +103,9 @@ interface Trainer {
 async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
   const events = hooks.events ?? new TrainEvents();
   const warn = (message: string) => events.emit({ type: 'warning', message });
-  const unsubscribe = [logReporter(hooks.log ?? ((l) => console.log(l))), progressReporter(hooks.progressStream)].map((l) => events.on(l));
+  const unsubscribe = [logReporter(hooks.log ?? ((l) => console.log(l))), progressReporter(hooks.progressStream)].map(
+    (l) => events.on(l),
+  );
   try {
     const dev = prepareDevice(s.cfg.runtime.device, s.cfg.runtime.threads);
     if (dev.warning) warn(dev.warning);
@@ -107,12 +117,21 @@ async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
     checkBatches(s.cfg, model, dev.device, warn);
     const optimizer = makeOptimizer(s.cfg, model);
     // Every output is checked (and locked) before the first step: a run never trains and then fails to save.
-    const outputs = planRunOutputs(s.cfg, checkpointSize(model, optimizer), { runId: s.runId, resuming: s.resumeFile, warn: (m) => warn(`warning: ${m}`) });
+    const outputs = planRunOutputs(s.cfg, checkpointSize(model, optimizer), {
+      runId: s.runId,
+      resuming: s.resumeFile,
+      warn: (m) => warn(`warning: ${m}`),
+    });
     try {
       const d = s.cfg.data;
       const data = prepared.open({
-        inputShape: model.inputShape, device: dev.device, batchSize: s.cfg.optimization.batchSize,
-        evalBatchSize: s.cfg.optimization.evalBatchSize, preprocess: d.preprocess, transform: d.transform, onProblem,
+        inputShape: model.inputShape,
+        device: dev.device,
+        batchSize: s.cfg.optimization.batchSize,
+        evalBatchSize: s.cfg.optimization.evalBatchSize,
+        preprocess: d.preprocess,
+        transform: d.transform,
+        onProblem,
       });
       try {
         // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
@@ -134,10 +153,23 @@ async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
 function startEvent(t: Trainer, s: Session, threads: number): TrainEvent {
   const { cfg, data, record, ctx } = t;
   return {
-    type: 'start', runId: t.runId, model: cfg.model.name, dataset: record.dataset ?? cfg.data.dataset, trainSize: data.train.size,
-    testSize: data.test.size, classes: record.classes.length, input: ctx.model.inputShape, device: ctx.device, threads,
-    precision: ctx.precision, optimizer: cfg.optimization.optimizer, lr: ctx.optimizer.lr, batchSize: cfg.optimization.batchSize,
-    epochs: cfg.optimization.epochs, recipe: cfg.recipe, resumed: s.resumeFile ? { file: s.resumeFile, progress: t.progress } : undefined,
+    type: 'start',
+    runId: t.runId,
+    model: cfg.model.name,
+    dataset: record.dataset ?? cfg.data.dataset,
+    trainSize: data.train.size,
+    testSize: data.test.size,
+    classes: record.classes.length,
+    input: ctx.model.inputShape,
+    device: ctx.device,
+    threads,
+    precision: ctx.precision,
+    optimizer: cfg.optimization.optimizer,
+    lr: ctx.optimizer.lr,
+    batchSize: cfg.optimization.batchSize,
+    epochs: cfg.optimization.epochs,
+    recipe: cfg.recipe,
+    resumed: s.resumeFile ? { file: s.resumeFile, progress: t.progress } : undefined,
   };
 }
 
@@ -145,7 +177,10 @@ function startEvent(t: Trainer, s: Session, threads: number): TrainEvent {
 function checkBatches(cfg: RunConfig, model: AlexNet, device: Device, warn: (m: string) => void): void {
   const bytesPerElement = resolvePrecision(cfg.precision, device) === 'fp32' ? 4 : 2;
   const o = cfg.optimization;
-  for (const [mode, batch, option] of [['train', o.batchSize, '--batch-size'], ['eval', o.evalBatchSize, '--eval-batch-size']] as const) {
+  for (const [mode, batch, option] of [
+    ['train', o.batchSize, '--batch-size'],
+    ['eval', o.evalBatchSize, '--eval-batch-size'],
+  ] as const) {
     const fit = checkBatchFits(model, batch, { mode, device, bytesPerElement, option });
     if (fit.warning) warn(`warning: ${fit.warning}`);
   }
@@ -162,7 +197,12 @@ function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
   const o = cfg.optimization;
   const params = model.parameters();
   if (o.optimizer === 'adam') return new Adam(params, { lr: o.lr, weightDecay: o.weightDecay });
-  return new SGD(params, { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay, form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch' });
+  return new SGD(params, {
+    lr: o.lr,
+    momentum: o.momentum,
+    weightDecay: o.weightDecay,
+    form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch',
+  });
 }
 
 interface Parts {
@@ -179,19 +219,41 @@ function setUp(s: Session, p: Parts): Trainer {
   const { cfg } = s;
   const { model, optimizer, prepared, data, device, events, outputs } = p;
   const precision = resolvePrecision(cfg.precision, device);
-  const ctx: StepContext = { model, optimizer, device, precision, scaler: precision === 'fp16' ? new GradScaler() : undefined };
+  const ctx: StepContext = {
+    model,
+    optimizer,
+    device,
+    precision,
+    scaler: precision === 'fp16' ? new GradScaler() : undefined,
+  };
   const schedule = makeSchedule(cfg.optimization.schedule);
   const record: ModelRecord = {
     model: cfg.model.name,
     modelOptions: { ...cfg.model.options, numClasses: prepared.classes.length, inChannels: model.inputShape[0] },
-    classes: prepared.classes, classIds: prepared.classIds, preprocess: data.preprocess, sourceShape: data.sourceShape,
-    dataset: prepared.name, transform: data.transform,
+    classes: prepared.classes,
+    classIds: prepared.classIds,
+    preprocess: data.preprocess,
+    sourceShape: data.sourceShape,
+    dataset: prepared.name,
+    transform: data.transform,
     split: cfg.data.folder ? { valSplit: cfg.data.folder.valSplit, seed: cfg.runtime.seed } : undefined,
   };
-  const t: Trainer = { cfg, runId: s.runId, ctx, schedule, record, data, outputs, events, history: [], progress: { epoch: 0, batch: 0, globalStep: 0 } };
+  const t: Trainer = {
+    cfg,
+    runId: s.runId,
+    ctx,
+    schedule,
+    record,
+    data,
+    outputs,
+    events,
+    history: [],
+    progress: { epoch: 0, batch: 0, globalStep: 0 },
+  };
   if (s.ckpt) restore(t, s.ckpt, s.lrOverride);
   const warn = (message: string) => events.emit({ type: 'warning', message });
-  if (cfg.output.metrics) events.on(metricsReporter((r) => outputs.appendMetrics(r, warn), s.runId, cfg.output.metricsEvery));
+  if (cfg.output.metrics)
+    events.on(metricsReporter((r) => outputs.appendMetrics(r, warn), s.runId, cfg.output.metricsEvery));
   return t;
 }
 
@@ -211,11 +273,25 @@ function save(t: Trainer): void {
   const o = t.ctx.optimizer;
   const rng = getRngState();
   try {
-    const file = t.outputs.save((f) => saveCheckpoint(f, t.ctx.model, {
-      record: t.record, progress: t.progress, config: t.cfg as unknown as Record<string, unknown>, history: t.history, runId: t.runId,
-      optimizer: { type: t.cfg.optimization.optimizer, scalars: o.stateScalars(), schedule: t.schedule.state(), ...(t.ctx.scaler ? { scaler: t.ctx.scaler.state() } : {}) },
-      optimizerTensors: o.stateTensors(), rng,
-    }), (message) => t.events.emit({ type: 'warning', message }));
+    const file = t.outputs.save(
+      (f) =>
+        saveCheckpoint(f, t.ctx.model, {
+          record: t.record,
+          progress: t.progress,
+          config: t.cfg as unknown as Record<string, unknown>,
+          history: t.history,
+          runId: t.runId,
+          optimizer: {
+            type: t.cfg.optimization.optimizer,
+            scalars: o.stateScalars(),
+            schedule: t.schedule.state(),
+            ...(t.ctx.scaler ? { scaler: t.ctx.scaler.state() } : {}),
+          },
+          optimizerTensors: o.stateTensors(),
+          rng,
+        }),
+      (message) => t.events.emit({ type: 'warning', message }),
+    );
     if (file) t.events.emit({ type: 'checkpoint', file, progress: t.progress });
   } finally {
     rng.dispose();
@@ -225,9 +301,10 @@ function save(t: Trainer): void {
 function nonFiniteHint(t: Trainer): () => string {
   return () => {
     const pca = t.cfg.data.folder?.pcaStd;
-    const cause = pca !== undefined && pca > 1
-      ? `--pca-std ${pca} adds colour noise far above the paper's 0.1 (the inputs themselves are extreme)`
-      : `the learning rate (${t.ctx.optimizer.lr}) is probably too high`;
+    const cause =
+      pca !== undefined && pca > 1
+        ? `--pca-std ${pca} adds colour noise far above the paper's 0.1 (the inputs themselves are extreme)`
+        : `the learning rate (${t.ctx.optimizer.lr}) is probably too high`;
     const file = t.outputs.saved;
     return `${cause}. ` + (file ? `The last good checkpoint is ${file}.` : 'No checkpoint was written.');
   };
@@ -253,9 +330,18 @@ function finishEpoch(t: Trainer, r: EpochOutcome, ev: EvalResult, elapsed: numbe
   const lr = t.ctx.optimizer.lr;
   t.ctx.optimizer.lr = t.schedule.epochEnd(lr, 1 - ev.top1);
   const record: EpochRecord = {
-    epoch: t.progress.epoch + 1, train_loss: r.train.loss, train_acc: r.train.acc, test_loss: ev.loss, test_acc: ev.top1,
-    test_top5: ev.top5, lr, images_per_sec: r.images / r.seconds, epoch_seconds: r.seconds, elapsed_seconds: elapsed,
-    skipped: t.data.train.skipped, data_wait_seconds: r.waited,
+    epoch: t.progress.epoch + 1,
+    train_loss: r.train.loss,
+    train_acc: r.train.acc,
+    test_loss: ev.loss,
+    test_acc: ev.top1,
+    test_top5: ev.top5,
+    lr,
+    images_per_sec: r.images / r.seconds,
+    epoch_seconds: r.seconds,
+    elapsed_seconds: elapsed,
+    skipped: t.data.train.skipped,
+    data_wait_seconds: r.waited,
   };
   t.history.push(record);
   t.progress = { epoch: t.progress.epoch + 1, batch: 0, globalStep: t.progress.globalStep };
@@ -273,8 +359,16 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
   t.ctx.model.train();
   while (t.progress.epoch < o.epochs && stopped === 'completed') {
     const r = await trainOneEpoch({
-      ctx: t.ctx, source: data.train, events, progress: t.progress, epochs: o.epochs, maxSteps: o.maxSteps,
-      statsEvery: cfg.output.metrics ? cfg.output.metricsEvery : 0, shouldStop: hooks.shouldStop, nonFiniteHint: nonFiniteHint(t), onStepTime,
+      ctx: t.ctx,
+      source: data.train,
+      events,
+      progress: t.progress,
+      epochs: o.epochs,
+      maxSteps: o.maxSteps,
+      statsEvery: cfg.output.metrics ? cfg.output.metricsEvery : 0,
+      shouldStop: hooks.shouldStop,
+      nonFiniteHint: nonFiniteHint(t),
+      onStepTime,
     });
     t.progress = r.progress;
     stopped = r.stopped;
@@ -287,10 +381,27 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
     lastEval = await evaluate(t.ctx.model, data.test, { precision: t.ctx.precision, onBatch });
     events.emit({ type: 'evaluation', epoch: t.progress.epoch, result: lastEval });
     t.ctx.model.train();
-    if (r.progress.batch === data.train.numBatches) finishEpoch(t, r, lastEval, elapsedBefore + (Date.now() - runStart) / 1000);
-    else events.emit({ type: 'stopped', progress: t.progress, batches: data.train.numBatches, train: r.train, eval: lastEval });
+    if (r.progress.batch === data.train.numBatches)
+      finishEpoch(t, r, lastEval, elapsedBefore + (Date.now() - runStart) / 1000);
+    else
+      events.emit({
+        type: 'stopped',
+        progress: t.progress,
+        batches: data.train.numBatches,
+        train: r.train,
+        eval: lastEval,
+      });
     save(t);
   }
   const { model } = t.ctx;
-  return { model, record: t.record, history: t.history, lastEval, stopped, globalStep: t.progress.globalStep, device, runId: t.runId };
+  return {
+    model,
+    record: t.record,
+    history: t.history,
+    lastEval,
+    stopped,
+    globalStep: t.progress.globalStep,
+    device,
+    runId: t.runId,
+  };
 }

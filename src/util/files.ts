@@ -88,7 +88,10 @@ export function describeFsError(e: unknown, o: { needed?: number; dir?: string }
   }
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     const free = o.dir !== undefined ? freeBytes(o.dir) : undefined;
-    const parts = [o.needed !== undefined ? `needs ${formatBytes(o.needed)}` : '', free !== undefined ? `${formatBytes(free)} free` : ''];
+    const parts = [
+      o.needed !== undefined ? `needs ${formatBytes(o.needed)}` : '',
+      free !== undefined ? `${formatBytes(free)} free` : '',
+    ];
     if (parts.some(Boolean)) words += ` (${parts.filter(Boolean).join(', ')})`;
   }
   return words;
@@ -103,7 +106,9 @@ export function cannotRead(file: string, e: unknown, what?: string): UserError {
 
 /** "--save: cannot write FILE: read-only file system". */
 export function cannotWrite(file: string, e: unknown, o: { what?: string; needed?: number } = {}): UserError {
-  return new UserError(`${prefix(o.what)}cannot write ${file}: ${describeFsError(e, { needed: o.needed, dir: path.dirname(path.resolve(file)) })}`);
+  return new UserError(
+    `${prefix(o.what)}cannot write ${file}: ${describeFsError(e, { needed: o.needed, dir: path.dirname(path.resolve(file)) })}`,
+  );
 }
 
 /** What a non-regular file is, in words ("a directory", "a FIFO (named pipe)"), or undefined for a regular file. */
@@ -121,7 +126,9 @@ function inputError(file: string, e: unknown, what?: string): UserError {
   if (errnoCode(e) === 'ENOENT') {
     try {
       if (fs.lstatSync(file).isSymbolicLink()) {
-        return new UserError(`${prefix(what)}cannot read ${file}: no such file (it is a symbolic link to ${fs.readlinkSync(file)}, which does not exist)`);
+        return new UserError(
+          `${prefix(what)}cannot read ${file}: no such file (it is a symbolic link to ${fs.readlinkSync(file)}, which does not exist)`,
+        );
       }
     } catch {
       /* not a dangling link: the plain message */
@@ -179,13 +186,18 @@ export function readInputFile(file: string, what?: string, o: { maxBytes?: numbe
   const { fd, stat } = openInputFile(file, what);
   try {
     if (o.maxBytes !== undefined && stat.size > o.maxBytes) {
-      throw new UserError(`${prefix(what)}${file} is ${formatBytes(stat.size)}, more than the ${formatBytes(o.maxBytes)} allowed`);
+      throw new UserError(
+        `${prefix(what)}${file} is ${formatBytes(stat.size)}, more than the ${formatBytes(o.maxBytes)} allowed`,
+      );
     }
     const buf = Buffer.allocUnsafe(stat.size);
     let got = 0;
     while (got < stat.size) {
       const n = fs.readSync(fd, buf, got, stat.size - got, got);
-      if (n === 0) throw new UserError(`${prefix(what)}cannot read ${file}: it shrank while being read (${got} of ${stat.size} bytes)`);
+      if (n === 0)
+        throw new UserError(
+          `${prefix(what)}cannot read ${file}: it shrank while being read (${got} of ${stat.size} bytes)`,
+        );
       got += n;
     }
     return buf;
@@ -245,7 +257,10 @@ export function cleanStaleTemps(dir: string, base: string, o: { otherHostStaleMs
     if (!t) continue;
     const full = path.join(dir, name);
     try {
-      const stale = t.host === HOST_TAG ? !pidAlive(t.pid) : Date.now() - fs.lstatSync(full).mtimeMs > (o.otherHostStaleMs ?? 86_400_000);
+      const stale =
+        t.host === HOST_TAG
+          ? !pidAlive(t.pid)
+          : Date.now() - fs.lstatSync(full).mtimeMs > (o.otherHostStaleMs ?? 86_400_000);
       if (!stale) continue;
       fs.unlinkSync(full);
       removed.push(full);
@@ -349,7 +364,8 @@ function checkTarget(target: string, file: string, what?: string): fs.Stats | un
     return undefined;
   }
   const kind = fileTypeWords(s);
-  if (kind) throw new UserError(`${prefix(what)}cannot write ${file}: it is ${kind}, expected a regular file or a new name`);
+  if (kind)
+    throw new UserError(`${prefix(what)}cannot write ${file}: it is ${kind}, expected a regular file or a new name`);
   return s;
 }
 
@@ -397,14 +413,21 @@ export function appendLine(file: string, line: string, o: { what?: string } = {}
   ensureDir(path.dirname(path.resolve(file)), o.what);
   const existing = fs.statSync(file, { throwIfNoEntry: false });
   if (existing && !existing.isFile() && !existing.isCharacterDevice()) {
-    throw new UserError(`${prefix(o.what)}cannot write ${file}: it is ${fileTypeWords(existing)}, expected a regular file`);
+    throw new UserError(
+      `${prefix(o.what)}cannot write ${file}: it is ${fileTypeWords(existing)}, expected a regular file`,
+    );
   }
   let fd: number | undefined;
   let before = 0;
   try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NONBLOCK, 0o666);
+    fd = fs.openSync(
+      file,
+      fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NONBLOCK,
+      0o666,
+    );
     const s = fs.fstatSync(fd);
-    if (!s.isFile() && !s.isCharacterDevice()) throw new UserError(`${prefix(o.what)}cannot write ${file}: it is ${fileTypeWords(s)}, expected a regular file`);
+    if (!s.isFile() && !s.isCharacterDevice())
+      throw new UserError(`${prefix(o.what)}cannot write ${file}: it is ${fileTypeWords(s)}, expected a regular file`);
     before = s.size;
     writeAll(fd, bytes);
   } catch (e) {

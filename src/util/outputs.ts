@@ -12,15 +12,29 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import {
-  cleanStaleTemps, describeFsError, ensureDir, errnoCode, fileTypeWords, formatBytes, freeBytes, nonDirectoryAncestor,
-  pidAlive, tempPath, writeTarget,
+  cleanStaleTemps,
+  describeFsError,
+  ensureDir,
+  errnoCode,
+  fileTypeWords,
+  formatBytes,
+  freeBytes,
+  nonDirectoryAncestor,
+  pidAlive,
+  tempPath,
+  writeTarget,
 } from './files';
 
 export type OutputKind = 'checkpoint' | 'metrics' | 'report' | 'file';
 /** refuse: an existing file is an error; replace: it is replaced atomically; append: records are added to it. */
 export type OverwritePolicy = 'refuse' | 'replace' | 'append';
 
-const DEFAULT_POLICY: Record<OutputKind, OverwritePolicy> = { checkpoint: 'refuse', metrics: 'append', report: 'replace', file: 'replace' };
+const DEFAULT_POLICY: Record<OutputKind, OverwritePolicy> = {
+  checkpoint: 'refuse',
+  metrics: 'append',
+  report: 'replace',
+  file: 'replace',
+};
 
 export interface OutputSpec {
   /** The option that named it, for messages: '--save'. */
@@ -126,7 +140,9 @@ function refuseSameOutputs(specs: OutputSpec[]): void {
   for (let i = 0; i < specs.length; i++) {
     for (let j = i + 1; j < specs.length; j++) {
       if (specs[i].path && specs[j].path && sameFile(specs[i].path, specs[j].path)) {
-        throw new UserError(`${specs[i].option} ${specs[i].path} and ${specs[j].option} ${specs[j].path} are the same file: give them different paths`);
+        throw new UserError(
+          `${specs[i].option} ${specs[i].path} and ${specs[j].option} ${specs[j].path} are the same file: give them different paths`,
+        );
       }
     }
   }
@@ -147,9 +163,19 @@ function planOne(s: OutputSpec, o: PlanOptions, releases: (() => void)[], cleane
   checkTargetType(where, existing, policy);
   probeWritable(where, target, existing, policy);
   for (const f of cleanStaleTemps(dir, path.basename(target))) cleaned.push(f);
-  if (s.lock ?? s.kind === 'checkpoint') releases.push(acquireLock(s.path, { command: o.command, warn: o.warn, what: s.option, staleMs: o.staleLockMs }));
+  if (s.lock ?? s.kind === 'checkpoint')
+    releases.push(acquireLock(s.path, { command: o.command, warn: o.warn, what: s.option, staleMs: o.staleLockMs }));
   if (existing && policy === 'refuse' && !(s.resuming && sameFile(s.resuming, target))) refuseExisting(s, existing);
-  return { option: s.option, path: s.path, target, kind: s.kind, policy, exists: !!existing, expectedBytes: s.expectedBytes, freeBytes: freeBytes(dir) };
+  return {
+    option: s.option,
+    path: s.path,
+    target,
+    kind: s.kind,
+    policy,
+    exists: !!existing,
+    expectedBytes: s.expectedBytes,
+    freeBytes: freeBytes(dir),
+  };
 }
 
 function checkTargetType(where: string, s: fs.Stats | undefined, policy: OverwritePolicy): void {
@@ -162,7 +188,9 @@ function checkInputs(s: OutputSpec, where: string): void {
   for (const input of s.inputs ?? []) {
     if (!input.path || (s.resuming && sameFile(input.path, s.resuming))) continue;
     if (sameFile(s.path, input.path)) {
-      throw new UserError(`${where} is the same file as ${input.option} ${input.path}: writing it would destroy the input; choose another ${s.option}`);
+      throw new UserError(
+        `${where} is the same file as ${input.option} ${input.path}: writing it would destroy the input; choose another ${s.option}`,
+      );
     }
   }
 }
@@ -200,8 +228,10 @@ function refuseExisting(s: OutputSpec, existing: fs.Stats): void {
     } catch {
       desc = undefined;
     }
-    throw new UserError(`${where} already holds a checkpoint${desc ? ` (${desc})` : ` (${formatBytes(existing.size)}, written ${existing.mtime.toISOString().slice(0, 19).replace('T', ' ')} UTC)`}: ` +
-      `continue it with --resume ${s.path}, or pass --overwrite to replace it`);
+    throw new UserError(
+      `${where} already holds a checkpoint${desc ? ` (${desc})` : ` (${formatBytes(existing.size)}, written ${existing.mtime.toISOString().slice(0, 19).replace('T', ' ')} UTC)`}: ` +
+        `continue it with --resume ${s.path}, or pass --overwrite to replace it`,
+    );
   }
   throw new UserError(`${where} already exists: pass --overwrite to replace it, or choose another ${s.option}`);
 }
@@ -220,8 +250,16 @@ function checkSpace(outputs: PlannedOutput[], marginBytes?: number): void {
     const free = group[0].freeBytes ?? Infinity;
     if (needed <= free) continue;
     const p = group[group.length - 1];
-    const others = group.length > 1 ? ` (with ${group.slice(0, -1).map((q) => q.option).join(', ')} on the same file system)` : '';
-    throw new UserError(`${p.option} ${p.path} needs about ${formatBytes(needed)}${others} but only ${formatBytes(free)} is free in ${path.dirname(p.target)}: free some space or choose another ${p.option}`);
+    const others =
+      group.length > 1
+        ? ` (with ${group
+            .slice(0, -1)
+            .map((q) => q.option)
+            .join(', ')} on the same file system)`
+        : '';
+    throw new UserError(
+      `${p.option} ${p.path} needs about ${formatBytes(needed)}${others} but only ${formatBytes(free)} is free in ${path.dirname(p.target)}: free some space or choose another ${p.option}`,
+    );
   }
 }
 
@@ -298,7 +336,8 @@ export function readLock(lockFile: string): { info?: LockInfo; ino: number; ageM
   let info: LockInfo | undefined;
   try {
     const j = JSON.parse(text) as Partial<LockInfo>;
-    if (typeof j.pid === 'number' && typeof j.host === 'string') info = { started: '', command: '', token: '', ...j } as LockInfo;
+    if (typeof j.pid === 'number' && typeof j.host === 'string')
+      info = { started: '', command: '', token: '', ...j } as LockInfo;
   } catch {
     info = undefined;
   }
@@ -335,16 +374,21 @@ const when = (iso: string) => (iso ? `${iso.slice(0, 19).replace('T', ' ')} UTC`
 /** Whether an existing lock belongs to a live run. Same host: its PID is checked; another host: its refresh time. */
 function judge(lock: NonNullable<ReturnType<typeof readLock>>, staleMs: number): Verdict {
   const i = lock.info;
-  if (!i) return lock.ageMs < 10_000 ? { live: true, who: 'another run (starting now)' } : { live: false, reason: 'it is unreadable' };
+  if (!i)
+    return lock.ageMs < 10_000
+      ? { live: true, who: 'another run (starting now)' }
+      : { live: false, reason: 'it is unreadable' };
   const cmd = i.command ? `: ${i.command}` : '';
   if (i.host === os.hostname()) {
     // Our own PID without holding it here: a previous process that had our PID (a restarted container).
     const alive = i.pid !== process.pid && pidAlive(i.pid);
-    if (alive && !startedAfter(i.pid, i.started)) return { live: true, who: `another run (PID ${i.pid}, started ${when(i.started)}${cmd})` };
+    if (alive && !startedAfter(i.pid, i.started))
+      return { live: true, who: `another run (PID ${i.pid}, started ${when(i.started)}${cmd})` };
     const gone = alive ? 'now belongs to a program started later' : 'is no longer running';
     return { live: false, reason: `PID ${i.pid}, started ${when(i.started)}, ${gone}` };
   }
-  if (lock.ageMs < staleMs) return { live: true, who: `another run (PID ${i.pid} on ${i.host}, started ${when(i.started)}${cmd})` };
+  if (lock.ageMs < staleMs)
+    return { live: true, who: `another run (PID ${i.pid} on ${i.host}, started ${when(i.started)}${cmd})` };
   return { live: false, reason: `host ${i.host} has not refreshed it for ${Math.round(lock.ageMs / 60_000)} minutes` };
 }
 
@@ -386,14 +430,17 @@ function takeOver(lockFile: string, ino: number): boolean {
 }
 
 function startHolding(lockFile: string, info: LockInfo, staleMs: number): () => void {
-  const timer = setInterval(() => {
-    try {
-      const now = new Date();
-      fs.utimesSync(lockFile, now, now);
-    } catch {
-      /* the refresh is for other hosts' staleness check only */
-    }
-  }, Math.max(1000, staleMs / 4));
+  const timer = setInterval(
+    () => {
+      try {
+        const now = new Date();
+        fs.utimesSync(lockFile, now, now);
+      } catch {
+        /* the refresh is for other hosts' staleness check only */
+      }
+    },
+    Math.max(1000, staleMs / 4),
+  );
   timer.unref();
   let done = false;
   const release = () => {
@@ -424,8 +471,11 @@ export function acquireLock(target: string, o: LockOptions = {}): () => void {
   if (held.has(lockFile)) throw new UserError(`${what}${target} is already being written by this run`);
   const staleMs = o.staleMs ?? 3_600_000;
   const info: LockInfo = {
-    pid: process.pid, host: os.hostname(), started: new Date().toISOString(),
-    command: o.command ?? process.argv.slice(1).join(' '), token: crypto.randomBytes(8).toString('hex'),
+    pid: process.pid,
+    host: os.hostname(),
+    started: new Date().toISOString(),
+    command: o.command ?? process.argv.slice(1).join(' '),
+    token: crypto.randomBytes(8).toString('hex'),
   };
   ensureDir(path.dirname(lockFile), o.what);
   for (let attempt = 0; ; attempt++) {
@@ -440,7 +490,9 @@ export function acquireLock(target: string, o: LockOptions = {}): () => void {
     const v = judge(cur, staleMs);
     if (v.live) {
       const hint = cur.info && cur.info.host !== os.hostname() ? ` (if that run is gone, remove ${lockFile})` : '';
-      throw new UserError(`${v.who} is writing ${target}: wait for it to finish, or choose another ${o.what ?? 'path'}${hint}`);
+      throw new UserError(
+        `${v.who} is writing ${target}: wait for it to finish, or choose another ${o.what ?? 'path'}${hint}`,
+      );
     }
     if (takeOver(lockFile, cur.ino)) (o.warn ?? defaultWarn)(`removed the stale lock ${lockFile} (${v.reason})`);
   }

@@ -9,5 +9,10 @@ export function cliPeakRss(args: string[]): { code: number | null; stdout: strin
   const r = spawnSync(process.execPath, ['-r', PRELOAD, BIN, ...args], { encoding: 'utf8' });
   const m = /peak-rss-kb (\d+)/.exec(r.stderr);
   if (!m) throw new Error(`the child printed no peak RSS (exit ${r.status}): ${r.stderr}`);
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/\npeak-rss-kb \d+\n/, ''), peakMb: Number(m[1]) / 1024 };
+  return {
+    code: r.status,
+    stdout: r.stdout,
+    stderr: r.stderr.replace(/\npeak-rss-kb \d+\n/, ''),
+    peakMb: Number(m[1]) / 1024,
+  };
 }

@@ -5,7 +5,10 @@ export const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'alexnet.js'
 
 /** Runs the alexnet command in a child process. */
 export function cli(args: string[], o: { env?: NodeJS.ProcessEnv; input?: string } = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...o.env }, input: o.input });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...o.env },
+    input: o.input,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
-

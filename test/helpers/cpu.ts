@@ -27,8 +27,10 @@ export function bf16ConvMissing(): string | undefined {
     const capped = cap !== undefined && cap !== '' && !/AVX512|AMX|ALL/i.test(cap);
     const flags = cpuFlags();
     const avx512 = flags.has('avx512bw') && flags.has('avx512vl') && flags.has('avx512dq');
-    if (capped) bf16 = `no bfloat16 convolution under DNNL_MAX_CPU_ISA=${cap} (oneDNN has them from AVX-512 on): ${error}`;
-    else if (!avx512) bf16 = `no bfloat16 convolution on this CPU (no AVX-512; oneDNN has them from AVX-512 on): ${error}`;
+    if (capped)
+      bf16 = `no bfloat16 convolution under DNNL_MAX_CPU_ISA=${cap} (oneDNN has them from AVX-512 on): ${error}`;
+    else if (!avx512)
+      bf16 = `no bfloat16 convolution on this CPU (no AVX-512; oneDNN has them from AVX-512 on): ${error}`;
   }
   return bf16;
 }

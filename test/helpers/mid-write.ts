@@ -10,7 +10,12 @@ import * as path from 'node:path';
  * Resolves with the path of `child`'s temporary for `dir/base` while `child` is stopped in the middle of writing
  * it. `when` (optional) must be true for a write to count (e.g. "the first checkpoint already exists").
  */
-export function stopDuringWrite(child: ChildProcess, dir: string, base: string, o: { timeoutMs?: number; when?: () => boolean } = {}): Promise<string> {
+export function stopDuringWrite(
+  child: ChildProcess,
+  dir: string,
+  base: string,
+  o: { timeoutMs?: number; when?: () => boolean } = {},
+): Promise<string> {
   const pid = child.pid!;
   const prefix = `.${base}.${pid}.`;
   return new Promise((resolve, reject) => {
@@ -29,7 +34,10 @@ export function stopDuringWrite(child: ChildProcess, dir: string, base: string, 
       if (fs.existsSync(tmp)) done(undefined, tmp);
       else process.kill(pid, 'SIGCONT');
     });
-    const timer = setTimeout(() => done(new Error(`no write to ${base} by PID ${pid} within ${o.timeoutMs ?? 120_000} ms`)), o.timeoutMs ?? 120_000);
+    const timer = setTimeout(
+      () => done(new Error(`no write to ${base} by PID ${pid} within ${o.timeoutMs ?? 120_000} ms`)),
+      o.timeoutMs ?? 120_000,
+    );
     child.on('exit', onExit);
   });
 }

@@ -33,7 +33,9 @@ function run(args: string[]): void {
   try {
     execFileSync('mount', args, { stdio: 'pipe' });
   } catch (e) {
-    throw new Error(`mount ${args.join(' ')} failed${required && problem ? ` (mounts are required in CI: ${problem})` : ''}: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`);
+    throw new Error(
+      `mount ${args.join(' ')} failed${required && problem ? ` (mounts are required in CI: ${problem})` : ''}: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`,
+    );
   }
 }
 

@@ -15,7 +15,10 @@ let availability: string | undefined | null = null;
 export function oracleMissing(): string | undefined {
   if (availability === null) {
     const r = spawnSync(PYTHON, ['-c', 'import torch, torchvision, onnx'], { encoding: 'utf8' });
-    availability = r.status === 0 ? undefined : `PyTorch oracle unavailable (${PYTHON} cannot import torch, torchvision or onnx: apt-get install python3-torch python3-torchvision python3-onnx)`;
+    availability =
+      r.status === 0
+        ? undefined
+        : `PyTorch oracle unavailable (${PYTHON} cannot import torch, torchvision or onnx: apt-get install python3-torch python3-torchvision python3-onnx)`;
     if (availability && process.env.ALEXNET_REQUIRE_ORACLE === '1') throw new Error(availability);
   }
   return availability;
@@ -35,7 +38,9 @@ export function runOracle(cases: Case[]): Map<string, Tensor> {
     const output = path.join(dir, 'out.safetensors');
     const entries: [string, Tensor][] = [];
     for (const c of cases) for (const [k, t] of Object.entries(c.tensors)) entries.push([`${c.id}.${k}`, t]);
-    saveSafetensors(input, entries, { cases: JSON.stringify(cases.map(({ id, op, args }) => ({ id, op, args: args ?? {} }))) });
+    saveSafetensors(input, entries, {
+      cases: JSON.stringify(cases.map(({ id, op, args }) => ({ id, op, args: args ?? {} }))),
+    });
     // The oracle inherits our environment, so PyTorch picks the same kernels (DNNL_MAX_CPU_ISA, ATEN_CPU_CAPABILITY).
     const r = spawnSync(PYTHON, [SCRIPT, input, output], { encoding: 'utf8', maxBuffer: 1 << 24, env: process.env });
     if (r.status !== 0) throw new Error(`oracle failed (${r.status}): ${r.stderr}`);

@@ -55,7 +55,8 @@ export function judge(what: string, ours: Tensor, ref: Tensor, peer: Tensor, b: 
   const peerErr = relError(peer, ref, b.metric);
   const tol = (b.c * peerErr + b.floor) * scale;
   const ok = err <= tol;
-  const message = `${what}: relative error (${b.metric}) ${err.toExponential(3)} against float64, allowed ${tol.toExponential(3)} = ` +
+  const message =
+    `${what}: relative error (${b.metric}) ${err.toExponential(3)} against float64, allowed ${tol.toExponential(3)} = ` +
     `(${b.c} × PyTorch's ${peerErr.toExponential(3)} + ${b.floor.toExponential(1)})${scale === 1 ? '' : ` × ${scale.toExponential(3)}`}`;
   return { ok, err, peerErr, tol, message };
 }
