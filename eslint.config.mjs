@@ -19,11 +19,12 @@ export default tseslint.config(
   {
     files: ['src/**/*.ts'],
     rules: {
-      // Short functions: a longer one states its reason in an eslint-disable comment.
-      'max-lines-per-function': ['error', { max: 60, skipBlankLines: true, skipComments: true }],
+      // Short functions: about 60 lines as written before Prettier, which prints long calls and object literals one
+      // property per line (about 80 then); a longer one states its reason in an eslint-disable comment.
+      'max-lines-per-function': ['error', { max: 80, skipBlankLines: true, skipComments: true }],
       'max-len': [
         'error',
-        { code: 140, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreComments: false, ignoreUrls: true },
+        { code: 120, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true, ignoreUrls: true },
       ],
     },
   },

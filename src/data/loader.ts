@@ -11,7 +11,10 @@ import { defaultSampler, Sampler } from './sampler';
 export interface Preprocess {
   /** Model input size [height, width]. */
   inputSize: [number, number];
-  /** 'bilinear' stretches to the input size (as torchvision's Resize); 'pad' keeps the aspect ratio and pads with zeros (TF's resize_with_pad). */
+  /**
+   * 'bilinear' stretches to the input size (as torchvision's Resize); 'pad' keeps the aspect ratio and pads with
+   * zeros (TF's resize_with_pad).
+   */
   resize: 'bilinear' | 'pad';
   /** Per-channel mean and std applied after scaling to [0, 1]; empty for none (d2l uses none). */
   mean: number[];

@@ -159,6 +159,8 @@ type NodeSpec = { op: string; inputs: string[]; attrs: Attr[] };
 const nodeSpec = (op: string, inputs: string[], attrs: Attr[] = []): NodeSpec => ({ op, inputs, attrs });
 
 /** Layer `name` as an ONNX node reading `input` (its parameters named by `param`); undefined: identity here. */
+// One branch per layer type: the table from our layers to ONNX operators, read as a whole.
+// eslint-disable-next-line max-lines-per-function
 function layerNode(
   name: string,
   m: Module,

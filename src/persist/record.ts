@@ -18,7 +18,7 @@ export interface ModelRecord {
   model: string;
   modelOptions: AlexNetOptions;
   classes: string[];
-  /** Image-folder models: the class folder names (the class index is the position here); `classes` are display names. */
+  /** Image-folder models: the class folder names (the class index is the position); `classes` are display names. */
   classIds?: string[];
   preprocess: Preprocess;
   /** Shape of one raw example of the data set the model was trained on (C, H, W), e.g. [1, 28, 28]. */

@@ -220,7 +220,10 @@ export function tempPath(file: string, pid = process.pid): string {
   return path.join(path.dirname(file), `.${base}.${pid}.${HOST_TAG}.${crypto.randomBytes(4).toString('hex')}.tmp`);
 }
 
-/** The PID and host tag in a temporary's name if it belongs to `base`; the older ".<base>.<pid>.tmp" counts as this host's. */
+/**
+ * The PID and host tag in a temporary's name if it belongs to `base`; the older ".<base>.<pid>.tmp" counts as this
+ * host's.
+ */
 export function parseTempName(name: string, base: string): { pid: number; host: string } | undefined {
   const b = base.slice(0, MAX_BASE);
   if (!name.startsWith(`.${b}.`) || !name.endsWith('.tmp')) return undefined;
@@ -273,7 +276,10 @@ export function cleanStaleTemps(dir: string, base: string, o: { otherHostStaleMs
 
 // ---- writing ---------------------------------------------------------------------------------------------------
 
-/** The nearest existing ancestor of `dir` (itself included) that is not a directory, if any: "runs" in runs/x/y when runs is a file. */
+/**
+ * The nearest existing ancestor of `dir` (itself included) that is not a directory, if any: "runs" in runs/x/y when
+ * runs is a file.
+ */
 export function nonDirectoryAncestor(dir: string): string | undefined {
   let p = path.resolve(dir);
   for (;;) {

@@ -49,7 +49,7 @@ export interface OutputSpec {
   policy?: OverwritePolicy;
   /** --overwrite: 'refuse' becomes 'replace'. */
   overwrite?: boolean;
-  /** The checkpoint being resumed (--resume): writing over it continues it, so it is neither refused nor an input clash. */
+  /** The checkpoint being resumed (--resume): writing over it continues it: neither refused nor an input clash. */
   resuming?: string;
   /** Take `<target>.lock` for the run (default: checkpoints only). */
   lock?: boolean;
@@ -118,8 +118,8 @@ export function newRunId(now = new Date()): string {
  * writable (a probe file is created and removed), the target is not a directory, FIFO or device, enough space is
  * free for the expected bytes, no output is an input or another output, an existing checkpoint is not replaced
  * without --overwrite (unless it is the one being resumed), and no other live run holds the target's lock.
- * Temporaries of dead runs beside the targets are removed before free space is measured. Throws a UserError naming the option, the path and what
- * was expected; on error no lock stays taken.
+ * Temporaries of dead runs beside the targets are removed before free space is measured. Throws a UserError naming
+ * the option, the path and what was expected; on error no lock stays taken.
  */
 export function planOutputs(specs: OutputSpec[], o: PlanOptions = {}): OutputPlan {
   const releases: (() => void)[] = [];
@@ -282,7 +282,7 @@ export interface LockOptions {
   /** The option naming the target, for messages ('--save'). */
   what?: string;
   warn?: (message: string) => void;
-  /** A lock from another host not refreshed for this long is stale (default one hour); it is refreshed every staleMs/4. */
+  /** A lock from another host not refreshed for this long is stale (default one hour); refreshed every staleMs/4. */
   staleMs?: number;
 }
 
@@ -296,7 +296,8 @@ function releaseAllOnExit(): void {
 
 /** Killed by a signal nobody else handles: release the locks, then die of the signal as we would have. */
 function onSignal(sig: NodeJS.Signals): void {
-  if (process.listenerCount(sig) > 1) return; // the command handles it (train's Ctrl-C saves and exits; 'exit' releases)
+  // The command handles it (train's Ctrl-C saves and exits; 'exit' releases).
+  if (process.listenerCount(sig) > 1) return;
   releaseAllOnExit();
   process.kill(process.pid, sig);
 }
