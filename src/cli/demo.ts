@@ -31,7 +31,7 @@ Trains AlexNet (the d2l variant) on Fashion-MNIST from Debian's dataset-fashion-
 On a GPU it runs d2l's full recipe (224×224, 10 epochs, SGD lr 0.01, batch 128; d2l reports ≈ 0.88 test
 accuracy). On a CPU it runs a reduced recipe sized to finish in a few minutes on two cores: 67×67 inputs (the
 smallest the d2l layers take, bilinear from 28×28), the first 20,000 training images for one epoch, Adam
-lr 1e-4, batch 64, normalised inputs (it reaches about 79% test accuracy). Each demo is a fresh run: an
+lr 1e-4, batch 64, normalised inputs (it reaches about 78% test accuracy). Each demo is a fresh run: an
 earlier demo's files in DIR are replaced.
 
 Options:
@@ -103,7 +103,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const rel = (f: string) => (path.relative(process.cwd(), f).startsWith('..') ? f : path.relative(process.cwd(), f));
   console.log(`written to ${out}:`);
   console.log(`  checkpoint.safetensors  weights + optimiser state (alexnet eval|predict --weights ${rel(save)})`);
-  console.log('  metrics.jsonl           one JSON record per epoch');
+  console.log('  metrics.jsonl           one JSON record per epoch and one every 50 steps, with the run id');
   console.log('  eval.json               top-1, top-5, per-class accuracy, confusion matrix');
   console.log('  samples/                the test images classified above');
   console.log(
