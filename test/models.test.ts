@@ -148,7 +148,10 @@ test('a state dict round-trips between two models (same outputs)', () => {
 // our weights and input, in float32 and in float64 (the reference), and we run ours in float32 and in float64. Per
 // tensor (logits and every parameter's gradient), errors relative to the reference's largest magnitude
 // (test/helpers/tolerance.ts):
-// - our float32 model (channels-last, as prepareModel lays it out) within C32 × PyTorch's float32 (NCHW) error + FLOOR32. C32 = 4:
+// - our float32 model (channels-last, as prepareModel lays it out) within C32 × PyTorch's float32 error in the same
+//   layout + FLOOR32. The same layout, because oneDNN's kernels differ by layout: on AVX-512 the channels-last weight
+//   gradient of d2l's one-channel conv1 is 2e-3 of its largest element away from float64 where NCHW's is 1e-6 (both
+//   PyTorch's and ours; under AVX2 both layouts give 1e-6). C32 = 4:
 //   the two sum the same products in different orders and blockings; measured ratios are ≤ 2.4 (AVX-512, AVX2);
 //   FLOOR32 = 1e-5 (about 170 float32 unit roundoffs: summation-order noise of a well-conditioned layer, the
 //   layer-parity tolerance of nn-parity.test.ts).
@@ -177,6 +180,7 @@ function parity(name: string, op: string, keyMap: (k: string) => string, input: 
   for (const [k, t] of m.stateDict()) tensors[keyMap(k)] = t;
   const runs = [
     { name: 'f32', dtype: 'float32' },
+    { name: 'f32cl', dtype: 'float32', channels_last: true },
     { name: 'f64', dtype: 'float64' },
   ];
   const ref = runOracle([{ id: 'm', op, args: { runs }, tensors }]);
@@ -193,7 +197,7 @@ function parity(name: string, op: string, keyMap: (k: string) => string, input: 
   const check = (what: string, a32: Tensor, a64: Tensor, key: string) => {
     const ref64 = get(`f64.${key}`);
     const bound = { c: C32, floor: FLOOR32, metric: 'max' as const };
-    const v32 = judge(`float32 ${what}`, a32, ref64, get(`f32.${key}`), bound);
+    const v32 = judge(`float32 ${what}`, a32, ref64, get(`f32cl.${key}`), bound);
     const v64 = judge(`float64 ${what}`, a64, ref64, get(`f32.${key}`), bound, scaleTo('float32', 'float64'));
     for (const v of [v32, v64]) {
       if (process.env.ALEXNET_VERBOSE) console.log(v.message);
