@@ -3,6 +3,7 @@
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { UserError } from '../errors';
+import { OPTION_LIMITS } from '../models/alexnet';
 import { DEVICE_CHOICES, DeviceRequest, parseDevice } from '../runtime/device';
 
 type Raw = string | boolean | undefined;
@@ -75,7 +76,7 @@ export function choice<T extends string>(value: string, help: string, choices: r
 export const withHelp = <T>(o: Opt<T>, help: string): Opt<T> => ({ ...o, help });
 
 /** Sizes that would not fit any machine are usage errors here, before anything is allocated. */
-export const LIMITS = { batch: 65_536, threads: 1024, workers: 64, imageSide: 4096 } as const;
+export const LIMITS = { batch: 65_536, threads: 1024, workers: 64, imageSide: OPTION_LIMITS.inputSize } as const;
 
 /** Options several commands share: one validator and one help line each. */
 export const COMMON = {

@@ -1,4 +1,5 @@
 // alexnet summary: the layer table of a model (output shapes, parameters, multiply-accumulates).
+import { OPTION_LIMITS } from '../models/alexnet';
 import { describeModel, listModels } from '../models/registry';
 import { COMMON, int, optionHelp, parseCommand, parseInputShape, text, thousands, withHelp } from './options';
 
@@ -10,7 +11,7 @@ const OPTIONS = {
       .join(', ')} (default alexnet-torchvision)`,
   ),
   input: text('CxHxW', "input shape (default: the variant's own, e.g. 3x224x224); HxW or S keep its channels"),
-  classes: int('N', "number of output classes (default: the variant's)", { min: 1, max: 100_000 }),
+  classes: int('N', "number of output classes (default: the variant's)", { min: 1, max: OPTION_LIMITS.numClasses }),
   json: COMMON.json,
 };
 

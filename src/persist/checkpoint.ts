@@ -4,7 +4,6 @@
 import { FormatError, UserError } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import { AlexNet } from '../models/alexnet';
-import { DTYPE_SIZE } from '../tensor/dtype';
 import { Tensor } from '../tensor/tensor';
 import { CHECKPOINT_FORMAT, ModelRecord, readRecord, recordMetadata, WEIGHTS_FORMAT } from './record';
 import { FieldReader } from './validate';
@@ -59,14 +58,6 @@ export function saveCheckpoint(file: string, model: AlexNet, c: CheckpointConten
     },
     what,
   );
-}
-
-/** Bytes a checkpoint of `model` with `optimizerTensors` takes (its tensors; metadata is small in comparison). */
-export function checkpointBytes(model: AlexNet, optimizerTensors: [string, Tensor][]): number {
-  let n = 0;
-  for (const [, t] of model.stateDict()) n += t.numel * DTYPE_SIZE[t.dtype];
-  for (const [, t] of optimizerTensors) n += t.numel * DTYPE_SIZE[t.dtype];
-  return n;
 }
 
 export function loadCheckpoint(file: string, what = '--resume'): CheckpointData {

@@ -4,7 +4,7 @@
 import { Preprocess } from '../data/loader';
 import { AUGMENTS, PhotoTransform } from '../data/transforms';
 import { Metadata } from '../io/safetensors';
-import { AlexNetOptions } from '../models/alexnet';
+import { AlexNetOptions, OPTION_LIMITS } from '../models/alexnet';
 import { listModels } from '../models/registry';
 import { FieldReader } from './validate';
 
@@ -12,7 +12,13 @@ export const CHECKPOINT_FORMAT = 'alexnet-ts/checkpoint';
 export const WEIGHTS_FORMAT = 'alexnet-ts/weights';
 
 /** Bounds on what a model file may claim. */
-export const RECORD_LIMITS = { classes: 100_000, side: 4096, sourceSide: 2048, channels: 4, nameLength: 1000 } as const;
+export const RECORD_LIMITS = {
+  classes: OPTION_LIMITS.numClasses,
+  side: OPTION_LIMITS.inputSize,
+  sourceSide: 2048,
+  channels: 4,
+  nameLength: 1000,
+} as const;
 
 export interface ModelRecord {
   model: string;
