@@ -1,4 +1,4 @@
-// CPU memory: glibc's malloc settings and a caching CPU allocator for tensor buffers (libtorch 1.x).
+// CPU memory: glibc's malloc settings and a caching CPU allocator for tensor buffers.
 //
 // Why: a training loop frees and re-allocates the same buffer sizes every step. Through glibc those buffers
 // either fragment the heap (measured: +0.26 MB RSS per step under the default dynamic mmap threshold) or, with
@@ -19,9 +19,16 @@
 #include <unordered_map>
 #include <vector>
 
-namespace alexnet {
+// libtorch 2.3 made Allocator::allocate non-const and added copy_data.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define ALEXNET_ALLOCATOR_2_3 1
+#define ALEXNET_ALLOCATE_CONST
+#else
+#define ALEXNET_ALLOCATOR_2_3 0
+#define ALEXNET_ALLOCATE_CONST const
+#endif
 
-#if TORCH_VERSION_MAJOR < 2
+namespace alexnet {
 
 namespace {
 
@@ -71,7 +78,7 @@ void Free(void* p) {
 
 class CachingCpuAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t nbytes) const override {
+  c10::DataPtr allocate(size_t nbytes) ALEXNET_ALLOCATE_CONST override {
     void* p = nullptr;
     if (nbytes >= kLarge) {
       const size_t n = (nbytes + kPage - 1) / kPage * kPage;
@@ -99,6 +106,9 @@ class CachingCpuAllocator final : public c10::Allocator {
     return {p, p, &Free, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &Free; }
+#if ALEXNET_ALLOCATOR_2_3
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#endif
 };
 
 CachingCpuAllocator g_allocator;
@@ -126,16 +136,6 @@ static Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
   o.Set("misses", static_cast<double>(c.misses));
   return o;
 }
-
-#else
-
-// libtorch 2.x changed the Allocator interface; there the fixed mmap threshold (SetUpCpuMemory) is the remedy.
-static void InstallCachingAllocator() {}
-
-// allocatorStats() -> undefined: there is no cache
-static Napi::Value AllocatorStats(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
-
-#endif
 
 void SetUpCpuMemory() {
 #if defined(__GLIBC__)

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Builds and tests alexnet-ts against libtorch 2.x without a GPU: Debian 13 ("trixie") ships libtorch-dev 2.6,
+# python3-torch 2.6, python3-torchvision 0.21, python3-onnx and nodejs 20, which need trixie's C library, so they run
+# in a trixie root made with debootstrap. The script makes that root (or reuses it), copies this working tree into
+# it, runs scripts/setup.sh --test there (the Debian packages, npm ci, the addon against libtorch 2.6, the
+# TypeScript build) and then the whole test suite, the parity tests against PyTorch 2.6 included.
+#
+# Needs: root (debootstrap, chroot, mounts), Debian's registry and npm's. About 4 GB of disk for the root.
+# Usage: bash scripts/check-libtorch2.sh [-- ARGS for npm test]
+#   TRIXIE_ROOT=DIR   where the root lives (default /var/tmp/alexnet-trixie; kept between runs)
+#   MIRROR=URL        the Debian mirror (default http://deb.debian.org/debian)
+# Exit status: the test suite's (0 when every test passed), 2 for a usage error, 1 when the setup failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=${TRIXIE_ROOT:-/var/tmp/alexnet-trixie}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+say() { printf '\033[1m[libtorch2]\033[0m %s\n' "$*"; }
+
+test_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --) shift; test_args=("$@"); break ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "check-libtorch2.sh: unknown option '$1' (expected -- followed by npm test's arguments)" >&2; exit 2 ;;
+  esac
+done
+if [ "$(id -u)" != 0 ]; then
+  echo "check-libtorch2.sh: needs root (debootstrap and chroot); run it as root or with sudo" >&2
+  exit 2
+fi
+
+# One run at a time per root: a second would stack its mounts on the first's and unmount them under it.
+mkdir -p "$(dirname "$ROOT")"
+exec 9>"$ROOT.lock"
+if ! flock -n 9; then
+  echo "check-libtorch2.sh: another run is using $ROOT (lock $ROOT.lock)" >&2
+  exit 2
+fi
+
+# 1. The trixie root, made once. debootstrap's marker: a finished root has /etc/debian_version and our stamp.
+if [ ! -f "$ROOT/.alexnet-root-ready" ]; then
+  if ! command -v debootstrap >/dev/null; then
+    say "installing debootstrap"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
+  fi
+  say "making a Debian 13 root in $ROOT (minutes; kept for later runs)"
+  rm -rf "$ROOT"
+  mkdir -p "$ROOT"
+  debootstrap --variant=minbase --include=ca-certificates trixie "$ROOT" "$MIRROR"
+  touch "$ROOT/.alexnet-root-ready"
+fi
+
+# 2. Mounts for the chroot, undone on every exit.
+mounted=()
+cleanup() {
+  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+mount_in() { # mount_in TARGET ARGS...
+  local target="$ROOT$1"
+  shift
+  mkdir -p "$target"
+  mount "$@" "$target"
+  mounted+=("$target")
+}
+mount_in /proc -t proc proc
+mount_in /sys -t sysfs sysfs
+mount_in /dev --bind /dev
+mount_in /dev/pts --bind /dev/pts
+mount_in /dev/shm -t tmpfs tmpfs
+mount_in /tmp -t tmpfs -o size=8g tmpfs
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+
+# 3. This working tree (tracked and untracked files that git does not ignore) into the root; node_modules, build/
+#    and dist/ stay from the last run there, so a second run rebuilds only what changed.
+dest="$ROOT/opt/alexnet-ts"
+mkdir -p "$dest"
+say "copying the working tree to $dest"
+git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+  [ -e "$f" ] && printf '%s\0' "$f"
+done | tar --null -T - -cf - | tar -C "$dest" -xf -
+
+# 4. Setup and tests inside. DEBIAN_FRONTEND keeps apt quiet; HOME for npm's cache; this machine's proxy settings
+#    and its own certificate authorities (a registry reached through an inspecting proxy) go in with them.
+inside() {
+  chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive CI="${CI:-}" ALEXNET_REQUIRE_ORACLE="${ALEXNET_REQUIRE_ORACLE:-}" \
+    JOBS="${JOBS:-}" ${ALEXNET_CPU_CACHE_MB:+ALEXNET_CPU_CACHE_MB=$ALEXNET_CPU_CACHE_MB} NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    http_proxy="${http_proxy:-}" https_proxy="${https_proxy:-}" no_proxy="${no_proxy:-}" bash -c "$1"
+}
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$ROOT/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+  inside "update-ca-certificates >/dev/null"
+fi
+say "setting up inside (Debian 13 packages, npm ci, the addon against libtorch 2.6, TypeScript)"
+inside "cd /opt/alexnet-ts && bash scripts/setup.sh --test"
+inside "dpkg-query -W -f='\${Package} \${Version}\n' libtorch-dev python3-torch python3-torchvision python3-onnx nodejs"
+say "running the test suite against libtorch 2.6"
+set +e
+inside "cd /opt/alexnet-ts && npm test -- ${test_args[*]:-}"
+status=$?
+set -e
+say "test suite exit status: $status"
+exit "$status"
