@@ -13,7 +13,8 @@ import { SGD } from '../src/optim/optimizer';
 import { parseDevice, prepareDevice, prepareModel, synchronize } from '../src/runtime/device';
 import { autocast, GradScaler, Precision, resolvePrecision } from '../src/runtime/precision';
 import { Device } from '../src/tensor/dtype';
-import { manualSeed, noGrad, randint, randn, runtimeInfo, tidy } from '../src/tensor/tensor';
+import { manualSeed, noGrad, randint, randn, runtimeInfo, Tensor, tidy } from '../src/tensor/tensor';
+import { cudaGraphObstacle, GraphedStep } from '../src/train/graph';
 import { StepContext, trainStep } from '../src/train/step';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -22,6 +23,8 @@ const PYTHON = process.env.ALEXNET_ORACLE_PYTHON || '/usr/bin/python3';
 interface Speeds {
   train_ips: number;
   infer_ips: number;
+  /** Training with the step recorded as a CUDA graph (GPUs; what `alexnet train` does there). */
+  graph_train_ips?: number;
 }
 
 /** Multiply-accumulates of one forward pass of `name` at its input size. */
@@ -64,6 +67,7 @@ function ours(
   }
   sync();
   const train = (batch * iters) / ((performance.now() - t) / 1000);
+  const graphTrain = graphedSteps(ctx, x, y, warmup, iters);
   model.eval();
   noGrad(() => {
     for (let i = 0; i < warmup + iters; i++) {
@@ -79,7 +83,39 @@ function ours(
   model.dispose();
   x.dispose();
   y.dispose();
-  return { train_ips: train, infer_ips: infer };
+  return { train_ips: train, infer_ips: infer, graph_train_ips: graphTrain };
+}
+
+/** Images/s of training steps replayed as a CUDA graph; undefined where they cannot be (saying why once). */
+function graphedSteps(ctx: StepContext, x: Tensor, y: Tensor, warmup: number, iters: number): number | undefined {
+  const obstacle = cudaGraphObstacle(ctx);
+  if (obstacle) {
+    if (ctx.device !== 'cpu') console.error(`CUDA graph not measured: ${obstacle}`);
+    return undefined;
+  }
+  const g = new GraphedStep(ctx);
+  let t = 0;
+  for (let i = 0; i < warmup + iters; i++) {
+    if (i === warmup) {
+      synchronize(ctx.device);
+      t = performance.now();
+    }
+    try {
+      g.step(x, y);
+    } catch (e) {
+      console.error(`CUDA graph not measured: ${(e as Error).message}`);
+      g.dispose();
+      return undefined;
+    }
+  }
+  synchronize(ctx.device);
+  const ips = (y.size(0) * iters) / ((performance.now() - t) / 1000);
+  g.dispose();
+  if (g.failed || g.replays < iters) {
+    console.error(`CUDA graph not measured: ${g.failed ?? `${g.replays} replays of ${iters} steps`}`);
+    return undefined;
+  }
+  return ips;
 }
 
 function pytorch(
@@ -182,12 +218,13 @@ function main(): void {
     const macs = forwardMacs(name);
     // Training is three passes' worth of FLOPs (forward, and backward's two), inference one; a MAC is two FLOPs.
     const peak = Number(values['peak-tflops'] ?? peakTflops(gpuName, precision) ?? NaN) * 1e12;
-    const med = (xs: Speeds[], k: keyof Speeds) => (xs.length ? median(xs.map((s) => s[k])) : null);
+    const med = (xs: Speeds[], k: keyof Speeds) => (xs.length ? median(xs.map((s) => s[k] ?? NaN)) : null);
     const ratio = (a: number | null, b: number | null) => (a && b ? a / b : null);
     const row = {
       model: name,
       ours_train_ips: med(o, 'train_ips')!,
       ours_infer_ips: med(o, 'infer_ips')!,
+      ours_graph_train_ips: o.some((s) => s.graph_train_ips === undefined) ? null : med(o, 'graph_train_ips'),
       torch_train_ips: med(p, 'train_ips'),
       torch_infer_ips: med(p, 'infer_ips'),
       torch_cl_train_ips: med(pcl, 'train_ips'),
@@ -210,13 +247,17 @@ function main(): void {
     row.infer_ratio = ratio(row.ours_infer_ips, row.torch_infer_ips);
     row.train_ratio_vs_cl = ratio(row.ours_train_ips, row.torch_cl_train_ips);
     row.infer_ratio_vs_cl = ratio(row.ours_infer_ips, row.torch_cl_infer_ips);
-    rows.push(row);
+    const graphRatio = ratio(row.ours_graph_train_ips, Math.max(row.torch_train_ips ?? 0, row.torch_cl_train_ips ?? 0));
+    rows.push({ ...row, graph_train_ratio_vs_best: graphRatio });
     const fmt = (x: number | null) => (x === null ? '–' : x.toFixed(2));
     console.log(
       `${name}: train ${row.ours_train_ips.toFixed(1)} img/s (ratio ${fmt(row.train_ratio)} vs PyTorch, ${fmt(row.train_ratio_vs_cl)} vs PyTorch channels-last), ` +
         `inference ${row.ours_infer_ips.toFixed(1)} img/s (ratio ${fmt(row.infer_ratio)}, ${fmt(row.infer_ratio_vs_cl)})` +
         (row.ours_train_mfu !== null
           ? `; MFU train ${(100 * row.ours_train_mfu).toFixed(1)}%, inference ${(100 * row.ours_infer_mfu!).toFixed(1)}%`
+          : '') +
+        (row.ours_graph_train_ips !== null
+          ? `; train as a CUDA graph ${row.ours_graph_train_ips.toFixed(1)} img/s (ratio ${fmt(graphRatio)} vs PyTorch's best)`
           : ''),
     );
   }
@@ -241,6 +282,14 @@ function main(): void {
             (r) =>
               `| ${r.model} | ${f(r.ours_train_mfu && 100 * r.ours_train_mfu)}% | ${f(r.torch_cl_train_mfu && 100 * r.torch_cl_train_mfu)}% | ${f(r.ours_infer_mfu && 100 * r.ours_infer_mfu)}% |`,
           ),
+        ]
+      : []),
+    ...(rows.some((r) => r.ours_graph_train_ips !== null)
+      ? [
+          '',
+          '| model | train ours, CUDA graph | ratio vs PyTorch eager, best layout |',
+          '|---|---|---|',
+          ...rows.map((r) => `| ${r.model} | ${f(r.ours_graph_train_ips)} | ${f(r.graph_train_ratio_vs_best, 2)} |`),
         ]
       : []),
   ].join('\n');

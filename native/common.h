@@ -105,5 +105,6 @@ void RegisterAmp(Napi::Env env, Napi::Object exports);        // amp.cc: autocas
 void RegisterRuntime(Napi::Env env, Napi::Object exports);    // runtime.cc: RNG, threads, CUDA, memory stats
 void SetUpCpuMemory();                                        // allocator.cc: malloc settings, caching allocator
 void RegisterAllocator(Napi::Env env, Napi::Object exports);  // allocator.cc: allocatorStats
+void RegisterCudaGraph(Napi::Env env, Napi::Object exports);  // cuda_graph.cc: record and replay (CUDA builds)
 
 }  // namespace alexnet

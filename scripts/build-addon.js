@@ -5,7 +5,9 @@
 //   LIBTORCH=/path/to/libtorch       an official libtorch tree (include/, lib/)
 //   LIBTORCH_USE_PYTORCH=1           the libtorch inside an installed Python torch (PYTHON=... picks the python)
 //   neither                          Debian's libtorch-dev (apt-get install libtorch-dev)
-// Other variables: CXX (compiler, default g++), JOBS (parallel compiles), CXXSTD (default c++17).
+// Other variables: CXX (compiler, default g++), JOBS (parallel compiles), CXXSTD (default c++17),
+//   CUDA_HOME (where the CUDA headers are, for CUDA graphs; default: /usr/local/cuda, nvcc's, the PyTorch wheel's),
+//   ALEXNET_NO_CUDA_GRAPHS=1 (a CUDA build without CUDA graphs).
 //
 // Output: build/Release/alexnet_native.node and build/Release/build-info.json. Nothing is rebuilt when the
 // sources and the configuration are unchanged.
@@ -60,6 +62,7 @@ function findLibtorch() {
     const [dir, abi, version] = out.trim().split('\n');
     return {
       source: `PyTorch ${version} at ${dir}`,
+      site: path.dirname(dir),
       include: [path.join(dir, 'include'), path.join(dir, 'include/torch/csrc/api/include')],
       lib: path.join(dir, 'lib'),
       abi: Number(abi),
@@ -101,6 +104,26 @@ function detectAbi(libDir) {
   }
 }
 
+// CUDA graphs (native/cuda_graph.cc) include libtorch's CUDA headers, which include the CUDA toolkit's.
+function cudaInclude(torch) {
+  if (process.env.ALEXNET_NO_CUDA_GRAPHS === '1') return undefined;
+  if (!torch.include.some((d) => fs.existsSync(path.join(d, 'ATen', 'cuda', 'CUDAGraph.h')))) return undefined;
+  const candidates = [];
+  if (process.env.CUDA_HOME) candidates.push(path.join(process.env.CUDA_HOME, 'include'));
+  candidates.push('/usr/local/cuda/include');
+  try {
+    const nvcc = execFileSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' }).trim();
+    if (nvcc) candidates.push(path.join(path.dirname(path.dirname(fs.realpathSync(nvcc))), 'include'));
+  } catch {
+    /* no nvcc on PATH */
+  }
+  if (torch.site) {
+    const nv = path.join(torch.site, 'nvidia');
+    if (fs.existsSync(nv)) for (const d of fs.readdirSync(nv)) candidates.push(path.join(nv, d, 'include'));
+  }
+  return candidates.find((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')));
+}
+
 function nodeInclude() {
   const candidates = [
     path.join(path.dirname(process.execPath), '..', 'include', 'node'),
@@ -140,6 +163,11 @@ async function main() {
   for (const extra of ['c10_cuda', 'torch_cuda']) {
     if (fs.existsSync(path.join(torch.lib, `lib${extra}.so`))) libNames.push(extra);
   }
+  const cudaHeaders = libNames.includes('torch_cuda') ? cudaInclude(torch) : undefined;
+  if (cudaHeaders) includes.push(cudaHeaders);
+  else if (libNames.includes('torch_cuda')) {
+    console.log('build-addon: CUDA headers not found (set CUDA_HOME): building without CUDA graphs');
+  }
   const cflags = [
     `-std=${std}`,
     '-O3',
@@ -151,6 +179,7 @@ async function main() {
     '-DNAPI_VERSION=8',
     '-DNODE_ADDON_API_CPP_EXCEPTIONS',
     '-DNODE_ADDON_API_DISABLE_DEPRECATED',
+    ...(cudaHeaders ? ['-DALEXNET_CUDA_GRAPHS'] : []),
     '-Wall',
     '-Wno-unused-parameter',
     '-Wno-deprecated-declarations',
@@ -218,11 +247,14 @@ async function main() {
     source: torch.source,
     libDir: torch.lib,
     cuda: libNames.includes('torch_cuda'),
+    cudaGraphs: Boolean(cudaHeaders),
     abi: torch.abi,
     builtAt: new Date().toISOString(),
   };
   fs.writeFileSync(path.join(outDir, 'build-info.json'), JSON.stringify(info, null, 2) + '\n');
-  console.log(`build-addon: wrote ${path.relative(root, out)} (${info.cuda ? 'CUDA' : 'CPU'} build)`);
+  console.log(
+    `build-addon: wrote ${path.relative(root, out)} (${info.cuda ? `CUDA build${info.cudaGraphs ? ' with CUDA graphs' : ''}` : 'CPU build'})`,
+  );
 }
 
 main().catch((e) => fail(e.stack || String(e)));

@@ -3,7 +3,7 @@ import { UserError } from '../errors';
 import { AUGMENTS } from '../data/transforms';
 import { listModels } from '../models/registry';
 import { PRECISIONS } from '../runtime/precision';
-import { buildRunConfig, OPTIMIZERS, RESUME_OVERRIDES, TrainOptions } from '../train/config';
+import { buildRunConfig, CUDA_GRAPH_MODES, OPTIMIZERS, RESUME_OVERRIDES, TrainOptions } from '../train/config';
 import { resume, train, TrainResult } from '../train/run';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
 import {
@@ -112,6 +112,11 @@ const RUN = {
     PRECISIONS,
   ),
   threads: COMMON.threads,
+  cudaGraph: choice(
+    'M',
+    'off (default) or on: record the training step once as a CUDA graph and replay it, so that the\nGPU stops waiting for each kernel launch (GPU, SGD, bf16 or fp32; experimental: not yet verified)',
+    CUDA_GRAPH_MODES,
+  ),
   seed: int('N', 'seeds weights, dropout, shuffling, splits and augmentation (default 0)', {
     min: 0,
     max: 2 ** 32 - 1,

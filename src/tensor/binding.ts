@@ -159,10 +159,21 @@ export interface Native {
   /** The caching CPU allocator's state (libtorch 1.x builds); undefined where it is not used. */
   allocatorStats():
     { enabled: boolean; cachedBytes: number; largeBlocks: number; hits: number; misses: number } | undefined;
+  // cuda_graph.cc: present only in CUDA builds that found the CUDA headers (build-info.json: cudaGraphs)
+  /** Moves this thread's CUDA work to a side stream (graphs are recorded there, after warm-up steps there). */
+  cudaUseSideStream?(device: number): void;
+  /** Starts recording the CUDA work queued on this thread's (side) stream; returns the graph's id. */
+  cudaGraphBegin?(): number;
+  /** Ends the recording: the graph can be replayed. */
+  cudaGraphEnd?(id: number): void;
+  /** Runs the recorded work again on the current stream. */
+  cudaGraphReplay?(id: number): void;
+  /** Frees the graph and its memory pool. */
+  cudaGraphRelease?(id: number): void;
 }
 
 /** Must equal kAbiVersion in native/addon.cc. */
-const ADDON_ABI = 3;
+const ADDON_ABI = 4;
 let loaded: Native | undefined;
 
 function projectRoot(): string {

@@ -12,6 +12,9 @@ import { listModels } from '../models/registry';
 import { FieldReader } from '../persist/validate';
 import { DeviceRequest, parseDevice } from '../runtime/device';
 import { Precision, PRECISIONS } from '../runtime/precision';
+
+export type CudaGraphMode = 'off' | 'on';
+export const CUDA_GRAPH_MODES: CudaGraphMode[] = ['off', 'on'];
 import { defaultLr, Optimization, OptimizerName, recipeFor } from './recipes';
 import { FolderConfig } from './data';
 
@@ -37,7 +40,8 @@ export interface RunConfig {
   };
   /** fp32, bf16 or fp16 autocast (fp16 with loss scaling); auto: bf16 on a GPU, fp32 on the CPU. */
   precision: Precision | 'auto';
-  runtime: { device: DeviceRequest; threads?: number; seed: number };
+  /** cudaGraph: record the training step once as a CUDA graph and replay it (off unless asked: not yet verified). */
+  runtime: { device: DeviceRequest; threads?: number; seed: number; cudaGraph?: CudaGraphMode };
   output: {
     save?: string;
     metrics?: string;
@@ -74,6 +78,7 @@ export interface TrainOptions extends Partial<FolderConfig> {
   precision?: Precision | 'auto';
   threads?: number;
   seed?: number;
+  cudaGraph?: CudaGraphMode;
   save?: string;
   metrics?: string;
   metricsEvery?: number;
@@ -166,7 +171,7 @@ export function buildRunConfig(o: TrainOptions): RunConfig {
       schedule: o.schedule ?? recipe.schedule,
     },
     precision: o.precision ?? 'auto',
-    runtime: { device: o.device ?? 'auto', threads: o.threads, seed: o.seed ?? 0 },
+    runtime: { device: o.device ?? 'auto', threads: o.threads, seed: o.seed ?? 0, cudaGraph: o.cudaGraph ?? 'off' },
     output: { save: o.save, metrics: o.metrics, metricsEvery: o.metricsEvery ?? 50, overwrite: o.overwrite },
     recipe: `${recipe.name} for ${recipe.model}${folder ? `, ${o.augment ?? recipe.augment} augmentation` : ''} (options given take precedence)`,
   };
@@ -200,6 +205,7 @@ export function checkRunConfig(value: unknown, source: string): RunConfig {
   parseDevice(f.str('runtime.device', rt.device));
   if (rt.threads !== undefined) f.int('runtime.threads', rt.threads, 1, 4096);
   f.int('runtime.seed', rt.seed, 0, 2 ** 32 - 1);
+  if (rt.cudaGraph !== undefined) f.oneOf('runtime.cudaGraph', rt.cudaGraph, CUDA_GRAPH_MODES);
   const out = f.object('output', c.output);
   f.int('output.metricsEvery', out.metricsEvery, 0, 1e9);
   return value as RunConfig;
@@ -248,8 +254,10 @@ export interface ResumeOverrides {
   metricsEvery?: number;
   threads?: number;
   device?: DeviceRequest;
+  cudaGraph?: CudaGraphMode;
 }
 export const RESUME_OVERRIDES: (keyof ResumeOverrides)[] = [
+  'cudaGraph',
   'epochs',
   'maxSteps',
   'lr',
@@ -272,7 +280,12 @@ export function applyOverrides(c: RunConfig, o: ResumeOverrides, checkpoint: str
         maxSteps: o.maxSteps,
         lr: pick(o.lr, c.optimization.lr),
       },
-      runtime: { ...c.runtime, threads: pick(o.threads, c.runtime.threads), device: pick(o.device, c.runtime.device) },
+      runtime: {
+        ...c.runtime,
+        threads: pick(o.threads, c.runtime.threads),
+        device: pick(o.device, c.runtime.device),
+        cudaGraph: pick(o.cudaGraph, c.runtime.cudaGraph),
+      },
       output: {
         ...c.output,
         save: o.save ?? checkpoint,

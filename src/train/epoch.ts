@@ -4,6 +4,7 @@
 import { AlexnetError } from '../errors';
 import { BatchSource } from '../data/source';
 import { Progress } from '../persist/checkpoint';
+import { GraphedStep } from './graph';
 import { StepContext, StepSums, trainStep } from './step';
 import { TrainEvents } from './events';
 
@@ -11,6 +12,8 @@ export class NonFiniteLossError extends AlexnetError {}
 
 export interface EpochPlan {
   ctx: StepContext;
+  /** The step recorded as a CUDA graph, when the run uses one (it falls back to ordinary steps by itself). */
+  graphed?: GraphedStep;
   source: BatchSource;
   events: TrainEvents;
   /** Where the run stands: `progress.epoch` is this epoch, `progress.batch` the first batch to run. */
@@ -105,7 +108,8 @@ async function runSteps(plan: EpochPlan, sums: StepSums, state: EpochState): Pro
       const stop = plan.shouldStop?.();
       const stepStart = Date.now();
       try {
-        if (!stop) trainStep(ctx, b.x, b.y, sums);
+        if (!stop && plan.graphed) plan.graphed.step(b.x, b.y, sums);
+        else if (!stop) trainStep(ctx, b.x, b.y, sums);
       } finally {
         b.x.dispose();
         b.y.dispose();

@@ -13,12 +13,13 @@ import { GradScaler, resolvePrecision } from '../runtime/precision';
 import { getRngState, manualSeed, setRngState } from '../tensor/tensor';
 import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
-import { applyOverrides, checkRunConfig, ResumeOverrides, RunConfig, upgradeConfig } from './config';
+import { applyOverrides, checkRunConfig, CudaGraphMode, ResumeOverrides, RunConfig, upgradeConfig } from './config';
 import { OpenedData, PreparedData, prepareData, problemLogger } from './data';
 import { EpochOutcome, trainOneEpoch } from './epoch';
 import { evaluate, EvalResult } from './evaluate';
 import { EpochRecord, TrainEvent, TrainEvents } from './events';
 import { logReporter, metricsReporter, progressReporter } from './reporters';
+import { cudaGraphObstacle, GraphedStep } from './graph';
 import { StepContext } from './step';
 import { checkpointSize, planRunOutputs, RunOutputs } from './outputs';
 import { newRunId } from '../util/outputs';
@@ -91,6 +92,7 @@ interface Trainer {
   cfg: RunConfig;
   runId: string;
   ctx: StepContext;
+  graphed?: GraphedStep;
   schedule: Schedule;
   record: ModelRecord;
   data: OpenedData;
@@ -164,6 +166,7 @@ function startEvent(t: Trainer, s: Session, threads: number): TrainEvent {
     device: ctx.device,
     threads,
     precision: ctx.precision,
+    cudaGraph: Boolean(t.graphed),
     optimizer: cfg.optimization.optimizer,
     lr: ctx.optimizer.lr,
     batchSize: cfg.optimization.batchSize,
@@ -215,6 +218,14 @@ interface Parts {
   outputs: RunOutputs;
 }
 
+/** The CUDA graph for `mode` ('on' refuses a run whose step cannot be recorded). */
+function graphedStep(ctx: StepContext, mode: CudaGraphMode): GraphedStep | undefined {
+  if (mode === 'off') return undefined;
+  const obstacle = cudaGraphObstacle(ctx);
+  if (obstacle) throw new UserError(`--cuda-graph on, but ${obstacle}`);
+  return new GraphedStep(ctx);
+}
+
 function setUp(s: Session, p: Parts): Trainer {
   const { cfg } = s;
   const { model, optimizer, prepared, data, device, events, outputs } = p;
@@ -226,6 +237,7 @@ function setUp(s: Session, p: Parts): Trainer {
     precision,
     scaler: precision === 'fp16' ? new GradScaler() : undefined,
   };
+  const graphed = graphedStep(ctx, cfg.runtime.cudaGraph ?? 'off');
   const schedule = makeSchedule(cfg.optimization.schedule);
   const record: ModelRecord = {
     model: cfg.model.name,
@@ -239,6 +251,7 @@ function setUp(s: Session, p: Parts): Trainer {
     split: cfg.data.folder ? { valSplit: cfg.data.folder.valSplit, seed: cfg.runtime.seed } : undefined,
   };
   const t: Trainer = {
+    graphed,
     cfg,
     runId: s.runId,
     ctx,
@@ -355,11 +368,13 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
   const elapsedBefore = t.history.length ? t.history[t.history.length - 1].elapsed_seconds : 0;
   let stopped: TrainResult['stopped'] = 'completed';
   let lastEval: EvalResult | undefined;
+  let graphWarned = false;
   const onStepTime = estimator(t);
   t.ctx.model.train();
   while (t.progress.epoch < o.epochs && stopped === 'completed') {
     const r = await trainOneEpoch({
       ctx: t.ctx,
+      graphed: t.graphed,
       source: data.train,
       events,
       progress: t.progress,
@@ -372,6 +387,10 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
     });
     t.progress = r.progress;
     stopped = r.stopped;
+    if (t.graphed?.failed && !graphWarned) {
+      graphWarned = true;
+      events.emit({ type: 'warning', message: `CUDA graph off, ordinary steps: ${t.graphed.failed}` });
+    }
     if (stopped === 'interrupted') {
       save(t);
       events.emit({ type: 'interrupted', progress: t.progress, saved: t.outputs.saved });
@@ -393,6 +412,7 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
       });
     save(t);
   }
+  t.graphed?.dispose();
   const { model } = t.ctx;
   return {
     model,
