@@ -37,8 +37,21 @@ static int64_t Reduction(const std::string& r) {
 
 // conv2d(x, w, b|null, stride[2], padding[2], dilation[2], groups)
 static Napi::Value Conv2d(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), at::conv2d(T(info, 0), T(info, 1), OptT(info, 2), Pair(info, 3), Pair(info, 4), Pair(info, 5),
-                                     Int(info, 6)));
+  at::Tensor x = T(info, 0);
+  const std::vector<int64_t> stride = Pair(info, 3);
+#if TORCH_VERSION_MAJOR >= 2
+  // libtorch 2.6 as Debian builds it (oneDNN on AVX-512) computes wrong input gradients for some float32 NCHW
+  // convolutions, in PyTorch 2.6 itself too: measured against float64, AlexNet's conv1 (3→96-like, 11×11, stride 4)
+  // off by 1.2 on values of 1.8, a 3×3 6→4 convolution by 1.1 on 1.6; larger channel counts, channels-last, AVX2
+  // and libtorch 1.13 are exact. So an NCHW input that needs its gradient runs in channels-last there (the result
+  // handed back in NCHW). A network's first layer never needs it, and our models run in channels-last anyway.
+  if (x.device().is_cpu() && x.requires_grad() && x.dim() == 4 && x.is_contiguous()) {
+    return Wrap(info.Env(), at::conv2d(x.contiguous(at::MemoryFormat::ChannelsLast), T(info, 1), OptT(info, 2), stride,
+                                       Pair(info, 4), Pair(info, 5), Int(info, 6))
+                                .contiguous());
+  }
+#endif
+  return Wrap(info.Env(), at::conv2d(x, T(info, 1), OptT(info, 2), stride, Pair(info, 4), Pair(info, 5), Int(info, 6)));
 }
 
 // linear(x, w, b|null)
