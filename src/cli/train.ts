@@ -4,6 +4,7 @@ import { AUGMENTS } from '../data/transforms';
 import { listModels } from '../models/registry';
 import { PRECISIONS } from '../runtime/precision';
 import { buildRunConfig, CUDA_GRAPH_MODES, OPTIMIZERS, RESUME_OVERRIDES, TrainOptions } from '../train/config';
+import { variantOf } from '../train/reuse';
 import { resume, train, TrainResult } from '../train/run';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
 import {
@@ -89,6 +90,14 @@ const MODEL = {
       .join(', '),
   ),
   dropout: num('P', 'classifier dropout (default 0.5)', { min: 0, max: 0.99 }),
+  initFrom: text(
+    'FILE',
+    "start from these weights (alexnet-ts files, or a torch.save state dict such as torchvision's\nalexnet-owt-7be5be79.pth): tensors whose shapes differ (a head for another number of classes) start\nafresh; --model defaults to the file's variant",
+  ),
+  freeze: text(
+    'LAYER',
+    'features (every convolutional layer) or a layer name (e.g. classifier.4: it and every layer\nbefore it): those layers get no gradients and stay in evaluation mode',
+  ),
 };
 const OPTIM = {
   epochs: int('N', 'epochs in all (with --resume: the new total)', { min: 1, max: 1e6 }),
@@ -196,6 +205,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       r = await resume(values.resume, resumeOverrides(values), hooks);
     } else {
       const { resume: _resume, ...options } = values;
+      if (options.initFrom && !options.model) options.model = variantOf(options.initFrom);
       r = await train(buildRunConfig(options satisfies TrainOptions), hooks);
     }
   } finally {

@@ -158,6 +158,7 @@ interface RawBatch {
   index: number;
   pixels: Uint8Array;
   labels: number[];
+  files: string[];
   seeds: number[];
   skipped: number;
 }
@@ -232,6 +233,7 @@ export class FolderSource implements BatchSource {
       index: b,
       pixels,
       labels: ok.map((k) => this.samples[todo[k]].label),
+      files: ok.map((k) => items[k].file),
       seeds: ok.map((k) => items[k].seed),
       skipped,
     };
@@ -276,7 +278,7 @@ export class FolderSource implements BatchSource {
         }),
       );
       const y = tensor(raw.labels, [n], 'int64').to({ device: this.o.device });
-      yield { index: raw.index, x, y, crops: this.crops };
+      yield { index: raw.index, x, y, crops: this.crops, files: raw.files };
     }
   }
 

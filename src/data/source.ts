@@ -14,6 +14,8 @@ export interface ReadyBatch {
   y: Tensor;
   /** Inputs per example: 1, or 10 for ten-crop testing (the crops of example i are rows i·10 … i·10 + 9). */
   crops: number;
+  /** Image folders: the file of each example, in order (unreadable ones left out). */
+  files?: string[];
 }
 
 export interface BatchSource {

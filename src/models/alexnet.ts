@@ -102,6 +102,21 @@ export class AlexNet extends Module {
     });
   }
 
+  /** The output of the layer named `name` (as layers() names it) for `x`: embeddings for reuse (alexnet features). */
+  forwardTo(x: Tensor, name: string): Tensor {
+    if (this.shapeOnly) throw this.shapeOnlyError();
+    this.checkInput(x);
+    const layers = this.layers();
+    const upTo = layers.findIndex(([n]) => n === name);
+    if (upTo < 0)
+      throw new UserError(`${this.name} has no layer '${name}' (its layers: ${layers.map(([n]) => n).join(', ')})`);
+    return tidy(() => {
+      let h = x.isContiguous(this.#memoryFormat) ? x : x.to({ memoryFormat: this.#memoryFormat });
+      for (const [, layer] of layers.slice(0, upTo + 1)) h = layer.forward(h);
+      return h;
+    });
+  }
+
   /** The layers in execution order with their dotted names. */
   layers(): Named[] {
     const out: Named[] = this.features.namedChildren().map(([n, m]) => [`features.${n}`, m] as Named);

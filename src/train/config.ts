@@ -21,7 +21,8 @@ import { FolderConfig } from './data';
 export const OPTIMIZERS: OptimizerName[] = ['sgd', 'sgd-paper', 'adam'];
 
 export interface RunConfig {
-  model: { name: string; options: AlexNetOptions };
+  /** initFrom: start from this file's weights (a new head where shapes differ); freeze: features or a layer name. */
+  model: { name: string; options: AlexNetOptions; initFrom?: string; freeze?: string };
   data: {
     /** fashion-mnist, mnist or folder:PATH (absolute). */
     dataset: string;
@@ -65,6 +66,8 @@ export interface TrainOptions extends Partial<FolderConfig> {
   trainLimit?: number;
   testLimit?: number;
   dropout?: number;
+  initFrom?: string;
+  freeze?: string;
   epochs?: number;
   batchSize?: number;
   evalBatchSize?: number;
@@ -133,7 +136,12 @@ export function buildRunConfig(o: TrainOptions): RunConfig {
   const size = o.inputSize ?? 224;
   const cfg: RunConfig = {
     // Image folders take the model's own input size unless one is asked for; IDX data is resized to 224.
-    model: { name: recipe.model, options: { inputSize: folder ? o.inputSize : size, dropout: o.dropout } },
+    model: {
+      name: recipe.model,
+      options: { inputSize: folder ? o.inputSize : size, dropout: o.dropout },
+      initFrom: o.initFrom === undefined ? undefined : path.resolve(o.initFrom),
+      freeze: o.freeze,
+    },
     data: {
       dataset,
       dir: o.data && path.resolve(o.data),
@@ -188,6 +196,8 @@ export function checkRunConfig(value: unknown, source: string): RunConfig {
     model.name,
     listModels().map((m) => m.name),
   );
+  if (model.initFrom !== undefined) f.str('model.initFrom', model.initFrom);
+  if (model.freeze !== undefined) f.str('model.freeze', model.freeze);
   const data = f.object('data', c.data);
   f.str('data.dataset', data.dataset);
   const opt = f.object('optimization', c.optimization);

@@ -34,14 +34,20 @@ export interface EvalOptions {
 
 /**
  * Sums over every batch of `source` (epoch 0, in order). With ten-crop batches the softmax of each image's ten
- * inputs is averaged (the paper's test procedure); the loss is then the negative log of that average.
+ * inputs is averaged (the paper's test procedure); with several models (an ensemble, as the paper's 16.4% entry
+ * averaged five CNNs) their softmax outputs are averaged too. The loss is then the negative log of that average.
  */
-export async function evaluateSums(model: AlexNet, source: BatchSource, o: EvalOptions = {}): Promise<EvalSums> {
+export async function evaluateSums(
+  model: AlexNet | AlexNet[],
+  source: BatchSource,
+  o: EvalOptions = {},
+): Promise<EvalSums> {
   const started = Date.now();
+  const models = Array.isArray(model) ? model : [model];
   const c = source.classes.length;
   const k = Math.min(5, c);
-  const wasTraining = model.training;
-  model.eval();
+  const wasTraining = models.map((m) => m.training);
+  models.forEach((m) => m.eval());
   let confusion: Tensor | undefined;
   const s = { n: 0, lossSum: 0, top5: 0 };
   try {
@@ -50,14 +56,7 @@ export async function evaluateSums(model: AlexNet, source: BatchSource, o: EvalO
         noGrad(() =>
           tidy(() => {
             confusion ??= keep(zeros([c * c], { dtype: 'int64', device: b.y.device }));
-            const logits = autocast(b.x.device, o.precision ?? 'fp32', () => model.forward(b.x)).float();
-            let scores = logits;
-            if (b.crops > 1) {
-              scores = logits.view(-1, b.crops, c).softmax(2).mean(1);
-              s.lossSum -= scores.gather(1, b.y.unsqueeze(1)).clamp(1e-30).log().sum().item();
-            } else {
-              s.lossSum += crossEntropy(logits, b.y, { reduction: 'sum' }).item();
-            }
+            const scores = batchScores(models, b, c, o.precision ?? 'fp32', s);
             const topk = scores.topk(k, 1).indices;
             s.top5 += topk.eq(b.y.unsqueeze(1)).sum().item();
             const pred = topk.narrow(1, 0, 1).squeeze(1);
@@ -79,11 +78,35 @@ export async function evaluateSums(model: AlexNet, source: BatchSource, o: EvalO
       o.onBatch?.(b.index + 1, source.numBatches);
     }
   } finally {
-    model.train(wasTraining);
+    models.forEach((m, i) => m.train(wasTraining[i]));
   }
   const flat = confusion ? confusion.toArray() : new Array<number>(c * c).fill(0);
   confusion?.dispose();
   return { ...s, confusion: flat, seconds: (Date.now() - started) / 1000 };
+}
+
+/** One batch's scores (logits, or averaged probabilities for crops and ensembles); adds its loss to `s`. */
+function batchScores(
+  models: AlexNet[],
+  b: { x: Tensor; y: Tensor; crops: number },
+  c: number,
+  precision: Precision,
+  s: { lossSum: number },
+): Tensor {
+  const logitsOf = (m: AlexNet) => autocast(b.x.device, precision, () => m.forward(b.x)).float();
+  if (models.length === 1 && b.crops === 1) {
+    const logits = logitsOf(models[0]);
+    s.lossSum += crossEntropy(logits, b.y, { reduction: 'sum' }).item();
+    return logits;
+  }
+  let sum: Tensor | undefined;
+  for (const m of models) {
+    const p = logitsOf(m).view(-1, b.crops, c).softmax(2).mean(1);
+    sum = sum ? sum.add(p) : p;
+  }
+  const scores = sum!.div(models.length);
+  s.lossSum -= scores.gather(1, b.y.unsqueeze(1)).clamp(1e-30).log().sum().item();
+  return scores;
 }
 
 /** The sums of two disjoint shards of one data set. */
@@ -117,7 +140,11 @@ export function finishEval(s: EvalSums, classes: string[]): EvalResult {
   };
 }
 
-/** Evaluates `model` on `source`: sums, then ratios. */
-export async function evaluate(model: AlexNet, source: BatchSource, o: EvalOptions = {}): Promise<EvalResult> {
+/** Evaluates `model` (or an ensemble) on `source`: sums, then ratios. */
+export async function evaluate(
+  model: AlexNet | AlexNet[],
+  source: BatchSource,
+  o: EvalOptions = {},
+): Promise<EvalResult> {
   return finishEval(await evaluateSums(model, source, o), source.classes);
 }

@@ -4,6 +4,7 @@
 import { UserError } from '../errors';
 import { checkBatchFits } from '../models/budget';
 import { getModel } from '../models/registry';
+import { Module } from '../nn/module';
 import { Adam, Optimizer, SGD } from '../optim/optimizer';
 import { makeSchedule, Schedule } from '../optim/schedules';
 import { CheckpointData, loadCheckpoint, Progress, saveCheckpoint, tensorsWithPrefix } from '../persist/checkpoint';
@@ -20,6 +21,7 @@ import { evaluate, EvalResult } from './evaluate';
 import { EpochRecord, TrainEvent, TrainEvents } from './events';
 import { logReporter, metricsReporter, progressReporter } from './reporters';
 import { cudaGraphObstacle, GraphedStep } from './graph';
+import { freeze, initFrom, InitReport } from './reuse';
 import { StepContext } from './step';
 import { checkpointSize, planRunOutputs, RunOutputs } from './outputs';
 import { newRunId } from '../util/outputs';
@@ -90,6 +92,7 @@ interface Session {
 /** Everything a run trains with, once it is set up. */
 interface Trainer {
   cfg: RunConfig;
+  frozen: Module[];
   runId: string;
   ctx: StepContext;
   graphed?: GraphedStep;
@@ -115,7 +118,12 @@ async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
     const onProblem = problemLogger(warn);
     prepared.problems.forEach(onProblem);
     manualSeed(s.cfg.runtime.seed);
-    const model = prepareModel(buildModel(s.cfg, prepared), dev.device);
+    const model = buildModel(s.cfg, prepared);
+    // A resumed run's weights come from its checkpoint: --init-from only starts a new one.
+    if (s.cfg.model.initFrom && !s.resumeFile)
+      warn(initMessage(initFrom(model, s.cfg.model.initFrom, s.cfg.model.name)));
+    const frozen = s.cfg.model.freeze ? freeze(model, s.cfg.model.freeze) : [];
+    prepareModel(model, dev.device);
     checkBatches(s.cfg, model, dev.device, warn);
     const optimizer = makeOptimizer(s.cfg, model);
     // Every output is checked (and locked) before the first step: a run never trains and then fails to save.
@@ -138,7 +146,8 @@ async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
       try {
         // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
         const cfg = { ...s.cfg, data: { ...d, transform: data.transform, preprocess: data.preprocess } };
-        const t = setUp({ ...s, cfg }, { model, optimizer, prepared, data, device: dev.device, events, outputs });
+        const parts = { model, frozen, optimizer, prepared, data, device: dev.device, events, outputs };
+        const t = setUp({ ...s, cfg }, parts);
         events.emit(startEvent(t, s, dev.threads));
         return await loop(t, hooks, dev.device);
       } finally {
@@ -196,9 +205,20 @@ function buildModel(cfg: RunConfig, prepared: PreparedData): AlexNet {
   return getModel(cfg.model.name, options);
 }
 
+/** Training mode, except for the layers --freeze holds. */
+function trainMode(t: Trainer): void {
+  t.ctx.model.train();
+  for (const layer of t.frozen) layer.eval();
+}
+
+function initMessage(r: InitReport): string {
+  const fresh = r.fresh.length ? `; initialised afresh: ${r.fresh.join(', ')}` : '';
+  return `started from the given weights: ${r.copied.length} of ${r.copied.length + r.fresh.length} tensors copied${fresh}`;
+}
+
 function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
   const o = cfg.optimization;
-  const params = model.parameters();
+  const params = model.parameters().filter((p) => p.requiresGrad);
   if (o.optimizer === 'adam') return new Adam(params, { lr: o.lr, weightDecay: o.weightDecay });
   return new SGD(params, {
     lr: o.lr,
@@ -210,6 +230,8 @@ function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
 
 interface Parts {
   model: AlexNet;
+  /** Layers --freeze holds: no gradients, and evaluation mode while the rest trains. */
+  frozen: Module[];
   optimizer: Optimizer;
   prepared: PreparedData;
   data: OpenedData;
@@ -252,6 +274,7 @@ function setUp(s: Session, p: Parts): Trainer {
   };
   const t: Trainer = {
     graphed,
+    frozen: p.frozen,
     cfg,
     runId: s.runId,
     ctx,
@@ -370,7 +393,7 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
   let lastEval: EvalResult | undefined;
   let graphWarned = false;
   const onStepTime = estimator(t);
-  t.ctx.model.train();
+  trainMode(t);
   while (t.progress.epoch < o.epochs && stopped === 'completed') {
     const r = await trainOneEpoch({
       ctx: t.ctx,
@@ -399,7 +422,7 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
     const onBatch = (done: number, total: number) => events.emit({ type: 'evaluating', done, total });
     lastEval = await evaluate(t.ctx.model, data.test, { precision: t.ctx.precision, onBatch });
     events.emit({ type: 'evaluation', epoch: t.progress.epoch, result: lastEval });
-    t.ctx.model.train();
+    trainMode(t);
     if (r.progress.batch === data.train.numBatches)
       finishEpoch(t, r, lastEval, elapsedBefore + (Date.now() - runStart) / 1000);
     else

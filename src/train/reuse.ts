@@ -1,0 +1,78 @@
+// Reusing a trained network, as people do with torchvision: start from its weights (ours, or a torch.save state
+// dict such as torchvision's alexnet-owt-7be5be79.pth) with a new head sized for this data set, and optionally
+// freeze the layers up to a point so that only the rest learns.
+import { UserError } from '../errors';
+import { AlexNet } from '../models/alexnet';
+import { Module } from '../nn/module';
+import { loadModel } from '../persist/load';
+import { noGrad } from '../tensor/tensor';
+
+export interface InitReport {
+  copied: string[];
+  /** Tensors left as initialised, with why: "classifier.6.weight (1000×4096 there, 10×4096 here)". */
+  fresh: string[];
+}
+
+/** The variant a weights file holds (for --init-from without --model). */
+export function variantOf(file: string): string {
+  const { model, record } = loadModel(file, { what: '--init-from' });
+  model.dispose();
+  return record.model;
+}
+
+/**
+ * Copies into `model` every tensor of `file`'s model with the same name and shape; the others (a head for another
+ * number of classes, a first layer for other input channels) keep their fresh initialisation.
+ */
+export function initFrom(model: AlexNet, file: string, variant: string): InitReport {
+  const source = loadModel(file, { what: '--init-from' });
+  try {
+    if (source.record.model !== variant) {
+      throw new UserError(
+        `--init-from ${file} holds ${source.record.model}, but the run trains ${variant} (give --model ${source.record.model}, or leave --model out)`,
+      );
+    }
+    const theirs = source.model.stateDict();
+    const report: InitReport = { copied: [], fresh: [] };
+    noGrad(() => {
+      for (const [k, t] of model.stateDict()) {
+        const s = theirs.get(k);
+        const same = s !== undefined && s.shape.length === t.shape.length && s.shape.every((n, i) => n === t.shape[i]);
+        if (same) {
+          t.copy_(s);
+          report.copied.push(k);
+        } else {
+          report.fresh.push(
+            s ? `${k} (${s.shape.join('×')} there, ${t.shape.join('×')} here)` : `${k} (not in ${file})`,
+          );
+        }
+      }
+    });
+    return report;
+  } finally {
+    source.model.dispose();
+  }
+}
+
+/**
+ * Freezes `upTo`: "features" (every convolutional layer) or a layer's name (e.g. classifier.4: it and every layer
+ * before it). Frozen parameters get no gradient; the layers returned must stay in evaluation mode while training
+ * (batch-norm statistics and dropout frozen too), so that they come out of training bit-identical.
+ */
+export function freeze(model: AlexNet, upTo: string): Module[] {
+  const layers = model.layers();
+  const names = layers.map(([n]) => n);
+  let chosen: typeof layers;
+  if (upTo === 'features') chosen = layers.filter(([n]) => n.startsWith('features.'));
+  else {
+    const i = names.indexOf(upTo);
+    if (i < 0) {
+      throw new UserError(`--freeze must be features or a layer of ${model.name}: ${names.join(', ')}; got '${upTo}'`);
+    }
+    chosen = layers.slice(0, i + 1);
+  }
+  if (chosen.length === layers.length)
+    throw new UserError(`--freeze ${upTo} would freeze every layer: nothing to train`);
+  for (const [, layer] of chosen) for (const p of layer.parameters()) p.requiresGrad_(false);
+  return chosen.map(([, layer]) => layer);
+}
