@@ -105,6 +105,9 @@ const OPTIM = {
   evalBatchSize: withHelp(COMMON.batchSize, 'images per evaluation batch (default 256 for IDX data, 128 for folders)'),
   optimizer: choice('NAME', "sgd (PyTorch's form), sgd-paper (v ← μv − λεw − ε∇, w ← w + v) or adam", OPTIMIZERS),
   lr: num('X', 'learning rate', { min: 1e-12 }),
+  headLr: num('X', "learning rate of the classifier's last layer (the head --init-from makes afresh; default --lr)", {
+    min: 1e-12,
+  }),
   momentum: num('X', 'momentum', { min: 0, max: 1 }),
   weightDecay: num('X', 'weight decay', { min: 0, max: 1 }),
   schedule: text(

@@ -160,3 +160,36 @@ export class Adam extends Optimizer {
     ];
   }
 }
+
+/**
+ * Two parameter groups with their own learning rates, as torch.optim's param groups: the body at `lr`, the head at
+ * `lr × ratio` (ratio: the head's rate over the body's when built). A schedule that changes `lr` scales both, as
+ * PyTorch's schedulers scale every group. State tensors are the body's names and the head's with "head." before.
+ */
+export class TwoGroups extends Optimizer {
+  readonly ratio: number;
+
+  constructor(
+    readonly body: Optimizer,
+    readonly head: Optimizer,
+  ) {
+    super([...body.params, ...head.params], body.lr);
+    this.ratio = head.lr / body.lr;
+  }
+
+  step(): void {
+    this.body.lr = this.lr;
+    this.head.lr = this.lr * this.ratio;
+    this.body.steps = this.head.steps = this.steps;
+    this.body.step();
+    this.head.step();
+    this.steps++;
+  }
+
+  stateTensors(): [string, Tensor][] {
+    return [
+      ...this.body.stateTensors(),
+      ...this.head.stateTensors().map(([k, t]) => [`head.${k}`, t] as [string, Tensor]),
+    ];
+  }
+}

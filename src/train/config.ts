@@ -38,6 +38,8 @@ export interface RunConfig {
   optimization: Optimization & {
     /** Stop after this many optimiser steps in total (the run can be resumed later). */
     maxSteps?: number;
+    /** The learning rate of the classifier's last layer (default: lr), e.g. for a head made afresh. */
+    headLr?: number;
   };
   /** fp32, bf16 or fp16 autocast (fp16 with loss scaling); auto: bf16 on a GPU, fp32 on the CPU. */
   precision: Precision | 'auto';
@@ -73,6 +75,7 @@ export interface TrainOptions extends Partial<FolderConfig> {
   evalBatchSize?: number;
   optimizer?: OptimizerName;
   lr?: number;
+  headLr?: number;
   momentum?: number;
   weightDecay?: number;
   schedule?: string;
@@ -176,6 +179,7 @@ export function buildRunConfig(o: TrainOptions): RunConfig {
       evalBatchSize: o.evalBatchSize ?? recipe.evalBatchSize,
       epochs: o.epochs ?? recipe.epochs,
       maxSteps: o.maxSteps,
+      headLr: o.headLr,
       schedule: o.schedule ?? recipe.schedule,
     },
     precision: o.precision ?? 'auto',
@@ -203,6 +207,7 @@ export function checkRunConfig(value: unknown, source: string): RunConfig {
   const opt = f.object('optimization', c.optimization);
   f.oneOf('optimization.optimizer', opt.optimizer, OPTIMIZERS);
   f.num('optimization.lr', opt.lr, 0, Number.MAX_VALUE, { exclusiveMin: true });
+  if (opt.headLr !== undefined) f.num('optimization.headLr', opt.headLr, 0, Number.MAX_VALUE, { exclusiveMin: true });
   f.num('optimization.momentum', opt.momentum, 0, 1);
   f.num('optimization.weightDecay', opt.weightDecay, 0, 1e6);
   f.int('optimization.batchSize', opt.batchSize, 1, 1 << 20);

@@ -35,6 +35,8 @@ export interface RunStart {
   device: Device;
   threads: number;
   precision: Precision;
+  /** --head-lr: the classifier's last layer learns at this rate. */
+  headLr?: number;
   /** The training step runs as a CUDA graph (replayed after a few ordinary steps). */
   cudaGraph?: boolean;
   optimizer: string;

@@ -23,7 +23,7 @@ function logLine(e: TrainEvent): string | undefined {
           : '';
       return (
         `${head}training ${e.model} on ${e.dataset} (${e.trainSize} train / ${e.testSize} test images, ${e.classes} classes, ` +
-        `input ${e.input.join('×')}) on ${where}, ${e.precision}${e.cudaGraph ? ', CUDA graph' : ''}; ${e.optimizer} lr ${e.lr}, batch ${e.batchSize}, ${e.epochs} epochs (run ${e.runId})`
+        `input ${e.input.join('×')}) on ${where}, ${e.precision}${e.cudaGraph ? ', CUDA graph' : ''}; ${e.optimizer} lr ${e.lr}${e.headLr !== undefined ? ` (head ${e.headLr})` : ''}, batch ${e.batchSize}, ${e.epochs} epochs (run ${e.runId})`
       );
     }
     case 'estimate':

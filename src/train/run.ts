@@ -5,13 +5,13 @@ import { UserError } from '../errors';
 import { checkBatchFits } from '../models/budget';
 import { getModel } from '../models/registry';
 import { Module } from '../nn/module';
-import { Adam, Optimizer, SGD } from '../optim/optimizer';
+import { Adam, Optimizer, SGD, TwoGroups } from '../optim/optimizer';
 import { makeSchedule, Schedule } from '../optim/schedules';
 import { CheckpointData, loadCheckpoint, Progress, saveCheckpoint, tensorsWithPrefix } from '../persist/checkpoint';
 import { ModelRecord } from '../persist/record';
 import { prepareDevice, prepareModel } from '../runtime/device';
 import { GradScaler, resolvePrecision } from '../runtime/precision';
-import { getRngState, manualSeed, setRngState } from '../tensor/tensor';
+import { getRngState, manualSeed, setRngState, Tensor } from '../tensor/tensor';
 import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
 import { applyOverrides, checkRunConfig, CudaGraphMode, ResumeOverrides, RunConfig, upgradeConfig } from './config';
@@ -176,6 +176,7 @@ function startEvent(t: Trainer, s: Session, threads: number): TrainEvent {
     threads,
     precision: ctx.precision,
     cudaGraph: Boolean(t.graphed),
+    headLr: cfg.optimization.headLr,
     optimizer: cfg.optimization.optimizer,
     lr: ctx.optimizer.lr,
     batchSize: cfg.optimization.batchSize,
@@ -218,14 +219,28 @@ function initMessage(r: InitReport): string {
 
 function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
   const o = cfg.optimization;
-  const params = model.parameters().filter((p) => p.requiresGrad);
-  if (o.optimizer === 'adam') return new Adam(params, { lr: o.lr, weightDecay: o.weightDecay });
-  return new SGD(params, {
-    lr: o.lr,
-    momentum: o.momentum,
-    weightDecay: o.weightDecay,
-    form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch',
-  });
+  const make = (params: Tensor[], lr: number): Optimizer =>
+    o.optimizer === 'adam'
+      ? new Adam(params, { lr, weightDecay: o.weightDecay })
+      : new SGD(params, {
+          lr,
+          momentum: o.momentum,
+          weightDecay: o.weightDecay,
+          form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch',
+        });
+  const trainable = model.namedParameters().filter(([, p]) => p.requiresGrad);
+  if (o.headLr === undefined)
+    return make(
+      trainable.map(([, p]) => p),
+      o.lr,
+    );
+  // The head: the classifier's last layer (the one --init-from makes afresh for a new number of classes).
+  const layers = model.layers();
+  const head = `${layers[layers.length - 1][0]}.`;
+  const isHead = ([n]: [string, Tensor]) => n.startsWith(head);
+  const body = trainable.filter((p) => !isHead(p)).map(([, p]) => p);
+  const headParams = trainable.filter(isHead).map(([, p]) => p);
+  return body.length ? new TwoGroups(make(body, o.lr), make(headParams, o.headLr)) : make(headParams, o.headLr);
 }
 
 interface Parts {
