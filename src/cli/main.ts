@@ -20,6 +20,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'evaluate a trained model: top-1, top-5, per class, confusion matrix',
     run: async (a) => (await import('./eval')).evalCommand(a),
   },
+  experiment: {
+    summary: "one of the paper's claims run here over seeds: report and plot",
+    run: async (a) => (await import('./experiment')).experimentCommand(a),
+  },
   features: {
     summary: "one layer's outputs for every image of a data set (embeddings), with labels and files",
     run: async (a) => (await import('./features')).featuresCommand(a),

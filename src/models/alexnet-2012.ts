@@ -1,9 +1,9 @@
 // The paper: Krizhevsky, Sutskever, Hinton, "ImageNet Classification with Deep Convolutional Neural Networks"
 // (NIPS 2012). 96-256-384-384-256 kernels; conv2, conv4 and conv5 see only their own GPU's half (groups = 2);
-// ReLU, then LRN (k = 2, n = 5, α = 1e-4, β = 0.75) after conv1 and conv2; overlapping 3×3/2 max pooling;
+// then LRN (k = 2, n = 5, α = 1e-4, β = 0.75) after conv1 and conv2; overlapping 3×3/2 max pooling;
 // dropout 0.5 on FC6 and FC7; 4096-4096-1000. Weights N(0, 0.01²); biases 1 in conv2, conv4, conv5 and the
 // hidden FC layers, 0 elsewhere. 227×227 input (the arithmetic of the paper's "224").
-import { Conv2d, Dropout, init, Linear, LocalResponseNorm, MaxPool2d, ReLU, Sequential } from '../nn';
+import { Conv2d, Dropout, init, Linear, LocalResponseNorm, MaxPool2d, Sequential } from '../nn';
 import { AlexNet, AlexNetOptions, resolveOptions } from './alexnet';
 
 export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
@@ -19,19 +19,19 @@ export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
   ];
   const features = new Sequential(
     conv[0],
-    new ReLU(true),
+    o.act(),
     lrn(),
     pool(),
     conv[1],
-    new ReLU(true),
+    o.act(),
     lrn(),
     pool(),
     conv[2],
-    new ReLU(true),
+    o.act(),
     conv[3],
-    new ReLU(true),
+    o.act(),
     conv[4],
-    new ReLU(true),
+    o.act(),
     pool(),
   );
   const fc: Linear[] = [];
@@ -41,15 +41,7 @@ export function alexnet2012(options: AlexNetOptions = {}): AlexNet {
     features,
     classifier: (n) => {
       fc.push(new Linear(n, 4096), new Linear(4096, 4096), new Linear(4096, o.numClasses));
-      return new Sequential(
-        new Dropout(o.dropout),
-        fc[0],
-        new ReLU(true),
-        new Dropout(o.dropout),
-        fc[1],
-        new ReLU(true),
-        fc[2],
-      );
+      return new Sequential(new Dropout(o.dropout), fc[0], o.act(), new Dropout(o.dropout), fc[1], o.act(), fc[2]);
     },
     init: () => {
       for (const layer of [...conv, ...fc]) init.normal_(layer.weight, 0, 0.01);

@@ -1,7 +1,7 @@
 // AlexNet with batch normalisation after every convolution (before the ReLU), as in the cats-vs-dogs recipes:
 // 96-256-384-384-256 kernels on 227×227 input, 4096-4096 classifier with dropout, two classes by default;
 // trained with Adam. PyTorch's default initialisation.
-import { BatchNorm2d, Conv2d, Dropout, Linear, MaxPool2d, ReLU, Sequential } from '../nn';
+import { BatchNorm2d, Conv2d, Dropout, Linear, MaxPool2d, Sequential } from '../nn';
 import { AlexNet, AlexNetOptions, resolveOptions } from './alexnet';
 
 export function alexnetBn(options: AlexNetOptions = {}): AlexNet {
@@ -10,7 +10,7 @@ export function alexnetBn(options: AlexNetOptions = {}): AlexNet {
   const block = (cin: number, cout: number, k: number, opts: { stride?: number; padding?: number }) => [
     new Conv2d(cin, cout, k, opts),
     new BatchNorm2d(cout),
-    new ReLU(true),
+    o.act(),
   ];
   return new AlexNet({
     name: 'alexnet-bn',
@@ -29,10 +29,10 @@ export function alexnetBn(options: AlexNetOptions = {}): AlexNet {
       new Sequential(
         new Dropout(o.dropout),
         new Linear(n, 4096),
-        new ReLU(true),
+        o.act(),
         new Dropout(o.dropout),
         new Linear(4096, 4096),
-        new ReLU(true),
+        o.act(),
         new Linear(4096, o.numClasses),
       ),
   });

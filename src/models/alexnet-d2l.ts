@@ -1,7 +1,7 @@
 // Dive into Deep Learning's AlexNet for Fashion-MNIST (section 8.1): one input channel, 96(stride 4, pad 1)-256-
 // 384-384-256 kernels, no LRN, 6400-4096-4096-10 with dropout 0.5 after FC6 and FC7, inputs resized to 224×224.
 // d2l's training loop initialises Conv2d and Linear weights with Xavier uniform (biases keep PyTorch's default).
-import { Conv2d, Dropout, init, Linear, ReLU, Sequential } from '../nn';
+import { Conv2d, Dropout, init, Linear, Sequential } from '../nn';
 import { AlexNet, AlexNetOptions, plainFeatures, resolveOptions } from './alexnet';
 
 export function alexnetD2l(options: AlexNetOptions = {}): AlexNet {
@@ -9,14 +9,14 @@ export function alexnetD2l(options: AlexNetOptions = {}): AlexNet {
   return new AlexNet({
     name: 'alexnet-d2l',
     input: [o.inChannels, o.h, o.w],
-    features: plainFeatures(o.inChannels, [96, 256, 384, 384, 256], 1),
+    features: plainFeatures(o.inChannels, [96, 256, 384, 384, 256], 1, o.act),
     classifier: (n) =>
       new Sequential(
         new Linear(n, 4096),
-        new ReLU(true),
+        o.act(),
         new Dropout(o.dropout),
         new Linear(4096, 4096),
-        new ReLU(true),
+        o.act(),
         new Dropout(o.dropout),
         new Linear(4096, o.numClasses),
       ),

@@ -1,7 +1,7 @@
 // The common "half classifier" AlexNet of many tutorials: 96(stride 4, pad 2)-256-384-384-256 kernels without
 // LRN, a 2048-2048 classifier with dropout; conv weights Kaiming normal (fan_out, ReLU) with zero biases,
 // linear weights N(0, 0.01) with zero biases.
-import { Conv2d, Dropout, init, Linear, ReLU, Sequential } from '../nn';
+import { Conv2d, Dropout, init, Linear, Sequential } from '../nn';
 import { AlexNet, AlexNetOptions, plainFeatures, resolveOptions } from './alexnet';
 
 export function alexnetHalf(options: AlexNetOptions = {}): AlexNet {
@@ -9,15 +9,15 @@ export function alexnetHalf(options: AlexNetOptions = {}): AlexNet {
   return new AlexNet({
     name: 'alexnet-half',
     input: [o.inChannels, o.h, o.w],
-    features: plainFeatures(o.inChannels, [96, 256, 384, 384, 256], 2),
+    features: plainFeatures(o.inChannels, [96, 256, 384, 384, 256], 2, o.act),
     classifier: (n) =>
       new Sequential(
         new Dropout(o.dropout),
         new Linear(n, 2048),
-        new ReLU(true),
+        o.act(),
         new Dropout(o.dropout),
         new Linear(2048, 2048),
-        new ReLU(true),
+        o.act(),
         new Linear(2048, o.numClasses),
       ),
     init: (model) => {

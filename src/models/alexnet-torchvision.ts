@@ -1,7 +1,7 @@
 // torchvision's AlexNet (models/alexnet.py, the "one weird trick" variant): 64-192-384-256-256 kernels,
 // conv1 padding 2, no LRN, adaptive average pooling to 6×6, dropout before FC6 and FC7, 4096-4096-1000,
 // PyTorch's default initialisation. Parameter names match torchvision's state_dict, so its weights load as is.
-import { AdaptiveAvgPool2d, Dropout, Linear, ReLU, Sequential } from '../nn';
+import { AdaptiveAvgPool2d, Dropout, Linear, Sequential } from '../nn';
 import { AlexNet, AlexNetOptions, plainFeatures, resolveOptions } from './alexnet';
 
 export function alexnetTorchvision(options: AlexNetOptions = {}): AlexNet {
@@ -14,16 +14,16 @@ export function alexnetTorchvision(options: AlexNetOptions = {}): AlexNet {
   return new AlexNet({
     name: 'alexnet-torchvision',
     input: [o.inChannels, o.h, o.w],
-    features: plainFeatures(o.inChannels, [64, 192, 384, 256, 256], 2),
+    features: plainFeatures(o.inChannels, [64, 192, 384, 256, 256], 2, o.act),
     avgpool: new AdaptiveAvgPool2d(6),
     classifier: (n) =>
       new Sequential(
         new Dropout(o.dropout),
         new Linear(n, 4096),
-        new ReLU(true),
+        o.act(),
         new Dropout(o.dropout),
         new Linear(4096, 4096),
-        new ReLU(true),
+        o.act(),
         new Linear(4096, o.numClasses),
       ),
   });

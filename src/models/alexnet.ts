@@ -3,7 +3,7 @@
 import { ShapeError, UserError } from '../errors';
 import { isFloating } from '../tensor/dtype';
 import { noGrad, Tensor, tidy } from '../tensor/tensor';
-import { Conv2d, Flatten, LayerShapeError, MaxPool2d, Module, ReLU, Sequential } from '../nn';
+import { Conv2d, Flatten, LayerShapeError, MaxPool2d, Module, ReLU, Sequential, Tanh } from '../nn';
 
 export interface AlexNetOptions {
   /** Output classes (the last Linear layer's size). */
@@ -14,7 +14,12 @@ export interface AlexNetOptions {
   dropout?: number;
   /** Input height and width (a number for a square input). */
   inputSize?: number | [number, number];
+  /** The activation after every convolution and hidden fully connected layer (default relu; tanh: the paper's Figure 1). */
+  activation?: Activation;
 }
+
+export type Activation = 'relu' | 'tanh';
+export const ACTIVATIONS: Activation[] = ['relu', 'tanh'];
 
 export interface AlexNetSpec {
   /** The registry name, e.g. 'alexnet-torchvision'. */
@@ -231,8 +236,8 @@ export const OPTION_LIMITS = { inputSize: 4096, numClasses: 100_000, inChannels:
 export function resolveOptions(
   name: string,
   o: AlexNetOptions,
-  defaults: Required<AlexNetOptions>,
-): { numClasses: number; inChannels: number; dropout: number; h: number; w: number } {
+  defaults: Required<Omit<AlexNetOptions, 'activation'>>,
+): { numClasses: number; inChannels: number; dropout: number; h: number; w: number; act: () => Module } {
   const numClasses = o.numClasses ?? defaults.numClasses;
   const inChannels = o.inChannels ?? defaults.inChannels;
   const dropout = o.dropout ?? defaults.dropout;
@@ -250,7 +255,11 @@ export function resolveOptions(
       `${name}: inputSize must be ${range(OPTION_LIMITS.inputSize)} or two of them [H, W], got ${JSON.stringify(size)}`,
     );
   }
-  return { numClasses, inChannels, dropout, h, w };
+  const activation = o.activation ?? 'relu';
+  if (!ACTIVATIONS.includes(activation))
+    throw new UserError(`${name}: activation must be ${ACTIVATIONS.join(' or ')}, got ${JSON.stringify(activation)}`);
+  const act = () => (activation === 'tanh' ? new Tanh() : new ReLU(true));
+  return { numClasses, inChannels, dropout, h, w, act };
 }
 
 /**
@@ -261,22 +270,23 @@ export function plainFeatures(
   inChannels: number,
   widths: [number, number, number, number, number],
   conv1Padding: number,
+  act: () => Module = () => act(),
 ): Sequential {
   const [c1, c2, c3, c4, c5] = widths;
   const pool = () => new MaxPool2d(3, { stride: 2 });
   return new Sequential(
     new Conv2d(inChannels, c1, 11, { stride: 4, padding: conv1Padding }),
-    new ReLU(true),
+    act(),
     pool(),
     new Conv2d(c1, c2, 5, { padding: 2 }),
-    new ReLU(true),
+    act(),
     pool(),
     new Conv2d(c2, c3, 3, { padding: 1 }),
-    new ReLU(true),
+    act(),
     new Conv2d(c3, c4, 3, { padding: 1 }),
-    new ReLU(true),
+    act(),
     new Conv2d(c4, c5, 3, { padding: 1 }),
-    new ReLU(true),
+    act(),
     pool(),
   );
 }

@@ -21,6 +21,16 @@ export class ReLU extends Module {
   }
 }
 
+/** tanh, the saturating activation the paper compares ReLU against (its Figure 1). */
+export class Tanh extends Module {
+  forward(x: Tensor): Tensor {
+    return x.tanh();
+  }
+  override describe(): string {
+    return 'Tanh';
+  }
+}
+
 /** Zeroes each element with probability p while training and scales the rest by 1/(1 − p); identity in eval. */
 export class Dropout extends Module {
   constructor(readonly p = 0.5) {

@@ -4,7 +4,7 @@
 import { Preprocess } from '../data/loader';
 import { AUGMENTS, PhotoTransform } from '../data/transforms';
 import { Metadata } from '../io/safetensors';
-import { AlexNetOptions, OPTION_LIMITS } from '../models/alexnet';
+import { ACTIVATIONS, AlexNetOptions, OPTION_LIMITS } from '../models/alexnet';
 import { listModels } from '../models/registry';
 import { FieldReader } from './validate';
 
@@ -88,6 +88,7 @@ function readModelOptions(f: FieldReader, v: unknown): AlexNetOptions {
   if (o.numClasses !== undefined) out.numClasses = f.int('model_options.numClasses', o.numClasses, 1, L.classes);
   if (o.inChannels !== undefined) out.inChannels = f.int('model_options.inChannels', o.inChannels, 1, L.channels);
   if (o.dropout !== undefined) out.dropout = f.num('model_options.dropout', o.dropout, 0, 1);
+  if (o.activation !== undefined) out.activation = f.oneOf('model_options.activation', o.activation, ACTIVATIONS);
   if (o.inputSize !== undefined) {
     out.inputSize =
       typeof o.inputSize === 'number'

@@ -1,0 +1,86 @@
+// One arm of an experiment: a model trained from a seed on Fashion-MNIST for a number of steps, with the training
+// error measured over consecutive windows of steps (the paper's Figure 1 plots training error against epochs).
+import { loadIdxDataset, TensorDataset } from '../data/fashion-mnist';
+import { TensorSource } from '../data/source';
+import { AlexNetOptions } from '../models/alexnet';
+import { getModel } from '../models/registry';
+import { SGD } from '../optim/optimizer';
+import { prepareModel } from '../runtime/device';
+import { Device } from '../tensor/dtype';
+import { manualSeed } from '../tensor/tensor';
+import { StepSums, trainStep } from '../train/step';
+
+export interface CurveSetting {
+  model: string;
+  options: AlexNetOptions;
+  steps: number;
+  /** Training error is averaged over windows of this many steps. */
+  window: number;
+  batchSize: number;
+  lr: number;
+  momentum: number;
+  seed: number;
+  device: Device;
+}
+
+/** Points (step at the window's end, training error over the window). */
+export type Curve = [number, number][];
+
+export function loadTrainSubset(limit: number, dir?: string): TensorDataset {
+  return loadIdxDataset({ dir, split: 'train', limit });
+}
+
+export async function trainCurve(ds: TensorDataset, s: CurveSetting): Promise<Curve> {
+  manualSeed(s.seed);
+  const model = prepareModel(getModel(s.model, { ...s.options, inChannels: 1, numClasses: 10 }), s.device).train();
+  const size = model.inputShape.slice(1) as [number, number];
+  // The source owns (and disposes) its tensors: each run gets its own copy of the images (uint8, small).
+  const source = new TensorSource(
+    { ...ds, images: ds.images.clone(), labels: ds.labels.clone() },
+    { inputSize: size, resize: 'bilinear', mean: [], std: [] },
+    { batchSize: s.batchSize, shuffle: true, seed: s.seed, device: s.device },
+  );
+  const ctx = {
+    model,
+    device: s.device,
+    precision: 'fp32' as const,
+    optimizer: new SGD(model.parameters(), { lr: s.lr, momentum: s.momentum }),
+  };
+  const curve: Curve = [];
+  let window = new StepSums(s.device);
+  let step = 0;
+  try {
+    for (let epoch = 0; step < s.steps; epoch++) {
+      for await (const b of source.batches(epoch)) {
+        try {
+          if (step < s.steps) trainStep(ctx, b.x, b.y, window);
+        } finally {
+          b.x.dispose();
+          b.y.dispose();
+        }
+        if (step >= s.steps) continue;
+        step++;
+        if (step % s.window === 0 || step === s.steps) {
+          curve.push([step, 1 - window.read().acc]);
+          window.dispose();
+          window = new StepSums(s.device);
+        }
+      }
+    }
+  } finally {
+    window.dispose();
+    await source.close();
+    model.dispose();
+  }
+  return curve;
+}
+
+/** The first step whose window's training error is at most `threshold`; undefined when never reached. */
+export function stepsToReach(curve: Curve, threshold: number): number | undefined {
+  return curve.find(([, e]) => e <= threshold)?.[0];
+}
+
+/** The mean curve of several seeds (same steps). */
+export function meanCurve(curves: Curve[]): Curve {
+  return curves[0].map(([x], i) => [x, curves.reduce((a, c) => a + c[i][1], 0) / curves.length]);
+}

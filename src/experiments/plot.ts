@@ -1,0 +1,79 @@
+// Line charts as SVG text (no dependency, no browser): an experiment's curves, one colour per arm, a legend, axes
+// with ticks, and optional horizontal reference lines (a threshold).
+
+export interface Series {
+  name: string;
+  points: [number, number][];
+}
+
+export interface Chart {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: Series[];
+  /** Horizontal lines: [y, label]. */
+  hlines?: [number, string][];
+}
+
+const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
+const W = 720;
+const H = 420;
+const M = { left: 64, right: 170, top: 40, bottom: 52 };
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** Round tick values spanning [lo, hi]: the smallest step of 1, 2, 2.5 or 5 × 10^k that makes at most six. */
+export function ticks(lo: number, hi: number): number[] {
+  if (!(hi > lo)) return [lo];
+  const mag = 10 ** Math.floor(Math.log10((hi - lo) / 6));
+  const step = [1, 2, 2.5, 5, 10].map((k) => k * mag).find((s) => (hi - lo) / s <= 6)!;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  return out;
+}
+
+export function lineChartSvg(c: Chart): string {
+  const all = c.series.flatMap((s) => s.points);
+  const ys = [...all.map((p) => p[1]), ...(c.hlines ?? []).map(([y]) => y)];
+  const [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
+  const [y0, y1] = [Math.min(0, ...ys), Math.max(...ys) * 1.05 || 1];
+  const px = (x: number) => M.left + ((x - x0) / (x1 - x0 || 1)) * (W - M.left - M.right);
+  const py = (y: number) => H - M.bottom - ((y - y0) / (y1 - y0 || 1)) * (H - M.top - M.bottom);
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${esc(c.title)}</text>`,
+    `<line x1="${M.left}" y1="${H - M.bottom}" x2="${W - M.right}" y2="${H - M.bottom}" stroke="black"/>`,
+    `<line x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${H - M.bottom}" stroke="black"/>`,
+  ];
+  for (const t of ticks(x0, x1))
+    out.push(
+      `<text x="${px(t).toFixed(1)}" y="${H - M.bottom + 16}" text-anchor="middle">${t}</text>`,
+      `<line x1="${px(t).toFixed(1)}" y1="${H - M.bottom}" x2="${px(t).toFixed(1)}" y2="${H - M.bottom + 4}" stroke="black"/>`,
+    );
+  for (const t of ticks(y0, y1))
+    out.push(
+      `<text x="${M.left - 6}" y="${(py(t) + 4).toFixed(1)}" text-anchor="end">${t}</text>`,
+      `<line x1="${M.left}" y1="${py(t).toFixed(1)}" x2="${W - M.right}" y2="${py(t).toFixed(1)}" stroke="#eee"/>`,
+    );
+  out.push(
+    `<text x="${(M.left + W - M.right) / 2}" y="${H - 12}" text-anchor="middle">${esc(c.xLabel)}</text>`,
+    `<text transform="translate(16 ${(M.top + H - M.bottom) / 2}) rotate(-90)" text-anchor="middle">${esc(c.yLabel)}</text>`,
+  );
+  for (const [y, label] of c.hlines ?? [])
+    out.push(
+      `<line x1="${M.left}" y1="${py(y).toFixed(1)}" x2="${W - M.right}" y2="${py(y).toFixed(1)}" stroke="gray" stroke-dasharray="5 4"/>`,
+      `<text x="${W - M.right - 4}" y="${(py(y) - 5).toFixed(1)}" text-anchor="end" fill="gray">${esc(label)}</text>`,
+    );
+  c.series.forEach((s, i) => {
+    const colour = COLOURS[i % COLOURS.length];
+    const d = s.points.map(([x, y], k) => `${k ? 'L' : 'M'}${px(x).toFixed(1)} ${py(y).toFixed(1)}`).join(' ');
+    out.push(
+      `<path d="${d}" fill="none" stroke="${colour}" stroke-width="2"/>`,
+      `<rect x="${W - M.right + 8}" y="${M.top + 20 * i}" width="14" height="4" fill="${colour}"/>`,
+      `<text x="${W - M.right + 28}" y="${M.top + 20 * i + 6}">${esc(s.name)}</text>`,
+    );
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
