@@ -14,7 +14,7 @@ export interface AlexNetOptions {
   dropout?: number;
   /** Input height and width (a number for a square input). */
   inputSize?: number | [number, number];
-  /** The activation after every convolution and hidden fully connected layer (default relu; tanh: the paper's Figure 1). */
+  /** The activation after each convolution and hidden fully connected layer (default relu; tanh: paper Fig. 1). */
   activation?: Activation;
 }
 
