@@ -164,6 +164,7 @@ test('photo batches are finished on the GPU, channels-last, identical to the CPU
     assert.ok(relDiff(b.x.cpu(), a.x) < 1e-5);
   } finally {
     await pool.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
