@@ -1,7 +1,7 @@
 // Module: the base of every layer and model. Children, parameters and buffers are registered by name, so that
 // stateDict() keys follow PyTorch's convention ("features.0.weight") and PyTorch weights load unchanged.
 import { ShapeError, StateDictError, UserError } from '../errors';
-import { Device, DType, isFloating } from '../tensor/dtype';
+import { Device, DType, isFloating, sameShape } from '../tensor/dtype';
 import { keep, noGrad, Tensor } from '../tensor/tensor';
 
 export type StateDict = Map<string, Tensor>;
@@ -189,9 +189,7 @@ export abstract class Module {
     for (const [k, t] of own) {
       const g = given.get(k);
       if (!g) continue;
-      const a = t.shape;
-      const b = g.shape;
-      if (a.length !== b.length || a.some((x, i) => x !== b[i])) mismatched.push({ key: k, expected: a, got: b });
+      if (!sameShape(t.shape, g.shape)) mismatched.push({ key: k, expected: t.shape, got: g.shape });
     }
     const problems: string[] = [];
     if (strict && missing.length) problems.push(`missing keys: ${missing.join(', ')}`);

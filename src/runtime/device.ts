@@ -32,7 +32,7 @@ export function resolveDevice(request: DeviceRequest = 'auto'): Device {
         '(use --device cpu, or build the addon with LIBTORCH_USE_PYTORCH=1 against a CUDA PyTorch)',
     );
   }
-  const index = request === 'cuda' ? 0 : Number(request.slice(5));
+  const index = cudaIndex(request);
   if (index >= info.cudaDeviceCount) {
     throw new UserError(
       `--device ${request}: this machine has ${info.cudaDeviceCount} CUDA device(s) (cuda:0 … cuda:${info.cudaDeviceCount - 1})`,
@@ -42,6 +42,10 @@ export function resolveDevice(request: DeviceRequest = 'auto'): Device {
 }
 
 export const isCuda = (device: Device): boolean => device.startsWith('cuda');
+
+/** The GPU's index in 'cuda' (0) or 'cuda:N'; -1 for the CPU. */
+export const cudaIndex = (device: string): number =>
+  device === 'cuda' ? 0 : device.startsWith('cuda:') ? Number(device.slice('cuda:'.length)) : -1;
 
 export interface PreparedDevice {
   device: Device;

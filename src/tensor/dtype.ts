@@ -25,6 +25,11 @@ export const DTYPE_SIZE: Record<DType, number> = {
   bool: 1,
 };
 
+/** Whether two shapes are the same (rank and every size). */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((n, i) => n === b[i]);
+}
+
 export function isFloating(d: DType): boolean {
   return d === 'float32' || d === 'float16' || d === 'bfloat16' || d === 'float64';
 }

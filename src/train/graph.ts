@@ -8,15 +8,17 @@
 // the host), optimisers whose arithmetic changes every step (Adam's bias correction), gradient averaging across
 // processes.
 import { SGD } from '../optim/optimizer';
+import { cudaIndex, isCuda } from '../runtime/device';
 import { native } from '../tensor/binding';
+import { sameShape } from '../tensor/dtype';
 import { Tensor, tidy, zeros } from '../tensor/tensor';
 import { StepContext, StepSums, trainStep } from './step';
 
 /** Why the steps of `ctx` cannot be a CUDA graph; undefined when they can. */
 export function cudaGraphObstacle(ctx: StepContext): string | undefined {
-  if (!ctx.device.startsWith('cuda')) return 'CUDA graphs need a CUDA device';
+  if (!isCuda(ctx.device)) return 'CUDA graphs need a CUDA device';
   if (typeof native().cudaGraphBegin !== 'function') return 'this build of the addon has no CUDA graphs';
-  if (ctx.device !== 'cuda' && ctx.device !== 'cuda:0') return 'CUDA graphs are recorded on the first GPU only';
+  if (cudaIndex(ctx.device) !== 0) return 'CUDA graphs are recorded on the first GPU only';
   if (ctx.scaler) return 'fp16 loss scaling checks the gradients on the host every step';
   if (!(ctx.optimizer instanceof SGD)) return "only SGD steps are recorded (Adam's bias correction changes every step)";
   if (ctx.afterBackward) return 'steps with gradient averaging across processes are not recorded';
@@ -42,7 +44,7 @@ export class GraphedStep {
     private readonly ctx: StepContext,
     private readonly warmup = 3,
   ) {
-    native().cudaUseSideStream!(deviceIndex(ctx.device));
+    native().cudaUseSideStream!(cudaIndex(ctx.device));
   }
 
   /** Replays made so far (tests and benchmarks). */
@@ -125,9 +127,5 @@ export class GraphedStep {
 }
 
 function sameLayout(a: Tensor, b: Tensor): boolean {
-  return a.dtype === b.dtype && a.shape.length === b.shape.length && a.shape.every((n, i) => n === b.shape[i]);
-}
-
-function deviceIndex(device: string): number {
-  return device === 'cuda' ? 0 : Number(device.slice('cuda:'.length));
+  return a.dtype === b.dtype && sameShape(a.shape, b.shape);
 }

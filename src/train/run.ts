@@ -406,7 +406,6 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
   const elapsedBefore = t.history.length ? t.history[t.history.length - 1].elapsed_seconds : 0;
   let stopped: TrainResult['stopped'] = 'completed';
   let lastEval: EvalResult | undefined;
-  let graphWarned = false;
   const onStepTime = estimator(t);
   trainMode(t);
   while (t.progress.epoch < o.epochs && stopped === 'completed') {
@@ -425,10 +424,6 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
     });
     t.progress = r.progress;
     stopped = r.stopped;
-    if (t.graphed?.failed && !graphWarned) {
-      graphWarned = true;
-      events.emit({ type: 'warning', message: `CUDA graph off, ordinary steps: ${t.graphed.failed}` });
-    }
     if (stopped === 'interrupted') {
       save(t);
       events.emit({ type: 'interrupted', progress: t.progress, saved: t.outputs.saved });
