@@ -4,8 +4,11 @@
 import { UserError } from '../errors';
 import { AlexNet } from '../models/alexnet';
 import { Module } from '../nn/module';
-import { loadModel } from '../persist/load';
-import { noGrad } from '../tensor/tensor';
+import { readSafetensorsMetadata } from '../io/safetensors';
+import { loadModel, weightsKind } from '../persist/load';
+import { CHECKPOINT_FORMAT, readRecord, WEIGHTS_FORMAT } from '../persist/record';
+import { sameShape } from '../tensor/dtype';
+import { Tensor } from '../tensor/tensor';
 
 export interface InitReport {
   copied: string[];
@@ -15,6 +18,10 @@ export interface InitReport {
 
 /** The variant a weights file holds (for --init-from without --model). */
 export function variantOf(file: string): string {
+  // Our files name it in their header: the weights (240 MB for most variants) are read once, by initFrom.
+  const m = weightsKind(file, '--init-from') === 'safetensors' ? readSafetensorsMetadata(file) : undefined;
+  if (m?.format === CHECKPOINT_FORMAT || m?.format === WEIGHTS_FORMAT) return readRecord(m, file).model;
+  // A plain state dict: the variant is recognised from its keys and shapes, which takes loading it.
   const { model, record } = loadModel(file, { what: '--init-from' });
   model.dispose();
   return record.model;
@@ -34,20 +41,17 @@ export function initFrom(model: AlexNet, file: string, variant: string): InitRep
     }
     const theirs = source.model.stateDict();
     const report: InitReport = { copied: [], fresh: [] };
-    noGrad(() => {
-      for (const [k, t] of model.stateDict()) {
-        const s = theirs.get(k);
-        const same = s !== undefined && s.shape.length === t.shape.length && s.shape.every((n, i) => n === t.shape[i]);
-        if (same) {
-          t.copy_(s);
-          report.copied.push(k);
-        } else {
-          report.fresh.push(
-            s ? `${k} (${s.shape.join('×')} there, ${t.shape.join('×')} here)` : `${k} (not in ${file})`,
-          );
-        }
+    const matching = new Map<string, Tensor>();
+    for (const [k, t] of model.stateDict()) {
+      const s = theirs.get(k);
+      if (s && sameShape(s.shape, t.shape)) {
+        matching.set(k, s);
+        report.copied.push(k);
+      } else {
+        report.fresh.push(s ? `${k} (${s.shape.join('×')} there, ${t.shape.join('×')} here)` : `${k} (not in ${file})`);
       }
-    });
+    }
+    model.loadStateDict(matching, { strict: false });
     return report;
   } finally {
     source.model.dispose();
