@@ -56,30 +56,14 @@ function ours(
     optimizer: new SGD(model.parameters(), { lr: 0.001, momentum: 0.9 }),
     scaler: precision === 'fp16' ? new GradScaler() : undefined,
   };
-  const sync = () => synchronize(device);
-  let t = 0;
-  for (let i = 0; i < warmup + iters; i++) {
-    if (i === warmup) {
-      sync();
-      t = performance.now();
-    }
-    trainStep(ctx, x, y);
-  }
-  sync();
-  const train = (batch * iters) / ((performance.now() - t) / 1000);
+  const train = imagesPerSecond(device, batch, warmup, iters, () => trainStep(ctx, x, y));
   const graphTrain = graphedSteps(ctx, x, y, warmup, iters);
   model.eval();
-  noGrad(() => {
-    for (let i = 0; i < warmup + iters; i++) {
-      if (i === warmup) {
-        sync();
-        t = performance.now();
-      }
-      tidy(() => autocast(device, precision, () => model.forward(x)));
-    }
-  });
-  sync();
-  const infer = (batch * iters) / ((performance.now() - t) / 1000);
+  const infer = noGrad(() =>
+    imagesPerSecond(device, batch, warmup, iters, () =>
+      tidy(() => autocast(device, precision, () => model.forward(x))),
+    ),
+  );
   model.dispose();
   x.dispose();
   y.dispose();
@@ -94,28 +78,26 @@ function graphedSteps(ctx: StepContext, x: Tensor, y: Tensor, warmup: number, it
     return undefined;
   }
   const g = new GraphedStep(ctx);
-  let t = 0;
-  for (let i = 0; i < warmup + iters; i++) {
-    if (i === warmup) {
-      synchronize(ctx.device);
-      t = performance.now();
-    }
-    try {
-      g.step(x, y);
-    } catch (e) {
-      console.error(`CUDA graph not measured: ${(e as Error).message}`);
-      g.dispose();
-      return undefined;
-    }
-  }
-  synchronize(ctx.device);
-  const ips = (y.size(0) * iters) / ((performance.now() - t) / 1000);
-  g.dispose();
-  if (g.failed || g.replays < iters) {
-    console.error(`CUDA graph not measured: ${g.failed ?? `${g.replays} replays of ${iters} steps`}`);
+  try {
+    const ips = imagesPerSecond(ctx.device, y.size(0), warmup, iters, () => g.step(x, y));
+    if (g.replays < iters) throw new Error(`${g.replays} replays of ${iters} steps`);
+    return ips;
+  } catch (e) {
+    console.error(`CUDA graph not measured: ${(e as Error).message}`);
     return undefined;
+  } finally {
+    g.dispose();
   }
-  return ips;
+}
+
+/** Images/s of `step` (a batch of `batch` images) over `iters` calls after `warmup`, the device synchronised. */
+function imagesPerSecond(device: Device, batch: number, warmup: number, iters: number, step: () => void): number {
+  for (let i = 0; i < warmup; i++) step();
+  synchronize(device);
+  const t = performance.now();
+  for (let i = 0; i < iters; i++) step();
+  synchronize(device);
+  return (batch * iters) / ((performance.now() - t) / 1000);
 }
 
 function pytorch(
