@@ -21,7 +21,7 @@ import { cudaGraphObstacle, GraphedStep } from '../src/train/graph';
 import { train } from '../src/train/run';
 import { StepSums, trainStep } from '../src/train/step';
 import { SGD } from '../src/optim/optimizer';
-import { oracleMissing, relDiff, runOracle } from './helpers/oracle';
+import { autocastReference, oracleMissing, relDiff } from './helpers/oracle';
 import { judge, UNIT_ROUNDOFF } from './helpers/tolerance';
 
 function gpuMissing(): string | undefined {
@@ -65,18 +65,7 @@ test(
     // bfloat16 autocast runs on the same weights; ours runs on the GPU. fp16 and TF32 (both u = 2^-11, 1/8 of
     // bfloat16's) must meet bf16's bound. Measured on an H200: bf16 within 1.2–1.4× PyTorch's CPU bf16 error,
     // fp16 a quarter of it.
-    manualSeed(11);
-    const cpu = getModel('alexnet-torchvision', { inputSize: 127 }).eval();
-    const x = randn([2, 3, 127, 127]);
-    const target = randint(0, 1000, [2]);
-    const tensors: Record<string, Tensor> = { x, target };
-    for (const [k, t] of cpu.stateDict()) tensors[k] = t;
-    const runs = [
-      { name: 'bf16', autocast: 'bfloat16' },
-      { name: 'f64', dtype: 'float64' },
-    ];
-    const ref = runOracle([{ id: 'a', op: 'model_torchvision', args: { runs }, tensors }]);
-    const get = (k: string) => ref.get(`a.${k}`) ?? assert.fail(`the oracle returned no ${k}`);
+    const { model: cpu, x, target, get } = autocastReference();
     const bound = { c: 2, floor: UNIT_ROUNDOFF.bfloat16, metric: 'norm' as const };
     const failures: string[] = [];
     const m = prepareModel(getModel('alexnet-torchvision', { inputSize: 127 }), 'cuda').eval();

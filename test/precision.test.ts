@@ -2,14 +2,13 @@
 // GradScaler's rules worked by hand, and the precision choices a user can make.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { getModel } from '../src/models/registry';
 import { crossEntropy } from '../src/nn/functional';
 import { native } from '../src/tensor/binding';
 import { Conv2d, Linear } from '../src/nn';
-import { manualSeed, randint, randn, Tensor, tensor, tidy } from '../src/tensor/tensor';
+import { randn, Tensor, tensor, tidy } from '../src/tensor/tensor';
 import { autocast, GradScaler, resolvePrecision } from '../src/runtime/precision';
 import { bf16ConvMissing } from './helpers/cpu';
-import { maxAbsDiff, oracleMissing, runOracle } from './helpers/oracle';
+import { autocastReference, maxAbsDiff, oracleMissing } from './helpers/oracle';
 import { judge, lossBound, UNIT_ROUNDOFF } from './helpers/tolerance';
 
 // What bfloat16 autocast guarantees, and what this test checks, on any CPU: every convolution and linear layer runs
@@ -27,22 +26,8 @@ test(
   'bf16 autocast runs convolutions and linear layers in bfloat16 and is as close to float64 as torch.autocast',
   { skip: oracleMissing() ?? bf16ConvMissing() },
   () => {
-    manualSeed(11);
-    const m = getModel('alexnet-torchvision', { inputSize: 127 }).setMemoryFormat('channelsLast').eval(); // as training runs it
-    const x = randn([2, 3, 127, 127]);
-    const target = randint(0, 1000, [2]);
-    const tensors: Record<string, Tensor> = { x, target };
-    for (const [k, t] of m.stateDict()) tensors[k] = t;
-    const runs = [
-      { name: 'bf16', autocast: 'bfloat16' },
-      { name: 'f64', dtype: 'float64' },
-    ];
-    const ref = runOracle([{ id: 'a', op: 'model_torchvision', args: { runs }, tensors }]);
-    const get = (k: string) => {
-      const t = ref.get(`a.${k}`);
-      assert.ok(t, `the oracle returned no ${k}`);
-      return t;
-    };
+    const { model, x, target, get } = autocastReference();
+    const m = model.setMemoryFormat('channelsLast'); // as training runs it
     // Layer by layer: each convolution and linear layer gives bfloat16 under autocast.
     const ran = tidy(() =>
       autocast('cpu', 'bf16', () => {

@@ -3,8 +3,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import assert from 'node:assert/strict';
 import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors';
-import { Tensor, tidy } from '../../src/tensor/tensor';
+import { AlexNet } from '../../src/models/alexnet';
+import { getModel } from '../../src/models/registry';
+import { manualSeed, randint, randn, Tensor, tidy } from '../../src/tensor/tensor';
 
 export const PYTHON = process.env.ALEXNET_ORACLE_PYTHON || '/usr/bin/python3';
 const SCRIPT = path.resolve(__dirname, '..', '..', '..', 'test', 'golden', 'oracle.py');
@@ -64,4 +67,25 @@ export function maxAbs(a: Tensor): number {
 /** Largest absolute difference relative to the reference's largest magnitude (for gradients of big layers). */
 export function relDiff(a: Tensor, ref: Tensor): number {
   return maxAbsDiff(a, ref) / Math.max(1e-12, maxAbs(ref));
+}
+
+/**
+ * The precision tests' setting (CPU and GPU alike): torchvision's AlexNet at 127×127 from seed 11, two inputs and
+ * their targets, and the oracle's float64 and bfloat16-autocast runs on those weights; `get('f64.y')`,
+ * `get('bf16.grad.features.0.weight')`, … (a missing key fails the test).
+ */
+export function autocastReference(): { model: AlexNet; x: Tensor; target: Tensor; get: (key: string) => Tensor } {
+  manualSeed(11);
+  const model = getModel('alexnet-torchvision', { inputSize: 127 }).eval();
+  const x = randn([2, 3, 127, 127]);
+  const target = randint(0, 1000, [2]);
+  const tensors: Record<string, Tensor> = { x, target };
+  for (const [k, t] of model.stateDict()) tensors[k] = t;
+  const runs = [
+    { name: 'bf16', autocast: 'bfloat16' },
+    { name: 'f64', dtype: 'float64' },
+  ];
+  const ref = runOracle([{ id: 'a', op: 'model_torchvision', args: { runs }, tensors }]);
+  const get = (key: string) => ref.get(`a.${key}`) ?? assert.fail(`the oracle returned no ${key}`);
+  return { model, x, target, get };
 }
