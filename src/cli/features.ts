@@ -56,11 +56,9 @@ export async function featuresCommand(argv: string[]): Promise<void> {
   if (!v.out) throw new UserError('--out FILE is required (where the embeddings go, .safetensors)');
   const { device } = prepareDevice(v.device, v.threads);
   const { model, record } = loadModel(v.weights);
-  const names = model.layers().map(([n]) => n);
-  const relus = model
-    .layers()
-    .filter(([n, m]) => n.startsWith('classifier.') && m instanceof ReLU)
-    .map(([n]) => n);
+  const layers = model.layers();
+  const names = layers.map(([n]) => n);
+  const relus = layers.filter(([n, m]) => n.startsWith('classifier.') && m instanceof ReLU).map(([n]) => n);
   const layer = v.layer ?? relus[relus.length - 1] ?? names[names.length - 2];
   if (!names.includes(layer))
     throw new UserError(`--layer must be a layer of ${record.model}: ${names.join(', ')}; got '${layer}'`);
