@@ -4,10 +4,11 @@ import { loadIdxDataset, TensorDataset } from '../data/fashion-mnist';
 import { TensorSource } from '../data/source';
 import { AlexNetOptions } from '../models/alexnet';
 import { getModel } from '../models/registry';
-import { SGD } from '../optim/optimizer';
+import { Adam, SGD } from '../optim/optimizer';
 import { prepareModel } from '../runtime/device';
+import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
-import { manualSeed } from '../tensor/tensor';
+import { manualSeed, Tensor } from '../tensor/tensor';
 import { StepSums, trainStep } from '../train/step';
 
 export interface CurveSetting {
@@ -17,10 +18,17 @@ export interface CurveSetting {
   /** Training error is averaged over windows of this many steps. */
   window: number;
   batchSize: number;
+  /** SGD with momentum (the paper's), or Adam (fast out of the start on a short budget). */
+  optimizer?: 'sgd' | 'adam';
   lr: number;
   momentum: number;
+  weightDecay?: number;
   seed: number;
   device: Device;
+  /** The side images are resized to before `augment` (default: the model's input). */
+  loadSize?: number;
+  /** Training augmentation of a batch (e.g. random crops to the model's input); returns a new tensor. */
+  augment?: (x: Tensor) => Tensor;
 }
 
 /** Points (step at the window's end, training error over the window). */
@@ -30,31 +38,34 @@ export function loadTrainSubset(limit: number, dir?: string): TensorDataset {
   return loadIdxDataset({ dir, split: 'train', limit });
 }
 
-export async function trainCurve(ds: TensorDataset, s: CurveSetting): Promise<Curve> {
+/** A model trained per the setting, with its training-error curve; the caller disposes the model. */
+export async function trainModel(ds: TensorDataset, s: CurveSetting): Promise<{ model: AlexNet; curve: Curve }> {
   manualSeed(s.seed);
   const model = prepareModel(getModel(s.model, { ...s.options, inChannels: 1, numClasses: 10 }), s.device).train();
-  const size = model.inputShape.slice(1) as [number, number];
+  const side = s.loadSize ?? model.inputShape[1];
   // The source owns (and disposes) its tensors: each run gets its own copy of the images (uint8, small).
   const source = new TensorSource(
     { ...ds, images: ds.images.clone(), labels: ds.labels.clone() },
-    { inputSize: size, resize: 'bilinear', mean: [], std: [] },
+    { inputSize: [side, side], resize: 'bilinear', mean: [], std: [] },
     { batchSize: s.batchSize, shuffle: true, seed: s.seed, device: s.device },
   );
-  const ctx = {
-    model,
-    device: s.device,
-    precision: 'fp32' as const,
-    optimizer: new SGD(model.parameters(), { lr: s.lr, momentum: s.momentum }),
-  };
+  const weightDecay = s.weightDecay ?? 0;
+  const optimizer =
+    s.optimizer === 'adam'
+      ? new Adam(model.parameters(), { lr: s.lr, weightDecay })
+      : new SGD(model.parameters(), { lr: s.lr, momentum: s.momentum, weightDecay });
+  const ctx = { model, device: s.device, precision: 'fp32' as const, optimizer };
   const curve: Curve = [];
   let window = new StepSums(s.device);
   let step = 0;
   try {
     for (let epoch = 0; step < s.steps; epoch++) {
       for await (const b of source.batches(epoch)) {
+        const x = step < s.steps && s.augment ? s.augment(b.x) : b.x;
         try {
-          if (step < s.steps) trainStep(ctx, b.x, b.y, window);
+          if (step < s.steps) trainStep(ctx, x, b.y, window);
         } finally {
+          if (x !== b.x) x.dispose();
           b.x.dispose();
           b.y.dispose();
         }
@@ -67,11 +78,20 @@ export async function trainCurve(ds: TensorDataset, s: CurveSetting): Promise<Cu
         }
       }
     }
+  } catch (e) {
+    model.dispose();
+    throw e;
   } finally {
     window.dispose();
     await source.close();
-    model.dispose();
   }
+  return { model, curve };
+}
+
+/** The training-error curve of a model trained per the setting (the model is not kept). */
+export async function trainCurve(ds: TensorDataset, s: CurveSetting): Promise<Curve> {
+  const { model, curve } = await trainModel(ds, s);
+  model.dispose();
   return curve;
 }
 

@@ -1,10 +1,19 @@
-// The experiments `alexnet experiment NAME` runs, and the paper's other claims that are not built yet.
+// The experiments `alexnet experiment NAME` runs: the paper's claims, one each.
+import { dropout, lrn, overlappingPooling, pcaNoise, twoTower } from './ablations';
+import { ensemble } from './ensemble';
 import { reluVsTanh } from './relu-vs-tanh';
+import { tenCrop } from './ten-crop';
 import { Experiment } from './types';
 
-export const EXPERIMENTS: Experiment[] = [reluVsTanh];
-
-/** Claims from the paper that have no experiment here yet (named so that asking for one says so). */
-export const PLANNED = ['lrn', 'overlapping-pooling', 'dropout', 'two-tower', 'pca-noise', 'ten-crop', 'ensemble'];
+export const EXPERIMENTS: Experiment[] = [
+  reluVsTanh,
+  lrn,
+  overlappingPooling,
+  dropout,
+  twoTower,
+  pcaNoise,
+  tenCrop,
+  ensemble,
+];
 
 export { Experiment, ExperimentOptions, ExperimentResult } from './types';

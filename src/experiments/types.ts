@@ -9,6 +9,7 @@ export interface ExperimentOptions {
   /** Overrides of the budget's size (tests run tiny ones). */
   steps?: number;
   trainLimit?: number;
+  testLimit?: number;
   /** Fashion-MNIST's IDX folder (default Debian's). */
   dataDir?: string;
   log: (line: string) => void;

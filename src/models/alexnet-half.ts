@@ -2,14 +2,20 @@
 // LRN, a 2048-2048 classifier with dropout; conv weights Kaiming normal (fan_out, ReLU) with zero biases,
 // linear weights N(0, 0.01) with zero biases.
 import { Conv2d, Dropout, init, Linear, Sequential } from '../nn';
-import { AlexNet, AlexNetOptions, plainFeatures, resolveOptions } from './alexnet';
+import { AlexNet, AlexNetOptions, featureStack, resolveOptions } from './alexnet';
 
 export function alexnetHalf(options: AlexNetOptions = {}): AlexNet {
-  const o = resolveOptions('alexnet-half', options, { numClasses: 1000, inChannels: 3, dropout: 0.5, inputSize: 224 });
+  const o = resolveOptions('alexnet-half', options, {
+    numClasses: 1000,
+    inChannels: 3,
+    dropout: 0.5,
+    inputSize: 224,
+    widths: [96, 256, 384, 384, 256],
+  });
   return new AlexNet({
     name: 'alexnet-half',
     input: [o.inChannels, o.h, o.w],
-    features: plainFeatures(o.inChannels, [96, 256, 384, 384, 256], 2, o.act),
+    features: featureStack(o, { stride: 4, padding: 2 }),
     classifier: (n) =>
       new Sequential(
         new Dropout(o.dropout),

@@ -3,7 +3,18 @@
 import { ShapeError, UserError } from '../errors';
 import { isFloating } from '../tensor/dtype';
 import { noGrad, Tensor, tidy } from '../tensor/tensor';
-import { Conv2d, Flatten, LayerShapeError, MaxPool2d, Module, ReLU, Sequential, Tanh } from '../nn';
+import {
+  BatchNorm2d,
+  Conv2d,
+  Flatten,
+  LayerShapeError,
+  LocalResponseNorm,
+  MaxPool2d,
+  Module,
+  ReLU,
+  Sequential,
+  Tanh,
+} from '../nn';
 
 export interface AlexNetOptions {
   /** Output classes (the last Linear layer's size). */
@@ -16,10 +27,25 @@ export interface AlexNetOptions {
   inputSize?: number | [number, number];
   /** The activation after each convolution and hidden fully connected layer (default relu; tanh: paper Fig. 1). */
   activation?: Activation;
+  /**
+   * Local response normalisation after the first two convolutions' activations: 'paper' (k 2, n 5, α 1e-4, β 0.75,
+   * α as is), 'pytorch' (the same numbers in PyTorch's convention, α divided by n: 5× weaker) or 'none'. Default:
+   * the variant's ('paper' for alexnet-2012, 'none' elsewhere).
+   */
+  lrn?: LrnChoice;
+  /** Max pooling [kernel, stride] after conv1, conv2 and conv5 (default [3, 2]: the paper's overlapping pooling). */
+  pool?: [number, number];
+  /** 2: conv2, conv4 and conv5 see only their own half of the channels (the paper's two GPUs); 1: all. */
+  groups?: 1 | 2;
+  /** The five convolutions' kernel counts (default: the variant's, e.g. 96-256-384-384-256). */
+  widths?: Widths;
 }
 
 export type Activation = 'relu' | 'tanh';
 export const ACTIVATIONS: Activation[] = ['relu', 'tanh'];
+export type LrnChoice = 'paper' | 'pytorch' | 'none';
+export const LRN_CHOICES: LrnChoice[] = ['paper', 'pytorch', 'none'];
+export type Widths = [number, number, number, number, number];
 
 export interface AlexNetSpec {
   /** The registry name, e.g. 'alexnet-torchvision'. */
@@ -229,22 +255,47 @@ function smallestSquare(channels: number, run: (s: number[]) => number[]): numbe
  * - numClasses 100,000: the largest public label sets (ImageNet-21k 21,841, Open Images ~20k, iNaturalist 10k)
  *   with room to spare; the last layer is then 410 million parameters (1.6 GB) with a 4096-wide classifier.
  * - inChannels 1024: past hyperspectral images (~200–400 bands); conv1 is then at most 12 million parameters.
+ * - width 4096: 10× the widest AlexNet convolution (384); the parameter budget decides beyond that.
+ * - pool 16: a pooling window or stride past that leaves nothing of a 227×227 input.
  */
-export const OPTION_LIMITS = { inputSize: 4096, numClasses: 100_000, inChannels: 1024 } as const;
+export const OPTION_LIMITS = { inputSize: 4096, numClasses: 100_000, inChannels: 1024, width: 4096, pool: 16 } as const;
+
+/** What a variant fixes when the options leave it open. */
+export interface VariantDefaults {
+  numClasses: number;
+  inChannels: number;
+  dropout: number;
+  inputSize: number;
+  widths: Widths;
+  lrn?: LrnChoice;
+  groups?: 1 | 2;
+}
+
+/** The options resolved for a builder: numbers checked, layers as factories. */
+export interface Resolved {
+  numClasses: number;
+  inChannels: number;
+  dropout: number;
+  h: number;
+  w: number;
+  widths: Widths;
+  groups: 1 | 2;
+  act: () => Module;
+  /** The LRN layer after conv1's and conv2's activations, or undefined for none. */
+  lrn: () => Module | undefined;
+  pool: () => Module;
+}
+
+const inRange = (v: unknown, max: number) => Number.isInteger(v) && (v as number) > 0 && (v as number) <= max;
+const range = (max: number) => `a positive integer (at most ${max.toLocaleString('en-US')})`;
 
 /** Validates and fills in the options every variant accepts. */
-export function resolveOptions(
-  name: string,
-  o: AlexNetOptions,
-  defaults: Required<Omit<AlexNetOptions, 'activation'>>,
-): { numClasses: number; inChannels: number; dropout: number; h: number; w: number; act: () => Module } {
+export function resolveOptions(name: string, o: AlexNetOptions, defaults: VariantDefaults): Resolved {
   const numClasses = o.numClasses ?? defaults.numClasses;
   const inChannels = o.inChannels ?? defaults.inChannels;
   const dropout = o.dropout ?? defaults.dropout;
   const size = o.inputSize ?? defaults.inputSize;
   const [h, w] = typeof size === 'number' ? [size, size] : Array.isArray(size) && size.length === 2 ? size : [NaN, NaN];
-  const inRange = (v: unknown, max: number) => Number.isInteger(v) && (v as number) > 0 && (v as number) <= max;
-  const range = (max: number) => `a positive integer (at most ${max.toLocaleString('en-US')})`;
   if (!inRange(numClasses, OPTION_LIMITS.numClasses))
     throw new UserError(`${name}: numClasses must be ${range(OPTION_LIMITS.numClasses)}, got ${numClasses}`);
   if (!inRange(inChannels, OPTION_LIMITS.inChannels))
@@ -259,34 +310,72 @@ export function resolveOptions(
   if (!ACTIVATIONS.includes(activation))
     throw new UserError(`${name}: activation must be ${ACTIVATIONS.join(' or ')}, got ${JSON.stringify(activation)}`);
   const act = () => (activation === 'tanh' ? new Tanh() : new ReLU(true));
-  return { numClasses, inChannels, dropout, h, w, act };
+  return { numClasses, inChannels, dropout, h, w, act, ...resolveArchitecture(name, o, defaults) };
+}
+
+/** The structural knobs (the paper's ablations): LRN, pooling, groups, widths. */
+function resolveArchitecture(
+  name: string,
+  o: AlexNetOptions,
+  defaults: VariantDefaults,
+): Pick<Resolved, 'widths' | 'groups' | 'lrn' | 'pool'> {
+  const lrnChoice = o.lrn ?? defaults.lrn ?? 'none';
+  if (!LRN_CHOICES.includes(lrnChoice))
+    throw new UserError(`${name}: lrn must be ${LRN_CHOICES.join(', ')}, got ${JSON.stringify(lrnChoice)}`);
+  const groups = o.groups ?? defaults.groups ?? 1;
+  if (groups !== 1 && groups !== 2)
+    throw new UserError(`${name}: groups must be 1 or 2, got ${JSON.stringify(groups)}`);
+  const widths = o.widths ?? defaults.widths;
+  const widthsOk = Array.isArray(widths) && widths.length === 5 && widths.every((x) => inRange(x, OPTION_LIMITS.width));
+  if (!widthsOk)
+    throw new UserError(`${name}: widths must be five of ${range(OPTION_LIMITS.width)}, got ${JSON.stringify(widths)}`);
+  // conv2 reads conv1's output, conv4 conv3's, conv5 conv4's: each side of a grouped convolution splits evenly.
+  if (groups === 2 && [0, 1, 2, 3, 4].some((i) => widths[i] % 2 !== 0))
+    throw new UserError(`${name}: groups 2 needs even widths, got ${widths.join('-')}`);
+  const pool = o.pool ?? [3, 2];
+  const poolOk = Array.isArray(pool) && pool.length === 2 && pool.every((x) => inRange(x, OPTION_LIMITS.pool));
+  if (!poolOk)
+    throw new UserError(
+      `${name}: pool must be [kernel, stride], each ${range(OPTION_LIMITS.pool)}, got ${JSON.stringify(pool)}`,
+    );
+  const lrnOptions = { n: 5, k: 2, alpha: 1e-4, beta: 0.75 };
+  return {
+    widths: [...widths],
+    groups,
+    pool: () => new MaxPool2d(pool[0], { stride: pool[1] }),
+    lrn: () =>
+      lrnChoice === 'paper'
+        ? new LocalResponseNorm({ convention: 'paper', ...lrnOptions })
+        : lrnChoice === 'pytorch'
+          ? new LocalResponseNorm({ convention: 'pytorch', size: 5, k: 2, alpha: 1e-4, beta: 0.75 })
+          : undefined,
+  };
 }
 
 /**
- * The plain AlexNet feature stack (no LRN, no groups, no batch norm) shared by several variants: conv1 11×11
- * stride 4, conv2 5×5, conv3–5 3×3, ReLU after each, 3×3/2 max pooling after conv1, conv2 and conv5.
+ * The AlexNet feature stack every variant shares: conv1 11×11 (the variant's stride and padding), conv2 5×5, conv3–5
+ * 3×3, each followed by [batch norm], the activation, [LRN after conv1 and conv2], and max pooling after conv1, conv2
+ * and conv5; with groups 2, conv2, conv4 and conv5 are grouped (the paper's cross-GPU links are conv3 and the FC
+ * layers). Module indices follow that order, so the variants' state_dict keys are PyTorch's and torchvision's.
  */
-export function plainFeatures(
-  inChannels: number,
-  widths: [number, number, number, number, number],
-  conv1Padding: number,
-  act: () => Module = () => act(),
-): Sequential {
-  const [c1, c2, c3, c4, c5] = widths;
-  const pool = () => new MaxPool2d(3, { stride: 2 });
+export function featureStack(o: Resolved, conv1: { stride: number; padding: number }, batchNorm = false): Sequential {
+  const [c1, c2, c3, c4, c5] = o.widths;
+  const g = o.groups;
+  const block = (conv: Conv2d, lrn: boolean, pool: boolean): Module[] => {
+    const norm = lrn ? o.lrn() : undefined;
+    return [
+      conv,
+      ...(batchNorm ? [new BatchNorm2d(conv.outChannels)] : []),
+      o.act(),
+      ...(norm ? [norm] : []),
+      ...(pool ? [o.pool()] : []),
+    ];
+  };
   return new Sequential(
-    new Conv2d(inChannels, c1, 11, { stride: 4, padding: conv1Padding }),
-    act(),
-    pool(),
-    new Conv2d(c1, c2, 5, { padding: 2 }),
-    act(),
-    pool(),
-    new Conv2d(c2, c3, 3, { padding: 1 }),
-    act(),
-    new Conv2d(c3, c4, 3, { padding: 1 }),
-    act(),
-    new Conv2d(c4, c5, 3, { padding: 1 }),
-    act(),
-    pool(),
+    ...block(new Conv2d(o.inChannels, c1, 11, conv1), true, true),
+    ...block(new Conv2d(c1, c2, 5, { padding: 2, groups: g }), true, true),
+    ...block(new Conv2d(c2, c3, 3, { padding: 1 }), false, false),
+    ...block(new Conv2d(c3, c4, 3, { padding: 1, groups: g }), false, false),
+    ...block(new Conv2d(c4, c5, 3, { padding: 1, groups: g }), false, true),
   );
 }

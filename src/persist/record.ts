@@ -4,7 +4,7 @@
 import { Preprocess } from '../data/loader';
 import { AUGMENTS, PhotoTransform } from '../data/transforms';
 import { Metadata } from '../io/safetensors';
-import { ACTIVATIONS, AlexNetOptions, OPTION_LIMITS } from '../models/alexnet';
+import { ACTIVATIONS, AlexNetOptions, LRN_CHOICES, OPTION_LIMITS, Widths } from '../models/alexnet';
 import { listModels } from '../models/registry';
 import { FieldReader } from './validate';
 
@@ -89,6 +89,16 @@ function readModelOptions(f: FieldReader, v: unknown): AlexNetOptions {
   if (o.inChannels !== undefined) out.inChannels = f.int('model_options.inChannels', o.inChannels, 1, L.channels);
   if (o.dropout !== undefined) out.dropout = f.num('model_options.dropout', o.dropout, 0, 1);
   if (o.activation !== undefined) out.activation = f.oneOf('model_options.activation', o.activation, ACTIVATIONS);
+  if (o.lrn !== undefined) out.lrn = f.oneOf('model_options.lrn', o.lrn, LRN_CHOICES);
+  if (o.groups !== undefined) out.groups = f.int('model_options.groups', o.groups, 1, 2) as 1 | 2;
+  if (o.pool !== undefined) {
+    const side = (x: unknown) => f.int('model_options.pool', x, 1, OPTION_LIMITS.pool);
+    out.pool = f.array('model_options.pool', o.pool, 2, 2, side) as [number, number];
+  }
+  if (o.widths !== undefined) {
+    const width = (x: unknown) => f.int('model_options.widths', x, 1, OPTION_LIMITS.width);
+    out.widths = f.array('model_options.widths', o.widths, 5, 5, width) as Widths;
+  }
   if (o.inputSize !== undefined) {
     out.inputSize =
       typeof o.inputSize === 'number'

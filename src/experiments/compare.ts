@@ -1,0 +1,227 @@
+// The shape most of the paper's ablations share: the paper's choice against the alternative it was compared with,
+// each trained from the same seeds on the same data, then measured on held-out images. The effect is in percentage
+// points of top-1 error (or of overfitting: test error minus training error), positive when the paper's choice wins.
+import { loadIdxDataset, TensorDataset } from '../data/fashion-mnist';
+import { AlexNetOptions } from '../models/alexnet';
+import { noGrad, randn, Tensor, tidy } from '../tensor/tensor';
+import { Curve, CurveSetting, loadTrainSubset, meanCurve, trainModel } from './curves';
+import { lineChartSvg } from './plot';
+import { Summary, summarize } from './stats';
+import { Experiment, ExperimentOptions, ExperimentResult, fmt, verdict } from './types';
+import { topOneError } from './views';
+
+/** The trunk every ablation varies: alexnet-d2l's layers with the paper's choices switched on. */
+export const PAPER_CHOICES: AlexNetOptions = { lrn: 'paper', groups: 2, pool: [3, 2], dropout: 0.5 };
+
+export interface Budget {
+  inputSize: number;
+  steps: number;
+  batchSize: number;
+  window: number;
+  trainLimit: number;
+  testLimit: number;
+}
+
+/** quick: a few minutes on 2 CPU cores; full: the d2l recipe's size, for a GPU. */
+export function budgetOf(o: ExperimentOptions, quick: Partial<Budget> = {}): Budget {
+  const b: Budget =
+    o.budget === 'full'
+      ? { inputSize: 224, steps: 3000, batchSize: 128, window: 100, trainLimit: 60000, testLimit: 10000 }
+      : { inputSize: 67, steps: 200, batchSize: 64, window: 20, trainLimit: 8192, testLimit: 2000, ...quick };
+  return {
+    ...b,
+    steps: o.steps ?? b.steps,
+    trainLimit: o.trainLimit ?? b.trainLimit,
+    testLimit: o.testLimit ?? b.testLimit,
+  };
+}
+
+/** The optimiser and model every arm shares; the paper's own N(0, 0.01) start stays at chance on a quick budget. */
+export function armSetting(o: ExperimentOptions, b: Budget, options: AlexNetOptions, seed: number): CurveSetting {
+  return {
+    model: 'alexnet-d2l',
+    options: { ...PAPER_CHOICES, inputSize: b.inputSize, ...options },
+    steps: b.steps,
+    window: b.window,
+    batchSize: b.batchSize,
+    optimizer: 'adam',
+    lr: 1e-4,
+    momentum: 0,
+    weightDecay: 5e-4,
+    seed,
+    device: o.device,
+  };
+}
+
+export const SETTING_NOTE =
+  "alexnet-d2l's layers (one input channel, Xavier initialisation) with the paper's choices — LRN (k 2, n 5, α 1e-4, β 0.75), conv2/4/5 in two groups, 3×3/2 max pooling, dropout 0.5 — unless the arm says otherwise; Adam lr 1e-4 with weight decay 5e-4 (with the paper's N(0, 0.01) start and SGD the network stays at chance for the first few hundred steps, which a quick budget cannot afford)";
+
+export interface Arm {
+  label: string;
+  options: AlexNetOptions;
+  /** PCA intensity noise: the std of α (the paper: 0.1). */
+  pcaStd?: number;
+}
+
+export interface Comparison {
+  name: string;
+  title: string;
+  claim: string;
+  /** The paper's claim and number, as a sentence. */
+  paperText: string;
+  /** The paper's effect in percentage points (undefined: the paper gives none). */
+  paper?: number;
+  /** 'test': top-1 test error; 'gap': test error minus training error (overfitting). */
+  measure: 'test' | 'gap';
+  /** The paper's choice first, then the alternative. */
+  arms: [Arm, Arm];
+  /** Overrides of the quick budget (e.g. a small training set to overfit). */
+  quick?: Partial<Budget>;
+  /** What differs from the common setting, said in the report. */
+  note?: string;
+}
+
+interface ArmResult {
+  curves: Curve[];
+  test: number[];
+  train: number[];
+}
+
+/**
+ * The paper's PCA colour noise for one-channel images: the formula Σ p_i α_i λ_i with one channel has p = 1 and λ =
+ * the pixel variance, so each image is shifted in brightness by α·λ, α ~ N(0, std²).
+ */
+export function intensityNoise(ds: TensorDataset, std: number): (x: Tensor) => Tensor {
+  const variance = noGrad(() => tidy(() => ds.images.float().div(255).var().item()));
+  return (x) => tidy(() => x.add(randn([x.size(0), 1, 1, 1], { device: x.device }).mul(std * variance)));
+}
+
+async function runArm(o: ExperimentOptions, c: Comparison, arm: Arm, data: Data, seed: number): Promise<ArmResult> {
+  const b = data.budget;
+  const s = armSetting(o, b, arm.options, seed);
+  if (arm.pcaStd) s.augment = intensityNoise(data.train, arm.pcaStd);
+  const { model, curve } = await trainModel(data.train, s);
+  try {
+    const view = { device: o.device, side: b.inputSize, crop: b.inputSize, views: 'center' as const };
+    const test = await topOneError(model, data.test, view);
+    const train = c.measure === 'gap' ? await topOneError(model, data.train, view) : NaN;
+    return { curves: [curve], test: [test], train: [train] };
+  } finally {
+    model.dispose();
+  }
+}
+
+interface Data {
+  budget: Budget;
+  train: TensorDataset;
+  test: TensorDataset;
+}
+
+export function loadData(o: ExperimentOptions, quick?: Partial<Budget>): Data {
+  const budget = budgetOf(o, quick);
+  return {
+    budget,
+    train: loadTrainSubset(budget.trainLimit, o.dataDir),
+    test: loadIdxDataset({ dir: o.dataDir, split: 'test', limit: budget.testLimit }),
+  };
+}
+
+async function compare(c: Comparison, o: ExperimentOptions): Promise<ExperimentResult> {
+  const data = loadData(o, c.quick);
+  const results: ArmResult[] = c.arms.map(() => ({ curves: [], test: [], train: [] }));
+  try {
+    for (let seed = 0; seed < o.seeds; seed++) {
+      for (const [i, arm] of c.arms.entries()) {
+        const t0 = Date.now();
+        const r = await runArm(o, c, arm, data, seed);
+        results[i].curves.push(...r.curves);
+        results[i].test.push(...r.test);
+        results[i].train.push(...r.train);
+        const gap = c.measure === 'gap' ? `, training error ${fmt(r.train[0], 3)}` : '';
+        o.log(`${arm.label}, seed ${seed}: test error ${fmt(r.test[0], 3)}${gap} (${secondsSince(t0)} s)`);
+      }
+    }
+  } finally {
+    disposeData(data);
+  }
+  const measure = (r: ArmResult) => (c.measure === 'gap' ? r.test.map((t, i) => t - r.train[i]) : r.test);
+  // Per seed, in percentage points: the alternative's measure minus the paper's choice's.
+  const effects = measure(results[1]).map((x, i) => 100 * (x - measure(results[0])[i]));
+  return comparisonReport(c, o, data.budget, results, summarize(effects));
+}
+
+export const secondsSince = (t0: number): string => ((Date.now() - t0) / 1000).toFixed(0);
+
+export function disposeData(d: Data): void {
+  for (const ds of [d.train, d.test]) {
+    ds.images.dispose();
+    ds.labels.dispose();
+  }
+}
+
+/** mean ± sd of fractions, in percent. */
+const pct = (xs: number[]): string => {
+  const s = summarize(xs.map((x) => 100 * x));
+  return `${fmt(s.mean, 1)}% ± ${fmt(s.sd, 1)}`;
+};
+
+export function settingLine(o: ExperimentOptions, b: Budget, extra?: string): string {
+  return `**Here:** ${b.trainLimit} Fashion-MNIST training images at ${b.inputSize}×${b.inputSize}, ${b.steps} steps of batch ${b.batchSize}, ${o.seeds} seeds, top-1 error on ${b.testLimit} test images; ${SETTING_NOTE}.${extra ? ` ${extra}` : ''}`;
+}
+
+export function effectLine(what: string, e: Summary, paper: number | undefined): string {
+  const p = paper === undefined ? 'the paper gives no number' : `the paper: ${fmt(paper, 1)}`;
+  return `**Effect (${what}):** ${fmt(e.mean, 2)} ± ${fmt(e.sd, 2)} percentage points (95% CI ${fmt(e.ci95[0], 2)} – ${fmt(e.ci95[1], 2)}); ${p}.`;
+}
+
+function comparisonReport(
+  c: Comparison,
+  o: ExperimentOptions,
+  b: Budget,
+  r: ArmResult[],
+  e: Summary,
+): ExperimentResult {
+  const what = c.measure === 'gap' ? 'overfitting, test − training error' : 'top-1 test error';
+  const v = verdict(e, 0, `${c.arms[0].label} had the lower ${what} (by ${fmt(e.mean, 2)} points)`);
+  const gapCols = c.measure === 'gap' ? ' training error | gap |' : '';
+  const rows = r.map((x, i) => {
+    const gap = c.measure === 'gap' ? ` ${pct(x.train)} | ${pct(x.test.map((t, j) => t - x.train[j]))} |` : '';
+    return `| ${c.arms[i].label} | ${pct(x.test)} |${gap}`;
+  });
+  const markdown = [
+    `# ${c.title}`,
+    '',
+    `**The paper's claim:** ${c.paperText}`,
+    '',
+    settingLine(o, b, c.note),
+    '',
+    `| arm | test error (mean ± sd) |${gapCols}`,
+    `|---|---|${c.measure === 'gap' ? '---|---|' : ''}`,
+    ...rows,
+    '',
+    effectLine(`${c.arms[1].label} minus ${c.arms[0].label}, ${what}`, e, c.paper),
+    '',
+    `**Verdict:** ${v.sentence}`,
+    '',
+    '![training error](curves.svg)',
+    '',
+  ].join('\n');
+  const svg = lineChartSvg({
+    title: `${c.title}: training error (mean over seeds)`,
+    xLabel: 'step',
+    yLabel: `training error (windows of ${b.window} steps)`,
+    series: r.map((x, i) => ({ name: c.arms[i].label, points: meanCurve(x.curves) })),
+  });
+  const paper = c.paper === undefined ? '—' : `${fmt(c.paper, 1)} pt`;
+  return {
+    markdown,
+    svg,
+    summary: { effect: e.mean, sd: e.sd, ci95: e.ci95, paper: c.paper ?? NaN, held: v.held },
+    row: { effect: `${fmt(e.mean, 2)} ± ${fmt(e.sd, 2)} pt`, paper, held: v.word },
+  };
+}
+
+/** An experiment from a comparison. */
+export function comparison(c: Comparison): Experiment {
+  return { name: c.name, claim: c.claim, run: (o) => compare(c, o) };
+}
