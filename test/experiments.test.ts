@@ -5,7 +5,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { TensorDataset } from '../src/data/fashion-mnist';
+import { EXPERIMENTS } from '../src/experiments';
+import { intensityNoise } from '../src/experiments/compare';
 import { lineChartSvg, ticks } from '../src/experiments/plot';
+import { fiveCropOffsets, randomCropFlip, testViews, topOneError } from '../src/experiments/views';
+import { getModel } from '../src/models/registry';
+import { arange, manualSeed, randint, stack, tensor, zeros } from '../src/tensor/tensor';
 import { summarize, t975, welch } from '../src/experiments/stats';
 import { cli } from './helpers/cli';
 
@@ -78,9 +84,121 @@ test('alexnet experiment relu-vs-tanh runs end to end at a tiny size: arms, repo
     const j = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
     assert.equal(j.experiment, 'relu-vs-tanh');
     assert.ok(Number.isFinite(j.effect) && j.effect > 0 && j.paper === 6 && typeof j.held === 'boolean');
-    const unbuilt = cli(['experiment', 'lrn']);
-    assert.equal(unbuilt.code, 2);
-    assert.match(unbuilt.stderr, /'lrn' is one of the paper's claims not built yet/);
+    const unknown = cli(['experiment', 'lrm']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown experiment 'lrm' \(experiments: relu-vs-tanh, lrn, overlapping-pooling, /);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('views: the five crop corners, random crops that are real crops or mirrors, the brightness noise', () => {
+  // A 5×5 image of 0…24 and 3×3 crops: corners at 0 and 2, the centre at 1.
+  assert.deepEqual(fiveCropOffsets(5, 3), [
+    [0, 0],
+    [0, 2],
+    [2, 0],
+    [2, 2],
+    [1, 1],
+  ]);
+  assert.deepEqual(fiveCropOffsets(77, 67)[4], [5, 5]);
+  manualSeed(3);
+  const x = stack([arange(0, 25).float().view(1, 5, 5), arange(100, 125).float().view(1, 5, 5)]);
+  const crops = randomCropFlip(x, 3);
+  assert.deepEqual(crops.shape, [2, 1, 3, 3]);
+  for (let i = 0; i < 2; i++) {
+    const c = crops.narrow(0, i, 1).toArray();
+    const candidates = [0, 1, 2].flatMap((t) => [0, 1, 2].map((l) => [t, l]));
+    const found = candidates.some(([t, l]) => {
+      const patch = x.narrow(0, i, 1).narrow(2, t, 3).narrow(3, l, 3);
+      return [patch, patch.flip(3)].some((p) => p.toArray().every((v, j) => v === c[j]));
+    });
+    assert.ok(found, `image ${i}: ${c} is a crop of the input or its mirror`);
+  }
+  // Brightness noise: one shift per image, constant over its pixels, with sd = std × the pixel variance.
+  const images = randint(0, 256, [4000, 1, 4, 4]).to('uint8');
+  const ds = { images, labels: zeros([4000], { dtype: 'int64' }), classes: ['a'] } as unknown as TensorDataset;
+  const variance = images.float().div(255).var().item();
+  const shifted = intensityNoise(ds, 0.5)(zeros([4000, 1, 4, 4]));
+  const perImage = shifted.view(4000, 16);
+  assert.ok(perImage.max(1).sub(perImage.min(1)).abs().max().item() < 1e-6, 'constant within an image');
+  const sd = perImage.narrow(1, 0, 1).std().item();
+  assert.ok(Math.abs(sd / (0.5 * variance) - 1) < 0.06, `sd ${sd} against ${0.5 * variance}`);
+});
+
+test("an ensemble of a model with itself is the model; the ten test views are the paper's, image-major", async () => {
+  // Two 5×5 images (0…24 and 100…124), 3×3 views: rows 10·i + j are crop j of image i, then its mirror at j + 5.
+  const x = stack([arange(0, 25).float().view(1, 5, 5), arange(100, 125).float().view(1, 5, 5)]);
+  const ten = testViews(x, 3, 'ten');
+  assert.deepEqual(ten.shape, [20, 1, 3, 3]);
+  const patch = (i: number, t: number, l: number) => x.narrow(0, i, 1).narrow(2, t, 3).narrow(3, l, 3);
+  fiveCropOffsets(5, 3).forEach(([t, l], j) => {
+    for (const i of [0, 1]) {
+      assert.deepEqual(ten.narrow(0, 10 * i + j, 1).toArray(), patch(i, t, l).toArray(), `image ${i} crop ${j}`);
+      assert.deepEqual(ten.narrow(0, 10 * i + j + 5, 1).toArray(), patch(i, t, l).flip(3).toArray());
+    }
+  });
+  assert.deepEqual(testViews(x, 3, 'center').toArray(), [...patch(0, 1, 1).toArray(), ...patch(1, 1, 1).toArray()]);
+  manualSeed(5);
+  const m = getModel('alexnet-d2l', { inputSize: 67, inChannels: 1, numClasses: 10 });
+  const images = randint(0, 256, [40, 1, 28, 28]).to('uint8');
+  const labels = tensor(
+    Array.from({ length: 40 }, (_, i) => i % 10),
+    [40],
+    'int64',
+  );
+  const ds = { images, labels, classes: [...'0123456789'] } as unknown as TensorDataset;
+  const o = { device: 'cpu' as const, side: 67, crop: 67, views: 'center' as const, batchSize: 16 };
+  assert.equal(await topOneError([m, m], ds, o), await topOneError(m, ds, o));
+  m.dispose();
+});
+
+test('every other experiment runs end to end at a tiny size: arms, report, plot, numbers', async () => {
+  // relu-vs-tanh and dropout run through the command line in their own tests.
+  const others = EXPERIMENTS.filter((e) => e.name !== 'relu-vs-tanh' && e.name !== 'dropout');
+  assert.deepEqual(
+    others.map((e) => e.name),
+    ['lrn', 'overlapping-pooling', 'two-tower', 'pca-noise', 'ten-crop', 'ensemble'],
+  );
+  for (const e of others) {
+    const lines: string[] = [];
+    const r = await e.run({
+      budget: 'quick',
+      seeds: 2,
+      device: 'cpu',
+      steps: 2,
+      trainLimit: 64,
+      testLimit: 20,
+      log: (l) => lines.push(l),
+    });
+    assert.ok(lines.length >= 2, `${e.name}: a line per run`);
+    assert.match(r.markdown, /\*\*The paper's claim:\*\*/, e.name);
+    assert.match(r.markdown, /\| \d+\.\d% ± \d+\.\d \|/, `${e.name}: a table of errors`);
+    assert.match(r.markdown, /\*\*Effect \(.*\):\*\* -?\d+\.\d\d ± \d+\.\d\d percentage points \(95% CI/, e.name);
+    assert.match(r.markdown, /\*\*Verdict:\*\* (held|did not hold|held only weakly)/, e.name);
+    assert.ok((r.svg.match(/<path /g)?.length ?? 0) >= 1, `${e.name}: a curve`);
+    assert.ok(Number.isFinite(r.summary.effect) && Number.isFinite(r.summary.sd), e.name);
+    assert.equal(typeof r.summary.held, 'boolean');
+  }
+});
+
+test('alexnet experiment dropout writes its report with training and test error per arm', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-exp-'));
+  try {
+    const args = ['--seeds', '2', '--steps', '2', '--train-limit', '64', '--test-limit', '20', '--out', dir];
+    const r = cli(['experiment', 'dropout', ...args]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const arm of ['dropout 0.5, seed 0', 'no dropout, seed 1']) assert.match(r.stdout, new RegExp(arm));
+    const report = fs.readFileSync(path.join(dir, 'report.md'), 'utf8');
+    assert.match(
+      report,
+      /64 Fashion-MNIST training images at 67×67, 2 steps of batch 64, 2 seeds, top-1 error on 20 test/,
+    );
+    assert.match(report, /\| no dropout \| \d+\.\d% ± \d+\.\d \| \d+\.\d% ± \d+\.\d \| -?\d+\.\d% ± \d+\.\d \|/);
+    assert.equal(fs.readFileSync(path.join(dir, 'curves.svg'), 'utf8').match(/<path /g)?.length, 2);
+    const j = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+    assert.equal(j.experiment, 'dropout');
+    assert.equal(j.paper, null, 'the paper gives no number');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

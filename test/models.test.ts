@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ShapeError, StateDictError, UserError } from '../src/errors';
-import { getModel, listModels } from '../src/models/registry';
+import { describeModel, getModel, listModels } from '../src/models/registry';
+import { recordMetadata, readRecord } from '../src/persist/record';
 import { manualSeed, randint, randn, Tensor, tensor, zeros } from '../src/tensor/tensor';
-import { AlexNet } from '../src/models/alexnet';
+import { AlexNet, AlexNetOptions } from '../src/models/alexnet';
 import { F } from '../src/nn';
 import { maxAbsDiff, oracleMissing, runOracle } from './helpers/oracle';
 import { judge, lossBound, scaleTo, UNIT_ROUNDOFF } from './helpers/tolerance';
@@ -68,6 +69,62 @@ test('alexnet-2012 follows the paper: groups, LRN k=2 n=5, N(0, 0.01) weights, b
   assert.ok(Math.abs(w.mean().item()) < 1e-4);
   assert.match(m.layerTable()[2].layer, /LocalResponseNorm\(paper, size=5, alpha=0.0001, beta=0.75, k=2\)/);
   m.dispose();
+});
+
+test("the paper's knobs are options of every variant: LRN, pooling, groups, widths (hand-counted), saved with the weights", () => {
+  const params = (name: string, o: AlexNetOptions) => describeModel(name, o).totalParams;
+  // Ungrouping conv2, conv4 and conv5 doubles their weights: 256·48·25 + 384·192·9 + 256·192·9 = 1,413,120 more.
+  assert.equal(params('alexnet-2012', { groups: 1 }) - params('alexnet-2012', {}), 307_200 + 663_552 + 442_368);
+  // The paper's one-GPU comparison net: half the kernels except conv5's, each conv layer's weights and biases.
+  const half = describeModel('alexnet-2012', { groups: 1, widths: [48, 128, 192, 192, 256] });
+  const convs = half.rows.filter((r) => r.layer.startsWith('Conv2d')).map((r) => r.params);
+  assert.deepEqual(convs, [
+    3 * 48 * 121 + 48,
+    48 * 128 * 25 + 128,
+    128 * 192 * 9 + 192,
+    192 * 192 * 9 + 192,
+    192 * 256 * 9 + 256,
+  ]);
+  for (const name of ['alexnet-2012', 'alexnet-d2l', 'alexnet-torchvision', 'alexnet-bn', 'alexnet-half']) {
+    const lrnRows = (o: AlexNetOptions) =>
+      describeModel(name, o).rows.filter((r) => r.layer.startsWith('LocalResponseNorm'));
+    assert.equal(lrnRows({ lrn: 'paper' }).length, 2, name);
+    assert.equal(lrnRows({ lrn: 'none' }).length, 0, name);
+    assert.match(lrnRows({ lrn: 'pytorch' })[0].layer, /pytorch, size=5, alpha=0.0001, beta=0.75, k=2/);
+  }
+  // 2×2/2 pooling on d2l at 224: conv1 54 → 27 → conv2 27 → 13 → conv5 13 → 6, so FC6 reads 256·6·6 = 9216.
+  const pooled = describeModel('alexnet-d2l', { pool: [2, 2] }).rows.filter((r) => r.layer.startsWith('MaxPool2d'));
+  assert.deepEqual(
+    pooled.map((r) => r.outputShape),
+    [
+      [96, 27, 27],
+      [256, 13, 13],
+      [256, 6, 6],
+    ],
+  );
+  const bad: [AlexNetOptions, RegExp][] = [
+    [{ groups: 3 as 2 }, /groups must be 1 or 2, got 3/],
+    [{ groups: 2, widths: [96, 255, 384, 384, 256] }, /groups 2 needs even widths, got 96-255-384-384-256/],
+    [{ widths: [96, 256] as never }, /widths must be five/],
+    [{ pool: [0, 2] }, /pool must be \[kernel, stride\]/],
+    [{ lrn: 'caffe' as never }, /lrn must be paper, pytorch, none, got "caffe"/],
+  ];
+  for (const [o, re] of bad)
+    assert.throws(
+      () => describeModel('alexnet-d2l', o),
+      (e: unknown) => e instanceof UserError && re.test(e.message),
+    );
+  // Saved with the weights: the record's options come back field for field, and wrong ones are refused.
+  const modelOptions: AlexNetOptions = { lrn: 'none', pool: [2, 2], groups: 1, widths: [48, 128, 192, 192, 256] };
+  const record = {
+    model: 'alexnet-2012',
+    modelOptions,
+    classes: ['a', 'b'],
+    preprocess: { inputSize: [227, 227] as [number, number], resize: 'bilinear' as const, mean: [], std: [] },
+  };
+  assert.deepEqual(readRecord(recordMetadata(record), 'm.safetensors').modelOptions, modelOptions);
+  const tampered = { ...recordMetadata(record), model_options: JSON.stringify({ ...modelOptions, groups: 4 }) };
+  assert.throws(() => readRecord(tampered, 'm.safetensors'), /model_options\.groups/);
 });
 
 test('wrong input shape or dtype is a clear error naming the shapes', () => {

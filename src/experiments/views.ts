@@ -38,11 +38,24 @@ export function randomCropFlip(x: Tensor, crop: number): Tensor {
   });
 }
 
+/**
+ * Test-time views of a batch (N, C, side, side): the centre `crop`×`crop` crop, or ten per image, image-major (the
+ * ten views of image i are rows 10·i … 10·i + 9: the five crops of fiveCropOffsets, then their mirrors).
+ */
+export function testViews(x: Tensor, crop: number, views: 'center' | 'ten'): Tensor {
+  const offsets = fiveCropOffsets(x.size(2), crop);
+  return tidy(() => {
+    if (views === 'center') return cropAt(x, offsets[4][0], offsets[4][1], crop).contiguous();
+    const five = offsets.map(([t, l]) => cropAt(x, t, l, crop));
+    const ten = [...five, ...five.map((v) => v.flip(3))];
+    return stack(ten, 1).reshape(-1, ...ten[0].shape.slice(1));
+  });
+}
+
 /** A source's batches seen through `views`: the centre crop, or ten crops per image (crops = 10). */
 class ViewSource implements BatchSource {
   constructor(
     private readonly inner: TensorSource,
-    private readonly side: number,
     private readonly crop: number,
     private readonly views: 'center' | 'ten',
   ) {}
@@ -59,15 +72,8 @@ class ViewSource implements BatchSource {
     return 0;
   }
   async *batches(epoch: number): AsyncGenerator<ReadyBatch> {
-    const offsets = fiveCropOffsets(this.side, this.crop);
     for await (const b of this.inner.batches(epoch)) {
-      const x = tidy(() => {
-        if (this.views === 'center') return cropAt(b.x, offsets[4][0], offsets[4][1], this.crop).contiguous();
-        const five = offsets.map(([t, l]) => cropAt(b.x, t, l, this.crop));
-        const ten = [...five, ...five.map((v) => v.flip(3))];
-        // Image-major: the ten views of image i are rows 10·i … 10·i + 9.
-        return stack(ten, 1).reshape(-1, ...ten[0].shape.slice(1));
-      });
+      const x = testViews(b.x, this.crop, this.views);
       b.x.dispose();
       yield { ...b, x, crops: this.views === 'ten' ? 10 : 1 };
     }
@@ -93,7 +99,7 @@ export async function topOneError(model: AlexNet | AlexNet[], ds: TensorDataset,
     { inputSize: [o.side, o.side], resize: 'bilinear', mean: [], std: [] },
     { batchSize: o.batchSize ?? 256, shuffle: false, seed: 0, device: o.device },
   );
-  const source = new ViewSource(inner, o.side, o.crop, o.views);
+  const source = new ViewSource(inner, o.crop, o.views);
   try {
     const s = await evaluateSums(model, source);
     const c = ds.classes.length;
