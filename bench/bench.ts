@@ -11,6 +11,7 @@ import { getModel } from '../src/models/registry';
 import { Linear } from '../src/nn';
 import { SGD } from '../src/optim/optimizer';
 import { parseDevice, prepareDevice, prepareModel, synchronize } from '../src/runtime/device';
+import { cpuInfo, describeCpu } from '../src/runtime/cpu';
 import { autocast, GradScaler, Precision, resolvePrecision } from '../src/runtime/precision';
 import { Device } from '../src/tensor/dtype';
 import { manualSeed, noGrad, randint, randn, runtimeInfo, Tensor, tidy } from '../src/tensor/tensor';
@@ -177,7 +178,7 @@ function main(): void {
     );
   const info = runtimeInfo();
   console.log(
-    `bench: batch ${batch}, ${device}, ${precision}, ${device === 'cpu' ? `${threads} threads, ` : ''}${rounds} alternating rounds of ${warmup} warm-up + ${iters} timed steps; libtorch ${info.libtorchVersion}, ${os.cpus()[0].model}`,
+    `bench: batch ${batch}, ${device}, ${precision}, ${device === 'cpu' ? `${threads} threads, ` : ''}${rounds} alternating rounds of ${warmup} warm-up + ${iters} timed steps; libtorch ${info.libtorchVersion}, ${describeCpu()}`,
   );
   let gpuName: string | undefined;
   const rows = [];
@@ -290,7 +291,8 @@ function main(): void {
         warmup,
         iters,
         libtorch: info.libtorchVersion,
-        cpu: os.cpus()[0].model,
+        cpu: describeCpu(),
+        isa: cpuInfo().isa,
         rows,
       },
       null,

@@ -23,6 +23,7 @@ const NUMERIC = [
   'io',
   'train',
   'folder-train',
+  'cpu',
 ].map((n) => `${n}.test.js`);
 const AVX2 = { DNNL_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' };
 

@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { TensorDataset } from '../src/data/fashion-mnist';
 import { EXPERIMENTS } from '../src/experiments';
-import { intensityNoise } from '../src/experiments/compare';
+import { equivalent, intensityNoise } from '../src/experiments/compare';
+import { verdict } from '../src/experiments/types';
 import { lineChartSvg, ticks } from '../src/experiments/plot';
 import { fiveCropOffsets, randomCropFlip, testViews, topOneError } from '../src/experiments/views';
 import { getModel } from '../src/models/registry';
@@ -33,6 +34,15 @@ test('statistics: mean, sample sd, t intervals and Welch’s difference, as comp
   close(w.ci95[1], -2.5 + 2.776 * Math.sqrt(2.083333));
   close(t975(1), 12.706);
   close(t975(40), 2.02);
+  // Verdicts: 1 2 3 (CI 2 ± 4.303/√3 = −0.48 … 4.48) reaches 0: weakly; 2 3 4 (−0.48 + 1 > 0): held; −2 −3 −4: reversed.
+  assert.equal(verdict(summarize([1, 2, 3]), 0, 'x').word, 'weakly');
+  assert.equal(verdict(summarize([2, 3, 4]), 0, 'x').word, 'held');
+  assert.equal(verdict(summarize([-2, -3, -4]), 0, 'x').word, 'reversed');
+  assert.equal(verdict(summarize([-1, 0, -2]), 0, 'x').word, 'not held');
+  // Equivalence within ±1: 0.1 0.2 0.3 (CI 0.2 ± 0.248) inside; 0.5 1.5 −0.5 (mean 0.5, CI ± 2.48) only weakly.
+  assert.equal(equivalent(summarize([0.1, 0.2, 0.3]), 1).word, 'held');
+  assert.equal(equivalent(summarize([0.5, 1.5, -0.5]), 1).word, 'weakly');
+  assert.equal(equivalent(summarize([2, 3, 4]), 1).word, 'not held');
 });
 
 test('the plot: round ticks, one path and one legend entry per arm, a threshold line', () => {

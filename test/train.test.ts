@@ -113,10 +113,14 @@ test('SIGKILL while a checkpoint is being written leaves the previous one loadab
   assert.deepEqual(cleanStaleTemps(dir, 'kill.safetensors'), [tmp]);
 });
 
-test('eval and predict work from a checkpoint; predict rejects files that are not images', async () => {
+test('eval and predict work from a checkpoint (an architecture knob included); predict rejects non-images', async () => {
   const ckpt = path.join(dir, 'cli.safetensors');
   const r = cli([
     'train',
+    '--lrn',
+    'pytorch',
+    '--pool',
+    '2/2',
     '--input-size',
     '67',
     '--train-limit',
@@ -133,6 +137,13 @@ test('eval and predict work from a checkpoint; predict rejects files that are no
     path.join(dir, 'm.jsonl'),
   ]);
   assert.equal(r.code, 0, r.stderr);
+  // The start line names the CPU's instruction set and the precision auto chose, and why.
+  assert.match(r.stdout, /cpu with \d+ threads \(.*(avx|sse|unknown).*\), (fp32|bf16) \(auto: /);
+  const layers = loadModel(ckpt)
+    .model.layerTable()
+    .map((row) => row.layer);
+  assert.equal(layers.filter((l) => l.startsWith('LocalResponseNorm(pytorch')).length, 2, 'the knobs were saved');
+  assert.equal(layers.filter((l) => l === 'MaxPool2d(kernel=2×2, stride=2×2)').length, 3);
   const rec = JSON.parse(fs.readFileSync(path.join(dir, 'm.jsonl'), 'utf8').trim());
   assert.equal(rec.epoch, 1);
   for (const k of [

@@ -13,6 +13,7 @@ import { checkBatchFits } from '../models/budget';
 import { getModel } from '../models/registry';
 import { Adam } from '../optim/optimizer';
 import { prepareDevice, prepareModel, synchronize } from '../runtime/device';
+import { cpuInfo, describeCpu } from '../runtime/cpu';
 import { autocast, Precision, PRECISIONS, resolvePrecision } from '../runtime/precision';
 import { Device } from '../tensor/dtype';
 import { noGrad, randint, randn, Tensor, tidy } from '../tensor/tensor';
@@ -115,11 +116,19 @@ export async function benchCommand(argv: string[]): Promise<void> {
   // Two classes of labels: valid for every model's classifier.
   const classes = 2;
   log(
-    `${modelName}, batch ${batch}, input ${c}×${h}×${w}, ${device}${device === 'cpu' ? ` (${threads} threads)` : ''}, ${precision}`,
+    `${modelName}, batch ${batch}, input ${c}×${h}×${w}, ${device}${device === 'cpu' ? ` (${threads} threads; ${describeCpu()})` : ''}, ${precision}`,
   );
   const x = randn([batch, c, h, w], { device });
   const y = randint(0, classes, [batch], { device });
-  const result: Record<string, number | string> = { model: modelName, batch, device, threads, precision };
+  const result: Record<string, number | string> = {
+    model: modelName,
+    batch,
+    device,
+    threads,
+    precision,
+    cpu: describeCpu(),
+    isa: cpuInfo().isa,
+  };
   try {
     result.train_images_per_sec = await timeTraining(
       model,

@@ -3,7 +3,7 @@
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { UserError } from '../errors';
-import { OPTION_LIMITS } from '../models/alexnet';
+import { ACTIVATIONS, AlexNetOptions, LRN_CHOICES, OPTION_LIMITS, Widths } from '../models/alexnet';
 import { DEVICE_CHOICES, DeviceRequest, parseDevice } from '../runtime/device';
 
 type Raw = string | boolean | undefined;
@@ -159,3 +159,61 @@ export function parseInputShape(v: string, channels: number): [number, number, n
 }
 
 export const thousands = (n: number): string => n.toLocaleString('en-US');
+
+/** Positive integers joined by `sep` ("3/2", "96-256-384-384-256"), exactly `count` of them, each at most `max`. */
+function integers(value: string, help: string, sep: string, count: number, max: number): Opt<number[] | undefined> {
+  return {
+    type: 'string',
+    value,
+    help,
+    parse: (raw, f) => {
+      if (raw === undefined) return undefined;
+      const parts = (raw as string).split(sep);
+      const ok = parts.length === count && parts.every((p) => /^\d+$/.test(p) && +p >= 1 && +p <= max);
+      if (!ok) throw new UserError(`${f} must be ${value} (${count} positive integers, at most ${max}), got '${raw}'`);
+      return parts.map(Number);
+    },
+  };
+}
+
+/**
+ * The architecture's knobs (the paper's ablations), for commands that build a model: each is an option of every
+ * variant (AlexNetOptions); unset, the variant's own choice stands.
+ */
+export const ARCHITECTURE = {
+  activation: choice('A', "relu (default) or tanh (the paper's Figure 1 comparison)", ACTIVATIONS),
+  lrn: choice(
+    'L',
+    "local response normalisation after conv1 and conv2: paper (k 2, n 5, α 1e-4, β 0.75), pytorch\n(the same numbers, α divided by n) or none (default: the variant's; paper for alexnet-2012)",
+    LRN_CHOICES,
+  ),
+  pool: integers(
+    'K/S',
+    "max pooling kernel/stride (default 3/2: overlapping; 2/2 is the paper's comparison)",
+    '/',
+    2,
+    OPTION_LIMITS.pool,
+  ),
+  groups: int('G', "2: conv2, conv4, conv5 split in two (the paper's two GPUs); 1: not (default: the variant's)", {
+    min: 1,
+    max: 2,
+  }),
+  widths: integers(
+    'A-B-C-D-E',
+    "the five convolutions' kernel counts (default: the variant's, e.g. 96-256-384-384-256)",
+    '-',
+    5,
+    OPTION_LIMITS.width,
+  ),
+};
+
+/** The model options the architecture flags ask for (only those given). */
+export function architectureOf(v: Values<typeof ARCHITECTURE>): AlexNetOptions {
+  const o: AlexNetOptions = {};
+  if (v.activation) o.activation = v.activation;
+  if (v.lrn) o.lrn = v.lrn;
+  if (v.pool) o.pool = v.pool as [number, number];
+  if (v.groups) o.groups = v.groups as 1 | 2;
+  if (v.widths) o.widths = v.widths as Widths;
+  return o;
+}

@@ -1,7 +1,18 @@
 // alexnet summary: the layer table of a model (output shapes, parameters, multiply-accumulates).
 import { OPTION_LIMITS } from '../models/alexnet';
 import { describeModel, listModels } from '../models/registry';
-import { COMMON, int, optionHelp, parseCommand, parseInputShape, text, thousands, withHelp } from './options';
+import {
+  ARCHITECTURE,
+  architectureOf,
+  COMMON,
+  int,
+  optionHelp,
+  parseCommand,
+  parseInputShape,
+  text,
+  thousands,
+  withHelp,
+} from './options';
 
 const OPTIONS = {
   model: withHelp(
@@ -13,12 +24,15 @@ const OPTIONS = {
   input: text('CxHxW', "input shape (default: the variant's own, e.g. 3x224x224); HxW or S keep its channels"),
   classes: int('N', "number of output classes (default: the variant's)", { min: 1, max: OPTION_LIMITS.numClasses }),
   json: COMMON.json,
+  ...ARCHITECTURE,
 };
 
-export const HELP = `Usage: alexnet summary --model NAME [--input CxHxW] [--classes N] [--json]
+export const HELP = `Usage: alexnet summary --model NAME [--input CxHxW] [--classes N] [--lrn …] [--pool K/S] [--groups G] [--json]
 
 Prints each layer of an AlexNet variant: its name (the state_dict prefix), type, output shape for one image,
 parameter count and multiply-accumulates (conv and linear layers, as torchvision counts them); then totals.
+The architecture options change the variant as the paper's comparisons did, e.g. the one-GPU net with half the
+kernels: --model alexnet-2012 --groups 1 --widths 48-128-192-192-256.
 
 Options:
 ${optionHelp(OPTIONS)}`;
@@ -28,14 +42,15 @@ export function summaryCommand(argv: string[], out: (s: string) => void = consol
   if (help) return out(HELP);
   const name = values.model ?? 'alexnet-torchvision';
   const classes = values.classes;
-  const base = describeModel(name, { numClasses: classes });
+  const arch = architectureOf(values);
+  const base = describeModel(name, { ...arch, numClasses: classes });
   const input = values.input ? parseInputShape(values.input, base.input[0]) : base.input;
   // Another input size describes the variant built for that size (its classifier may depend on it); a size that is
   // too small fails here with the layer that cannot take it and the smallest size that works. Nothing is allocated.
   const same = input.join() === base.input.join();
   const { rows, totalParams, totalMacs } = same
     ? base
-    : describeModel(name, { numClasses: classes, inChannels: input[0], inputSize: [input[1], input[2]] });
+    : describeModel(name, { ...arch, numClasses: classes, inChannels: input[0], inputSize: [input[1], input[2]] });
   if (values.json) {
     out(JSON.stringify({ model: name, input, layers: rows, totalParams, totalMacs }, null, 2));
     return;

@@ -9,6 +9,8 @@ import { resume, train, TrainResult } from '../train/run';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
 import {
   choice,
+  ARCHITECTURE,
+  architectureOf,
   COMMON,
   flag,
   flagOf,
@@ -98,6 +100,7 @@ const MODEL = {
     'LAYER',
     'features (every convolutional layer) or a layer name (e.g. classifier.4: it and every layer\nbefore it): those layers get no gradients and stay in evaluation mode',
   ),
+  ...ARCHITECTURE,
 };
 const OPTIM = {
   epochs: int('N', 'epochs in all (with --resume: the new total)', { min: 1, max: 1e6 }),
@@ -207,9 +210,10 @@ export async function trainCommand(argv: string[]): Promise<void> {
     if (values.resume) {
       r = await resume(values.resume, resumeOverrides(values), hooks);
     } else {
-      const { resume: _resume, ...options } = values;
+      const { resume: _resume, activation, lrn, pool, groups, widths, ...options } = values;
       if (options.initFrom && !options.model) options.model = variantOf(options.initFrom);
-      r = await train(buildRunConfig(options satisfies TrainOptions), hooks);
+      const architecture = architectureOf({ activation, lrn, pool, groups, widths });
+      r = await train(buildRunConfig({ ...options, architecture } satisfies TrainOptions), hooks);
     }
   } finally {
     stop.dispose();

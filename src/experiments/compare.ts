@@ -4,6 +4,7 @@
 import { loadIdxDataset, TensorDataset } from '../data/fashion-mnist';
 import { AlexNetOptions } from '../models/alexnet';
 import { noGrad, randn, Tensor, tidy } from '../tensor/tensor';
+import { Precision } from '../runtime/precision';
 import { Curve, CurveSetting, loadTrainSubset, meanCurve, trainModel } from './curves';
 import { lineChartSvg } from './plot';
 import { Summary, summarize } from './stats';
@@ -61,6 +62,8 @@ export interface Arm {
   options: AlexNetOptions;
   /** PCA intensity noise: the std of α (the paper: 0.1). */
   pcaStd?: number;
+  /** Training and evaluation precision (default fp32). */
+  precision?: Precision;
 }
 
 export interface Comparison {
@@ -79,6 +82,11 @@ export interface Comparison {
   quick?: Partial<Budget>;
   /** What differs from the common setting, said in the report. */
   note?: string;
+  /**
+   * A claim of no difference: it holds when the 95% interval of the effect lies within ± this many points (rather
+   * than above 0).
+   */
+  equivalence?: number;
 }
 
 interface ArmResult {
@@ -100,9 +108,16 @@ async function runArm(o: ExperimentOptions, c: Comparison, arm: Arm, data: Data,
   const b = data.budget;
   const s = armSetting(o, b, arm.options, seed);
   if (arm.pcaStd) s.augment = intensityNoise(data.train, arm.pcaStd);
+  s.precision = arm.precision;
   const { model, curve } = await trainModel(data.train, s);
   try {
-    const view = { device: o.device, side: b.inputSize, crop: b.inputSize, views: 'center' as const };
+    const view = {
+      device: o.device,
+      side: b.inputSize,
+      crop: b.inputSize,
+      views: 'center' as const,
+      precision: arm.precision,
+    };
     const test = await topOneError(model, data.test, view);
     const train = c.measure === 'gap' ? await topOneError(model, data.train, view) : NaN;
     return { curves: [curve], test: [test], train: [train] };
@@ -182,7 +197,10 @@ function comparisonReport(
   e: Summary,
 ): ExperimentResult {
   const what = c.measure === 'gap' ? 'overfitting, test − training error' : 'top-1 test error';
-  const v = verdict(e, 0, `${c.arms[0].label} had the lower ${what} (by ${fmt(e.mean, 2)} points)`);
+  const v =
+    c.equivalence === undefined
+      ? verdict(e, 0, `${c.arms[0].label} had the lower ${what} (by ${fmt(e.mean, 2)} points)`)
+      : equivalent(e, c.equivalence);
   const gapCols = c.measure === 'gap' ? ' training error | gap |' : '';
   const rows = r.map((x, i) => {
     const gap = c.measure === 'gap' ? ` ${pct(x.train)} | ${pct(x.test.map((t, j) => t - x.train[j]))} |` : '';
@@ -218,6 +236,24 @@ function comparisonReport(
     svg,
     summary: { effect: e.mean, sd: e.sd, ci95: e.ci95, paper: c.paper ?? NaN, held: v.held },
     row: { effect: `${fmt(e.mean, 2)} ± ${fmt(e.sd, 2)} pt`, paper, held: v.word },
+  };
+}
+
+/** Whether an effect is no larger than ± margin points: its 95% interval inside (held), its mean inside (weakly). */
+export function equivalent(e: Summary, margin: number): { held: boolean; word: string; sentence: string } {
+  const ci = `95% CI ${fmt(e.ci95[0], 2)} – ${fmt(e.ci95[1], 2)} points, ${e.n} seeds`;
+  if (e.n > 1 && e.ci95[0] > -margin && e.ci95[1] < margin)
+    return { held: true, word: 'held', sentence: `held here: the arms differ by less than ±${margin} points (${ci}).` };
+  if (Math.abs(e.mean) < margin)
+    return {
+      held: false,
+      word: 'weakly',
+      sentence: `held only weakly here: the mean difference is within ±${margin} points, the interval is not (${ci}).`,
+    };
+  return {
+    held: false,
+    word: 'not held',
+    sentence: `did not hold here: the arms differ by more than ±${margin} points (${ci}).`,
   };
 }
 

@@ -6,6 +6,7 @@ import { AlexNetOptions } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { Adam, SGD } from '../optim/optimizer';
 import { prepareModel } from '../runtime/device';
+import { Precision } from '../runtime/precision';
 import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
 import { manualSeed, Tensor } from '../tensor/tensor';
@@ -27,6 +28,8 @@ export interface CurveSetting {
   device: Device;
   /** The side images are resized to before `augment` (default: the model's input). */
   loadSize?: number;
+  /** Autocast precision of the training steps (default fp32). */
+  precision?: Precision;
   /** Training augmentation of a batch (e.g. random crops to the model's input); returns a new tensor. */
   augment?: (x: Tensor) => Tensor;
 }
@@ -54,7 +57,7 @@ export async function trainModel(ds: TensorDataset, s: CurveSetting): Promise<{ 
     s.optimizer === 'adam'
       ? new Adam(model.parameters(), { lr: s.lr, weightDecay })
       : new SGD(model.parameters(), { lr: s.lr, momentum: s.momentum, weightDecay });
-  const ctx = { model, device: s.device, precision: 'fp32' as const, optimizer };
+  const ctx = { model, device: s.device, precision: s.precision ?? 'fp32', optimizer };
   const curve: Curve = [];
   let window = new StepSums(s.device);
   let step = 0;

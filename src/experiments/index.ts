@@ -1,5 +1,5 @@
-// The experiments `alexnet experiment NAME` runs: the paper's claims, one each.
-import { dropout, lrn, overlappingPooling, pcaNoise, twoTower } from './ablations';
+// The experiments `alexnet experiment NAME` runs: the paper's claims, one each, and bf16 against fp32.
+import { bf16, dropout, lrn, overlappingPooling, pcaNoise, twoTower } from './ablations';
 import { ensemble } from './ensemble';
 import { reluVsTanh } from './relu-vs-tanh';
 import { tenCrop } from './ten-crop';
@@ -14,6 +14,7 @@ export const EXPERIMENTS: Experiment[] = [
   pcaNoise,
   tenCrop,
   ensemble,
+  bf16,
 ];
 
 export { Experiment, ExperimentOptions, ExperimentResult } from './types';

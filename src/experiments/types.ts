@@ -37,7 +37,7 @@ export const fmt = (x: number, digits: number): string => (Number.isFinite(x) ? 
 
 /**
  * Whether an effect measured over seeds supports a claim that it exceeds `null0`: held (the 95% interval lies above
- * it), weakly (the mean does, the interval reaches it), or not.
+ * it), weakly (the mean does, the interval reaches it), reversed (the interval lies below it), or not.
  */
 export function verdict(s: Summary, null0: number, claim: string): { held: boolean; word: string; sentence: string } {
   const ci = `95% CI ${fmt(s.ci95[0], 2)} – ${fmt(s.ci95[1], 2)}, ${s.n} seeds`;
@@ -47,6 +47,12 @@ export function verdict(s: Summary, null0: number, claim: string): { held: boole
       held: false,
       word: 'weakly',
       sentence: `held only weakly here: ${claim} on average, but the interval reaches ${null0} (${ci}).`,
+    };
+  if (s.n > 1 && s.ci95[1] < null0)
+    return {
+      held: false,
+      word: 'reversed',
+      sentence: `did not hold here: the opposite held, the interval lies below ${null0} (${ci}).`,
     };
   return { held: false, word: 'not held', sentence: `did not hold here (${ci}).` };
 }

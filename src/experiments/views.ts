@@ -4,6 +4,7 @@
 import { TensorDataset } from '../data/fashion-mnist';
 import { BatchSource, ReadyBatch, TensorSource } from '../data/source';
 import { AlexNet } from '../models/alexnet';
+import { Precision } from '../runtime/precision';
 import { Device } from '../tensor/dtype';
 import { cat, rand, randint, stack, Tensor, tidy, where } from '../tensor/tensor';
 import { evaluateSums } from '../train/evaluate';
@@ -90,6 +91,7 @@ export interface ErrorOptions {
   crop: number;
   views: 'center' | 'ten';
   batchSize?: number;
+  precision?: Precision;
 }
 
 /** Top-1 error on `ds` of one model, or of several with their softmax outputs averaged. */
@@ -101,7 +103,7 @@ export async function topOneError(model: AlexNet | AlexNet[], ds: TensorDataset,
   );
   const source = new ViewSource(inner, o.crop, o.views);
   try {
-    const s = await evaluateSums(model, source);
+    const s = await evaluateSums(model, source, { precision: o.precision });
     const c = ds.classes.length;
     const correct = s.confusion.reduce((a, v, i) => (Math.floor(i / c) === i % c ? a + v : a), 0);
     return 1 - correct / s.n;

@@ -34,7 +34,11 @@ export interface RunStart {
   input: number[];
   device: Device;
   threads: number;
+  /** The CPU and the instruction set the engine uses (e.g. "AMD EPYC (Zen 5), avx512_core_bf16 (native bf16)"). */
+  cpu: string;
   precision: Precision;
+  /** Why `--precision auto` chose `precision` (absent when it was asked for). */
+  precisionReason?: string;
   /** --head-lr: the classifier's last layer learns at this rate. */
   headLr?: number;
   /** The training step runs as a CUDA graph (replayed after a few ordinary steps). */

@@ -15,7 +15,7 @@ export function logReporter(log: (line: string) => void): Listener {
 function logLine(e: TrainEvent): string | undefined {
   switch (e.type) {
     case 'start': {
-      const where = e.device === 'cpu' ? `cpu with ${e.threads} threads` : e.device;
+      const where = e.device === 'cpu' ? `cpu with ${e.threads} threads (${e.cpu})` : e.device;
       const head = e.resumed
         ? `resuming ${e.resumed.file}: ${e.resumed.progress.epoch} epochs and ${e.resumed.progress.batch} batches done, step ${e.resumed.progress.globalStep}\n`
         : e.recipe
@@ -23,7 +23,7 @@ function logLine(e: TrainEvent): string | undefined {
           : '';
       return (
         `${head}training ${e.model} on ${e.dataset} (${e.trainSize} train / ${e.testSize} test images, ${e.classes} classes, ` +
-        `input ${e.input.join('×')}) on ${where}, ${e.precision}${e.cudaGraph ? ', CUDA graph' : ''}; ${e.optimizer} lr ${e.lr}${e.headLr !== undefined ? ` (head ${e.headLr})` : ''}, batch ${e.batchSize}, ${e.epochs} epochs (run ${e.runId})`
+        `input ${e.input.join('×')}) on ${where}, ${e.precision}${e.precisionReason ? ` (${e.precisionReason})` : ''}${e.cudaGraph ? ', CUDA graph' : ''}; ${e.optimizer} lr ${e.lr}${e.headLr !== undefined ? ` (head ${e.headLr})` : ''}, batch ${e.batchSize}, ${e.epochs} epochs (run ${e.runId})`
       );
     }
     case 'estimate':

@@ -10,7 +10,8 @@ import { makeSchedule, Schedule } from '../optim/schedules';
 import { CheckpointData, loadCheckpoint, Progress, saveCheckpoint, tensorsWithPrefix } from '../persist/checkpoint';
 import { ModelRecord } from '../persist/record';
 import { prepareDevice, prepareModel } from '../runtime/device';
-import { GradScaler, resolvePrecision } from '../runtime/precision';
+import { describeCpu } from '../runtime/cpu';
+import { autoPrecisionReason, GradScaler, resolvePrecision } from '../runtime/precision';
 import { getRngState, manualSeed, setRngState, Tensor } from '../tensor/tensor';
 import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
@@ -174,7 +175,9 @@ function startEvent(t: Trainer, s: Session, threads: number): TrainEvent {
     input: ctx.model.inputShape,
     device: ctx.device,
     threads,
+    cpu: describeCpu(),
     precision: ctx.precision,
+    precisionReason: autoPrecisionReason(cfg.precision, ctx.device),
     cudaGraph: Boolean(t.graphed),
     headLr: cfg.optimization.headLr,
     optimizer: cfg.optimization.optimizer,
