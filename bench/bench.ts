@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { exportOnnx } from '../src/io/onnx';
 import { getModel } from '../src/models/registry';
 import { Linear } from '../src/nn';
 import { SGD } from '../src/optim/optimizer';
@@ -110,6 +111,7 @@ function pytorch(
   channelsLast: boolean,
   device: Device,
   precision: Precision,
+  env?: NodeJS.ProcessEnv,
 ): (Speeds & { gpu?: string }) | undefined {
   const r = spawnSync(
     PYTHON,
@@ -124,7 +126,7 @@ function pytorch(
       device,
       precision,
     ],
-    { encoding: 'utf8' },
+    { encoding: 'utf8', env: env ?? process.env },
   );
   if (r.status !== 0) {
     console.error(`PyTorch run failed for ${name}: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`);
@@ -133,140 +135,202 @@ function pytorch(
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
+const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
+
+/**
+ * PyTorch with the allocator Intel's CPU tuning guide recommends (Debian's libjemalloc2, preloaded), what a careful
+ * user runs; undefined where jemalloc is not installed.
+ */
+function tunedEnv(): NodeJS.ProcessEnv | undefined {
+  if (!fs.existsSync(JEMALLOC)) return undefined;
+  return {
+    ...process.env,
+    LD_PRELOAD: JEMALLOC,
+    MALLOC_CONF: 'oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1',
+  };
+}
+
+/** Inference images/s of the same model exported to ONNX and run by onnxruntime-node (float32, CPU), same threads. */
+async function onnxruntime(name: string, batch: number, threads: number, warmup: number, iters: number) {
+  const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
+  manualSeed(0);
+  const model = getModel(name).eval();
+  const { bytes } = exportOnnx(model);
+  const shape = [batch, ...model.inputShape];
+  model.dispose();
+  const session = await ort.InferenceSession.create(bytes, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  const input = new ort.Tensor(
+    'float32',
+    Float32Array.from({ length: shape.reduce((a, b) => a * b) }, Math.random),
+    shape,
+  );
+  for (let i = 0; i < warmup; i++) await session.run({ input });
+  const t = performance.now();
+  for (let i = 0; i < iters; i++) await session.run({ input });
+  const ips = (batch * iters) / ((performance.now() - t) / 1000);
+  await session.release();
+  return ips;
+}
+
+/**
+ * The practical limit: GFLOP/s of a large matrix product (2048², libtorch's oneDNN/BLAS path) in the precision,
+ * best of a few runs.
+ */
+function matmulGflops(device: Device, precision: Precision): number {
+  const n = 2048;
+  const dtype = precision === 'fp32' ? 'float32' : precision === 'bf16' ? 'bfloat16' : 'float16';
+  const a = randn([n, n], { device }).to(dtype).keep();
+  const b = randn([n, n], { device }).to(dtype).keep();
+  let best = 0;
+  noGrad(() => {
+    for (let r = 0; r < 4; r++) {
+      synchronize(device);
+      const t = performance.now();
+      const k = device === 'cpu' ? 3 : 50;
+      for (let i = 0; i < k; i++) tidy(() => a.matmul(b));
+      synchronize(device);
+      best = Math.max(best, (2 * n ** 3 * k) / ((performance.now() - t) / 1000) / 1e9);
+    }
+  });
+  a.dispose();
+  b.dispose();
+  return best;
+}
+
+/** `--isa avx2`: the same benchmark again with oneDNN and ATen held to AVX2 (and PyTorch, which inherits it). */
+function rerunUnderAvx2(): number {
+  const argv = process.argv
+    .slice(2)
+    .filter((a, i, all) => a !== '--isa' && all[i - 1] !== '--isa' && a !== '--isa=avx2');
+  const env = { ...process.env, DNNL_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' };
+  return spawnSync(process.execPath, [process.argv[1], ...argv], { stdio: 'inherit', env }).status ?? 1;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function main(): void {
-  const { values } = parseArgs({
-    options: {
-      models: { type: 'string', default: 'alexnet-torchvision,alexnet-d2l' },
-      'batch-size': { type: 'string', default: '32' },
-      threads: { type: 'string', default: String(os.cpus().length) },
-      warmup: { type: 'string', default: '2' },
-      iters: { type: 'string', default: '5' },
-      rounds: { type: 'string', default: '3' },
-      'no-torch': { type: 'boolean' },
-      device: { type: 'string', default: 'auto' },
-      precision: { type: 'string', default: 'auto' },
-      'peak-tflops': { type: 'string' },
-      out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    console.log(
-      'Usage: npm run bench -- [--models a,b|all] [--batch-size 32] [--threads N] [--warmup 2] [--iters 5] [--rounds 3]\n' +
-        '                        [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16] [--peak-tflops T] [--no-torch] [--out DIR]\n' +
-        'On a GPU, MFU = achieved model FLOP/s ÷ peak (--peak-tflops, or the dense tensor-core peak of a known GPU).',
-    );
-    return;
-  }
-  const { device } = prepareDevice(parseDevice(values.device!), Number(values.threads));
-  const precision = resolvePrecision(values.precision as Precision | 'auto', device);
-  const models =
-    values.models === 'all'
-      ? ['alexnet-torchvision', 'alexnet-d2l', 'alexnet-2012', 'alexnet-half', 'alexnet-bn']
-      : values.models!.split(',');
-  const batch = Number(values['batch-size']);
-  const threads = Number(values.threads);
-  const warmup = Number(values.warmup);
-  const iters = Number(values.iters);
-  const rounds = Number(values.rounds);
-  const haveTorch = !values['no-torch'] && spawnSync(PYTHON, ['-c', 'import torch, torchvision']).status === 0;
-  if (!values['no-torch'] && !haveTorch)
-    console.error(
-      `PyTorch not found (${PYTHON}): measuring ours only (apt-get install python3-torch python3-torchvision)`,
-    );
-  const info = runtimeInfo();
-  console.log(
-    `bench: batch ${batch}, ${device}, ${precision}, ${device === 'cpu' ? `${threads} threads, ` : ''}${rounds} alternating rounds of ${warmup} warm-up + ${iters} timed steps; libtorch ${info.libtorchVersion}, ${describeCpu()}`,
-  );
-  let gpuName: string | undefined;
-  const rows = [];
-  for (const name of models) {
-    // Ours (default configuration), PyTorch eager as users run it (NCHW), PyTorch eager channels-last (its
-    // faster CPU layout, the same as ours): alternating within each round so that drift hits all three alike.
-    const o: Speeds[] = [];
-    const p: Speeds[] = [];
-    const pcl: Speeds[] = [];
-    for (let r = 0; r < rounds; r++) {
-      o.push(ours(name, batch, warmup, iters, device, precision));
-      if (haveTorch) {
-        const s = pytorch(name, batch, threads, warmup, iters, false, device, precision);
-        if (s) p.push(s);
-        const c = pytorch(name, batch, threads, warmup, iters, true, device, precision);
-        if (c) pcl.push(c);
-        gpuName ??= s?.gpu ?? c?.gpu;
+interface Setting {
+  batch: number;
+  threads: number;
+  warmup: number;
+  iters: number;
+  rounds: number;
+  device: Device;
+  precision: Precision;
+  haveTorch: boolean;
+  tuned?: NodeJS.ProcessEnv;
+  onnx: boolean;
+}
+
+/** One model: ours and every peer, alternating within each round so that drift hits all alike; medians. */
+async function measure(name: string, s: Setting) {
+  const o: Speeds[] = [];
+  const peers: Record<string, Speeds[]> = { torch: [], torch_cl: [], tuned: [], tuned_cl: [] };
+  const ort: number[] = [];
+  let gpu: string | undefined;
+  for (let r = 0; r < s.rounds; r++) {
+    o.push(ours(name, s.batch, s.warmup, s.iters, s.device, s.precision));
+    if (s.haveTorch) {
+      // PyTorch as shipped (NCHW, its default; channels-last, its faster CPU layout), then with jemalloc.
+      type Run = [string, boolean, NodeJS.ProcessEnv | undefined];
+      const runs: Run[] = [
+        ['torch', false, undefined],
+        ['torch_cl', true, undefined],
+      ];
+      if (s.tuned) runs.push(['tuned', false, s.tuned], ['tuned_cl', true, s.tuned]);
+      for (const [k, cl, env] of runs) {
+        const x = pytorch(name, s.batch, s.threads, s.warmup, s.iters, cl, s.device, s.precision, env);
+        if (x) peers[k].push(x);
+        gpu ??= x?.gpu;
       }
     }
-    const macs = forwardMacs(name);
-    // Training is three passes' worth of FLOPs (forward, and backward's two), inference one; a MAC is two FLOPs.
-    const peak = Number(values['peak-tflops'] ?? peakTflops(gpuName, precision) ?? NaN) * 1e12;
-    const med = (xs: Speeds[], k: keyof Speeds) => (xs.length ? median(xs.map((s) => s[k] ?? NaN)) : null);
-    const ratio = (a: number | null, b: number | null) => (a && b ? a / b : null);
-    const row = {
-      model: name,
-      ours_train_ips: med(o, 'train_ips')!,
-      ours_infer_ips: med(o, 'infer_ips')!,
-      ours_graph_train_ips: o.some((s) => s.graph_train_ips === undefined) ? null : med(o, 'graph_train_ips'),
-      torch_train_ips: med(p, 'train_ips'),
-      torch_infer_ips: med(p, 'infer_ips'),
-      torch_cl_train_ips: med(pcl, 'train_ips'),
-      torch_cl_infer_ips: med(pcl, 'infer_ips'),
-      train_ratio: null as number | null,
-      infer_ratio: null as number | null,
-      train_ratio_vs_cl: null as number | null,
-      infer_ratio_vs_cl: null as number | null,
-      forward_gflops_per_image: (2 * macs) / 1e9,
-      ours_train_mfu: null as number | null,
-      ours_infer_mfu: null as number | null,
-      torch_cl_train_mfu: null as number | null,
-    };
-    if (Number.isFinite(peak)) {
-      row.ours_train_mfu = (row.ours_train_ips * 6 * macs) / peak;
-      row.ours_infer_mfu = (row.ours_infer_ips * 2 * macs) / peak;
-      row.torch_cl_train_mfu = row.torch_cl_train_ips === null ? null : (row.torch_cl_train_ips * 6 * macs) / peak;
-    }
-    row.train_ratio = ratio(row.ours_train_ips, row.torch_train_ips);
-    row.infer_ratio = ratio(row.ours_infer_ips, row.torch_infer_ips);
-    row.train_ratio_vs_cl = ratio(row.ours_train_ips, row.torch_cl_train_ips);
-    row.infer_ratio_vs_cl = ratio(row.ours_infer_ips, row.torch_cl_infer_ips);
-    const graphRatio = ratio(row.ours_graph_train_ips, Math.max(row.torch_train_ips ?? 0, row.torch_cl_train_ips ?? 0));
-    rows.push({ ...row, graph_train_ratio_vs_best: graphRatio });
-    const fmt = (x: number | null) => (x === null ? '–' : x.toFixed(2));
-    console.log(
-      `${name}: train ${row.ours_train_ips.toFixed(1)} img/s (ratio ${fmt(row.train_ratio)} vs PyTorch, ${fmt(row.train_ratio_vs_cl)} vs PyTorch channels-last), ` +
-        `inference ${row.ours_infer_ips.toFixed(1)} img/s (ratio ${fmt(row.infer_ratio)}, ${fmt(row.infer_ratio_vs_cl)})` +
-        (row.ours_train_mfu !== null
-          ? `; MFU train ${(100 * row.ours_train_mfu).toFixed(1)}%, inference ${(100 * row.ours_infer_mfu!).toFixed(1)}%`
-          : '') +
-        (row.ours_graph_train_ips !== null
-          ? `; train as a CUDA graph ${row.ours_graph_train_ips.toFixed(1)} img/s (ratio ${fmt(graphRatio)} vs PyTorch's best)`
-          : ''),
-    );
+    if (s.onnx) ort.push(await onnxruntime(name, s.batch, s.threads, s.warmup, s.iters));
   }
-  const f = (x: number | null, d = 1) => (x === null ? '–' : x.toFixed(d));
-  const md = [
-    `batch ${batch}, ${device === 'cpu' ? `${threads} threads, cpu` : `${device} (${gpuName ?? 'GPU'})`}, ${precision}, libtorch ${info.libtorchVersion}; medians of ${rounds} alternating rounds`,
+  const med = (xs: Speeds[], k: keyof Speeds) => (xs.length ? median(xs.map((x) => x[k] ?? NaN)) : null);
+  const row = {
+    model: name,
+    ours_train_ips: med(o, 'train_ips')!,
+    ours_infer_ips: med(o, 'infer_ips')!,
+    ours_graph_train_ips: o.some((x) => x.graph_train_ips === undefined) ? null : med(o, 'graph_train_ips'),
+    torch_train_ips: med(peers.torch, 'train_ips'),
+    torch_infer_ips: med(peers.torch, 'infer_ips'),
+    torch_cl_train_ips: med(peers.torch_cl, 'train_ips'),
+    torch_cl_infer_ips: med(peers.torch_cl, 'infer_ips'),
+    tuned_train_ips: med(peers.tuned, 'train_ips'),
+    tuned_infer_ips: med(peers.tuned, 'infer_ips'),
+    tuned_cl_train_ips: med(peers.tuned_cl, 'train_ips'),
+    tuned_cl_infer_ips: med(peers.tuned_cl, 'infer_ips'),
+    onnxruntime_infer_ips: ort.length ? median(ort) : null,
+  };
+  return { row, gpu };
+}
+
+type Row = Awaited<ReturnType<typeof measure>>['row'];
+
+/** Ratios against each peer and the best one, achieved GFLOP/s and the share of the peak. */
+function derive(row: Row, macs: number, peakGflops: number) {
+  const ratio = (a: number | null, b: number | null) => (a && b ? a / b : null);
+  const best = (...xs: (number | null)[]) => (xs.some((x) => x) ? Math.max(...xs.map((x) => x ?? 0)) : null);
+  const bestTrain = best(row.torch_train_ips, row.torch_cl_train_ips, row.tuned_train_ips, row.tuned_cl_train_ips);
+  const bestInfer = best(
+    row.torch_infer_ips,
+    row.torch_cl_infer_ips,
+    row.tuned_infer_ips,
+    row.tuned_cl_infer_ips,
+    row.onnxruntime_infer_ips,
+  );
+  // Training is three passes' worth of FLOPs (forward, and backward's two), inference one; a MAC is two FLOPs.
+  const trainGflops = (row.ours_train_ips * 6 * macs) / 1e9;
+  const inferGflops = (row.ours_infer_ips * 2 * macs) / 1e9;
+  const share = (g: number) => (Number.isFinite(peakGflops) ? g / peakGflops : null);
+  return {
+    ...row,
+    train_ratio: ratio(row.ours_train_ips, row.torch_train_ips),
+    infer_ratio: ratio(row.ours_infer_ips, row.torch_infer_ips),
+    train_ratio_vs_cl: ratio(row.ours_train_ips, row.torch_cl_train_ips),
+    infer_ratio_vs_cl: ratio(row.ours_infer_ips, row.torch_cl_infer_ips),
+    train_ratio_vs_best: ratio(row.ours_train_ips, bestTrain),
+    infer_ratio_vs_best: ratio(row.ours_infer_ips, bestInfer),
+    infer_ratio_vs_onnxruntime: ratio(row.ours_infer_ips, row.onnxruntime_infer_ips),
+    graph_train_ratio_vs_best: ratio(row.ours_graph_train_ips, bestTrain),
+    forward_gflops_per_image: (2 * macs) / 1e9,
+    ours_train_gflops: trainGflops,
+    ours_infer_gflops: inferGflops,
+    // On a GPU the peak is the datasheet's (MFU); on a CPU the measured matrix product's.
+    ours_train_mfu: share(trainGflops),
+    ours_infer_mfu: share(inferGflops),
+    torch_cl_train_mfu: row.torch_cl_train_ips === null ? null : share((row.torch_cl_train_ips * 6 * macs) / 1e9),
+  };
+}
+
+type Derived = ReturnType<typeof derive>;
+
+function markdown(rows: Derived[], head: string, peak: { gflops: number; source: string }): string {
+  const f = (x: number | null | undefined, d = 1) => (x === null || x === undefined ? '–' : x.toFixed(d));
+  const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
+  return [
+    head,
     '',
-    'PyTorch = eager NCHW (its default); PyTorch CL = eager channels-last (its faster CPU layout); ratio = ours / theirs',
+    'PyTorch = eager NCHW (its default); CL = eager channels-last (its faster CPU layout); tuned = with jemalloc ' +
+      "(Intel's CPU tuning guide); ORT = onnxruntime-node on our ONNX export (float32 only); ratio = ours / theirs; " +
+      `peak = ${peak.source}, ${f(peak.gflops, 0)} GFLOP/s`,
     '',
-    '| model | train ours | train PyTorch | train PyTorch CL | ratio | ratio vs CL | infer ours | infer PyTorch | infer PyTorch CL | ratio | ratio vs CL |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| model | train ours | PyTorch | CL | tuned | tuned CL | ours ÷ best | GFLOP/s | % of peak |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${r.model} | ${f(r.ours_train_ips)} | ${f(r.torch_train_ips)} | ${f(r.torch_cl_train_ips)} | ${f(r.train_ratio, 2)} | ${f(r.train_ratio_vs_cl, 2)} | ${f(r.ours_infer_ips)} | ${f(r.torch_infer_ips)} | ${f(r.torch_cl_infer_ips)} | ${f(r.infer_ratio, 2)} | ${f(r.infer_ratio_vs_cl, 2)} |`,
+        `| ${r.model} | ${f(r.ours_train_ips)} | ${f(r.torch_train_ips)} | ${f(r.torch_cl_train_ips)} | ${f(r.tuned_train_ips)} | ${f(r.tuned_cl_train_ips)} | ${f(r.train_ratio_vs_best, 2)} | ${f(r.ours_train_gflops, 0)} | ${pct(r.ours_train_mfu)} |`,
     ),
-    ...(rows.some((r) => r.ours_train_mfu !== null)
-      ? [
-          '',
-          '| model | MFU train ours | MFU train PyTorch CL | MFU inference ours |',
-          '|---|---|---|---|',
-          ...rows.map(
-            (r) =>
-              `| ${r.model} | ${f(r.ours_train_mfu && 100 * r.ours_train_mfu)}% | ${f(r.torch_cl_train_mfu && 100 * r.torch_cl_train_mfu)}% | ${f(r.ours_infer_mfu && 100 * r.ours_infer_mfu)}% |`,
-          ),
-        ]
-      : []),
+    '',
+    '| model | infer ours | PyTorch | CL | tuned | tuned CL | ORT | ours ÷ best | GFLOP/s | % of peak |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.model} | ${f(r.ours_infer_ips)} | ${f(r.torch_infer_ips)} | ${f(r.torch_cl_infer_ips)} | ${f(r.tuned_infer_ips)} | ${f(r.tuned_cl_infer_ips)} | ${f(r.onnxruntime_infer_ips)} | ${f(r.infer_ratio_vs_best, 2)} | ${f(r.ours_infer_gflops, 0)} | ${pct(r.ours_infer_mfu)} |`,
+    ),
     ...(rows.some((r) => r.ours_graph_train_ips !== null)
       ? [
           '',
@@ -276,29 +340,117 @@ function main(): void {
         ]
       : []),
   ].join('\n');
+}
+
+function options() {
+  const { values } = parseArgs({
+    options: {
+      models: { type: 'string', default: 'alexnet-torchvision,alexnet-d2l' },
+      'batch-size': { type: 'string', default: '32' },
+      threads: { type: 'string', default: String(os.cpus().length) },
+      warmup: { type: 'string', default: '2' },
+      iters: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '3' },
+      'no-torch': { type: 'boolean' },
+      'no-onnx': { type: 'boolean' },
+      'no-tuned': { type: 'boolean' },
+      isa: { type: 'string', default: 'native' },
+      device: { type: 'string', default: 'auto' },
+      precision: { type: 'string', default: 'auto' },
+      'peak-tflops': { type: 'string' },
+      out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  return values;
+}
+
+async function main(): Promise<void> {
+  const values = options();
+  if (values.help) {
+    console.log(
+      'Usage: npm run bench -- [--models a,b|all] [--batch-size 32] [--threads N] [--warmup 2] [--iters 5] [--rounds 3]\n' +
+        '                        [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16] [--isa native|avx2]\n' +
+        '                        [--peak-tflops T] [--no-torch] [--no-tuned] [--no-onnx] [--out DIR]\n' +
+        'Peers, side by side in one run: PyTorch as shipped (NCHW and channels-last), PyTorch with jemalloc (tuned),\n' +
+        'onnxruntime-node for float32 inference. --isa avx2 holds oneDNN and ATen to AVX2 (an AVX2 machine).\n' +
+        'Each row: images/s, ratios, achieved GFLOP/s and its share of the peak: on a CPU the measured 2048² matrix\n' +
+        "product in that precision, on a GPU the datasheet's dense tensor-core peak (--peak-tflops overrides).",
+    );
+    return;
+  }
+  if (values.isa !== 'native' && values.isa !== 'avx2')
+    throw new Error(`--isa must be native or avx2, got ${values.isa}`);
+  if (values.isa === 'avx2' && process.env.DNNL_MAX_CPU_ISA !== 'AVX2') {
+    process.exitCode = rerunUnderAvx2();
+    return;
+  }
+  const { device } = prepareDevice(parseDevice(values.device!), Number(values.threads));
+  const precision = resolvePrecision(values.precision as Precision | 'auto', device);
+  const models =
+    values.models === 'all'
+      ? ['alexnet-torchvision', 'alexnet-d2l', 'alexnet-2012', 'alexnet-half', 'alexnet-bn']
+      : values.models!.split(',');
+  const haveTorch = !values['no-torch'] && spawnSync(PYTHON, ['-c', 'import torch, torchvision']).status === 0;
+  if (!values['no-torch'] && !haveTorch)
+    console.error(
+      `PyTorch not found (${PYTHON}): measuring ours only (apt-get install python3-torch python3-torchvision)`,
+    );
+  const tuned = values['no-tuned'] || !haveTorch ? undefined : tunedEnv();
+  if (haveTorch && !values['no-tuned'] && !tuned)
+    console.error(`jemalloc not found (${JEMALLOC}): no tuned PyTorch peer (apt-get install libjemalloc2)`);
+  const s: Setting = {
+    batch: Number(values['batch-size']),
+    threads: Number(values.threads),
+    warmup: Number(values.warmup),
+    iters: Number(values.iters),
+    rounds: Number(values.rounds),
+    device,
+    precision,
+    haveTorch,
+    tuned,
+    onnx: !values['no-onnx'] && device === 'cpu' && precision === 'fp32',
+  };
+  const info = runtimeInfo();
+  const where = device === 'cpu' ? `${s.threads} threads, cpu (${describeCpu()})` : device;
+  console.log(
+    `bench: batch ${s.batch}, ${where}, ${precision}, ${s.rounds} alternating rounds of ${s.warmup} warm-up + ${s.iters} timed steps; libtorch ${info.libtorchVersion}`,
+  );
+  const cpuPeak = device === 'cpu' ? matmulGflops(device, precision) : NaN;
+  if (device === 'cpu')
+    console.log(`matrix product 2048², ${precision}: ${cpuPeak.toFixed(0)} GFLOP/s (the peak below)`);
+  let gpuName: string | undefined;
+  const rows: Derived[] = [];
+  for (const name of models) {
+    const { row, gpu } = await measure(name, s);
+    gpuName ??= gpu;
+    const gpuPeak = Number(values['peak-tflops'] ?? peakTflops(gpuName, precision) ?? NaN) * 1e3;
+    const d = derive(row, forwardMacs(name), device === 'cpu' ? cpuPeak : gpuPeak);
+    rows.push(d);
+    const fmt = (x: number | null) => (x === null ? '–' : x.toFixed(2));
+    console.log(
+      `${name}: train ${d.ours_train_ips.toFixed(1)} img/s (${fmt(d.train_ratio_vs_best)}× the best peer), inference ${d.ours_infer_ips.toFixed(1)} img/s (${fmt(d.infer_ratio_vs_best)}×)`,
+    );
+  }
+  const peakSource = device === 'cpu' ? `measured ${precision} matrix product` : `datasheet ${precision} peak`;
+  const peakGflops =
+    device === 'cpu' ? cpuPeak : Number(values['peak-tflops'] ?? peakTflops(gpuName, precision) ?? NaN) * 1e3;
+  const head = `batch ${s.batch}, ${device === 'cpu' ? where : `${device} (${gpuName ?? 'GPU'})`}, ${precision}, ISA ${cpuInfo().isa}, libtorch ${info.libtorchVersion}; medians of ${s.rounds} alternating rounds`;
+  const md = markdown(rows, head, { gflops: peakGflops, source: peakSource });
   fs.mkdirSync(values.out!, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  fs.writeFileSync(
-    path.join(values.out!, `bench-${stamp}.json`),
-    JSON.stringify(
-      {
-        batch,
-        threads,
-        device,
-        precision,
-        gpu: gpuName,
-        rounds,
-        warmup,
-        iters,
-        libtorch: info.libtorchVersion,
-        cpu: describeCpu(),
-        isa: cpuInfo().isa,
-        rows,
-      },
-      null,
-      2,
-    ) + '\n',
-  );
+  const json = {
+    ...s,
+    tuned: Boolean(tuned),
+    gpu: gpuName,
+    libtorch: info.libtorchVersion,
+    cpu: describeCpu(),
+    isa: cpuInfo().isa,
+    peak_gflops: peakGflops,
+    peak_source: peakSource,
+    rows,
+  };
+  fs.writeFileSync(path.join(values.out!, `bench-${stamp}.json`), JSON.stringify(json, null, 2) + '\n');
   fs.writeFileSync(path.join(values.out!, `bench-${stamp}.md`), md + '\n');
   console.log('\n' + md + `\n\nwritten to ${path.relative(process.cwd(), values.out!)}/bench-${stamp}.{json,md}`);
 }
@@ -314,4 +466,8 @@ export function peakTflops(gpu: string | undefined, precision: Precision): numbe
   return table.find(([re]) => re.test(gpu))?.[1][precision];
 }
 
-if (require.main === module) main();
+if (require.main === module)
+  main().catch((e) => {
+    console.error(`bench: ${(e as Error).message}`);
+    process.exitCode = 1;
+  });

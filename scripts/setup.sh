@@ -2,7 +2,7 @@
 # Sets up alexnet-ts on a Debian/Ubuntu machine, installing only what is missing:
 #   Debian packages: libtorch-dev (the engine), dataset-fashion-mnist (the demo's data), g++, python3
 #   --test adds python3-torch, python3-torchvision and python3-onnx (the oracles the parity tests compare against)
-#   and clang-format (the lint step checks the C++ formatting)
+#   clang-format (the lint step checks the C++ formatting) and libjemalloc2 (npm run bench's tuned PyTorch peer)
 #   then: npm ci, the native addon (npm run build:addon), the TypeScript build (npm run build:ts).
 # LIBTORCH=/path or LIBTORCH_USE_PYTORCH=1 build the addon against another libtorch (then libtorch-dev is skipped).
 set -euo pipefail
@@ -23,7 +23,8 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 pkgs=(g++ make python3 dataset-fashion-mnist libopenblas0-pthread)
 if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=(libtorch-dev); fi
 # clang-format: `npm run lint` checks the C++ formatting (Debian 12 ships version 14, which .clang-format is written for).
-if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision python3-onnx clang-format); fi
+# libjemalloc2: npm run bench's "PyTorch, allocator tuned" peer (LD_PRELOAD, as Intel's CPU tuning guide recommends).
+if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision python3-onnx clang-format libjemalloc2); fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 
 missing=()
