@@ -168,7 +168,7 @@ test('every other experiment runs end to end at a tiny size: arms, report, plot,
   const others = EXPERIMENTS.filter((e) => e.name !== 'relu-vs-tanh' && e.name !== 'dropout');
   assert.deepEqual(
     others.map((e) => e.name),
-    ['lrn', 'overlapping-pooling', 'two-tower', 'pca-noise', 'ten-crop', 'ensemble'],
+    ['lrn', 'overlapping-pooling', 'two-tower', 'pca-noise', 'ten-crop', 'ensemble', 'bf16-vs-fp32'],
   );
   for (const e of others) {
     const lines: string[] = [];

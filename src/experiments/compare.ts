@@ -6,7 +6,7 @@ import { AlexNetOptions } from '../models/alexnet';
 import { noGrad, randn, Tensor, tidy } from '../tensor/tensor';
 import { Precision } from '../runtime/precision';
 import { Curve, CurveSetting, loadTrainSubset, meanCurve, trainModel } from './curves';
-import { lineChartSvg } from './plot';
+import { errorCurvesSvg, pct, pointsResult, reportMarkdown } from './report';
 import { Summary, summarize } from './stats';
 import { Experiment, ExperimentOptions, ExperimentResult, fmt, verdict } from './types';
 import { topOneError } from './views';
@@ -174,12 +174,6 @@ export function disposeData(d: Data): void {
   }
 }
 
-/** mean ± sd of fractions, in percent. */
-const pct = (xs: number[]): string => {
-  const s = summarize(xs.map((x) => 100 * x));
-  return `${fmt(s.mean, 1)}% ± ${fmt(s.sd, 1)}`;
-};
-
 export function settingLine(o: ExperimentOptions, b: Budget, extra?: string): string {
   return `**Here:** ${b.trainLimit} Fashion-MNIST training images at ${b.inputSize}×${b.inputSize}, ${b.steps} steps of batch ${b.batchSize}, ${o.seeds} seeds, top-1 error on ${b.testLimit} test images; ${SETTING_NOTE}.${extra ? ` ${extra}` : ''}`;
 }
@@ -206,37 +200,20 @@ function comparisonReport(
     const gap = c.measure === 'gap' ? ` ${pct(x.train)} | ${pct(x.test.map((t, j) => t - x.train[j]))} |` : '';
     return `| ${c.arms[i].label} | ${pct(x.test)} |${gap}`;
   });
-  const markdown = [
-    `# ${c.title}`,
-    '',
-    `**The paper's claim:** ${c.paperText}`,
-    '',
-    settingLine(o, b, c.note),
-    '',
-    `| arm | test error (mean ± sd) |${gapCols}`,
-    `|---|---|${c.measure === 'gap' ? '---|---|' : ''}`,
-    ...rows,
-    '',
-    effectLine(`${c.arms[1].label} minus ${c.arms[0].label}, ${what}`, e, c.paper),
-    '',
-    `**Verdict:** ${v.sentence}`,
-    '',
-    '![training error](curves.svg)',
-    '',
-  ].join('\n');
-  const svg = lineChartSvg({
-    title: `${c.title}: training error (mean over seeds)`,
-    xLabel: 'step',
-    yLabel: `training error (windows of ${b.window} steps)`,
-    series: r.map((x, i) => ({ name: c.arms[i].label, points: meanCurve(x.curves) })),
+  const markdown = reportMarkdown({
+    title: c.title,
+    claim: c.paperText,
+    setting: settingLine(o, b, c.note),
+    table: [`| arm | test error (mean ± sd) |${gapCols}`, `|---|---|${c.measure === 'gap' ? '---|---|' : ''}`, ...rows],
+    effect: effectLine(`${c.arms[1].label} minus ${c.arms[0].label}, ${what}`, e, c.paper),
+    verdict: v.sentence,
   });
-  const paper = c.paper === undefined ? '—' : `${fmt(c.paper, 1)} pt`;
-  return {
-    markdown,
-    svg,
-    summary: { effect: e.mean, sd: e.sd, ci95: e.ci95, paper: c.paper ?? NaN, held: v.held },
-    row: { effect: `${fmt(e.mean, 2)} ± ${fmt(e.sd, 2)} pt`, paper, held: v.word },
-  };
+  const svg = errorCurvesSvg(
+    `${c.title}: training error (mean over seeds)`,
+    b.window,
+    r.map((x, i) => ({ name: c.arms[i].label, points: meanCurve(x.curves) })),
+  );
+  return pointsResult(e, v, { value: c.paper }, { markdown, svg });
 }
 
 /** Whether an effect is no larger than ± margin points: its 95% interval inside (held), its mean inside (weakly). */

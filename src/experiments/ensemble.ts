@@ -4,7 +4,7 @@
 import { AlexNet } from '../models/alexnet';
 import { armSetting, disposeData, effectLine, loadData, secondsSince, settingLine } from './compare';
 import { Curve, meanCurve, trainModel } from './curves';
-import { lineChartSvg } from './plot';
+import { errorCurvesSvg, pct, pointsResult, reportMarkdown } from './report';
 import { mean, summarize } from './stats';
 import { Experiment, ExperimentOptions, ExperimentResult, fmt, verdict } from './types';
 import { topOneError } from './views';
@@ -48,45 +48,32 @@ async function run(o: ExperimentOptions): Promise<ExperimentResult> {
     0,
     `the averaged ${k} networks had a lower error than their members (by ${fmt(e.mean, 2)} points)`,
   );
-  const pct = (xs: number[]) => {
-    const s = summarize(xs.map((x) => 100 * x));
-    return `${fmt(s.mean, 1)}% ± ${fmt(s.sd, 1)}`;
-  };
-  const markdown = [
-    `# Averaging ${k} networks`,
-    '',
-    `**The paper's claim:** averaging the predictions of five similar CNNs gives 38.1% top-1 error against one CNN's 40.7% (16.4% against 18.2% top-5): ${fmt(PAPER, 1)} points.`,
-    '',
-    settingLine(o, b, `${o.seeds} ensembles of ${k} networks, each network from its own seed (the paper averaged 5).`),
-    '',
-    '| | test error (mean ± sd) |',
-    '|---|---|',
-    `| one network | ${pct(single.flat())} |`,
-    `| ${k} averaged | ${pct(together)} |`,
-    '',
-    effectLine(`members' mean minus the ensemble, top-1 test error`, e, PAPER),
-    '',
-    `**Verdict:** ${v.sentence}`,
-    '',
-    '![training error](curves.svg)',
-    '',
-  ].join('\n');
-  const svg = lineChartSvg({
-    title: 'Ensemble members: training error (mean over networks)',
-    xLabel: 'step',
-    yLabel: `training error (windows of ${b.window} steps)`,
-    series: [{ name: `${curves.length} networks`, points: meanCurve(curves) }],
+  const markdown = reportMarkdown({
+    title: `Averaging ${k} networks`,
+    claim: `averaging the predictions of five similar CNNs gives 38.1% top-1 error against one CNN's 40.7% (16.4% against 18.2% top-5): ${fmt(PAPER, 1)} points.`,
+    setting: settingLine(
+      o,
+      b,
+      `${o.seeds} ensembles of ${k} networks, each network from its own seed (the paper averaged 5).`,
+    ),
+    table: [
+      '| | test error (mean ± sd) |',
+      '|---|---|',
+      `| one network | ${pct(single.flat())} |`,
+      `| ${k} averaged | ${pct(together)} |`,
+    ],
+    effect: effectLine(`members' mean minus the ensemble, top-1 test error`, e, PAPER),
+    verdict: v.sentence,
   });
-  return {
-    markdown,
-    svg,
-    summary: { effect: e.mean, sd: e.sd, ci95: e.ci95, paper: PAPER, held: v.held },
-    row: {
-      effect: `${fmt(e.mean, 2)} ± ${fmt(e.sd, 2)} pt (${k} nets)`,
-      paper: `${fmt(PAPER, 1)} pt (5 nets)`,
-      held: v.word,
-    },
-  };
+  const svg = errorCurvesSvg('Ensemble members: training error (mean over networks)', b.window, [
+    { name: `${curves.length} networks`, points: meanCurve(curves) },
+  ]);
+  return pointsResult(
+    e,
+    v,
+    { value: PAPER, label: `${fmt(PAPER, 1)} pt (5 nets)` },
+    { markdown, svg, suffix: ` (${k} nets)` },
+  );
 }
 
 export const ensemble: Experiment = {

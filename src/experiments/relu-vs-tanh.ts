@@ -3,7 +3,7 @@
 // the activation its only difference, dropout off as in that figure's net) from the same seeds on Fashion-MNIST,
 // SGD with momentum 0.9 at one learning rate for both; the measure is the number of steps until a window's
 // training error reaches the threshold, and the ratio tanh ÷ ReLU per seed.
-import { lineChartSvg } from './plot';
+import { errorCurvesSvg, reportMarkdown } from './report';
 import { Curve, CurveSetting, loadTrainSubset, meanCurve, stepsToReach, trainCurve } from './curves';
 import { summarize } from './stats';
 import { Experiment, ExperimentOptions, ExperimentResult, fmt, verdict } from './types';
@@ -46,35 +46,28 @@ async function run(o: ExperimentOptions): Promise<ExperimentResult> {
   const relu = summarize(steps('relu'));
   const tanh = summarize(steps('tanh'));
   const v = verdict(r, 1, 'ReLU reached the threshold sooner than tanh');
-  const markdown = [
-    `# ReLU against tanh (the paper's Figure 1)`,
-    '',
-    `**The paper's claim:** a four-layer CNN with ReLUs reaches 25% training error on CIFAR-10 ${PAPER_RATIO}× sooner than the same network with tanh.`,
-    '',
-    `**Here:** alexnet-d2l (dropout off) on ${s.trainLimit} Fashion-MNIST training images at ${inputSize}×${inputSize}, SGD lr ${s.lr} momentum ${s.momentum}, batch ${s.batchSize}, ${s.steps} steps, ${o.seeds} seeds; training error over windows of ${s.window} steps; threshold ${fmt(threshold, 2)}${threshold === 0.25 ? " (the paper's)" : ' (the lowest error every run reached; the paper used 0.25)'}.`,
-    '',
-    '| arm | steps to the threshold (mean ± sd) | 95% CI |',
-    '|---|---|---|',
-    `| ReLU | ${fmt(relu.mean, 0)} ± ${fmt(relu.sd, 0)} | ${fmt(relu.ci95[0], 0)} – ${fmt(relu.ci95[1], 0)} |`,
-    `| tanh | ${fmt(tanh.mean, 0)} ± ${fmt(tanh.sd, 0)} | ${fmt(tanh.ci95[0], 0)} – ${fmt(tanh.ci95[1], 0)} |`,
-    '',
-    `**Effect:** tanh ÷ ReLU = ${fmt(r.mean, 2)} ± ${fmt(r.sd, 2)} (95% CI ${fmt(r.ci95[0], 2)} – ${fmt(r.ci95[1], 2)}); the paper: ${PAPER_RATIO}.`,
-    '',
-    `**Verdict:** ${v.sentence}`,
-    '',
-    '![training error](curves.svg)',
-    '',
-  ].join('\n');
-  const svg = lineChartSvg({
-    title: 'Training error: ReLU against tanh (mean over seeds)',
-    xLabel: 'step',
-    yLabel: `training error (windows of ${s.window} steps)`,
-    series: [
+  const markdown = reportMarkdown({
+    title: "ReLU against tanh (the paper's Figure 1)",
+    claim: `a four-layer CNN with ReLUs reaches 25% training error on CIFAR-10 ${PAPER_RATIO}× sooner than the same network with tanh.`,
+    setting: `**Here:** alexnet-d2l (dropout off) on ${s.trainLimit} Fashion-MNIST training images at ${inputSize}×${inputSize}, SGD lr ${s.lr} momentum ${s.momentum}, batch ${s.batchSize}, ${s.steps} steps, ${o.seeds} seeds; training error over windows of ${s.window} steps; threshold ${fmt(threshold, 2)}${threshold === 0.25 ? " (the paper's)" : ' (the lowest error every run reached; the paper used 0.25)'}.`,
+    table: [
+      '| arm | steps to the threshold (mean ± sd) | 95% CI |',
+      '|---|---|---|',
+      `| ReLU | ${fmt(relu.mean, 0)} ± ${fmt(relu.sd, 0)} | ${fmt(relu.ci95[0], 0)} – ${fmt(relu.ci95[1], 0)} |`,
+      `| tanh | ${fmt(tanh.mean, 0)} ± ${fmt(tanh.sd, 0)} | ${fmt(tanh.ci95[0], 0)} – ${fmt(tanh.ci95[1], 0)} |`,
+    ],
+    effect: `**Effect:** tanh ÷ ReLU = ${fmt(r.mean, 2)} ± ${fmt(r.sd, 2)} (95% CI ${fmt(r.ci95[0], 2)} – ${fmt(r.ci95[1], 2)}); the paper: ${PAPER_RATIO}.`,
+    verdict: v.sentence,
+  });
+  const svg = errorCurvesSvg(
+    'Training error: ReLU against tanh (mean over seeds)',
+    s.window,
+    [
       { name: 'ReLU', points: meanCurve(curves.relu) },
       { name: 'tanh', points: meanCurve(curves.tanh) },
     ],
-    hlines: [[threshold, `threshold ${fmt(threshold, 2)}`]],
-  });
+    [[threshold, `threshold ${fmt(threshold, 2)}`]],
+  );
   return {
     markdown,
     svg,

@@ -6,7 +6,7 @@ import { defaultShortSide } from '../data/transforms';
 import { Tensor } from '../tensor/tensor';
 import { armSetting, disposeData, effectLine, loadData, secondsSince, settingLine } from './compare';
 import { Curve, meanCurve, trainModel } from './curves';
-import { lineChartSvg } from './plot';
+import { errorCurvesSvg, pct, pointsResult, reportMarkdown } from './report';
 import { summarize } from './stats';
 import { Experiment, ExperimentOptions, ExperimentResult, fmt, verdict } from './types';
 import { randomCropFlip, topOneError } from './views';
@@ -42,45 +42,28 @@ async function run(o: ExperimentOptions): Promise<ExperimentResult> {
   }
   const e = summarize(errors.center.map((c, i) => 100 * (c - errors.ten[i])));
   const v = verdict(e, 0, `ten crops had the lower error (by ${fmt(e.mean, 2)} points)`);
-  const pct = (xs: number[]) => {
-    const s = summarize(xs.map((x) => 100 * x));
-    return `${fmt(s.mean, 1)}% ± ${fmt(s.sd, 1)}`;
-  };
-  const markdown = [
-    '# Ten-crop testing',
-    '',
-    "**The paper's claim:** at test time, averaging the softmax of ten patches (four corners and the centre, and their reflections) is the paper's procedure; the paper gives no number for it against one crop.",
-    '',
-    settingLine(
+  const markdown = reportMarkdown({
+    title: 'Ten-crop testing',
+    claim:
+      "at test time, averaging the softmax of ten patches (four corners and the centre, and their reflections) is the paper's procedure; the paper gives no number for it against one crop.",
+    setting: settingLine(
       o,
       b,
       `Training on random ${b.inputSize}×${b.inputSize} crops of ${side}×${side} images with reflections (the paper: 224 of 256); both measurements on the same networks.`,
     ),
-    '',
-    '| test views | test error (mean ± sd) |',
-    '|---|---|',
-    `| centre crop | ${pct(errors.center)} |`,
-    `| ten crops | ${pct(errors.ten)} |`,
-    '',
-    effectLine('centre crop minus ten crops, top-1 test error', e, undefined),
-    '',
-    `**Verdict:** ${v.sentence}`,
-    '',
-    '![training error](curves.svg)',
-    '',
-  ].join('\n');
-  const svg = lineChartSvg({
-    title: 'Ten-crop testing: training error on random crops (mean over seeds)',
-    xLabel: 'step',
-    yLabel: `training error (windows of ${b.window} steps)`,
-    series: [{ name: 'random crops with reflections', points: meanCurve(curves) }],
+    table: [
+      '| test views | test error (mean ± sd) |',
+      '|---|---|',
+      `| centre crop | ${pct(errors.center)} |`,
+      `| ten crops | ${pct(errors.ten)} |`,
+    ],
+    effect: effectLine('centre crop minus ten crops, top-1 test error', e, undefined),
+    verdict: v.sentence,
   });
-  return {
-    markdown,
-    svg,
-    summary: { effect: e.mean, sd: e.sd, ci95: e.ci95, paper: NaN, held: v.held },
-    row: { effect: `${fmt(e.mean, 2)} ± ${fmt(e.sd, 2)} pt`, paper: '—', held: v.word },
-  };
+  const svg = errorCurvesSvg('Ten-crop testing: training error on random crops (mean over seeds)', b.window, [
+    { name: 'random crops with reflections', points: meanCurve(curves) },
+  ]);
+  return pointsResult(e, v, {}, { markdown, svg });
 }
 
 export const tenCrop: Experiment = {
