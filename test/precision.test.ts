@@ -6,6 +6,7 @@ import { crossEntropy } from '../src/nn/functional';
 import { native } from '../src/tensor/binding';
 import { Conv2d, Linear } from '../src/nn';
 import { randn, Tensor, tensor, tidy } from '../src/tensor/tensor';
+import { parseCpu } from '../src/runtime/cpu';
 import { autocast, GradScaler, resolvePrecision } from '../src/runtime/precision';
 import { bf16ConvMissing } from './helpers/cpu';
 import { autocastReference, maxAbsDiff, oracleMissing } from './helpers/oracle';
@@ -131,8 +132,12 @@ test('loss scaling follows GradScaler: unscaled gradients, skipped overflow step
   assert.equal(native().unscaleGrads([], 0.5), true, 'no gradients: nothing overflowed');
 });
 
-test('precision choices: auto is bf16 on a GPU and fp32 on the CPU; fp16 needs a GPU', () => {
-  assert.equal(resolvePrecision('auto', 'cpu'), 'fp32');
+test('precision choices: auto is bf16 on a GPU, on the CPU bf16 only with native bf16; fp16 needs a GPU', () => {
+  const cpu = (flags: string) => parseCpu(`vendor_id\t: AuthenticAMD\ncpu family\t: 25\nflags\t\t: ${flags}\n`, {});
+  assert.equal(resolvePrecision('auto', 'cpu', cpu('sse4_1 avx avx2')), 'fp32');
+  const bf16 = 'sse4_1 avx avx2 avx512f avx512bw avx512vl avx512dq avx512_bf16';
+  assert.equal(resolvePrecision('auto', 'cpu', cpu(bf16)), 'bf16');
+  assert.equal(resolvePrecision('fp32', 'cpu', cpu(bf16)), 'fp32');
   assert.equal(resolvePrecision(undefined, 'cuda'), 'bf16');
   assert.equal(resolvePrecision('fp16', 'cuda:1'), 'fp16');
   assert.equal(resolvePrecision('bf16', 'cpu'), 'bf16');
