@@ -2,7 +2,8 @@
 # Sets up alexnet-ts on a Debian/Ubuntu machine, installing only what is missing:
 #   Debian packages: libtorch-dev (the engine), dataset-fashion-mnist (the demo's data), g++, python3
 #   --test adds python3-torch, python3-torchvision and python3-onnx (the oracles the parity tests compare against)
-#   clang-format (the lint step checks the C++ formatting) and libjemalloc2 (npm run bench's tuned PyTorch peer)
+#   clang-format (the lint step checks the C++ formatting), libjemalloc2 (npm run bench's tuned PyTorch peer)
+#   and chromium (the web page's browser tests, driven by playwright-core; never a downloaded browser)
 #   then: npm ci, the native addon (npm run build:addon), the TypeScript build (npm run build:ts).
 # LIBTORCH=/path or LIBTORCH_USE_PYTORCH=1 build the addon against another libtorch (then libtorch-dev is skipped).
 set -euo pipefail
@@ -12,7 +13,7 @@ want_tests=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_tests=1 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (expected --test)" >&2; exit 2 ;;
   esac
 done
@@ -24,7 +25,8 @@ pkgs=(g++ make python3 dataset-fashion-mnist libopenblas0-pthread)
 if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=(libtorch-dev); fi
 # clang-format: `npm run lint` checks the C++ formatting (Debian 12 ships version 14, which .clang-format is written for).
 # libjemalloc2: npm run bench's "PyTorch, allocator tuned" peer (LD_PRELOAD, as Intel's CPU tuning guide recommends).
-if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision python3-onnx clang-format libjemalloc2); fi
+# chromium: the web page's tests run in a real browser (playwright-core drives Debian's, never a downloaded one).
+if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision python3-onnx clang-format libjemalloc2 chromium); fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 
 missing=()
