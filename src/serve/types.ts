@@ -16,6 +16,8 @@ export interface ModelCard {
   preprocessing: { mean: number[]; std: number[] };
   runtime: 'libtorch' | 'onnxruntime';
   precision: 'fp32' | 'bf16';
+  /** Why this runtime and precision (the --runtime/--precision auto rule, or "asked for"). */
+  selection?: string;
 }
 
 /** One named layer's output for one image: C × H × W, row-major. */
@@ -48,6 +50,8 @@ export interface Engine {
   infer(pixels: Uint8Array, n: number): Promise<Float32Array>;
   /** Present when the engine can look inside the model (libtorch). */
   readonly insight?: InsightEngine;
+  /** Set when the engine can no longer run (its worker died): readiness fails with it. */
+  readonly failure?: Error;
   close(): Promise<void>;
 }
 

@@ -1,0 +1,116 @@
+// Dynamic batching as Triton does it: requests wait in a queue; a batch runs when it is full (`maxBatch`) or when
+// its oldest request has waited `maxDelayMs`; one forward pass at a time per engine, while the next batch forms.
+// Each request gets its own rows of the batch's logits; an engine error fails only that batch's requests.
+import { Engine } from './types';
+
+export interface BatcherOptions {
+  maxBatch: number;
+  maxDelayMs: number;
+  /** Told about every forward pass (metrics). */
+  onBatch?: (size: number, seconds: number) => void;
+  /** Told when the queue's length changes (metrics). */
+  onQueue?: (length: number) => void;
+}
+
+/** One image's answer: its logits and how long it waited and ran. */
+export interface BatchResult {
+  logits: Float32Array;
+  queueMs: number;
+  inferenceMs: number;
+  batchSize: number;
+}
+
+interface Item {
+  pixels: Uint8Array;
+  at: number;
+  resolve: (r: BatchResult) => void;
+  reject: (e: Error) => void;
+}
+
+export class Batcher {
+  private queue: Item[] = [];
+  private running: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private idle: (() => void)[] = [];
+  /** Forward passes run so far. */
+  forwards = 0;
+
+  constructor(
+    readonly engine: Engine,
+    readonly o: BatcherOptions,
+  ) {}
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Classifies one image (planar uint8 of the engine's geometry) in the next batch with room. */
+  submit(pixels: Uint8Array): Promise<BatchResult> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ pixels, at: performance.now(), resolve, reject });
+      this.o.onQueue?.(this.queue.length);
+      this.pump();
+    });
+  }
+
+  /** Runs every batch size 1..maxBatch once: a size's first forward pass is slow (kernels chosen, memory grown). */
+  async warm(): Promise<void> {
+    const g = this.engine.card.geometry;
+    const size = g.channels * g.height * g.width;
+    for (let n = 1; n <= this.o.maxBatch; n++) await this.engine.infer(new Uint8Array(n * size), n);
+  }
+
+  /** Resolves once the queue is empty and no forward pass runs (queued requests are all answered first). */
+  drained(): Promise<void> {
+    if (!this.running && !this.queue.length) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  private pump(): void {
+    if (this.running || !this.queue.length) {
+      if (!this.running) this.idle.splice(0).forEach((f) => f());
+      return;
+    }
+    const waited = performance.now() - this.queue[0].at;
+    if (this.queue.length >= this.o.maxBatch || waited >= this.o.maxDelayMs) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      const batch = this.queue.splice(0, this.o.maxBatch);
+      this.o.onQueue?.(this.queue.length);
+      this.running = this.run(batch).finally(() => {
+        this.running = undefined;
+        this.pump();
+      });
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.pump();
+      }, this.o.maxDelayMs - waited);
+    }
+  }
+
+  private async run(batch: Item[]): Promise<void> {
+    const n = batch.length;
+    const size = batch[0].pixels.length;
+    const pixels = new Uint8Array(n * size);
+    batch.forEach((b, i) => pixels.set(b.pixels, i * size));
+    const start = performance.now();
+    this.forwards++;
+    try {
+      const logits = await this.engine.infer(pixels, n);
+      const end = performance.now();
+      this.o.onBatch?.(n, (end - start) / 1000);
+      const c = logits.length / n;
+      batch.forEach((b, i) =>
+        b.resolve({
+          logits: logits.slice(i * c, (i + 1) * c),
+          queueMs: start - b.at,
+          inferenceMs: end - start,
+          batchSize: n,
+        }),
+      );
+    } catch (e) {
+      batch.forEach((b) => b.reject(e as Error));
+    }
+  }
+}

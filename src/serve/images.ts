@@ -1,0 +1,91 @@
+// Uploads checked before they are decoded: the format from the first bytes (an allow-list: sharp would decode SVG,
+// and an SVG can pull in other files), the pixel count from the header alone (an image bomb is refused before
+// any decoding), and then decoding as `alexnet predict` does it (EXIF rotation, alpha, grayscale, CMYK, 16-bit).
+import { decodeInput, InputGeometry } from '../infer/predictor';
+import { ImageError, sharpModule } from '../data/image';
+
+/** A client's upload that cannot be classified: an HTTP status, a stable code and a one-line reason. */
+export class UploadError extends Error {
+  constructor(
+    readonly status: 400 | 413 | 415,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const ALLOWED_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff'] as const;
+const EXPECTED = 'expected a JPEG, PNG, WebP, GIF or TIFF image';
+
+const starts = (b: Buffer, ...bytes: number[]) => bytes.every((x, i) => b[i] === x);
+const ascii = (b: Buffer, at: number, s: string) => b.toString('latin1', at, at + s.length) === s;
+
+/** The format the first bytes announce, or undefined for anything outside the allow-list. */
+export function sniffFormat(b: Buffer): (typeof ALLOWED_FORMATS)[number] | undefined {
+  if (starts(b, 0xff, 0xd8, 0xff)) return 'jpeg';
+  if (starts(b, 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return 'png';
+  if (ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return 'webp';
+  if (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a')) return 'gif';
+  if (starts(b, 0x49, 0x49, 0x2a, 0x00) || starts(b, 0x4d, 0x4d, 0x00, 0x2a)) return 'tiff';
+  return undefined;
+}
+
+/** A few words on what a refused upload looks like, for the 415's message. */
+function describe(b: Buffer): string {
+  const head = b.toString('utf8', 0, Math.min(b.length, 512)).trimStart().toLowerCase();
+  if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg'))) return 'an SVG image';
+  if (head.startsWith('<')) return 'HTML or XML';
+  if (starts(b, 0x25, 0x50, 0x44, 0x46)) return 'a PDF';
+  if (ascii(b, 4, 'ftyp')) return 'an HEIF/AVIF or video file';
+  if (starts(b, 0x42, 0x4d)) return 'a BMP image';
+  if (/^[\x09\x0a\x0d\x20-\x7e]*$/.test(b.toString('latin1', 0, Math.min(b.length, 64)))) return 'text';
+  return `unknown bytes (${b.subarray(0, 4).toString('hex')})`;
+}
+
+export interface CheckedImage {
+  format: string;
+  width: number;
+  height: number;
+}
+
+/** Checks an upload's format and size from its header only; throws UploadError (415, 413 or 400). */
+export async function checkUpload(b: Buffer, maxPixels: number): Promise<CheckedImage> {
+  if (!b.length) throw new UploadError(400, 'empty_body', `${EXPECTED}, got an empty body`);
+  const format = sniffFormat(b);
+  if (!format) throw new UploadError(415, 'unsupported_format', `${EXPECTED}, got ${describe(b)}`);
+  let m: { width?: number; height?: number; format?: string };
+  try {
+    // No pixel limit here: the header is read, never the pixels, and the count is checked below with our limit.
+    m = await sharpModule()(b, { limitInputPixels: false }).metadata();
+  } catch (e) {
+    throw new UploadError(400, 'corrupt_image', `a damaged ${format.toUpperCase()} header (${firstLine(e)})`);
+  }
+  if (!m.width || !m.height) throw new UploadError(400, 'corrupt_image', `a ${format.toUpperCase()} without a size`);
+  const seen = m.format === 'jpg' ? 'jpeg' : m.format;
+  if (!seen || !(ALLOWED_FORMATS as readonly string[]).includes(seen))
+    throw new UploadError(415, 'unsupported_format', `${EXPECTED}, got ${m.format ?? 'an unknown format'}`);
+  if (m.width * m.height > maxPixels)
+    throw new UploadError(
+      413,
+      'too_many_pixels',
+      `at most ${maxPixels.toLocaleString('en-US')} pixels (--max-pixels), got ${m.width}×${m.height} = ` +
+        `${(m.width * m.height).toLocaleString('en-US')}`,
+    );
+  return { format: seen, width: m.width, height: m.height };
+}
+
+const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split('\n')[0];
+
+/**
+ * Decodes a checked upload to the model's planar uint8 input, exactly as `alexnet predict` decodes a file
+ * (sharp runs on libuv's threadpool: the event loop is not blocked). Damaged or truncated data: 400.
+ */
+export async function decodeUpload(b: Buffer, g: InputGeometry): Promise<Uint8Array> {
+  try {
+    return await decodeInput({ name: 'upload', data: b }, g);
+  } catch (e) {
+    const reason = e instanceof ImageError ? e.reason : firstLine(e);
+    throw new UploadError(400, 'corrupt_image', `the image cannot be decoded: ${reason}`);
+  }
+}

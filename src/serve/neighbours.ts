@@ -1,0 +1,174 @@
+// Nearest neighbours for the page (the paper's Figure 4): embeddings that `alexnet features` wrote for test images
+// (the queries) and for training images (the gallery), searched by Euclidean distance as the paper did, and the
+// data-set images behind each row as small PNGs so the page can show thumbnails.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FormatError, UserError } from '../errors';
+import { DEFAULT_FASHION_MNIST_DIR } from '../data/fashion-mnist';
+import { readIdx } from '../data/idx';
+import { sharpModule } from '../data/image';
+import { folderPath } from '../data/image-folder';
+import { parseHeader } from '../io/safetensors';
+import { readInputFile } from '../util/files';
+
+/** One file of embeddings: N rows of D numbers, a label and a file (or `split:index`) per row. */
+export interface EmbeddingSet {
+  file: string;
+  rows: number;
+  dim: number;
+  features: Float32Array;
+  labels: number[];
+  files: string[];
+  classes: string[];
+  /** The data set the rows come from ('fashion-mnist', 'mnist' or 'folder:PATH'). */
+  dataset: string;
+  layer: string;
+  model: string;
+}
+
+/** One row of an answer: where it comes from and what it is. */
+export interface NeighbourItem {
+  index: number;
+  /** The image's name: `split:index` for IDX data, the path inside the data set's folder for photos. */
+  file: string;
+  label: number;
+  class: string;
+  distance?: number;
+}
+
+/** Label readers by dtype: `alexnet features` writes int64; int32 and uint8 are accepted too. */
+const READERS: Partial<Record<string, (b: Buffer, i: number) => number>> = {
+  int64: (b, i) => Number(b.readBigInt64LE(i * 8)),
+  int32: (b, i) => b.readInt32LE(i * 4),
+  uint8: (b, i) => b[i],
+};
+
+function jsonList(value: string | undefined, what: string, bad: (why: string) => FormatError): unknown[] {
+  try {
+    const v: unknown = JSON.parse(value ?? '');
+    if (Array.isArray(v)) return v;
+  } catch {
+    // reported below
+  }
+  throw bad(`its metadata has no ${what} list (write it with alexnet features)`);
+}
+
+/** Reads and checks a file `alexnet features` wrote (features F32 N × D, labels N, files and classes). */
+export function readEmbeddings(file: string): EmbeddingSet {
+  const buf = readInputFile(file);
+  const { entries, metadata, dataStart } = parseHeader(buf, file);
+  const bad = (why: string) => new FormatError(`${file} is not an embeddings file of alexnet features: ${why}`);
+  const f = entries.get('features');
+  const l = entries.get('labels');
+  if (!f || f.dtype !== 'float32' || f.shape.length !== 2) throw bad('expected a float32 tensor features (N × D)');
+  const [rows, dim] = f.shape;
+  const read = l && READERS[l.dtype];
+  if (!l || !read || l.shape.length !== 1 || l.shape[0] !== rows)
+    throw bad(`expected integer labels, one per row (${rows})`);
+  const files = jsonList(metadata.files, 'files', bad).map(String);
+  const classes = jsonList(metadata.classes, 'classes', bad).map(String);
+  if (files.length !== rows) throw bad(`its file list has ${files.length} entries for ${rows} rows`);
+  // A view when the numbers are 4-byte aligned (the writer pads its header to 8 bytes: a gallery can be 1 GB),
+  // else a copy.
+  const start = buf.byteOffset + dataStart + f.begin;
+  const features =
+    start % 4 === 0
+      ? new Float32Array(buf.buffer, start, rows * dim)
+      : new Float32Array(buf.buffer.slice(start, start + rows * dim * 4));
+  const labelBytes = buf.subarray(dataStart + l.begin, dataStart + l.end);
+  return {
+    file,
+    rows,
+    dim,
+    features,
+    labels: Array.from({ length: rows }, (_, i) => read(labelBytes, i)),
+    files,
+    classes,
+    dataset: metadata.dataset ?? '',
+    layer: metadata.layer ?? '',
+    model: metadata.model ?? '',
+  };
+}
+
+/** A row's description for an answer (no absolute paths: photos are named inside their data set's folder). */
+export function describeRow(set: EmbeddingSet, i: number, distance?: number): NeighbourItem {
+  const root = folderPath(set.dataset);
+  const f = set.files[i];
+  const file = root !== undefined && path.isAbsolute(f) ? path.relative(root, f) : f;
+  const label = set.labels[i];
+  return {
+    index: i,
+    file,
+    label,
+    class: set.classes[label] ?? String(label),
+    ...(distance !== undefined && { distance }),
+  };
+}
+
+/**
+ * The k gallery rows nearest to query row `q` by Euclidean distance (ties: the lower index first). The sums run in
+ * float64 so the distances do not depend on the order of the D terms.
+ */
+export function nearest(gallery: EmbeddingSet, query: Float32Array, k: number): { index: number; distance: number }[] {
+  if (query.length !== gallery.dim)
+    throw new UserError(`the query has ${query.length} numbers per row, the gallery ${gallery.dim}`);
+  const d = gallery.dim;
+  const g = gallery.features;
+  const all: { index: number; distance: number }[] = [];
+  for (let r = 0; r < gallery.rows; r++) {
+    let s = 0;
+    for (let j = 0, o = r * d; j < d; j++, o++) {
+      const t = g[o] - query[j];
+      s += t * t;
+    }
+    all.push({ index: r, distance: Math.sqrt(s) });
+  }
+  return all.sort((a, b) => a.distance - b.distance || a.index - b.index).slice(0, k);
+}
+
+/** Row `i` of a set's features. */
+export function row(set: EmbeddingSet, i: number): Float32Array {
+  return set.features.subarray(i * set.dim, (i + 1) * set.dim);
+}
+
+const IDX_SPLITS: Record<string, string> = { val: 't10k', test: 't10k', train: 'train' };
+
+/**
+ * Renders a data-set item as a PNG: an IDX image (`split:index`, read from `dataDir`, each split's file loaded once)
+ * or a photo file (fitted inside 160 × 160). The file names come from the embeddings file, never from a request.
+ */
+export class ImageRenderer {
+  readonly #idx = new Map<string, { width: number; height: number; data: Uint8Array }>();
+
+  constructor(readonly dataDir: string = DEFAULT_FASHION_MNIST_DIR) {}
+
+  async png(set: EmbeddingSet, i: number): Promise<Buffer> {
+    const f = set.files[i];
+    const m = /^(\w+):(\d+)$/.exec(f);
+    if (m && IDX_SPLITS[m[1]] && folderPath(set.dataset) === undefined) return this.#idxPng(IDX_SPLITS[m[1]], +m[2]);
+    return sharpModule()(f, { limitInputPixels: 100_000_000, failOn: 'error' })
+      .rotate()
+      .resize(160, 160, { fit: 'inside', withoutEnlargement: true })
+      .png()
+      .toBuffer();
+  }
+
+  #idxPng(prefix: string, index: number): Promise<Buffer> {
+    let images = this.#idx.get(prefix);
+    if (!images) {
+      const base = path.join(this.dataDir, `${prefix}-images-idx3-ubyte`);
+      const idx = readIdx(fs.existsSync(base) ? base : `${base}.gz`);
+      if (idx.dims.length !== 3) throw new FormatError(`${idx.file}: expected images N×H×W, got ${idx.dims.join('×')}`);
+      images = { height: idx.dims[1], width: idx.dims[2], data: idx.data };
+      this.#idx.set(prefix, images);
+    }
+    const size = images.width * images.height;
+    if (index * size >= images.data.length)
+      throw new FormatError(`${this.dataDir} has no ${prefix} image ${index}: do the embeddings come from this data?`);
+    const pixels = images.data.subarray(index * size, (index + 1) * size);
+    return sharpModule()(Buffer.from(pixels), { raw: { width: images.width, height: images.height, channels: 1 } })
+      .toColourspace('b-w')
+      .png()
+      .toBuffer();
+  }
+}

@@ -1,0 +1,577 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { after, before, test } from 'node:test';
+import sharp from 'sharp';
+import { buildServer, ServeApp, ServerOptions } from '../src/serve/app';
+import { chooseEngine, openEngine } from '../src/serve/engine';
+import { Engine } from '../src/serve/types';
+import { parseCpu } from '../src/runtime/cpu';
+import { BIN, cli } from './helpers/cli';
+
+// ---- a fake engine whose logits depend on the input: one-hot at the image's mean pixel value ----------------------
+
+const LEVELS = Array.from({ length: 256 }, (_, i) => `v${i}`);
+
+interface Fake extends Engine {
+  batches: number[];
+  /** Makes the next forward passes wait until the returned function is called. */
+  hold(): () => void;
+}
+
+function fakeEngine(name = 'fake', warmDelay = 0): Fake {
+  let gate: Promise<void> | undefined;
+  let first = true;
+  const batches: number[] = [];
+  return {
+    batches,
+    card: {
+      model: 'fake-net',
+      weights: name,
+      classes: LEVELS,
+      geometry: { channels: 1, height: 8, width: 8 },
+      preprocessing: { mean: [], std: [] },
+      runtime: 'libtorch',
+      precision: 'fp32',
+    },
+    hold() {
+      let release!: () => void;
+      gate = new Promise((r) => (release = r));
+      return () => {
+        gate = undefined;
+        release();
+      };
+    },
+    async infer(pixels: Uint8Array, n: number): Promise<Float32Array> {
+      if (first && warmDelay) await new Promise((r) => setTimeout(r, warmDelay));
+      first = false;
+      batches.push(n);
+      if (gate) await gate;
+      const out = new Float32Array(n * 256);
+      for (let i = 0; i < n; i++) {
+        let sum = 0;
+        for (let j = 0; j < 64; j++) sum += pixels[i * 64 + j];
+        out[i * 256 + Math.round(sum / 64)] = 20;
+      }
+      return out;
+    },
+    async close() {},
+  };
+}
+
+async function fakeServer(o: Partial<ServerOptions> = {}, engine = fakeEngine()): Promise<ServeApp> {
+  const app = buildServer({ engine: async () => engine, log: () => undefined, ...o });
+  await app.serving.host.ready;
+  engine.batches.length = 0; // the warm-up's
+  return app;
+}
+
+const gray = (level: number, format: 'png' | 'jpeg' | 'webp' | 'gif' | 'tiff' = 'png', size = 16) =>
+  sharp({ create: { width: size, height: size, channels: 3, background: { r: level, g: level, b: level } } })
+    .toFormat(format)
+    .toBuffer();
+
+function chunk(type: string, data: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE((zlib as unknown as { crc32(b: Buffer): number }).crc32(body) >>> 0);
+  return Buffer.concat([len, body, crc]);
+}
+
+/** A PNG whose header claims width × height but whose data holds a few rows only (an image bomb's shape). */
+function pngClaiming(width: number, height: number): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 0, 0, 0, 0], 8);
+  const rows = zlib.deflateSync(Buffer.alloc(4 * (width + 1)));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', rows),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+const post = (app: ServeApp, body: Buffer | string, type = 'image/png', url = '/v1/predict') =>
+  app.inject({ method: 'POST', url, payload: body, headers: { 'content-type': type } });
+
+function multipart(field: string, data: Buffer): { payload: Buffer; headers: Record<string, string> } {
+  const b = 'xxBOUNDARYxx';
+  const payload = Buffer.concat([
+    Buffer.from(`--${b}\r\nContent-Disposition: form-data; name="${field}"; filename="x.png"\r\n`),
+    Buffer.from('Content-Type: image/png\r\n\r\n'),
+    data,
+    Buffer.from(`\r\n--${b}--\r\n`),
+  ]);
+  return { payload, headers: { 'content-type': `multipart/form-data; boundary=${b}` } };
+}
+
+// ---- HTTP without sockets ------------------------------------------------------------------------------------------
+
+test('a raw or multipart PNG is classified, each format of the allow-list is accepted and k limits the answer', async () => {
+  const app = await fakeServer();
+  try {
+    const r = await post(app, await gray(77), 'image/png', '/v1/predict?k=3');
+    assert.equal(r.statusCode, 200, r.body);
+    const j = r.json();
+    assert.equal(j.model, 'fake-net');
+    assert.equal(j.top.length, 3);
+    assert.deepEqual({ index: j.top[0].index, label: j.top[0].label }, { index: 77, label: 'v77' });
+    assert.ok(j.top[0].prob > 0.9 && j.top[0].prob <= 1);
+    for (const k of ['decode', 'queue', 'inference', 'total']) assert.equal(typeof j.timing_ms[k], 'number');
+    const m = multipart('image', await gray(140));
+    const r2 = await app.inject({ method: 'POST', url: '/v1/predict', ...m });
+    assert.equal(r2.statusCode, 200, r2.body);
+    assert.equal(r2.json().top[0].index, 140);
+    assert.equal(r2.json().top.length, 5);
+    const wrongField = await app.inject({ method: 'POST', url: '/v1/predict', ...multipart('file', await gray(1)) });
+    assert.equal(wrongField.statusCode, 400);
+    assert.equal(wrongField.json().code, 'missing_image');
+    // Lossless formats keep the level exactly; JPEG and WebP within a step or two.
+    for (const f of ['gif', 'tiff', 'jpeg', 'webp'] as const) {
+      const a = await post(app, await gray(200, f), `image/${f}`);
+      assert.equal(a.statusCode, 200, `${f}: ${a.body}`);
+      assert.ok(Math.abs(a.json().top[0].index - 200) <= 2, `${f}: ${a.json().top[0].index}`);
+    }
+    // 16-bit, CMYK and grayscale images are normalised as predict does (CMYK through its colour profile).
+    const base = () =>
+      sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 120, g: 120, b: 120 } } });
+    for (const [what, b, tolerance] of [
+      ['16-bit PNG', await base().toColourspace('rgb16').png().toBuffer(), 2],
+      ['CMYK JPEG', await base().toColourspace('cmyk').jpeg().toBuffer(), 16],
+      ['grayscale PNG', await base().toColourspace('b-w').png().toBuffer(), 0],
+    ] as const) {
+      const a = await post(app, b, 'application/octet-stream');
+      assert.equal(a.statusCode, 200, `${what}: ${a.body}`);
+      assert.ok(Math.abs(a.json().top[0].index - 120) <= tolerance, `${what}: ${a.json().top[0].index}`);
+    }
+    // Alpha is flattened on white as predict does: a fully transparent image reads as white.
+    const clear = await sharp({
+      create: { width: 8, height: 8, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } },
+    })
+      .png()
+      .toBuffer();
+    assert.equal((await post(app, clear, 'application/octet-stream')).json().top[0].index, 255);
+    const badK = await post(app, await gray(1), 'image/png', '/v1/predict?k=zero');
+    assert.deepEqual([badK.statusCode, badK.json().code], [400, 'bad_k']);
+  } finally {
+    await app.close();
+  }
+});
+
+test('bad uploads get 400, 413 and 415 with a JSON code naming the limit, never a 5xx', async () => {
+  const app = await fakeServer({ maxUploadMb: 0.05, maxPixels: 1_000_000 });
+  try {
+    const good = await gray(9, 'png', 64);
+    const cases: [string, Buffer | string, string, number, string][] = [
+      ['truncated PNG', good.subarray(0, good.length - 30), 'image/png', 400, 'corrupt_image'],
+      [
+        'garbage after a PNG signature',
+        Buffer.concat([good.subarray(0, 8), Buffer.alloc(200, 7)]),
+        'image/png',
+        400,
+        'corrupt_image',
+      ],
+      ['empty body', Buffer.alloc(0), 'image/png', 400, 'empty_body'],
+      ['over --max-upload-mb', Buffer.concat([good, Buffer.alloc(60_000)]), 'image/png', 413, 'too_large'],
+      ['a 20000×20000 header', pngClaiming(20_000, 20_000), 'image/png', 413, 'too_many_pixels'],
+      [
+        'SVG',
+        '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>',
+        'image/svg+xml',
+        415,
+        'unsupported_format',
+      ],
+      ['text as image/png', 'hello, I am not a picture', 'image/png', 415, 'unsupported_format'],
+      ['text/plain', 'hello', 'text/plain', 415, 'unsupported_format'],
+      ['text/html', '<p>hi</p>', 'text/html', 415, 'unsupported_media_type'],
+      ['BMP', Buffer.concat([Buffer.from('BM'), Buffer.alloc(100)]), 'image/bmp', 415, 'unsupported_format'],
+    ];
+    for (const [what, body, type, status, code] of cases) {
+      const r = await post(app, body, type);
+      assert.equal(r.statusCode, status, `${what}: ${r.body}`);
+      assert.equal(r.json().code, code, what);
+      assert.match(r.json().error, /\S/, what);
+    }
+    assert.match((await post(app, pngClaiming(20_000, 20_000))).json().error, /1,000,000 pixels.*20000×20000/);
+    const big = await app.inject({
+      method: 'POST',
+      url: '/v1/predict',
+      ...multipart('image', Buffer.concat([good, Buffer.alloc(60_000)])),
+    });
+    assert.deepEqual([big.statusCode, big.json().code], [413, 'too_large']);
+  } finally {
+    await app.close();
+  }
+});
+
+test('unknown routes are 404 JSON, wrong methods 405, and the protocol extras answer', async () => {
+  const app = await fakeServer();
+  try {
+    const nf = await app.inject({ method: 'GET', url: '/v1/nothing' });
+    assert.deepEqual([nf.statusCode, nf.json().code], [404, 'not_found']);
+    const na = await app.inject({ method: 'GET', url: '/v1/predict' });
+    assert.deepEqual([na.statusCode, na.json().code, na.headers.allow], [405, 'method_not_allowed', 'POST']);
+    const models = (await app.inject({ method: 'GET', url: '/v1/models' })).json();
+    assert.equal(models.classes.length, 256);
+    assert.deepEqual(models.input, { channels: 1, height: 8, width: 8 });
+    assert.deepEqual(models.batching, { max_batch: 8, max_delay_ms: 5 });
+    assert.equal(models.limits.max_upload_mb, 10);
+    assert.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+    assert.equal((await app.inject({ method: 'GET', url: '/ping' })).json().status, 'Healthy');
+    assert.equal((await app.inject({ method: 'GET', url: '/v2/health/live' })).statusCode, 200);
+    assert.equal((await app.inject({ method: 'GET', url: '/v2/health/ready' })).statusCode, 200);
+    assert.equal((await app.inject({ method: 'GET', url: '/v2/models/fake-net' })).json().name, 'fake-net');
+    assert.equal((await app.inject({ method: 'GET', url: '/v2/models/other' })).statusCode, 404);
+    const ts = await post(app, await gray(33), 'image/png', '/predictions/fake-net');
+    assert.ok(ts.json().v33 > 0.9, ts.body);
+    const v2 = (await post(app, await gray(44), 'application/octet-stream', '/v2/models/fake-net/infer')).json();
+    assert.equal(v2.outputs[0].data.length, 256);
+    assert.ok(v2.outputs[0].data[44] > 0.9);
+  } finally {
+    await app.close();
+  }
+});
+
+test('N concurrent requests run in ⌈N/max-batch⌉ forward passes and each answer is its own image', async () => {
+  const engine = fakeEngine();
+  const app = await fakeServer({ maxBatch: 8, maxDelayMs: 400 }, engine);
+  try {
+    const levels = Array.from({ length: 20 }, (_, i) => 10 + i * 11);
+    const images = await Promise.all(levels.map((l) => gray(l)));
+    const answers = await Promise.all(images.map((b) => post(app, b)));
+    assert.deepEqual(
+      answers.map((a) => a.json().top[0].index),
+      levels,
+    );
+    assert.deepEqual(engine.batches, [8, 8, 4]);
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(metrics, /alexnet_batch_size_count 3/);
+    assert.match(metrics, /alexnet_http_requests_total\{route="\/v1\/predict",method="POST",status="200"\} 20/);
+  } finally {
+    await app.close();
+  }
+});
+
+test('an engine error fails only its own batch; a dead engine fails readiness', async () => {
+  const engine = fakeEngine();
+  const app = await fakeServer({ maxDelayMs: 0 }, engine);
+  try {
+    const infer = engine.infer.bind(engine);
+    engine.infer = async () => {
+      throw new Error('the engine broke');
+    };
+    const r = await post(app, await gray(3));
+    assert.deepEqual([r.statusCode, r.json().code], [500, 'internal']);
+    engine.infer = infer;
+    assert.equal((await post(app, await gray(3))).statusCode, 200);
+    // An engine that can no longer run (its worker died) fails readiness.
+    (engine as { failure?: Error }).failure = new Error('the engine worker stopped: exit code 1');
+    const ready = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.deepEqual([ready.statusCode, ready.json().status], [503, 'failed']);
+    assert.match(ready.json().error, /worker stopped/);
+  } finally {
+    await app.close();
+  }
+});
+
+test('over --max-inflight the answer is 503 with Retry-After at once; metrics count it', async () => {
+  const engine = fakeEngine();
+  const app = await fakeServer({ maxInflight: 2, maxDelayMs: 0, maxBatch: 1 }, engine);
+  try {
+    const release = engine.hold();
+    const img = await gray(5);
+    const held = [post(app, img), post(app, img)];
+    while (app.serving.inflight < 2) await new Promise((r) => setTimeout(r, 5));
+    const t = performance.now();
+    const r = await post(app, img);
+    assert.ok(performance.now() - t < 500);
+    assert.deepEqual([r.statusCode, r.json().code, r.headers['retry-after']], [503, 'overloaded', '1']);
+    assert.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'health is not admitted');
+    release();
+    for (const h of await Promise.all(held)) assert.equal(h.statusCode, 200);
+    assert.equal(app.serving.inflight, 0);
+    const m = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(m, /alexnet_rejections_total\{reason="overloaded"\} 1/);
+    assert.match(m, /alexnet_inflight_requests 0/);
+    assert.match(m, /alexnet_request_duration_seconds_count\{route="\/v1\/predict"\} 3/);
+  } finally {
+    await app.close();
+  }
+});
+
+test('an answer later than --request-timeout-ms is a 503 with Retry-After, and the server goes on', async () => {
+  const engine = fakeEngine();
+  const app = await fakeServer({ requestTimeoutMs: 150, maxDelayMs: 0 }, engine);
+  try {
+    const release = engine.hold();
+    const r = await post(app, await gray(8));
+    assert.deepEqual([r.statusCode, r.json().code, r.headers['retry-after']], [503, 'timeout', '1']);
+    release();
+    assert.equal((await post(app, await gray(8))).json().top[0].index, 8);
+  } finally {
+    await app.close();
+  }
+});
+
+test('/readyz is 503 while loading and warming, 200 when warm, 503 again while draining', async () => {
+  const engine = fakeEngine('slow', 300);
+  const app = buildServer({ engine: async () => engine, log: () => undefined });
+  try {
+    const early = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.deepEqual([early.statusCode, early.json().status], [503, 'loading']);
+    const p = await post(app, await gray(1));
+    assert.deepEqual([p.statusCode, p.json().code], [503, 'not_ready']);
+    await app.serving.host.ready;
+    assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+    app.serving.beginDrain();
+    const late = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.deepEqual([late.statusCode, late.json().status], [503, 'draining']);
+    assert.equal((await app.inject({ method: 'GET', url: '/v2/health/ready' })).statusCode, 503);
+  } finally {
+    await app.close();
+  }
+});
+
+test('without weights the server shows runs only: ready, and prediction routes say there is no model', async () => {
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-runs-'));
+  const app = buildServer({ runsDir: runs, log: () => undefined });
+  try {
+    assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+    const r = await post(app, await gray(1));
+    assert.deepEqual([r.statusCode, r.json().code], [404, 'no_model']);
+  } finally {
+    await app.close();
+    fs.rmSync(runs, { recursive: true, force: true });
+  }
+});
+
+test('POST /v1/reload swaps the engine; a failed reload keeps the old one and says why', async () => {
+  let opens = 0;
+  const app = buildServer({
+    engine: async () => {
+      opens++;
+      if (opens === 2) throw new Error('weights.safetensors: damaged file');
+      return fakeEngine(`weights-${opens}`);
+    },
+    log: () => undefined,
+  });
+  try {
+    await app.serving.host.ready;
+    const bad = await app.inject({ method: 'POST', url: '/v1/reload' });
+    assert.deepEqual([bad.statusCode, bad.json().code], [500, 'reload_failed']);
+    assert.match(bad.json().error, /damaged file/);
+    assert.equal((await app.inject({ method: 'GET', url: '/v1/models' })).json().weights, 'weights-1');
+    assert.equal((await post(app, await gray(6))).json().top[0].index, 6);
+    const good = await app.inject({ method: 'POST', url: '/v1/reload' });
+    assert.equal(good.statusCode, 200, good.body);
+    assert.equal((await app.inject({ method: 'GET', url: '/v1/models' })).json().weights, 'weights-3');
+    assert.match(
+      (await app.inject({ method: 'GET', url: '/metrics' })).body,
+      /alexnet_model_reloads_total\{result="failed"\} 1/,
+    );
+  } finally {
+    await app.close();
+  }
+});
+
+test('the auto rule: libtorch bf16 with native bf16, else onnxruntime fp32 falling back to libtorch fp32', () => {
+  const zen5 = parseCpu(
+    'vendor_id : AuthenticAMD\ncpu family : 26\nflags : avx2 avx512f avx512bw avx512vl avx512dq avx512_bf16\n',
+  );
+  const avx2 = parseCpu('flags : avx avx2\n');
+  assert.deepEqual(
+    [chooseEngine({ weights: 'w.safetensors' }, zen5, false)].map((c) => [c.runtime, c.precision]),
+    [['libtorch', 'bf16']],
+  );
+  const c = chooseEngine({ weights: 'w.safetensors' }, avx2, false);
+  assert.equal(chooseEngine({ weights: 'w.safetensors' }, avx2, true).precision, 'bf16');
+  assert.deepEqual([c.runtime, c.precision, c.fallback?.runtime], ['onnxruntime', 'fp32', 'libtorch']);
+  assert.equal(chooseEngine({ weights: 'w.onnx' }, zen5, false).runtime, 'onnxruntime');
+  assert.equal(chooseEngine({ weights: 'w.pth', precision: 'fp32' }, zen5, false).runtime, 'onnxruntime');
+  assert.throws(() => chooseEngine({ weights: 'w.onnx', runtime: 'libtorch' }, zen5, false), /ONNX file/);
+  assert.throws(() => chooseEngine({ weights: 'w.pth', runtime: 'onnx', precision: 'bf16' }, zen5, false), /libtorch/);
+});
+
+// ---- the real model ------------------------------------------------------------------------------------------------
+
+let dir = '';
+let ckpt = '';
+
+before(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-test-'));
+  ckpt = path.join(dir, 'ckpt.safetensors');
+  const r = cli([
+    'train',
+    '--train-limit',
+    '64',
+    '--test-limit',
+    '32',
+    '--epochs',
+    '1',
+    '--input-size',
+    '65',
+    '--save',
+    ckpt,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+});
+
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A light shirt-like shape on black, as Fashion-MNIST's images are. */
+const garment = () =>
+  sharp(
+    Buffer.from(
+      '<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><rect width="28" height="28"/>' +
+        '<path d="M8 4h12l5 6-4 2v14H7V12l-4-2z" fill="#ddd"/></svg>',
+    ),
+  )
+    .png()
+    .toBuffer();
+
+test('the real model: libtorch and onnxruntime agree on a Fashion-MNIST-like PNG, bf16 nearly so', async () => {
+  const img = await garment();
+  const answers: { index: number; prob: number }[][] = [];
+  const engines = [
+    ['libtorch', 'fp32'],
+    ['onnx', 'fp32'],
+    ['libtorch', 'bf16'],
+  ] as const;
+  for (const [runtime, precision] of engines) {
+    const eo = { weights: ckpt, runtime, precision, threads: 2 };
+    const app = buildServer({ engine: () => openEngine(eo), log: () => undefined, maxBatch: 2 });
+    try {
+      await app.serving.host.ready;
+      const r = await post(app, img, 'image/png', '/v1/predict?k=10');
+      assert.equal(r.statusCode, 200, r.body);
+      answers.push(r.json().top);
+      const card = (await app.inject({ method: 'GET', url: '/v1/models' })).json();
+      assert.deepEqual([card.runtime, card.precision], [runtime === 'onnx' ? 'onnxruntime' : 'libtorch', precision]);
+      if (precision === 'bf16') await checkInsight(app);
+    } finally {
+      await app.close();
+    }
+  }
+  const [torch, onnx, bf16] = answers.map((t) => [...t].sort((a, b) => a.index - b.index).map((x) => x.prob));
+  torch.forEach((p, i) => assert.ok(Math.abs(p - onnx[i]) < 1e-5, `class ${i}: ${p} vs ${onnx[i]}`));
+  torch.forEach((p, i) => assert.ok(Math.abs(p - bf16[i]) < 1e-2, `class ${i}: ${p} vs bf16 ${bf16[i]}`));
+  // Top-1 agrees wherever the two best classes are further apart than the runtimes' rounding.
+  if (answers[0][0].prob - answers[0][1].prob > 1e-5) assert.equal(answers[0][0].index, answers[1][0].index);
+});
+
+/** conv1's kernels, each convolution's maps after its ReLU, and the 4096-d embedding of alexnet-d2l. */
+async function checkInsight(app: ServeApp): Promise<void> {
+  const insight = app.serving.host.slot!.engine.insight!;
+  const filters = await insight.filters();
+  assert.deepEqual(filters.shape, [96, 1, 11, 11]);
+  assert.ok(filters.data.some((v) => v !== 0));
+  const px = new Uint8Array(28 * 28).map((_, i) => (i * 37) % 256);
+  const maps = await insight.featureMaps(px);
+  assert.deepEqual(
+    maps.map((m) => m.layer),
+    ['features.0', 'features.3', 'features.6', 'features.8', 'features.10'],
+  );
+  assert.deepEqual(maps[0].shape.slice(0, 1), [96]);
+  for (const m of maps) {
+    assert.equal(
+      m.data.length,
+      m.shape.reduce((a, b) => a * b),
+    );
+    assert.ok(m.data.every((v) => v >= 0) && m.data.some((v) => v > 0), m.layer);
+  }
+  const e = await insight.embedding(px);
+  assert.equal(e.length, 4096);
+  assert.ok(e.every((v) => v >= 0));
+}
+
+/** Lines of a child's stream as they come, with a wait for one that matches. */
+function lines(stream: NodeJS.ReadableStream) {
+  let text = '';
+  const waiters: [RegExp, (m: RegExpMatchArray) => void][] = [];
+  stream.on('data', (d) => {
+    text += d;
+    for (const [re, f] of waiters.splice(0)) {
+      const m = text.match(re);
+      if (m) f(m);
+      else waiters.push([re, f]);
+    }
+  });
+  return {
+    text: () => text,
+    wait: (re: RegExp, ms = 45_000) =>
+      new Promise<RegExpMatchArray>((resolve, reject) => {
+        const m = text.match(re);
+        if (m) return resolve(m);
+        const t = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms in: ${text}`)), ms);
+        waiters.push([re, (x) => (clearTimeout(t), resolve(x))]);
+      }),
+  };
+}
+
+test('alexnet serve reloads on SIGHUP, and on SIGTERM finishes a queued request and exits 0', async () => {
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      'serve',
+      '--weights',
+      ckpt,
+      '--port',
+      '0',
+      '--max-delay-ms',
+      '1500',
+      '--max-batch',
+      '2',
+      '--threads',
+      '2',
+      '--shutdown-timeout',
+      '20',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const out = lines(child.stdout!);
+  const err = lines(child.stderr!);
+  try {
+    const port = Number((await out.wait(/listening on http:\/\/127\.0\.0\.1:\d+ \(port (\d+)\): alexnet-d2l/))[1]);
+    const url = `http://127.0.0.1:${port}`;
+    child.kill('SIGHUP');
+    await err.wait(/reloaded ckpt\.safetensors/).catch((e) => {
+      throw new Error(`${e.message} (child exit ${child.exitCode}, signal ${child.signalCode})`);
+    });
+    const img = await garment();
+    const slow = fetch(`${url}/v1/predict`, { method: 'POST', body: img, headers: { 'content-type': 'image/png' } });
+    await new Promise((r) => setTimeout(r, 400));
+    child.kill('SIGTERM');
+    const answer = await slow;
+    assert.equal(answer.status, 200);
+    assert.equal(((await answer.json()) as { model: string }).model, 'alexnet-d2l');
+    assert.equal(await exited, 0, err.text());
+    assert.match(err.text(), /SIGTERM: draining \(1 request in flight/);
+    assert.match(err.text(), /stopped/);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
+test('alexnet serve: usage mistakes are one line with exit code 2', () => {
+  for (const [args, re] of [
+    [['serve'], /--weights FILE .* or --runs DIR/],
+    [['serve', '--weights', path.join(os.tmpdir(), 'no-such.safetensors'), '--port', '0'], /no-such/],
+    [['serve', '--weights', 'x.onnx', '--runtime', 'libtorch'], /ONNX file/],
+    [['serve', '--weights', 'x.pth', '--max-batch', '0'], /--max-batch must be/],
+  ] as [string[], RegExp][]) {
+    const r = cli(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  assert.match(cli(['serve', '--help']).stdout, /POST \/v1\/predict/);
+});
