@@ -44,6 +44,14 @@ const COMMANDS: Record<string, Command> = {
     summary: 'training and inference speed here; --pipeline: the photo input pipeline',
     run: async (a) => (await import('./bench')).benchCommand(a),
   },
+  report: {
+    summary: "a run's curves, filters and evaluation as one self-contained HTML file",
+    run: async (a) => (await import('./report')).reportCommand(a),
+  },
+  serve: {
+    summary: 'an HTTP inference server with a page that shows the model and its training runs',
+    run: async (a) => (await import('./serve')).serveCommand(a),
+  },
   models: { summary: 'list the AlexNet variants', run: async (a) => (await import('./models')).modelsCommand(a) },
   info: {
     summary: 'the engine: libtorch version, threads, CUDA',
