@@ -1,6 +1,7 @@
 // alexnet serve --weights FILE [--runs DIR]: the HTTP inference server and the page that shows the model and its
 // training runs.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { buildServer, DEFAULTS, ServeApp } from '../serve/app';
@@ -66,7 +67,18 @@ const OPTIONS = {
     min: 0,
   }),
   device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
-  threads: COMMON.threads,
+  threads: withHelp(
+    COMMON.threads,
+    `the engine's CPU threads (default: libtorch all ${os.availableParallelism()} cores but one, which decodes uploads\nand answers HTTP; onnxruntime all)`,
+  ),
+  decodeThreads: int(
+    'N',
+    'uploads decoded at once (default: the cores --threads leaves free, at least 1; with\nonnxruntime, as many as libuv runs: 4)',
+    {
+      min: 1,
+      max: 64,
+    },
+  ),
 };
 
 export const HELP = `Usage: alexnet serve --weights FILE [--runs DIR] [--eval FILE] [--gallery F --queries F]
@@ -124,10 +136,15 @@ export async function serveCommand(argv: string[]): Promise<void> {
       }
     : undefined;
   const engineChoice = eo ? chooseEngine(eo) : undefined;
+  const cores = os.availableParallelism();
+  // libtorch leaves one core to the server (HTTP, decoding) unless --threads says otherwise: see DecodeGate.
+  // onnxruntime keeps every core: its preprocessing runs on the server's thread, and one thread measured slower.
+  if (eo && eo.threads === undefined && engineChoice?.runtime === 'libtorch') eo.threads = Math.max(1, cores - 1);
   const log = (l: string) => console.error(l);
   const app = buildServer({
     engine: eo ? () => openEngine(eo, engineChoice) : undefined,
     maxBatch: v.maxBatch,
+    decodeThreads: v.decodeThreads ?? (eo?.threads !== undefined ? Math.max(1, cores - eo.threads) : undefined),
     maxDelayMs: v.maxDelayMs,
     maxUploadMb: v.maxUploadMb,
     maxPixels: v.maxPixels,

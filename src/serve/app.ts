@@ -5,7 +5,7 @@ import Fastify, { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } 
 import multipart from '@fastify/multipart';
 import { topK } from '../infer/predictor';
 import { AUTO_RULE } from './engine';
-import { checkUpload, decodeUpload, UploadError } from './images';
+import { checkUpload, DecodeGate, decodeUpload, UploadError } from './images';
 import { ModelHost, Slot } from './lifecycle';
 import { ServerMetrics } from './metrics';
 import { registerPageRoutes } from './page';
@@ -27,6 +27,8 @@ export interface ServerOptions extends PageData {
   maxInflight?: number;
   /** Receiving a request and answering it each have this long (default 30 s). */
   requestTimeoutMs?: number;
+  /** Images decoded at once (default: libuv's pool size, 4, where sharp runs them anyway). */
+  decodeThreads?: number;
   /** Log lines (reloads, failures); default: stderr. */
   log?: (line: string) => void;
 }
@@ -65,13 +67,15 @@ export interface Serving {
 
 export type ServeApp = FastifyInstance & { serving: Serving };
 
-type Limits = typeof DEFAULTS;
+type Limits = typeof DEFAULTS & { decodeGate: DecodeGate };
 
 /** Routes whose requests are admitted against --max-inflight (the ones that decode and infer). */
 const ADMIT = { admit: true };
 
 export function buildServer(options: ServerOptions): ServeApp {
-  const o: Limits = { ...DEFAULTS, ...definedOnly(options) };
+  // Default: libuv's pool size (sharp decodes on it), i.e. no bound beyond what libuv already imposes.
+  const decodeGate = new DecodeGate(options.decodeThreads ?? Number(process.env.UV_THREADPOOL_SIZE || 4));
+  const o: Limits = { ...DEFAULTS, ...definedOnly(options), decodeGate };
   const log = options.log ?? ((l: string) => console.error(l));
   const metrics = new ServerMetrics(o.maxBatch);
   const host = new ModelHost(
@@ -336,8 +340,10 @@ async function classify(req: FastifyRequest, o: Limits, host: ModelHost, metrics
   });
   const work = async (): Promise<Classified> => {
     const bytes = await uploadOf(req);
-    await checkUpload(bytes, o.maxPixels);
-    const pixels = await decodeUpload(bytes, slot.engine.card.geometry);
+    const pixels = await o.decodeGate.run(async () => {
+      await checkUpload(bytes, o.maxPixels);
+      return decodeUpload(bytes, slot.engine.card.geometry);
+    });
     const decoded = performance.now();
     metrics.decodeSeconds.observe((decoded - start) / 1000);
     const r = await slot.batcher.submit(pixels);

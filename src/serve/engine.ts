@@ -209,13 +209,14 @@ export class OnnxEngine implements Engine {
   /** Opens an .onnx file, or exports the weights to a temporary ONNX file first (in a worker: no blocking). */
   static async open(o: EngineOptions, c: EngineChoice): Promise<OnnxEngine> {
     const { OnnxPredictor } = await import('../infer/onnx');
-    if (isOnnxFile(o.weights)) return OnnxEngine.wrap(await OnnxPredictor.open(o.weights), o.weights, c);
+    if (isOnnxFile(o.weights))
+      return OnnxEngine.wrap(await OnnxPredictor.open(o.weights, { threads: o.threads }), o.weights, c);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-serve-'));
     try {
       const file = path.join(dir, 'model.onnx');
       const { worker } = await startWorker({ weights: o.weights, model: o.model, precision: 'fp32', exportTo: file });
       await worker.terminate();
-      return OnnxEngine.wrap(await OnnxPredictor.open(file), o.weights, c);
+      return OnnxEngine.wrap(await OnnxPredictor.open(file, { threads: o.threads }), o.weights, c);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
