@@ -16,7 +16,7 @@ import { registerRunRoutes } from '../src/serve/runs';
 import { jsonForScript } from '../src/serve/report';
 import { loadModel } from '../src/persist/load';
 import { Conv2d } from '../src/nn/conv2d';
-import { cli } from './helpers/cli';
+import { cli, TINY_TRAIN } from './helpers/cli';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-runs-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -441,15 +441,7 @@ test('JSON embedded in a report cannot close its script element', () => {
 test('alexnet report writes one self-contained HTML file of a real run, refuses to overwrite, and names a bad RUN_DIR', () => {
   const run = fresh('report');
   const t = cli([
-    'train',
-    '--train-limit',
-    '64',
-    '--test-limit',
-    '32',
-    '--epochs',
-    '1',
-    '--input-size',
-    '65',
+    ...TINY_TRAIN,
     '--metrics-every',
     '1',
     '--save',

@@ -10,7 +10,7 @@ import { buildServer, ServeApp, ServerOptions } from '../src/serve/app';
 import { chooseEngine, openEngine } from '../src/serve/engine';
 import { Engine } from '../src/serve/types';
 import { parseCpu } from '../src/runtime/cpu';
-import { BIN, cli } from './helpers/cli';
+import { BIN, cli, TINY_TRAIN } from './helpers/cli';
 
 // ---- a fake engine whose logits depend on the input: one-hot at the image's mean pixel value ----------------------
 
@@ -407,19 +407,7 @@ let ckpt = '';
 before(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-test-'));
   ckpt = path.join(dir, 'ckpt.safetensors');
-  const r = cli([
-    'train',
-    '--train-limit',
-    '64',
-    '--test-limit',
-    '32',
-    '--epochs',
-    '1',
-    '--input-size',
-    '65',
-    '--save',
-    ckpt,
-  ]);
+  const r = cli([...TINY_TRAIN, '--save', ckpt]);
   assert.equal(r.code, 0, r.stderr);
 });
 

@@ -15,7 +15,7 @@ import { openEngine } from '../src/serve/engine';
 import { registerPageRoutes, PageRoutesOptions, MAX_MAP_CHANNELS } from '../src/serve/page';
 import { Engine, InsightEngine, LayerOutput, ModelCard } from '../src/serve/types';
 import { readIdx } from '../src/data/idx';
-import { BIN } from './helpers/cli';
+import { BIN, TINY_TRAIN } from './helpers/cli';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FASHION = '/usr/share/datasets/fashion-mnist';
@@ -475,21 +475,7 @@ describe('the page in Chromium', { skip: noBrowser }, () => {
   before(async () => {
     fs.mkdirSync(runDir, { recursive: true });
     const metrics = path.join(runDir, 'metrics.jsonl');
-    await run([
-      'train',
-      '--train-limit',
-      '64',
-      '--test-limit',
-      '32',
-      '--epochs',
-      '1',
-      '--input-size',
-      '65',
-      '--save',
-      weights,
-      '--metrics',
-      metrics,
-    ]);
+    await run([...TINY_TRAIN, '--save', weights, '--metrics', metrics]);
     const queriesFile = path.join(dir, 'queries.safetensors');
     const galleryFile = path.join(dir, 'gallery.safetensors');
     await Promise.all([

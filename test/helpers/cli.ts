@@ -12,3 +12,6 @@ export function cli(args: string[], o: { env?: NodeJS.ProcessEnv; input?: string
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+/** `alexnet train` arguments for a tiny real run (d2l at 65×65 on 64 Fashion-MNIST images, a few seconds). */
+export const TINY_TRAIN = ['train', '--train-limit', '64', '--test-limit', '32', '--epochs', '1', '--input-size', '65'];
