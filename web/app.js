@@ -98,15 +98,7 @@
     const list = $('top5');
     list.textContent = '';
     for (const t of r.body.top) {
-      const li = el('li', { class: 'bar-row', 'data-index': t.index, 'data-prob': t.prob });
-      li.appendChild(el('span', { class: 'bar-label', title: t.label }, t.label));
-      const track = el('span', { class: 'bar-track' });
-      const bar = el('span', { class: 'bar' });
-      bar.style.width = `${(t.prob * 100).toFixed(1)}%`;
-      track.appendChild(bar);
-      li.appendChild(track);
-      li.appendChild(el('span', { class: 'bar-value' }, `${(t.prob * 100).toFixed(1)}%`));
-      list.appendChild(li);
+      list.appendChild(views.barRow('li', { 'data-index': t.index, 'data-prob': t.prob }, t.label, t.prob));
     }
     $('timings').textContent = timingText(r.body.timing_ms);
     $('predict-result').hidden = false;

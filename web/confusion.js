@@ -47,22 +47,26 @@
     return table;
   }
 
+  /** One horizontal bar: label, a bar as long as `fraction` of the track, the percentage (the page's top-5 too). */
+  function barRow(tag, attrs, label, fraction) {
+    const row = el(tag, Object.assign({ class: 'bar-row' }, attrs));
+    row.appendChild(el('span', { class: 'bar-label', title: label }, label));
+    const track = el('span', { class: 'bar-track' });
+    const bar = el('span', { class: 'bar' });
+    bar.style.width = `${(fraction * 100).toFixed(1)}%`;
+    track.appendChild(bar);
+    row.appendChild(track);
+    row.appendChild(el('span', { class: 'bar-value' }, `${(fraction * 100).toFixed(1)}%`));
+    return row;
+  }
+  views.barRow = barRow;
+
   function accuracyBars(evaluation) {
     const list = el('div', { class: 'per-class' });
     list.appendChild(el('h3', {}, 'Accuracy per class'));
     for (const c of evaluation.perClass) {
-      const rowEl = el('div', {
-        class: 'bar-row',
-        title: `${c.name}: ${(c.accuracy * 100).toFixed(1)}% of ${c.count}`,
-      });
-      rowEl.appendChild(el('span', { class: 'bar-label' }, c.name));
-      const track = el('span', { class: 'bar-track' });
-      const bar = el('span', { class: 'bar' });
-      bar.style.width = `${(c.accuracy * 100).toFixed(1)}%`;
-      track.appendChild(bar);
-      rowEl.appendChild(track);
-      rowEl.appendChild(el('span', { class: 'bar-value' }, `${(c.accuracy * 100).toFixed(1)}%`));
-      list.appendChild(rowEl);
+      const title = `${c.name}: ${(c.accuracy * 100).toFixed(1)}% of ${c.count}`;
+      list.appendChild(barRow('div', { title }, c.name, c.accuracy));
     }
     return list;
   }
