@@ -109,6 +109,10 @@ export async function demoCommand(argv: string[]): Promise<void> {
   console.log('  eval.json               top-1, top-5, per-class accuracy, confusion matrix');
   console.log('  samples/                the test images classified above');
   console.log(
+    `\nsee it: alexnet report ${rel(out)} (one HTML file), or alexnet serve --weights ${rel(save)} --runs ${rel(path.dirname(out))}\n` +
+      '(a page at http://127.0.0.1:8080: predict, filters, feature maps, confusion matrix, training curves)',
+  );
+  console.log(
     `\ndemo finished in ${formatDuration((Date.now() - started) / 1000)}: test accuracy ${(100 * ev.top1).toFixed(2)}% on ${ev.n} images.`,
   );
 }
