@@ -269,10 +269,22 @@
         width: chartWidth(),
         height: 240,
         scales: { x: { time: false }, y: y },
-        axes: [{ label: xLabel(), incrs: STEP_INCREMENTS }, {}],
+        axes: [
+          { label: xLabel(), incrs: STEP_INCREMENTS },
+          { values: tickLabels, size: 64 },
+        ],
         series: list,
         legend: { show: true },
       };
+    }
+
+    // Small values (a learning rate of 1e-4) in exponent form: uPlot's default labels would round them to 0.
+    function tickLabels(_u, splits) {
+      return splits.map(function (v) {
+        if (v === 0 || v == null) return String(v);
+        var a = Math.abs(v);
+        return a < 0.01 || a >= 1e6 ? v.toExponential(1) : String(+v.toPrecision(4));
+      });
     }
 
     function build() {
