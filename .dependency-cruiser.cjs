@@ -1,6 +1,7 @@
 // The import rules of alexnet-ts (checked by `npm run lint`): each layer imports only the layers below it,
 // nothing has cycles, and no command imports another. The order is DESIGN.md's:
-//   util → tensor → nn → models → io → data → persist → optim → runtime → train | infer → experiments → serve → cli
+//   util → tensor → nn → models → io → data → persist → optim → runtime → train | infer → distributed → experiments
+//   → serve → cli
 const LAYERS = [
   ['util'],
   ['tensor'],
@@ -12,6 +13,7 @@ const LAYERS = [
   ['optim'],
   ['runtime'],
   ['train', 'infer'],
+  ['distributed'],
   ['experiments'],
   ['serve'],
   ['cli'],

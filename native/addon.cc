@@ -5,7 +5,7 @@ namespace alexnet {
 
 // The interface version: bump it whenever an export is added, removed or changes its arguments, together with
 // ADDON_ABI in src/tensor/binding.ts, which refuses an addon built from other sources.
-constexpr int kAbiVersion = 4;
+constexpr int kAbiVersion = 5;
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SetUpCpuMemory();
@@ -20,6 +20,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterRuntime(env, exports);
   RegisterAllocator(env, exports);
   RegisterCudaGraph(env, exports);
+  RegisterDistributed(env, exports);
   return exports;
 }
 

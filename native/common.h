@@ -95,16 +95,17 @@ using Body = std::function<Napi::Value(const Napi::CallbackInfo&)>;
 void Export(Napi::Env env, Napi::Object exports, const char* name, Body body);
 
 // ---- the parts: each registers its exports (addon.cc calls them in this order) --------------------------------
-void RegisterCommon(Napi::Env env, Napi::Object exports);     // common.cc: NativeTensor, setErrorClass
-void RegisterTensor(Napi::Env env, Napi::Object exports);     // tensor.cc: creation, data, conversion
-void RegisterOps(Napi::Env env, Napi::Object exports);        // ops.cc: shapes, elementwise, reductions
-void RegisterNN(Napi::Env env, Napi::Object exports);         // nn.cc: layers and losses
-void RegisterAutograd(Napi::Env env, Napi::Object exports);   // autograd.cc: backward, gradients, grad mode
-void RegisterOptim(Napi::Env env, Napi::Object exports);      // optim.cc: whole SGD and Adam steps
-void RegisterAmp(Napi::Env env, Napi::Object exports);        // amp.cc: autocast, gradient unscaling
-void RegisterRuntime(Napi::Env env, Napi::Object exports);    // runtime.cc: RNG, threads, CUDA, memory stats
-void SetUpCpuMemory();                                        // allocator.cc: malloc settings, caching allocator
-void RegisterAllocator(Napi::Env env, Napi::Object exports);  // allocator.cc: allocatorStats
-void RegisterCudaGraph(Napi::Env env, Napi::Object exports);  // cuda_graph.cc: record and replay (CUDA builds)
+void RegisterCommon(Napi::Env env, Napi::Object exports);       // common.cc: NativeTensor, setErrorClass
+void RegisterTensor(Napi::Env env, Napi::Object exports);       // tensor.cc: creation, data, conversion
+void RegisterOps(Napi::Env env, Napi::Object exports);          // ops.cc: shapes, elementwise, reductions
+void RegisterNN(Napi::Env env, Napi::Object exports);           // nn.cc: layers and losses
+void RegisterAutograd(Napi::Env env, Napi::Object exports);     // autograd.cc: backward, gradients, grad mode
+void RegisterOptim(Napi::Env env, Napi::Object exports);        // optim.cc: whole SGD and Adam steps
+void RegisterAmp(Napi::Env env, Napi::Object exports);          // amp.cc: autocast, gradient unscaling
+void RegisterRuntime(Napi::Env env, Napi::Object exports);      // runtime.cc: RNG, threads, CUDA, memory stats
+void SetUpCpuMemory();                                          // allocator.cc: malloc settings, caching allocator
+void RegisterAllocator(Napi::Env env, Napi::Object exports);    // allocator.cc: allocatorStats
+void RegisterCudaGraph(Napi::Env env, Napi::Object exports);    // cuda_graph.cc: record and replay (CUDA builds)
+void RegisterDistributed(Napi::Env env, Napi::Object exports);  // distributed.cc: c10d store, Gloo group, Reducer
 
 }  // namespace alexnet

@@ -8,6 +8,8 @@
 // Other variables: CXX (compiler, default g++), JOBS (parallel compiles), CXXSTD (default c++17),
 //   CUDA_HOME (where the CUDA headers are, for CUDA graphs; default: /usr/local/cuda, nvcc's, the PyTorch wheel's),
 //   ALEXNET_NO_CUDA_GRAPHS=1 (a CUDA build without CUDA graphs).
+// Distributed training (native/distributed.cc) needs Gloo's headers (Debian: libgloo-dev); without them, or with
+//   ALEXNET_NO_C10D=1, the addon is built without c10d and says so at run time.
 //
 // Output: build/Release/alexnet_native.node and build/Release/build-info.json. Nothing is rebuilt when the
 // sources and the configuration are unchanged.
@@ -124,6 +126,23 @@ function cudaInclude(torch) {
   return candidates.find((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')));
 }
 
+// c10d's Gloo process group: its header is empty unless USE_C10D_GLOO is defined, and includes <gloo/...>, which
+// Debian's libtorch-dev does not ship (libgloo-dev does; its libgloo.so.0 is the one libtorch_cpu links). Debian
+// also lacks the distributed-autograd header that c10d/reducer.hpp includes: native/shim stands in for it.
+function c10dFlags(torch) {
+  if (process.env.ALEXNET_NO_C10D === '1') return { cflags: [], libs: [] };
+  const dirs = [...torch.include, '/usr/include'];
+  const has = (rel) => dirs.some((d) => fs.existsSync(path.join(d, rel)));
+  if (!has('torch/csrc/distributed/c10d/ProcessGroupGloo.hpp') || !has('gloo/config.h')) {
+    console.log('build-addon: Gloo headers not found (apt-get install libgloo-dev): building without c10d');
+    return { cflags: [], libs: [] };
+  }
+  const cflags = ['-DUSE_C10D_GLOO'];
+  if (!has('torch/csrc/distributed/autograd/context/context.h')) cflags.push(`-I${path.join(srcDir, 'shim')}`);
+  const libs = fs.existsSync(path.join(torch.lib, 'libgloo.so')) ? ['gloo'] : [];
+  return { cflags, libs };
+}
+
 function nodeInclude() {
   const candidates = [
     path.join(path.dirname(process.execPath), '..', 'include', 'node'),
@@ -163,6 +182,8 @@ async function main() {
   for (const extra of ['c10_cuda', 'torch_cuda']) {
     if (fs.existsSync(path.join(torch.lib, `lib${extra}.so`))) libNames.push(extra);
   }
+  const c10d = c10dFlags(torch);
+  libNames.push(...c10d.libs);
   const cudaHeaders = libNames.includes('torch_cuda') ? cudaInclude(torch) : undefined;
   if (cudaHeaders) includes.push(cudaHeaders);
   else if (libNames.includes('torch_cuda')) {
@@ -180,6 +201,7 @@ async function main() {
     '-DNODE_ADDON_API_CPP_EXCEPTIONS',
     '-DNODE_ADDON_API_DISABLE_DEPRECATED',
     ...(cudaHeaders ? ['-DALEXNET_CUDA_GRAPHS'] : []),
+    ...c10d.cflags,
     '-Wall',
     '-Wno-unused-parameter',
     '-Wno-deprecated-declarations',
@@ -248,6 +270,7 @@ async function main() {
     libDir: torch.lib,
     cuda: libNames.includes('torch_cuda'),
     cudaGraphs: Boolean(cudaHeaders),
+    c10d: c10d.cflags.length > 0,
     abi: torch.abi,
     builtAt: new Date().toISOString(),
   };

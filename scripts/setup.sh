@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up alexnet-ts on a Debian/Ubuntu machine, installing only what is missing:
-#   Debian packages: libtorch-dev (the engine), dataset-fashion-mnist (the demo's data), g++, python3
+#   Debian packages: libtorch-dev (the engine), libgloo-dev (c10d's Gloo headers), dataset-fashion-mnist (the demo's
+#   data), g++, python3
 #   --test adds python3-torch, python3-torchvision and python3-onnx (the oracles the parity tests compare against)
 #   clang-format (the lint step checks the C++ formatting), libjemalloc2 (npm run bench's tuned PyTorch peer)
 #   and chromium (the web page's browser tests, driven by playwright-core; never a downloaded browser)
@@ -13,7 +14,7 @@ want_tests=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_tests=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (expected --test)" >&2; exit 2 ;;
   esac
 done
@@ -22,6 +23,9 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # libopenblas0-pthread replaces the reference BLAS that libtorch-dev pulls in: its fully connected layers run ~25× faster.
 pkgs=(g++ make python3 dataset-fashion-mnist libopenblas0-pthread)
+# libgloo-dev: distributed training (native/distributed.cc) compiles libtorch's Gloo process group, whose header
+# includes <gloo/...>, which libtorch-dev lacks; its libgloo.so.0 is the one libtorch_cpu already links.
+pkgs+=(libgloo-dev)
 if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=(libtorch-dev); fi
 # clang-format: `npm run lint` checks the C++ formatting (Debian 12 ships version 14, which .clang-format is written for).
 # libjemalloc2: npm run bench's "PyTorch, allocator tuned" peer (LD_PRELOAD, as Intel's CPU tuning guide recommends).

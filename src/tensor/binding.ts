@@ -42,6 +42,69 @@ export interface AdamStepOptions {
   decoupled: boolean;
 }
 
+/** new C10dStore(options): a c10d TCPStore; the master binds host:port (0: any free port). Blocking. */
+export interface C10dStoreOptions {
+  host: string;
+  port: number;
+  worldSize: number;
+  isMaster: boolean;
+  timeoutMs: number;
+}
+
+export interface NativeC10dStore {
+  set(key: string, value: string | Uint8Array): void;
+  /** Waits (up to the store's timeout) until some rank has set the key. */
+  get(key: string): Buffer;
+  /** Adds to a counter (a missing key counts from 0); returns the new value. */
+  add(key: string, delta: number): number;
+  /** The port the store uses (the one the master bound when asked for port 0). */
+  port(): number;
+}
+
+/** new C10dProcessGroup(store, options): every rank constructs it (blocking, up to the timeout). */
+export interface C10dGroupOptions {
+  rank: number;
+  worldSize: number;
+  timeoutMs: number;
+  backend?: string;
+  /** Gloo binds to this network interface (GLOO_SOCKET_IFNAME's meaning)… */
+  iface?: string;
+  /** …or to this address or name of the machine; neither: what the hostname resolves to. */
+  host?: string;
+}
+
+export interface NativeC10dGroup {
+  allreduce(ts: H[], average: boolean): void;
+  allreduceAsync(ts: H[], average: boolean): Promise<void>;
+  broadcast(ts: H[], root: number): void;
+  broadcastCoalesced(ts: H[], root: number): void;
+  allgather(t: H): H[];
+  barrier(): void;
+  send(t: H, dst: number, tag: number): void;
+  recv(t: H, src: number, tag: number): void;
+  destroy(): void;
+}
+
+/** new C10dReducer(group, params, options): c10d::Reducer, DDP's bucketed gradient averaging. */
+export interface C10dReducerOptions {
+  bucketCapMB: number;
+  firstBucketMB: number;
+}
+
+export interface ReducerTimings {
+  backwardComputeMs: number;
+  backwardCommMs: number;
+  commAfterComputeMs: number;
+}
+
+export interface NativeC10dReducer {
+  prepareForForward(): void;
+  prepareForBackward(): void;
+  timings(): ReducerTimings;
+  bucketCount(): number;
+  dispose(): void;
+}
+
 export interface Native {
   abiVersion: number;
   // common.cc
@@ -170,10 +233,16 @@ export interface Native {
   cudaGraphReplay?(id: number): void;
   /** Frees the graph and its memory pool. */
   cudaGraphRelease?(id: number): void;
+  // distributed.cc: c10d, present when the addon was built with Gloo's headers (build-info.json: c10d)
+  C10dStore?: new (options: C10dStoreOptions) => NativeC10dStore;
+  C10dProcessGroup?: new (store: NativeC10dStore, options: C10dGroupOptions) => NativeC10dGroup;
+  C10dReducer?: new (group: NativeC10dGroup, params: H[], options: C10dReducerOptions) => NativeC10dReducer;
+  /** Why there is no c10d in this build (set instead of the classes above). */
+  c10dUnavailable?: string;
 }
 
 /** Must equal kAbiVersion in native/addon.cc. */
-const ADDON_ABI = 4;
+const ADDON_ABI = 5;
 let loaded: Native | undefined;
 
 function projectRoot(): string {
@@ -207,6 +276,10 @@ function checkThreadEnv(): void {
 export function native(): Native {
   if (loaded) return loaded;
   checkThreadEnv();
+  // libtorch logs through glog, which c10d uses for what our errors already say in one line ("failed to bind…",
+  // "Logging before InitGoogleLogging…"). Only fatal lines show unless GLOG_minloglevel asks for more
+  // (glog reads it when libtorch loads, hence before the require).
+  process.env.GLOG_minloglevel ??= '3';
   const file = addonPath();
   if (!fs.existsSync(file)) {
     throw new SetupError(
