@@ -379,12 +379,19 @@ function options() {
 }
 
 async function main(): Promise<void> {
+  // --nproc N: data-parallel training against one process (bench/ddp.ts).
+  if (process.argv.some((a) => a === '--nproc' || a.startsWith('--nproc='))) {
+    const ddp = path.join(__dirname, 'ddp.js');
+    process.exitCode = spawnSync(process.execPath, [ddp, ...process.argv.slice(2)], { stdio: 'inherit' }).status ?? 1;
+    return;
+  }
   const values = options();
   if (values.help) {
     console.log(
       'Usage: npm run bench -- [--models a,b|all] [--batch-size 32] [--threads N] [--warmup 2] [--iters 5] [--rounds 3]\n' +
         '                        [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16] [--isa native|avx2]\n' +
         '                        [--peak-tflops T] [--no-torch] [--no-tuned] [--no-onnx] [--out DIR]\n' +
+        '       npm run bench -- --nproc N [--batch-size 32] [--warmup 2] [--iters 5]   (data-parallel vs 1 process)\n' +
         'Peers, side by side in one run: PyTorch as shipped (NCHW and channels-last), PyTorch with jemalloc (tuned),\n' +
         'onnxruntime-node for float32 inference. --isa avx2 holds oneDNN and ATen to AVX2 (an AVX2 machine).\n' +
         'Each row: images/s, ratios, achieved GFLOP/s and its share of the peak: on a CPU the measured 2048² matrix\n' +

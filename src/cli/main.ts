@@ -1,5 +1,6 @@
 // The alexnet command: dispatches to one file per subcommand; user mistakes print one line, never a stack.
 import { AlexnetError, EngineError, UserError } from '../errors';
+import { RankError } from '../distributed/group';
 
 type Command = { summary: string; run: (argv: string[]) => Promise<void> | void };
 
@@ -105,6 +106,12 @@ export function reportError(e: unknown): number {
     console.error(`alexnet: error: ${e.message}`);
     if (debug) console.error(e.stack);
     return 2;
+  }
+  // Another rank stopped or stopped answering: not the user's mistake (exit 1), but no trace to read either.
+  if (e instanceof RankError) {
+    console.error(`alexnet: error: ${e.message}`);
+    if (debug) console.error(e.stack);
+    return 1;
   }
   if (e instanceof EngineError || e instanceof AlexnetError) {
     console.error(`alexnet: engine error: ${e.message}`);

@@ -5,7 +5,11 @@ import { listModels } from '../models/registry';
 import { PRECISIONS } from '../runtime/precision';
 import { buildRunConfig, CUDA_GRAPH_MODES, OPTIMIZERS, RESUME_OVERRIDES, TrainOptions } from '../train/config';
 import { variantOf } from '../train/reuse';
-import { resume, train, TrainResult } from '../train/run';
+import { resume, train, TrainHooks, TrainResult } from '../train/run';
+import { DataParallel } from '../train/parallel';
+import { distRole } from '../distributed/env';
+import { asRank } from '../distributed/group';
+import { launch } from '../distributed/launch';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
 import {
   choice,
@@ -151,7 +155,30 @@ const RUN = {
   ),
   metricsEvery: int('N', 'steps between per-step metrics records (default 50; 0: epoch records only)', { min: 0 }),
 };
-const OPTIONS = { ...DATA, ...MODEL, ...OPTIM, ...RUN };
+const DIST = {
+  nproc: int(
+    'N',
+    'start N processes here, each training on its shard (data-parallel, as PyTorch DDP), the cores\nshared between them',
+    { min: 1, max: 1024 },
+  ),
+  nnodes: int('N', 'machines in the run (default 1); each runs the same command with its --node-rank', {
+    min: 1,
+    max: 65536,
+  }),
+  nodeRank: int('N', "this machine's index, 0 to --nnodes − 1 (default 0)", { min: 0, max: 65535 }),
+  masterAddr: text('HOST', 'address of node 0, where rank 0 listens (default 127.0.0.1; or MASTER_ADDR)'),
+  masterPort: int('PORT', 'port of rank 0 (default: a free port on one machine, 29500 on several; or MASTER_PORT)', {
+    min: 1,
+    max: 65535,
+  }),
+  distTimeout: num('S', 'seconds a rank waits for the others before it stops with an error naming them\n(default 60)', {
+    min: 1,
+    max: 86_400,
+  }),
+};
+const OPTIONS = { ...DATA, ...MODEL, ...OPTIM, ...RUN, ...DIST };
+/** Flags of the distributed run: they may accompany --resume (a run may continue with another world size). */
+const DIST_KEYS = Object.keys(DIST);
 
 const W = 24;
 export const HELP = `Usage: alexnet train [options]
@@ -182,6 +209,12 @@ ${optionHelp(OPTIM, { helpRow: false, width: W })}
 Run:
 ${optionHelp(RUN, { width: W })}
 
+Many processes (data-parallel; torchrun's conventions). \`--nproc N\` starts N ranks on this machine; for
+several machines run the same command on each with --nnodes, --node-rank and --master-addr. A rank can also be
+started by Slurm, Kubernetes or a torchrun-style script that sets MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE,
+LOCAL_RANK and LOCAL_WORLD_SIZE. --batch-size is per rank; only rank 0 prints progress and writes files.
+${optionHelp(DIST, { helpRow: false, width: W })}
+
 Exit codes: 0 done, 1 failed, 2 usage or input error, 130 interrupted (Ctrl-C or SIGTERM; the checkpoint is
 saved first).`;
 
@@ -190,7 +223,9 @@ type TrainValues = Values<typeof OPTIONS>;
 /** The options that may accompany --resume; anything else is the checkpoint's. */
 function resumeOverrides(v: TrainValues): Record<string, unknown> {
   const given = (k: string) => v[k as keyof TrainValues] !== undefined && v[k as keyof TrainValues] !== false;
-  const fixed = Object.keys(v).filter((k) => given(k) && k !== 'resume' && !(RESUME_OVERRIDES as string[]).includes(k));
+  const fixed = Object.keys(v).filter(
+    (k) => given(k) && k !== 'resume' && !(RESUME_OVERRIDES as string[]).includes(k) && !DIST_KEYS.includes(k),
+  );
   if (fixed.length) {
     const allowed = RESUME_OVERRIDES.map(flagOf).join(', ');
     throw new UserError(
@@ -203,23 +238,31 @@ function resumeOverrides(v: TrainValues): Record<string, unknown> {
 export async function trainCommand(argv: string[]): Promise<void> {
   const { values, help } = parseCommand('train', argv, OPTIONS);
   if (help) return console.log(HELP);
+  const { nproc, nnodes, nodeRank, masterAddr, masterPort, distTimeout, ...rest } = values;
+  const role = distRole({ nproc, nnodes, nodeRank, masterAddr, masterPort });
+  if (role.kind === 'launcher') {
+    process.exitCode = await launch({ ...role, argv: ['train', ...argv], threads: values.threads });
+    return;
+  }
   const stop = stopOnSignals();
   let r: TrainResult;
   try {
-    const hooks = { shouldStop: stop.requested };
-    if (values.resume) {
-      r = await resume(values.resume, resumeOverrides(values), hooks);
-    } else {
-      const { resume: _resume, activation, lrn, pool, groups, widths, ...options } = values;
-      if (options.initFrom && !options.model) options.model = variantOf(options.initFrom);
-      const architecture = architectureOf({ activation, lrn, pool, groups, widths });
-      r = await train(buildRunConfig({ ...options, architecture } satisfies TrainOptions), hooks);
-    }
+    const start = (parallel?: DataParallel) => startRun(rest, { shouldStop: stop.requested, parallel });
+    r = role.kind === 'rank' ? await asRank(role.env, { timeoutSeconds: distTimeout }, start) : await start();
   } finally {
     stop.dispose();
   }
   const saved = values.save ?? values.resume;
-  if (saved) console.log(`checkpoint: ${saved}`);
+  if (saved && (role.kind !== 'rank' || role.env.rank === 0)) console.log(`checkpoint: ${saved}`);
   r.model.dispose();
   if (r.stopped === 'interrupted') process.exitCode = EXIT_INTERRUPTED;
+}
+
+/** A new run from the options, or --resume. */
+function startRun(values: Omit<TrainValues, keyof typeof DIST>, hooks: TrainHooks): Promise<TrainResult> {
+  if (values.resume) return resume(values.resume, resumeOverrides(values as TrainValues), hooks);
+  const { resume: _resume, activation, lrn, pool, groups, widths, ...options } = values;
+  if (options.initFrom && !options.model) options.model = variantOf(options.initFrom);
+  const architecture = architectureOf({ activation, lrn, pool, groups, widths });
+  return train(buildRunConfig({ ...options, architecture } satisfies TrainOptions), hooks);
 }

@@ -1,5 +1,6 @@
 // What the training loop and evaluation read from: batches already on the device and ready for the model.
 // In-memory data sets (IDX) and image folders (decoded by workers) both provide it.
+import { Sampler } from './sampler';
 import { Device } from '../tensor/dtype';
 import { Tensor } from '../tensor/tensor';
 import { TensorDataset } from './fashion-mnist';
@@ -42,7 +43,7 @@ export class TensorSource implements BatchSource {
   constructor(
     ds: TensorDataset,
     readonly preprocess: Preprocess,
-    readonly o: { batchSize: number; shuffle: boolean; seed: number; device: Device },
+    readonly o: { batchSize: number; shuffle: boolean; seed: number; device: Device; sampler?: Sampler },
   ) {
     if (o.device !== 'cpu' && ds.images.device !== o.device) {
       const images = ds.images.to({ device: o.device });

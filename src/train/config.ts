@@ -44,7 +44,8 @@ export interface RunConfig {
   /** fp32, bf16 or fp16 autocast (fp16 with loss scaling); auto: bf16 on a GPU, fp32 on the CPU. */
   precision: Precision | 'auto';
   /** cudaGraph: record the training step once as a CUDA graph and replay it (off unless asked: not yet verified). */
-  runtime: { device: DeviceRequest; threads?: number; seed: number; cudaGraph?: CudaGraphMode };
+  /** worldSize: the processes of a data-parallel run (set by the run; a resumed run compares it with its own). */
+  runtime: { device: DeviceRequest; threads?: number; seed: number; cudaGraph?: CudaGraphMode; worldSize?: number };
   output: {
     save?: string;
     metrics?: string;
@@ -223,6 +224,7 @@ export function checkRunConfig(value: unknown, source: string): RunConfig {
   if (rt.threads !== undefined) f.int('runtime.threads', rt.threads, 1, 4096);
   f.int('runtime.seed', rt.seed, 0, 2 ** 32 - 1);
   if (rt.cudaGraph !== undefined) f.oneOf('runtime.cudaGraph', rt.cudaGraph, CUDA_GRAPH_MODES);
+  if (rt.worldSize !== undefined) f.int('runtime.worldSize', rt.worldSize, 1, 65536);
   const out = f.object('output', c.output);
   f.int('output.metricsEvery', out.metricsEvery, 0, 1e9);
   return value as RunConfig;

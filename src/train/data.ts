@@ -5,6 +5,7 @@ import { loadIdxDataset } from '../data/fashion-mnist';
 import { folderPath, Problem, scanImageFolder } from '../data/image-folder';
 import { Preprocess } from '../data/loader';
 import { DecodePool, defaultWorkers, FolderSource } from '../data/pipeline';
+import { Sampler } from '../data/sampler';
 import { BatchSource, TensorSource } from '../data/source';
 import { readStats } from '../data/stats';
 import { Augment, PhotoTransform, presetTransform } from '../data/transforms';
@@ -63,7 +64,15 @@ export interface PreparedData {
     preprocess: Preprocess;
     transform?: PhotoTransform;
     onProblem?: (p: Problem) => void;
+    /** Each process's shards in a data-parallel run (default: the whole set, shuffled for training). */
+    samplers?: ShardSamplers;
   }): OpenedData;
+}
+
+/** How a data-parallel run splits the training and test sets between its processes. */
+export interface ShardSamplers {
+  train(n: number, seed: number): Sampler;
+  test(n: number): Sampler;
 }
 
 /** The transform a folder run uses: the preset, the model's input, and the statistics file's values if given. */
@@ -107,12 +116,14 @@ function prepareIdx(spec: DataSpec, name: 'fashion-mnist' | 'mnist'): PreparedDa
         shuffle: true,
         seed: spec.seed,
         device: o.device,
+        sampler: o.samplers?.train(train.labels.size(0), spec.seed),
       });
       const testSrc = new TensorSource(test, o.preprocess, {
         batchSize: o.evalBatchSize,
         shuffle: false,
         seed: 0,
         device: o.device,
+        sampler: o.samplers?.test(test.labels.size(0)),
       });
       return {
         // From the source's own tensors: on a GPU the data set was moved there and the CPU copy freed.
@@ -165,12 +176,14 @@ function prepareFolder(spec: DataSpec, root: string): PreparedData {
         batchSize: o.batchSize,
         shuffle: true,
         mode: 'train',
+        sampler: o.samplers?.train(trainSamples.length, spec.seed),
       });
       const test = new FolderSource(valSamples, folder.classes, {
         ...common,
         batchSize: o.evalBatchSize,
         shuffle: false,
         mode: 'center',
+        sampler: o.samplers?.test(valSamples.length),
       });
       const preprocess: Preprocess = {
         inputSize: [transform.size, transform.size],

@@ -50,6 +50,8 @@ export interface RunStart {
   recipe?: string;
   /** Set when the run continues a checkpoint. */
   resumed?: { file: string; progress: Progress };
+  /** A data-parallel run: its processes, global batch and learning-rate rule, in words. */
+  parallel?: string;
 }
 
 export type TrainEvent =

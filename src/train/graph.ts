@@ -21,7 +21,8 @@ export function cudaGraphObstacle(ctx: StepContext): string | undefined {
   if (cudaIndex(ctx.device) !== 0) return 'CUDA graphs are recorded on the first GPU only';
   if (ctx.scaler) return 'fp16 loss scaling checks the gradients on the host every step';
   if (!(ctx.optimizer instanceof SGD)) return "only SGD steps are recorded (Adam's bias correction changes every step)";
-  if (ctx.afterBackward) return 'steps with gradient averaging across processes are not recorded';
+  if (ctx.afterBackward || ctx.beforeBackward || ctx.beforeForward)
+    return 'steps with gradient averaging across processes are not recorded';
   return undefined;
 }
 

@@ -23,7 +23,8 @@ function logLine(e: TrainEvent): string | undefined {
           : '';
       return (
         `${head}training ${e.model} on ${e.dataset} (${e.trainSize} train / ${e.testSize} test images, ${e.classes} classes, ` +
-        `input ${e.input.join('×')}) on ${where}, ${e.precision}${e.precisionReason ? ` (${e.precisionReason})` : ''}${e.cudaGraph ? ', CUDA graph' : ''}; ${e.optimizer} lr ${e.lr}${e.headLr !== undefined ? ` (head ${e.headLr})` : ''}, batch ${e.batchSize}, ${e.epochs} epochs (run ${e.runId})`
+        `input ${e.input.join('×')}) on ${where}, ${e.precision}${e.precisionReason ? ` (${e.precisionReason})` : ''}${e.cudaGraph ? ', CUDA graph' : ''}; ${e.optimizer} lr ${e.lr}${e.headLr !== undefined ? ` (head ${e.headLr})` : ''}, batch ${e.batchSize}, ${e.epochs} epochs (run ${e.runId})` +
+        (e.parallel ? `\n${e.parallel}` : '')
       );
     }
     case 'estimate':

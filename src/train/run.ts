@@ -16,9 +16,10 @@ import { getRngState, manualSeed, setRngState, Tensor } from '../tensor/tensor';
 import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
 import { applyOverrides, checkRunConfig, CudaGraphMode, ResumeOverrides, RunConfig, upgradeConfig } from './config';
-import { OpenedData, PreparedData, prepareData, problemLogger } from './data';
+import { OpenedData, PreparedData, prepareData, problemLogger, ShardSamplers } from './data';
 import { EpochOutcome, trainOneEpoch } from './epoch';
-import { evaluate, EvalResult } from './evaluate';
+import { EvalResult, evaluateSums, finishEval } from './evaluate';
+import { DataParallel } from './parallel';
 import { EpochRecord, TrainEvent, TrainEvents } from './events';
 import { logReporter, metricsReporter, progressReporter } from './reporters';
 import { cudaGraphObstacle, GraphedStep } from './graph';
@@ -36,6 +37,11 @@ export interface TrainHooks {
   shouldStop?: () => boolean;
   /** More subscribers to the run's events. */
   events?: TrainEvents;
+  /**
+   * A data-parallel run's process group (src/distributed): each process trains on its shard, gradients are
+   * averaged, and only rank 0 reports and writes files.
+   */
+  parallel?: DataParallel;
 }
 
 export interface TrainResult {
@@ -104,15 +110,23 @@ interface Trainer {
   events: TrainEvents;
   history: EpochRecord[];
   progress: Progress;
+  par?: DataParallel;
 }
 
 async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
   const events = hooks.events ?? new TrainEvents();
   const warn = (message: string) => events.emit({ type: 'warning', message });
-  const unsubscribe = [logReporter(hooks.log ?? ((l) => console.log(l))), progressReporter(hooks.progressStream)].map(
-    (l) => events.on(l),
-  );
+  const par = hooks.parallel;
+  // In a data-parallel run only rank 0 speaks; the others train quietly (their errors still end the launcher).
+  const reporters =
+    par && par.rank !== 0
+      ? []
+      : [logReporter(hooks.log ?? ((l) => console.log(l))), progressReporter(hooks.progressStream)];
+  const unsubscribe = reporters.map((l) => events.on(l));
   try {
+    // The world size goes into the checkpoint: a resumed run with another one knows where the epoch stood.
+    s = { ...s, cfg: { ...s.cfg, runtime: { ...s.cfg.runtime, worldSize: par?.worldSize } } };
+    par?.checkSameConfig(configSummary(s));
     const dev = prepareDevice(s.cfg.runtime.device, s.cfg.runtime.threads);
     if (dev.warning) warn(dev.warning);
     const prepared = prepareData({ ...s.cfg.data, seed: s.cfg.runtime.seed });
@@ -128,11 +142,16 @@ async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
     checkBatches(s.cfg, model, dev.device, warn);
     const optimizer = makeOptimizer(s.cfg, model);
     // Every output is checked (and locked) before the first step: a run never trains and then fails to save.
-    const outputs = planRunOutputs(s.cfg, checkpointSize(model, optimizer), {
-      runId: s.runId,
-      resuming: s.resumeFile,
-      warn: (m) => warn(`warning: ${m}`),
-    });
+    // The whole data set's sizes (a data-parallel run's sources hold one rank's shard).
+    const totals = { train: 0, test: 0 };
+    const outputs =
+      par && par.rank !== 0
+        ? quietOutputs(s.resumeFile)
+        : planRunOutputs(s.cfg, checkpointSize(model, optimizer), {
+            runId: s.runId,
+            resuming: s.resumeFile,
+            warn: (m) => warn(`warning: ${m}`),
+          });
     try {
       const d = s.cfg.data;
       const data = prepared.open({
@@ -143,13 +162,14 @@ async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
         preprocess: d.preprocess,
         transform: d.transform,
         onProblem,
+        samplers: par && shardSamplers(par, totals),
       });
       try {
         // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
         const cfg = { ...s.cfg, data: { ...d, transform: data.transform, preprocess: data.preprocess } };
-        const parts = { model, frozen, optimizer, prepared, data, device: dev.device, events, outputs };
+        const parts = { model, frozen, optimizer, prepared, data, device: dev.device, events, outputs, par };
         const t = setUp({ ...s, cfg }, parts);
-        events.emit(startEvent(t, s, dev.threads));
+        events.emit(startEvent(t, s, dev.threads, par ? totals : undefined));
         return await loop(t, hooks, dev.device);
       } finally {
         await data.close();
@@ -162,15 +182,23 @@ async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
   }
 }
 
-function startEvent(t: Trainer, s: Session, threads: number): TrainEvent {
+/** Each rank's shards of the training and test sets; records the whole sets' sizes in `totals`. */
+function shardSamplers(par: DataParallel, totals: { train: number; test: number }): ShardSamplers {
+  return {
+    train: (n, seed) => ((totals.train = n), par.trainSampler(n, seed)),
+    test: (n) => ((totals.test = n), par.evalSampler(n)),
+  };
+}
+
+function startEvent(t: Trainer, s: Session, threads: number, totals?: { train: number; test: number }): TrainEvent {
   const { cfg, data, record, ctx } = t;
   return {
     type: 'start',
     runId: t.runId,
     model: cfg.model.name,
     dataset: record.dataset ?? cfg.data.dataset,
-    trainSize: data.train.size,
-    testSize: data.test.size,
+    trainSize: totals?.train ?? data.train.size,
+    testSize: totals?.test ?? data.test.size,
     classes: record.classes.length,
     input: ctx.model.inputShape,
     device: ctx.device,
@@ -186,7 +214,36 @@ function startEvent(t: Trainer, s: Session, threads: number): TrainEvent {
     epochs: cfg.optimization.epochs,
     recipe: cfg.recipe,
     resumed: s.resumeFile ? { file: s.resumeFile, progress: t.progress } : undefined,
+    parallel: t.par?.describe(cfg.optimization.batchSize, ctx.optimizer.lr),
   };
+}
+
+/**
+ * What every rank of a data-parallel run must agree on: the model, the data, the recipe and where a resumed run
+ * stands. Threads and output paths may differ.
+ */
+function configSummary(s: Session): Record<string, unknown> {
+  const { model, data, optimization, precision, runtime } = s.cfg;
+  return {
+    model: model.name,
+    'model options': model.options,
+    'init from': model.initFrom,
+    freeze: model.freeze,
+    'data set': data.dataset,
+    'train limit': data.trainLimit,
+    'test limit': data.testLimit,
+    folder: data.folder && { ...data.folder, workers: undefined, prefetch: undefined },
+    optimisation: optimization,
+    precision,
+    seed: runtime.seed,
+    device: runtime.device,
+    resume: s.ckpt ? { run: s.ckpt.runId, progress: s.ckpt.progress } : undefined,
+  };
+}
+
+/** The outputs of a rank other than 0: it writes nothing (rank 0 saves the checkpoint and the metrics). */
+function quietOutputs(resuming?: string): RunOutputs {
+  return { saved: resuming, save: () => undefined, appendMetrics: () => undefined, release: () => undefined };
 }
 
 /** Refuses batch sizes whose activations cannot fit in memory before anything is allocated for them. */
@@ -256,6 +313,7 @@ interface Parts {
   device: Device;
   events: TrainEvents;
   outputs: RunOutputs;
+  par?: DataParallel;
 }
 
 /** The CUDA graph for `mode` ('on' refuses a run whose step cannot be recorded). */
@@ -276,6 +334,7 @@ function setUp(s: Session, p: Parts): Trainer {
     device,
     precision,
     scaler: precision === 'fp16' ? new GradScaler() : undefined,
+    ...(p.par && parallelHooks(p.par, model)),
   };
   const graphed = graphedStep(ctx, cfg.runtime.cudaGraph ?? 'off');
   const schedule = makeSchedule(cfg.optimization.schedule);
@@ -303,8 +362,12 @@ function setUp(s: Session, p: Parts): Trainer {
     events,
     history: [],
     progress: { epoch: 0, batch: 0, globalStep: 0 },
+    par: p.par,
   };
   if (s.ckpt) restore(t, s.ckpt, s.lrOverride);
+  if (s.ckpt) t.progress = carryPosition(t.progress, s.ckpt, p.par?.worldSize ?? 1, cfg.optimization.batchSize, events);
+  // DDP's start: every rank begins from rank 0's parameters and buffers.
+  p.par?.syncModel(model);
   const warn = (message: string) => events.emit({ type: 'warning', message });
   if (cfg.output.metrics)
     events.on(metricsReporter((r) => outputs.appendMetrics(r, warn), s.runId, cfg.output.metricsEvery));
@@ -350,6 +413,46 @@ function save(t: Trainer): void {
   } finally {
     rng.dispose();
   }
+}
+
+/** The step's data-parallel hooks: BatchNorm buffers from rank 0 before each forward, buckets armed for backward. */
+function parallelHooks(par: DataParallel, model: AlexNet): Pick<StepContext, 'beforeForward' | 'beforeBackward'> {
+  return { beforeForward: () => par.beforeForward(model), beforeBackward: () => par.beforeBackward(model) };
+}
+
+/**
+ * Where a resumed data-parallel run starts in its epoch. With the world size the checkpoint was written with, the
+ * same batch (an exact continuation); with another one, the same number of samples into the epoch's order,
+ * rounded down to a whole batch of the new world size (the shards interleave the one shuffled order).
+ */
+function carryPosition(p: Progress, c: CheckpointData, world: number, batch: number, events: TrainEvents): Progress {
+  const before = (c.config as { runtime?: { worldSize?: number } }).runtime?.worldSize ?? 1;
+  if (before === world || p.batch === 0) return p;
+  const samples = p.batch * batch * before;
+  const next = Math.floor(samples / (batch * world));
+  const lost = samples - next * batch * world;
+  events.emit({
+    type: 'warning',
+    message:
+      `the checkpoint was written by ${before} process${before === 1 ? '' : 'es'}, this run has ${world}: ` +
+      `epoch ${p.epoch + 1} continues after ${next * batch * world} of its samples` +
+      (lost ? ` (${lost} samples into a batch of ${batch * world} are seen again)` : ' (the same position)'),
+  });
+  return { ...p, batch: next };
+}
+
+/** Evaluation of the test set: in a data-parallel run each rank evaluates its shard and the sums are merged. */
+async function evaluateRun(t: Trainer): Promise<EvalResult> {
+  const onBatch = (done: number, total: number) => t.events.emit({ type: 'evaluating', done, total });
+  const sums = await evaluateSums(t.ctx.model, t.data.test, { precision: t.ctx.precision, onBatch });
+  return finishEval(t.par ? t.par.reduceEval(sums) : sums, t.data.test.classes);
+}
+
+/** An epoch's training means and image count over every rank (one process: as they are). */
+function reduceTrain(t: Trainer, r: EpochOutcome): EpochOutcome {
+  if (!t.par) return r;
+  const [loss, correct, images] = t.par.sum([r.train.loss * r.images, r.train.acc * r.images, r.images]);
+  return { ...r, images, train: { loss: loss / images, acc: correct / images } };
 }
 
 function nonFiniteHint(t: Trainer): () => string {
@@ -410,9 +513,12 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
   let stopped: TrainResult['stopped'] = 'completed';
   let lastEval: EvalResult | undefined;
   const onStepTime = estimator(t);
+  const par = t.par;
+  // Ranks must stop at the same step: a stop asked of any of them (Ctrl-C reaches each at its own step) is shared.
+  const shouldStop = par ? () => par.anyStop(hooks.shouldStop?.() ?? false) : hooks.shouldStop;
   trainMode(t);
   while (t.progress.epoch < o.epochs && stopped === 'completed') {
-    const r = await trainOneEpoch({
+    const r0 = await trainOneEpoch({
       ctx: t.ctx,
       graphed: t.graphed,
       source: data.train,
@@ -421,10 +527,11 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
       epochs: o.epochs,
       maxSteps: o.maxSteps,
       statsEvery: cfg.output.metrics ? cfg.output.metricsEvery : 0,
-      shouldStop: hooks.shouldStop,
+      shouldStop,
       nonFiniteHint: nonFiniteHint(t),
       onStepTime,
     });
+    const r = reduceTrain(t, r0);
     t.progress = r.progress;
     stopped = r.stopped;
     if (stopped === 'interrupted') {
@@ -432,8 +539,7 @@ async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<Trai
       events.emit({ type: 'interrupted', progress: t.progress, saved: t.outputs.saved });
       break;
     }
-    const onBatch = (done: number, total: number) => events.emit({ type: 'evaluating', done, total });
-    lastEval = await evaluate(t.ctx.model, data.test, { precision: t.ctx.precision, onBatch });
+    lastEval = await evaluateRun(t);
     events.emit({ type: 'evaluation', epoch: t.progress.epoch, result: lastEval });
     trainMode(t);
     if (r.progress.batch === data.train.numBatches)

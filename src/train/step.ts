@@ -1,6 +1,7 @@
 // One training step, the same for every caller (the trainer, `alexnet bench`, `npm run bench`): forward and loss
-// under autocast, backward outside it (as torch.autocast prescribes), an optional hook between backward and the
-// optimiser step (where data-parallel training averages gradients), loss scaling for fp16, the update.
+// under autocast, backward outside it (as torch.autocast prescribes), optional hooks before the forward, before
+// backward and between backward and the optimiser step (where data-parallel training syncs buffers and averages
+// gradients), loss scaling for fp16, the update.
 import { AlexNet } from '../models/alexnet';
 import { crossEntropy } from '../nn/functional';
 import { Optimizer } from '../optim/optimizer';
@@ -15,6 +16,10 @@ export interface StepContext {
   precision: Precision;
   /** Dynamic loss scaling (fp16). */
   scaler?: GradScaler;
+  /** Runs before the forward (data-parallel runs broadcast BatchNorm's buffers from rank 0 here). */
+  beforeForward?: () => void;
+  /** Runs between the loss and backward (data-parallel runs arm the gradient buckets backward's hooks reduce). */
+  beforeBackward?: () => void;
   /** Runs after backward, before the optimiser step (e.g. to average gradients across processes). */
   afterBackward?: () => void;
 }
@@ -45,11 +50,13 @@ export class StepSums {
 /** One optimiser step on the batch (x, y); adds its loss and correct predictions to `sums` when given. */
 export function trainStep(ctx: StepContext, x: Tensor, y: Tensor, sums?: StepSums): void {
   const n = y.size(0);
+  ctx.beforeForward?.();
   tidy(() => {
     const { logits, loss } = autocast(ctx.device, ctx.precision, () => {
       const out = ctx.model.forward(x);
       return { logits: out, loss: crossEntropy(out, y) };
     });
+    ctx.beforeBackward?.();
     (ctx.scaler ? ctx.scaler.scaleLoss(loss) : loss).backward();
     if (sums) {
       sums.loss.copy_(sums.loss.add(loss.detach().to('float64').mul(n)));
