@@ -137,6 +137,12 @@ export function exportOnnx(model: AlexNet, metadata: Record<string, string> = {}
     const n = layerNode(name, m, shape, current, param);
     shape = next;
     if (!n) continue;
+    if (m instanceof LocalResponseNorm && m.groups > 1) {
+      const chain = groupedLrn(name, m.groups, n, current, next, inits);
+      nodes.push(...chain);
+      current = chain[chain.length - 1].output;
+      continue;
+    }
     current = `${name}.out`;
     nodes.push({ ...n, output: current, name });
   }
@@ -156,6 +162,28 @@ export function exportOnnx(model: AlexNet, metadata: Record<string, string> = {}
 }
 
 type NodeSpec = { op: string; inputs: string[]; attrs: Attr[] };
+
+/**
+ * An LRN over channel groups (alexnet-2012's per-tower LRN) as ONNX nodes — ONNX's LRN has no groups: Reshape
+ * (N, C, H, W) → (N·G, C/G, H, W), the LRN, Reshape back, so that each group's window stays inside it.
+ */
+function groupedLrn(name: string, groups: number, lrn: NodeSpec, input: string, shape: number[], inits: Pb[]) {
+  const [c, h, w] = shape;
+  const grouped = `${name}.grouped_shape`;
+  const whole = `${name}.shape`;
+  inits.push(int64Initializer(grouped, [-1, c / groups, h, w]), int64Initializer(whole, [-1, c, h, w]));
+  return [
+    { ...nodeSpec('Reshape', [input, grouped]), output: `${name}.grouped`, name: `${name}.group` },
+    { ...lrn, inputs: [`${name}.grouped`], output: `${name}.normalised`, name },
+    { ...nodeSpec('Reshape', [`${name}.normalised`, whole]), output: `${name}.out`, name: `${name}.ungroup` },
+  ];
+}
+
+/** A constant int64 tensor (ONNX data_type 7), e.g. a Reshape's target shape. */
+function int64Initializer(name: string, values: number[]): Pb {
+  const raw = Buffer.from(BigInt64Array.from(values, (v) => BigInt(v)).buffer);
+  return new Pb().int(1, values.length).int(2, 7).bytes(8, name).bytes(9, raw);
+}
 const nodeSpec = (op: string, inputs: string[], attrs: Attr[] = []): NodeSpec => ({ op, inputs, attrs });
 
 /** Layer `name` as an ONNX node reading `input` (its parameters named by `param`); undefined: identity here. */

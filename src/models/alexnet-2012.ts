@@ -1,6 +1,8 @@
 // The paper: Krizhevsky, Sutskever, Hinton, "ImageNet Classification with Deep Convolutional Neural Networks"
 // (NIPS 2012). 96-256-384-384-256 kernels; conv2, conv4 and conv5 see only their own GPU's half (groups = 2);
-// then LRN (k = 2, n = 5, α = 1e-4, β = 0.75) after conv1 and conv2; overlapping 3×3/2 max pooling;
+// then LRN (k = 2, n = 5, α = 1e-4, β = 0.75) after conv1 and conv2, per GPU as in the authors' two-GPU
+// configuration (cuda-convnet2 layers-imagenet-2gpu-model.cfg: rnorm1a/b over 48 maps, rnorm2a/b over 128), so the
+// window never crosses the tower boundary; overlapping 3×3/2 max pooling;
 // dropout 0.5 on FC6 and FC7; 4096-4096-1000. Weights N(0, 0.01²); biases 1 in conv2, conv4, conv5 and the
 // hidden FC layers, 0 elsewhere. 227×227 input (the arithmetic of the paper's "224").
 import { Conv2d, Dropout, init, Linear, Sequential } from '../nn';

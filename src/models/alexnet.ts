@@ -35,7 +35,10 @@ export interface AlexNetOptions {
   lrn?: LrnChoice;
   /** Max pooling [kernel, stride] after conv1, conv2 and conv5 (default [3, 2]: the paper's overlapping pooling). */
   pool?: [number, number];
-  /** 2: conv2, conv4 and conv5 see only their own half of the channels (the paper's two GPUs); 1: all. */
+  /**
+   * 2: conv2, conv4 and conv5 see only their own half of the channels, and each half's LRN only its own maps (the
+   * paper's two GPUs); 1: all.
+   */
   groups?: 1 | 2;
   /** The five convolutions' kernel counts (default: the variant's, e.g. 96-256-384-384-256). */
   widths?: Widths;
@@ -338,7 +341,8 @@ function resolveArchitecture(
     throw new UserError(
       `${name}: pool must be [kernel, stride], each ${range(OPTION_LIMITS.pool)}, got ${JSON.stringify(pool)}`,
     );
-  const lrnOptions = { n: 5, k: 2, alpha: 1e-4, beta: 0.75 };
+  // LRN per tower: with groups 2 each GPU normalised only its own maps (cuda-convnet2's rnorm1a/b, channels=48).
+  const lrnOptions = { n: 5, k: 2, alpha: 1e-4, beta: 0.75, groups };
   return {
     widths: [...widths],
     groups,
@@ -347,7 +351,7 @@ function resolveArchitecture(
       lrnChoice === 'paper'
         ? new LocalResponseNorm({ convention: 'paper', ...lrnOptions })
         : lrnChoice === 'pytorch'
-          ? new LocalResponseNorm({ convention: 'pytorch', size: 5, k: 2, alpha: 1e-4, beta: 0.75 })
+          ? new LocalResponseNorm({ convention: 'pytorch', size: 5, k: 2, alpha: 1e-4, beta: 0.75, groups })
           : undefined,
   };
 }
@@ -355,8 +359,9 @@ function resolveArchitecture(
 /**
  * The AlexNet feature stack every variant shares: conv1 11×11 (the variant's stride and padding), conv2 5×5, conv3–5
  * 3×3, each followed by [batch norm], the activation, [LRN after conv1 and conv2], and max pooling after conv1, conv2
- * and conv5; with groups 2, conv2, conv4 and conv5 are grouped (the paper's cross-GPU links are conv3 and the FC
- * layers). Module indices follow that order, so the variants' state_dict keys are PyTorch's and torchvision's.
+ * and conv5; with groups 2, conv2, conv4 and conv5 are grouped and the LRN is per half (the paper's cross-GPU links
+ * are conv3 and the FC layers). Module indices follow that order, so the variants' state_dict keys are PyTorch's and
+ * torchvision's.
  */
 export function featureStack(o: Resolved, conv1: { stride: number; padding: number }, batchNorm = false): Sequential {
   const [c1, c2, c3, c4, c5] = o.widths;

@@ -1,7 +1,7 @@
 import { UserError } from '../errors';
-import { Tensor } from '../tensor/tensor';
+import { cat, Tensor, tidy } from '../tensor/tensor';
 import { localResponseNorm } from './functional';
-import { expectRank, Module } from './module';
+import { expectRank, LayerShapeError, Module } from './module';
 
 /**
  * The conventions in use, by name. All normalise across channels, b = a / (k + s · Σ a²)^β, over a window
@@ -10,10 +10,18 @@ import { expectRank, Module } from './module';
  * - 'tensorflow' (tf.nn.lrn, tfjs): 2·depthRadius + 1 channels, s = α, bias default 1.
  * - 'paper' (Krizhevsky et al. 2012): n channels, s = α; AlexNet's k = 2, n = 5, α = 1e-4, β = 0.75.
  */
-export type LrnOptions =
+export type LrnOptions = (
   | { convention: 'pytorch'; size: number; alpha?: number; beta?: number; k?: number }
   | { convention: 'tensorflow'; depthRadius?: number; bias?: number; alpha?: number; beta?: number }
-  | { convention: 'paper'; n?: number; k?: number; alpha?: number; beta?: number };
+  | { convention: 'paper'; n?: number; k?: number; alpha?: number; beta?: number }
+) & {
+  /**
+   * The channels split into this many equal, consecutive groups and the window never crosses a group's edge (it
+   * is clipped there as at the first and last channel). 2 is the paper's two GPUs: each GPU's normalisation sees
+   * only its own kernel maps (cuda-convnet2's rnorm1a/rnorm1b with channels=48). Default 1.
+   */
+  groups?: number;
+};
 
 /** Local response normalisation across channels. (N, C, H, W) -> (N, C, H, W). */
 export class LocalResponseNorm extends Module {
@@ -23,6 +31,8 @@ export class LocalResponseNorm extends Module {
   readonly k: number;
   /** α is divided by the window size (PyTorch, Caffe) rather than used as is (paper, TensorFlow). */
   readonly alphaPerSize: boolean;
+  /** Channel groups normalised independently (see LrnOptions.groups). */
+  readonly groups: number;
 
   constructor(readonly options: LrnOptions) {
     super();
@@ -55,17 +65,40 @@ export class LocalResponseNorm extends Module {
     }
     if (!Number.isInteger(this.size) || this.size < 1)
       throw new UserError(`LocalResponseNorm: window size must be a positive integer, got ${this.size}`);
+    this.groups = options.groups ?? 1;
+    if (!Number.isInteger(this.groups) || this.groups < 1)
+      throw new UserError(`LocalResponseNorm: groups must be a positive integer, got ${this.groups}`);
   }
 
   forward(x: Tensor): Tensor {
-    return localResponseNorm(x, this.size, this.alpha, this.beta, this.k, this.alphaPerSize);
+    const norm = (t: Tensor) => localResponseNorm(t, this.size, this.alpha, this.beta, this.k, this.alphaPerSize);
+    if (this.groups === 1) return norm(x);
+    const c = x.shape[1];
+    this.checkChannels(c);
+    // Each group's channel slice normalised on its own: the window is clipped at the slice's ends.
+    const width = c / this.groups;
+    return tidy(() =>
+      cat(
+        Array.from({ length: this.groups }, (_, g) => norm(x.narrow(1, g * width, width))),
+        1,
+      ),
+    );
   }
   override outputShape(input: number[]): number[] {
     expectRank('LocalResponseNorm', input, 3);
+    this.checkChannels(input[0]);
     return input;
   }
   override describe(): string {
     const c = this.options.convention;
-    return `LocalResponseNorm(${c}, size=${this.size}, alpha=${this.alpha}, beta=${this.beta}, k=${this.k})`;
+    const groups = this.groups === 1 ? '' : `, groups=${this.groups}`;
+    return `LocalResponseNorm(${c}, size=${this.size}, alpha=${this.alpha}, beta=${this.beta}, k=${this.k}${groups})`;
+  }
+
+  private checkChannels(channels: number): void {
+    if (channels % this.groups !== 0)
+      throw new LayerShapeError(
+        `LocalResponseNorm: ${this.groups} groups need a channel count divisible by ${this.groups}, got ${channels}`,
+      );
   }
 }
