@@ -42,6 +42,12 @@ export class DdpGroup implements DataParallel {
   }
 
   evalSampler(n: number): Sampler {
+    // Every rank sees the same n, so every rank stops here with the same message.
+    if (n < this.worldSize)
+      throw new UserError(
+        `the test set has ${n} image${n === 1 ? '' : 's'}, fewer than the ${this.worldSize} ranks that share it: ` +
+          'give more test images (--test-limit) or fewer ranks',
+      );
     return new DistributedSampler(n, {
       worldSize: this.worldSize,
       rank: this.rank,
