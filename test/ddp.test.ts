@@ -253,3 +253,35 @@ test('a killed rank stops the others within the timeout, naming it, and the last
   assert.equal(again.code, 0, again.out);
   assert.match(again.stdout, new RegExp(`stopped after step ${done + 2}`));
 });
+
+test('Ctrl-C on the launcher stops every rank at the same step and rank 0 saves a checkpoint at that step', async () => {
+  const ckpt = path.join(dir, 'interrupted.safetensors');
+  const larger = TINY.map((a, i) => (TINY[i - 1] === '--train-limit' ? '2048' : a));
+  const p = spawn(
+    process.execPath,
+    [BIN, ...larger, '--epochs', '1', '--batch-size', '8', '--nproc', '2', '--save', ckpt],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const started = Date.now();
+  while (!/estimated time/.test(out)) {
+    if (Date.now() - started > 90_000) throw new Error(`no step ran:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  p.kill('SIGINT');
+  const code = await new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+  assert.equal(code, 130, out);
+  const step = Number(/interrupted after step (\d+): checkpoint saved/.exec(out)?.[1]);
+  assert.ok(step > 0 && step < 128, out);
+  const c = loadCheckpoint(ckpt);
+  try {
+    assert.equal(c.progress.globalStep, step);
+  } finally {
+    for (const t of c.tensors.values()) t.dispose();
+  }
+  assert.doesNotMatch(out, /error/i);
+});
