@@ -4,7 +4,8 @@
 #   data), g++, python3
 #   --test adds python3-torch, python3-torchvision and python3-onnx (the oracles the parity tests compare against)
 #   clang-format (the lint step checks the C++ formatting), libjemalloc2 (npm run bench's tuned PyTorch peer)
-#   and chromium (the web page's browser tests, driven by playwright-core; never a downloaded browser)
+#   chromium (the web page's browser tests, driven by playwright-core; never a downloaded browser) and iproute2
+#   (the two-machine data-parallel test's network namespaces)
 #   then: npm ci, the native addon (npm run build:addon), the TypeScript build (npm run build:ts).
 # LIBTORCH=/path or LIBTORCH_USE_PYTORCH=1 build the addon against another libtorch (then libtorch-dev is skipped).
 set -euo pipefail
@@ -14,7 +15,7 @@ want_tests=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_tests=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (expected --test)" >&2; exit 2 ;;
   esac
 done
@@ -30,7 +31,8 @@ if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=
 # clang-format: `npm run lint` checks the C++ formatting (Debian 12 ships version 14, which .clang-format is written for).
 # libjemalloc2: npm run bench's "PyTorch, allocator tuned" peer (LD_PRELOAD, as Intel's CPU tuning guide recommends).
 # chromium: the web page's tests run in a real browser (playwright-core drives Debian's, never a downloaded one).
-if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision python3-onnx clang-format libjemalloc2 chromium); fi
+# iproute2: the two-machine test joins two network namespaces with a veth pair (ip netns, ip link).
+if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision python3-onnx clang-format libjemalloc2 chromium iproute2); fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 
 missing=()

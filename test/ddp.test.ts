@@ -10,37 +10,10 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { loadCheckpoint } from '../src/persist/checkpoint';
 import { BIN } from './helpers/cli';
+import { compareWeights, DDP_TINY as TINY, freePort } from './helpers/ddp';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-ddp-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-/**
- * d2l at 65×65 with narrow convolutions (19 M parameters, most in its 4096-wide classifier) on 64 Fashion-MNIST
- * images: 4 global steps of 16; dropout off so that runs can be compared.
- */
-const TINY = [
-  'train',
-  '--model',
-  'alexnet-d2l',
-  '--widths',
-  '16-32-32-32-32',
-  '--input-size',
-  '65',
-  '--train-limit',
-  '64',
-  '--test-limit',
-  '40',
-  '--eval-batch-size',
-  '8',
-  '--dropout',
-  '0',
-  '--seed',
-  '5',
-  '--precision',
-  'fp32',
-  '--lr',
-  '0.05',
-];
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}, timeout = 120_000) {
   const r = spawnSync(process.execPath, [BIN, ...args], {
@@ -51,32 +24,6 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}, timeout = 120_000) {
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, out: r.stdout + r.stderr };
 }
 
-/** The largest absolute difference between two checkpoints' model tensors, and the largest magnitude. */
-function compareWeights(a: string, b: string): { diff: number; scale: number; keys: number } {
-  const ca = loadCheckpoint(a);
-  const cb = loadCheckpoint(b);
-  try {
-    let diff = 0;
-    let scale = 0;
-    let keys = 0;
-    for (const [k, t] of ca.tensors) {
-      if (!k.startsWith('model.')) continue;
-      const u = cb.tensors.get(k);
-      assert.ok(u, `${k} is missing from ${b}`);
-      const x = t.toArray();
-      const y = u.toArray();
-      for (let i = 0; i < x.length; i++) {
-        diff = Math.max(diff, Math.abs(x[i] - y[i]));
-        scale = Math.max(scale, Math.abs(x[i]));
-      }
-      keys++;
-    }
-    return { diff, scale, keys };
-  } finally {
-    for (const t of [...ca.tensors.values(), ...cb.tensors.values()]) t.dispose();
-  }
-}
-
 function metrics(file: string): Record<string, number>[] {
   return fs
     .readFileSync(file, 'utf8')
@@ -84,14 +31,6 @@ function metrics(file: string): Record<string, number>[] {
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, number>)
     .filter((r) => r.type === undefined || (r.type as unknown) === 'epoch');
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 test('2 ranks with batch 8 each train to the weights of 1 process with batch 16, and evaluate the same', () => {

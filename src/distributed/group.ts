@@ -66,7 +66,8 @@ export async function asRank<T>(
 function explain(e: unknown, env: DistEnv, timeout: number): unknown {
   // A busy port, an unreachable master, ranks that never met: the user's to fix (exit 2). A peer that stopped
   // mid-run is not a usage error: exit 1.
-  if (e instanceof DistError && (e.kind === 'peer-stopped' || e.kind === 'timeout')) return new RankError(e.message);
+  if (e instanceof DistError && (e.kind === 'peer-stopped' || e.kind === 'timeout'))
+    return new RankError(e.message + loopbackHint(e.message, env));
   if (e instanceof UserError || !(e instanceof Error)) return e;
   const m = e.message;
   const lost = /Connection closed by peer|Connection reset|Broken pipe|ECONNRESET|EPIPE|Socket closed|read: /i.test(m);
@@ -77,4 +78,17 @@ function explain(e: unknown, env: DistEnv, timeout: number): unknown {
     ? 'another rank stopped (see its message; the launcher names it)'
     : `the other ranks did not answer within --dist-timeout ${timeout} s`;
   return new RankError(`rank ${env.rank}: ${why} [${first}]`);
+}
+
+/**
+ * Gloo offers the address the host name resolves to; where that is a loopback address (hosts files often map the
+ * name to 127.0.1.1) ranks on other machines cannot connect, and the failure looks like a peer that stopped.
+ */
+function loopbackHint(message: string, env: DistEnv): string {
+  const loopback = (a: string) => /^127\.|^::1$|^localhost$/.test(a);
+  if (!/\[127\.\d+\.\d+\.\d+\]/.test(message) || loopback(env.masterAddr)) return '';
+  return (
+    '; Gloo offered a loopback address to ranks on other machines: set GLOO_SOCKET_IFNAME to the network interface ' +
+    'the machines share (e.g. eth0) on every rank'
+  );
 }
