@@ -7,7 +7,8 @@ import { buildRunConfig, CUDA_GRAPH_MODES, OPTIMIZERS, RESUME_OVERRIDES, TrainOp
 import { variantOf } from '../train/reuse';
 import { resume, train, TrainHooks, TrainResult } from '../train/run';
 import { DataParallel } from '../train/parallel';
-import { distRole } from '../distributed/env';
+import { DistEnv, distRole } from '../distributed/env';
+import { trainModelParallel } from '../distributed/model-parallel-train';
 import { asRank } from '../distributed/group';
 import { launch } from '../distributed/launch';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
@@ -171,6 +172,11 @@ const DIST = {
     min: 1,
     max: 65535,
   }),
+  modelParallel: int(
+    'N',
+    "2: the paper's two GPUs as two ranks (alexnet-2012; with --nproc 2), each holding\nhalf the kernels of every layer; saves a weights file",
+    { min: 1, max: 1024 },
+  ),
   distTimeout: num('S', 'seconds a rank waits for the others before it stops with an error naming them\n(default 60)', {
     min: 1,
     max: 86_400,
@@ -238,12 +244,19 @@ function resumeOverrides(v: TrainValues): Record<string, unknown> {
 export async function trainCommand(argv: string[]): Promise<void> {
   const { values, help } = parseCommand('train', argv, OPTIONS);
   if (help) return console.log(HELP);
-  const { nproc, nnodes, nodeRank, masterAddr, masterPort, distTimeout, ...rest } = values;
+  const { nproc, nnodes, nodeRank, masterAddr, masterPort, distTimeout, modelParallel, ...rest } = values;
   const role = distRole({ nproc, nnodes, nodeRank, masterAddr, masterPort });
+  if (modelParallel !== undefined && modelParallel !== 2)
+    throw new UserError(`--model-parallel takes 2 (the paper's two GPUs), got ${modelParallel}`);
+  if (modelParallel && role.kind === 'single')
+    throw new UserError(
+      '--model-parallel 2 runs as 2 ranks: add --nproc 2 (or start the ranks with RANK and WORLD_SIZE)',
+    );
   if (role.kind === 'launcher') {
     process.exitCode = await launch({ ...role, argv: ['train', ...argv], threads: values.threads });
     return;
   }
+  if (modelParallel && role.kind === 'rank') return towersCommand(rest, role.env, distTimeout);
   const stop = stopOnSignals();
   let r: TrainResult;
   try {
@@ -256,6 +269,32 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (saved && (role.kind !== 'rank' || role.env.rank === 0)) console.log(`checkpoint: ${saved}`);
   r.model.dispose();
   if (r.stopped === 'interrupted') process.exitCode = EXIT_INTERRUPTED;
+}
+
+/** `--model-parallel 2`: this rank's tower of alexnet-2012 (the run calls asRank itself). */
+async function towersCommand(
+  values: Omit<TrainValues, keyof typeof DIST>,
+  env: DistEnv,
+  timeoutSeconds?: number,
+): Promise<void> {
+  const stop = stopOnSignals();
+  try {
+    const { resume: resumeFile, activation, lrn, pool, groups, widths, ...options } = values;
+    // The paper's network is the one with two towers.
+    options.model ??= options.initFrom ? variantOf(options.initFrom) : 'alexnet-2012';
+    const architecture = architectureOf({ activation, lrn, pool, groups, widths });
+    const cfg = buildRunConfig({ ...options, architecture } satisfies TrainOptions);
+    const r = await trainModelParallel(
+      cfg,
+      env,
+      { shouldStop: stop.requested },
+      { timeoutSeconds, resume: resumeFile },
+    );
+    if (options.save && env.rank === 0) console.log(`weights: ${options.save} (alexnet eval/predict --weights)`);
+    if (r.stopped === 'interrupted') process.exitCode = EXIT_INTERRUPTED;
+  } finally {
+    stop.dispose();
+  }
 }
 
 /** A new run from the options, or --resume. */
