@@ -9,7 +9,7 @@ import { BatchSource } from '../data/source';
 import { AlexNet } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { F, StateDict } from '../nn';
-import { Adam, Optimizer, SGD, TwoGroups } from '../optim/optimizer';
+import { Optimizer } from '../optim/optimizer';
 import { makeSchedule, Schedule } from '../optim/schedules';
 import { Progress } from '../persist/checkpoint';
 import { ModelRecord, recordMetadata, WEIGHTS_FORMAT } from '../persist/record';
@@ -27,6 +27,7 @@ import { checkpointSize, planRunOutputs, RunOutputs } from '../train/outputs';
 import { DataParallel } from '../train/parallel';
 import { logReporter, metricsReporter, progressReporter } from '../train/reporters';
 import { initFrom } from '../train/reuse';
+import { modelRecord, recipeOptimizer } from '../train/run';
 import { newRunId } from '../util/outputs';
 import { DdpGroup } from './data-parallel';
 import { DistEnv } from './env';
@@ -157,7 +158,7 @@ async function prepareRank(cfg: RunConfig, rank: number, events: TrainEvents, ru
     const schedule = makeSchedule(cfg.optimization.schedule);
     data = openData(prepared, inputShape, dev.device, cfg, onProblem);
     const run = { ...cfg, data: { ...cfg.data, transform: data.transform, preprocess: data.preprocess } };
-    const record = recordOf(run, prepared, data, inputShape);
+    const record = modelRecord(run, prepared, data, inputShape[0]);
     // Rank 0 writes; its --save and --metrics are checked (and locked) before anything trains.
     const outputs: RunOutputs =
       rank === 0
@@ -223,46 +224,12 @@ function openData(
 }
 
 /** What the weights file says about the model: as a one-process run records it. */
-function recordOf(cfg: RunConfig, prepared: PreparedData, data: OpenedData, inputShape: number[]): ModelRecord {
-  return {
-    model: cfg.model.name,
-    modelOptions: { ...cfg.model.options, numClasses: prepared.classes.length, inChannels: inputShape[0] },
-    classes: prepared.classes,
-    classIds: prepared.classIds,
-    preprocess: data.preprocess,
-    sourceShape: data.sourceShape,
-    dataset: prepared.name,
-    transform: data.transform,
-    split: cfg.data.folder ? { valSplit: cfg.data.folder.valSplit, seed: cfg.runtime.seed } : undefined,
-  };
-}
-
-/**
- * The recipe's optimiser over the tower's parameters (as `alexnet train` makes it over the model's); with
- * --head-lr, the tower's part of the classifier's last layer in its own group.
- */
+/** The recipe's optimiser over the tower's parameters; --head-lr covers the tower's part of the last layer. */
 function makeOptimizer(cfg: RunConfig, tower: Tower): Optimizer {
-  const o = cfg.optimization;
-  const make = (params: Tensor[], lr: number): Optimizer =>
-    o.optimizer === 'adam'
-      ? new Adam(params, { lr, weightDecay: o.weightDecay })
-      : new SGD(params, {
-          lr,
-          momentum: o.momentum,
-          weightDecay: o.weightDecay,
-          form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch',
-        });
-  const owned = tower.shards.filter((s) => s.param !== undefined);
-  if (o.headLr === undefined)
-    return make(
-      owned.map((s) => s.param!),
-      o.lr,
-    );
+  const owned = tower.shards.filter((s) => s.param !== undefined).map((s): [string, Tensor] => [s.key, s.param!]);
   // The head: the last layer's keys (FC8: its columns on both ranks, its bias on rank 0).
   const last = tower.shards[tower.shards.length - 1].key.replace(/\.[^.]+$/, '.');
-  const body = owned.filter((s) => !s.key.startsWith(last)).map((s) => s.param!);
-  const head = owned.filter((s) => s.key.startsWith(last)).map((s) => s.param!);
-  return new TwoGroups(make(body, o.lr), make(head, o.headLr));
+  return recipeOptimizer(cfg, owned, last);
 }
 
 /** Joined: check both ranks run the same thing, then train. */

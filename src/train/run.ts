@@ -278,6 +278,17 @@ function initMessage(r: InitReport): string {
 }
 
 function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
+  const trainable = model.namedParameters().filter(([, p]) => p.requiresGrad);
+  // The head: the classifier's last layer (the one --init-from makes afresh for a new number of classes).
+  const layers = model.layers();
+  return recipeOptimizer(cfg, trainable, `${layers[layers.length - 1][0]}.`);
+}
+
+/**
+ * The recipe's optimiser (SGD in PyTorch's or the paper's form, or Adam) over `named` parameters; with --head-lr,
+ * those whose names start with `headPrefix` learn at that rate in a group of their own.
+ */
+export function recipeOptimizer(cfg: RunConfig, named: [string, Tensor][], headPrefix: string): Optimizer {
   const o = cfg.optimization;
   const make = (params: Tensor[], lr: number): Optimizer =>
     o.optimizer === 'adam'
@@ -288,19 +299,30 @@ function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
           weightDecay: o.weightDecay,
           form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch',
         });
-  const trainable = model.namedParameters().filter(([, p]) => p.requiresGrad);
   if (o.headLr === undefined)
     return make(
-      trainable.map(([, p]) => p),
+      named.map(([, p]) => p),
       o.lr,
     );
-  // The head: the classifier's last layer (the one --init-from makes afresh for a new number of classes).
-  const layers = model.layers();
-  const head = `${layers[layers.length - 1][0]}.`;
-  const isHead = ([n]: [string, Tensor]) => n.startsWith(head);
-  const body = trainable.filter((p) => !isHead(p)).map(([, p]) => p);
-  const headParams = trainable.filter(isHead).map(([, p]) => p);
+  const isHead = ([n]: [string, Tensor]) => n.startsWith(headPrefix);
+  const body = named.filter((p) => !isHead(p)).map(([, p]) => p);
+  const headParams = named.filter(isHead).map(([, p]) => p);
   return body.length ? new TwoGroups(make(body, o.lr), make(headParams, o.headLr)) : make(headParams, o.headLr);
+}
+
+/** What a saved model keeps: the variant and its options, classes, preprocessing, data set and split. */
+export function modelRecord(cfg: RunConfig, prepared: PreparedData, data: OpenedData, inChannels: number): ModelRecord {
+  return {
+    model: cfg.model.name,
+    modelOptions: { ...cfg.model.options, numClasses: prepared.classes.length, inChannels },
+    classes: prepared.classes,
+    classIds: prepared.classIds,
+    preprocess: data.preprocess,
+    sourceShape: data.sourceShape,
+    dataset: prepared.name,
+    transform: data.transform,
+    split: cfg.data.folder ? { valSplit: cfg.data.folder.valSplit, seed: cfg.runtime.seed } : undefined,
+  };
 }
 
 interface Parts {
@@ -338,17 +360,7 @@ function setUp(s: Session, p: Parts): Trainer {
   };
   const graphed = graphedStep(ctx, cfg.runtime.cudaGraph ?? 'off');
   const schedule = makeSchedule(cfg.optimization.schedule);
-  const record: ModelRecord = {
-    model: cfg.model.name,
-    modelOptions: { ...cfg.model.options, numClasses: prepared.classes.length, inChannels: model.inputShape[0] },
-    classes: prepared.classes,
-    classIds: prepared.classIds,
-    preprocess: data.preprocess,
-    sourceShape: data.sourceShape,
-    dataset: prepared.name,
-    transform: data.transform,
-    split: cfg.data.folder ? { valSplit: cfg.data.folder.valSplit, seed: cfg.runtime.seed } : undefined,
-  };
+  const record = modelRecord(cfg, prepared, data, model.inputShape[0]);
   const t: Trainer = {
     graphed,
     frozen: p.frozen,
