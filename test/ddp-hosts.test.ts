@@ -15,7 +15,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test, TestContext } from 'node:test';
 import { BIN } from './helpers/cli';
-import { compareWeights, DDP_TINY as TINY, freePort } from './helpers/ddp';
+import { freePort } from '../src/distributed/launch';
+import { compareWeights, DDP_TINY as TINY } from './helpers/ddp';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-ddp-hosts-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
@@ -16,6 +15,7 @@ import { getModel } from '../src/models/registry';
 import { manualSeed, rand, randint, randn, Tensor, tidy } from '../src/tensor/tensor';
 import { DdpOracleConfig } from './helpers/ddp-worker';
 import { maxAbs, maxAbsDiff, oracleMissing, PYTHON } from './helpers/oracle';
+import { freePort } from '../src/distributed/launch';
 
 const WORKER = path.resolve(__dirname, 'helpers', 'ddp-worker.js');
 const ORACLE = path.resolve(__dirname, '..', '..', 'test', 'golden', 'ddp_oracle.py');
@@ -29,14 +29,6 @@ const BATCH = 4;
  * and between bucketed sums: relative to each tensor's largest magnitude, after 3 steps (measured: ~1e-7).
  */
 const TOLERANCE = 1e-4;
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /**
  * Writes config.json, init0/init1.safetensors and batches.safetensors for `cfg` into a new folder. Rank 1 starts

@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { loadCheckpoint } from '../src/persist/checkpoint';
 import { BIN } from './helpers/cli';
-import { compareWeights, DDP_TINY as TINY, freePort } from './helpers/ddp';
+import { freePort } from '../src/distributed/launch';
+import { compareWeights, DDP_TINY as TINY } from './helpers/ddp';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-ddp-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

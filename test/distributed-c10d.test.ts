@@ -14,19 +14,11 @@ import { loadSafetensors } from '../src/io/safetensors';
 import { manualSeed, Tensor, tidy } from '../src/tensor/tensor';
 import { batchFor, clearGrads, lossOf, smallNet, WorkerArgs } from './helpers/dist-worker';
 import { maxAbsDiff } from './helpers/oracle';
+import { freePort } from '../src/distributed/launch';
 
 const WORKER = path.join(__dirname, 'helpers', 'dist-worker.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-c10d-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-/** A port that was free a moment ago (the OS picked it; closed again before use). */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, resolve));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 type Line = Record<string, unknown>;
 

@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -18,6 +17,7 @@ import { manualSeed } from '../src/tensor/tensor';
 import { buildRunConfig, TrainOptions } from '../src/train/config';
 import { cli } from './helpers/cli';
 import { maxAbs, maxAbsDiff } from './helpers/oracle';
+import { freePort } from '../src/distributed/launch';
 
 // alexnet-2012 at 99×99 keeps every layer of the paper's network (FC6 reads 256·2·2 features); 8 images in
 // batches of 4 with --max-steps 3: an epoch boundary (evaluation, schedule, save) and a stop inside epoch 2.
@@ -38,14 +38,6 @@ const RUN = {
 
 const flags = (o: Record<string, unknown>): string[] =>
   Object.entries(o).flatMap(([k, v]) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(v)]);
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 interface RankRun {
   code: number | null;

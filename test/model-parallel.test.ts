@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -28,6 +27,7 @@ import { DType } from '../src/tensor/dtype';
 import { manualSeed, noGrad, randint, randn, Tensor } from '../src/tensor/tensor';
 import { MP_SGD, mpSetting, MpWorkerArgs } from './helpers/mp-worker';
 import { maxAbs, maxAbsDiff, relDiff } from './helpers/oracle';
+import { freePort } from '../src/distributed/launch';
 
 // 99×99 keeps every layer of the paper's network (FC6 reads 256·2·2 features, so the flattened maps of both towers
 // interleave as in one process) at a fraction of 227×227's time.
@@ -159,15 +159,6 @@ test('a network that cannot be split the paper’s way is refused with the reaso
   oneGroup.dispose();
   bn.dispose();
 });
-
-/** A port that was free a moment ago (the OS picked it; closed again before use). */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, resolve));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 /** Runs one rank of test/helpers/mp-worker.ts to its end (killed past `limitMs`: nothing hangs). */
 function rank(args: MpWorkerArgs, limitMs: number): Promise<{ code: number | null; output: string }> {

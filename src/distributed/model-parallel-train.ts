@@ -27,7 +27,7 @@ import { checkpointSize, planRunOutputs, RunOutputs } from '../train/outputs';
 import { DataParallel } from '../train/parallel';
 import { logReporter, metricsReporter, progressReporter } from '../train/reporters';
 import { initFrom } from '../train/reuse';
-import { modelRecord, recipeOptimizer } from '../train/run';
+import { modelRecord, rankSettings, recipeOptimizer } from '../train/run';
 import { newRunId } from '../util/outputs';
 import { DdpGroup } from './data-parallel';
 import { DistEnv } from './env';
@@ -242,23 +242,9 @@ async function runRank(r: Rank, par: DataParallel, hooks: ModelParallelHooks): P
   return loop(r, exchange, shouldStop);
 }
 
-/** What both ranks must agree on (output paths may differ; whether weights are saved may not: it is collective). */
+/** What both ranks must agree on; also whether weights are saved (assembling them is a collective). */
 function sameSettings(cfg: RunConfig): Record<string, unknown> {
-  const { model, data, optimization, precision, runtime } = cfg;
-  return {
-    model: model.name,
-    'model options': model.options,
-    'init from': model.initFrom,
-    'data set': data.dataset,
-    'train limit': data.trainLimit,
-    'test limit': data.testLimit,
-    folder: data.folder && { ...data.folder, workers: undefined, prefetch: undefined },
-    optimisation: optimization,
-    precision,
-    seed: runtime.seed,
-    device: runtime.device,
-    save: Boolean(cfg.output.save),
-  };
+  return { ...rankSettings(cfg), save: Boolean(cfg.output.save) };
 }
 
 function startEvent(r: Rank): TrainEvent {

@@ -9,6 +9,7 @@ import { Adam, Optimizer, SGD, TwoGroups } from '../optim/optimizer';
 import { makeSchedule, Schedule } from '../optim/schedules';
 import { CheckpointData, loadCheckpoint, Progress, saveCheckpoint, tensorsWithPrefix } from '../persist/checkpoint';
 import { ModelRecord } from '../persist/record';
+import { resumePosition } from '../data/sampler';
 import { prepareDevice, prepareModel } from '../runtime/device';
 import { describeCpu } from '../runtime/cpu';
 import { autoPrecisionReason, GradScaler, resolvePrecision } from '../runtime/precision';
@@ -219,11 +220,11 @@ function startEvent(t: Trainer, s: Session, threads: number, totals?: { train: n
 }
 
 /**
- * What every rank of a data-parallel run must agree on: the model, the data, the recipe and where a resumed run
- * stands. Threads and output paths may differ.
+ * What every rank of a distributed run must agree on: the model, the data and the recipe (threads and output paths
+ * may differ). Compared through the store before anything trains (DataParallel.checkSameConfig).
  */
-function configSummary(s: Session): Record<string, unknown> {
-  const { model, data, optimization, precision, runtime } = s.cfg;
+export function rankSettings(cfg: RunConfig): Record<string, unknown> {
+  const { model, data, optimization, precision, runtime } = cfg;
   return {
     model: model.name,
     'model options': model.options,
@@ -237,8 +238,12 @@ function configSummary(s: Session): Record<string, unknown> {
     precision,
     seed: runtime.seed,
     device: runtime.device,
-    resume: s.ckpt ? { run: s.ckpt.runId, progress: s.ckpt.progress } : undefined,
   };
+}
+
+/** A data-parallel run's settings, and where a resumed one stands. */
+function configSummary(s: Session): Record<string, unknown> {
+  return { ...rankSettings(s.cfg), resume: s.ckpt ? { run: s.ckpt.runId, progress: s.ckpt.progress } : undefined };
 }
 
 /** The outputs of a rank other than 0: it writes nothing (rank 0 saves the checkpoint and the metrics). */
@@ -440,9 +445,9 @@ function parallelHooks(par: DataParallel, model: AlexNet): Pick<StepContext, 'be
 function carryPosition(p: Progress, c: CheckpointData, world: number, batch: number, events: TrainEvents): Progress {
   const before = (c.config as { runtime?: { worldSize?: number } }).runtime?.worldSize ?? 1;
   if (before === world || p.batch === 0) return p;
-  const samples = p.batch * batch * before;
-  const next = Math.floor(samples / (batch * world));
-  const lost = samples - next * batch * world;
+  // The sampler's rule; a checkpoint written mid-epoch has not consumed the whole order, so no total caps it here.
+  const old = { epoch: p.epoch, batch: p.batch, perRankBatch: batch, worldSize: before, total: Infinity };
+  const { batch: next, repeated: lost } = resumePosition(old, { perRankBatch: batch, worldSize: world });
   events.emit({
     type: 'warning',
     message:

@@ -1,6 +1,5 @@
-// Shared by the data-parallel tests: the tiny run they all train, a free port, and checkpoint comparison.
+// Shared by the data-parallel tests: the tiny run they all train and checkpoint comparison.
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import { loadCheckpoint } from '../../src/persist/checkpoint';
 
 /**
@@ -30,15 +29,6 @@ export const DDP_TINY = [
   '--lr',
   '0.05',
 ];
-
-/** A TCP port free right now (the ranks' store binds it a moment later). */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** The largest absolute difference between two checkpoints' model tensors, the largest magnitude, count, bytes. */
 export function compareWeights(a: string, b: string): { diff: number; scale: number; keys: number; bytes: number } {
