@@ -13,7 +13,9 @@ import { F, Linear } from '../src/nn';
 import { SGD } from '../src/optim/optimizer';
 import { parseDevice, prepareDevice, prepareModel, synchronize } from '../src/runtime/device';
 import { cpuInfo, describeCpu } from '../src/runtime/cpu';
-import { autocast, GradScaler, Precision, resolvePrecision } from '../src/runtime/precision';
+import { InferenceRunner } from '../src/runtime/inference';
+import { GradScaler, Precision, resolvePrecision } from '../src/runtime/precision';
+import { native } from '../src/tensor/binding';
 import { Device } from '../src/tensor/dtype';
 import { manualSeed, noGrad, randint, randn, runtimeInfo, Tensor, tidy } from '../src/tensor/tensor';
 import { cudaGraphObstacle, GraphedStep } from '../src/train/graph';
@@ -61,11 +63,11 @@ function ours(
   const train = imagesPerSecond(device, batch, warmup, iters, () => trainStep(ctx, x, y));
   const graphTrain = graphedSteps(ctx, x, y, warmup, iters);
   model.eval();
-  const infer = noGrad(() =>
-    imagesPerSecond(device, batch, warmup, iters, () =>
-      tidy(() => autocast(device, precision, () => model.forward(x))),
-    ),
-  );
+  // Inference as predict, eval and serve run it: a oneDNN plan on the CPU (src/runtime/inference.ts).
+  const runner = new InferenceRunner(model, device, precision);
+  const infer = imagesPerSecond(device, batch, warmup, iters, () => tidy(() => runner.forward(x)));
+  engines.set(name, runner.engine + (runner.reason ? ` (${runner.reason})` : ''));
+  runner.dispose();
   model.dispose();
   x.dispose();
   y.dispose();
@@ -177,9 +179,10 @@ async function onnxruntime(name: string, batch: number, threads: number, warmup:
 }
 
 /**
- * The practical limit: GFLOP/s of a large matrix product in the precision, the best of two engines' paths:
- * matmul (BLAS for float32 on the CPU, oneDNN for bf16) and a 1×1 convolution over 2048 pixels, which is the same
- * 2048×2048×2048 product through oneDNN's convolution kernels (what AlexNet's layers run on). Best of a few runs.
+ * The practical limit: GFLOP/s of a large matrix product in the precision, the best of three paths: matmul (BLAS
+ * for float32 on the CPU, oneDNN for bf16), a 1×1 convolution over 2048 pixels (the same 2048×2048×2048 product
+ * through libtorch's oneDNN convolution, which reorders its weights on every call), and oneDNN's inner product
+ * with its weights packed once (a one-layer oneDNN plan: the kernel alone, as benchdnn times it). Best of a few runs.
  */
 function matmulGflops(device: Device, precision: Precision): number {
   const n = 2048;
@@ -193,6 +196,12 @@ function matmulGflops(device: Device, precision: Precision): number {
     .keep();
   const w = randn([n, n, 1, 1], { device }).to(dtype).to({ memoryFormat: 'channelsLast' }).keep();
   const paths: (() => void)[] = [() => tidy(() => a.matmul(b)), () => tidy(() => F.conv2d(x, w, undefined))];
+  const plan =
+    device === 'cpu' && precision !== 'fp16' && native().onednnAvailable
+      ? native().onednnPlan!([{ kind: 'linear', weight: 0 }], [b.float().keep().handle], precision === 'bf16')
+      : undefined;
+  const x2 = plan ? randn([n, n, 1, 1]).keep() : undefined;
+  if (plan) paths.push(() => new Tensor(native().onednnRun!(plan, x2!.handle)).dispose());
   let best = 0;
   noGrad(() => {
     for (const run of paths) {
@@ -210,7 +219,8 @@ function matmulGflops(device: Device, precision: Precision): number {
       }
     }
   });
-  for (const t of [a, b, x, w]) t.dispose();
+  for (const t of [a, b, x, w, x2]) t?.dispose();
+  if (plan) native().onednnRelease!(plan);
   return best;
 }
 
@@ -321,6 +331,9 @@ function derive(row: Row, macs: number, peakGflops: number) {
 
 type Derived = ReturnType<typeof derive>;
 
+/** Which path our inference took, per model ("onednn", or "libtorch (why)"). */
+const engines = new Map<string, string>();
+
 function markdown(rows: Derived[], head: string, peak: { gflops: number; source: string }): string {
   const f = (x: number | null | undefined, d = 1) => (x === null || x === undefined ? '–' : x.toFixed(d));
   const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
@@ -330,6 +343,8 @@ function markdown(rows: Derived[], head: string, peak: { gflops: number; source:
     'PyTorch = eager NCHW (its default); CL = eager channels-last (its faster CPU layout); tuned = with jemalloc ' +
       "(Intel's CPU tuning guide); ORT = onnxruntime-node on our ONNX export (float32 only); ratio = ours / theirs; " +
       `peak = ${peak.source}, ${f(peak.gflops, 0)} GFLOP/s`,
+    '',
+    `Our inference (what predict, eval and serve run): ${[...engines].map(([m, e]) => `${m} ${e}`).join('; ')}.`,
     '',
     '| model | train ours | PyTorch | CL | tuned | tuned CL | ours ÷ best | GFLOP/s | % of peak |',
     '|---|---|---|---|---|---|---|---|---|',

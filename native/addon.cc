@@ -21,6 +21,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterAllocator(env, exports);
   RegisterCudaGraph(env, exports);
   RegisterDistributed(env, exports);
+  RegisterOnednn(env, exports);
   return exports;
 }
 

@@ -107,5 +107,6 @@ void SetUpCpuMemory();                                          // allocator.cc:
 void RegisterAllocator(Napi::Env env, Napi::Object exports);    // allocator.cc: allocatorStats
 void RegisterCudaGraph(Napi::Env env, Napi::Object exports);    // cuda_graph.cc: record and replay (CUDA builds)
 void RegisterDistributed(Napi::Env env, Napi::Object exports);  // distributed.cc: c10d store, Gloo group, Reducer
+void RegisterOnednn(Napi::Env env, Napi::Object exports);       // onednn.cc: inference plans on oneDNN primitives
 
 }  // namespace alexnet

@@ -143,6 +143,29 @@ function c10dFlags(torch) {
   return { cflags, libs };
 }
 
+// Inference plans (native/onednn.cc) call oneDNN directly: only when its headers (Debian: libdnnl-dev) match the
+// libdnnl.so.2 that libtorch itself links, so that one oneDNN runs everything (a PyTorch wheel carries its own,
+// hidden inside libtorch_cpu: no plans there, inference stays on libtorch's ops).
+function onednnFlags(torch) {
+  if (process.env.ALEXNET_NO_ONEDNN === '1') return { cflags: [], libs: [] };
+  const version = '/usr/include/oneapi/dnnl/dnnl_version.h';
+  const major = fs.existsSync(version) && /DNNL_VERSION_MAJOR\s+(\d+)/.exec(fs.readFileSync(version, 'utf8'));
+  let linked = '';
+  try {
+    linked = execFileSync('ldd', [path.join(torch.lib, 'libtorch_cpu.so')], { encoding: 'utf8' });
+  } catch {
+    /* no ldd or no such library: no plans */
+  }
+  if (!major || major[1] !== '2' || !/libdnnl\.so\.2 /.test(linked)) {
+    console.log(
+      'build-addon: oneDNN 2 headers (apt-get install libdnnl-dev) or a libtorch linking them not found: ' +
+        'building without oneDNN inference plans',
+    );
+    return { cflags: [], libs: [] };
+  }
+  return { cflags: ['-DALEXNET_ONEDNN'], libs: ['dnnl'] };
+}
+
 function nodeInclude() {
   const candidates = [
     path.join(path.dirname(process.execPath), '..', 'include', 'node'),
@@ -184,6 +207,8 @@ async function main() {
   }
   const c10d = c10dFlags(torch);
   libNames.push(...c10d.libs);
+  const onednn = onednnFlags(torch);
+  libNames.push(...onednn.libs);
   const cudaHeaders = libNames.includes('torch_cuda') ? cudaInclude(torch) : undefined;
   if (cudaHeaders) includes.push(cudaHeaders);
   else if (libNames.includes('torch_cuda')) {
@@ -202,6 +227,7 @@ async function main() {
     '-DNODE_ADDON_API_DISABLE_DEPRECATED',
     ...(cudaHeaders ? ['-DALEXNET_CUDA_GRAPHS'] : []),
     ...c10d.cflags,
+    ...onednn.cflags,
     '-Wall',
     '-Wno-unused-parameter',
     '-Wno-deprecated-declarations',
@@ -271,6 +297,7 @@ async function main() {
     cuda: libNames.includes('torch_cuda'),
     cudaGraphs: Boolean(cudaHeaders),
     c10d: c10d.cflags.length > 0,
+    onednn: onednn.cflags.length > 0,
     abi: torch.abi,
     builtAt: new Date().toISOString(),
   };

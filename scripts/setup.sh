@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up alexnet-ts on a Debian/Ubuntu machine, installing only what is missing:
-#   Debian packages: libtorch-dev (the engine), libgloo-dev (c10d's Gloo headers), dataset-fashion-mnist (the demo's
-#   data), g++, python3
+#   Debian packages: libtorch-dev (the engine), libgloo-dev (c10d's Gloo headers), libdnnl-dev (oneDNN's headers, for
+#   inference plans), dataset-fashion-mnist (the demo's data), g++, python3
 #   --test adds python3-torch, python3-torchvision and python3-onnx (the oracles the parity tests compare against)
 #   clang-format (the lint step checks the C++ formatting), libjemalloc2 (npm run bench's tuned PyTorch peer)
 #   chromium (the web page's browser tests, driven by playwright-core; never a downloaded browser) and iproute2
@@ -27,7 +27,8 @@ pkgs=(g++ make python3 dataset-fashion-mnist libopenblas0-pthread)
 # libgloo-dev: distributed training (native/distributed.cc) compiles libtorch's Gloo process group, whose header
 # includes <gloo/...>, which libtorch-dev lacks; its libgloo.so.0 is the one libtorch_cpu already links.
 pkgs+=(libgloo-dev)
-if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=(libtorch-dev); fi
+# libdnnl-dev: oneDNN's headers, for the inference plans (native/onednn.cc) on the libdnnl.so.2 libtorch-dev links.
+if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=(libtorch-dev libdnnl-dev); fi
 # clang-format: `npm run lint` checks the C++ formatting (Debian 12 ships version 14, which .clang-format is written for).
 # libjemalloc2: npm run bench's "PyTorch, allocator tuned" peer (LD_PRELOAD, as Intel's CPU tuning guide recommends).
 # chromium: the web page's tests run in a real browser (playwright-core drives Debian's, never a downloaded one).

@@ -53,6 +53,14 @@ function makeCases(): LayerCase[] {
     ours: (t) => F.linear(t.x, t.w, t.b),
     gradOf: ['x', 'w', 'b'],
   });
+  // Wider than tall, without bias: the shape of AlexNet's classifier (float32 runs on oneDNN's GEMM, see linear()).
+  add({
+    id: 'linear_wide_nobias',
+    op: 'linear',
+    tensors: { x: randn([3, 300]), w: randn([50, 300]).mul(0.05) },
+    ours: (t) => F.linear(t.x, t.w),
+    gradOf: ['x', 'w'],
+  });
   add({ id: 'relu', op: 'relu', tensors: { x: randn([3, 10]) }, ours: (t) => t.x.relu(), gradOf: ['x'] });
   add({
     id: 'maxpool_overlap',

@@ -14,9 +14,10 @@ import { getModel } from '../models/registry';
 import { Adam } from '../optim/optimizer';
 import { prepareDevice, prepareModel, synchronize } from '../runtime/device';
 import { cpuInfo, describeCpu } from '../runtime/cpu';
-import { autocast, Precision, PRECISIONS, resolvePrecision } from '../runtime/precision';
+import { InferenceRunner } from '../runtime/inference';
+import { Precision, PRECISIONS, resolvePrecision } from '../runtime/precision';
 import { Device } from '../tensor/dtype';
-import { noGrad, randint, randn, Tensor, tidy } from '../tensor/tensor';
+import { randint, randn, Tensor, tidy } from '../tensor/tensor';
 import { folderTransform } from '../train/data';
 import { StepContext, trainStep } from '../train/step';
 import { choice, COMMON, flag, int, optionHelp, parseCommand, refuse, text, withHelp } from './options';
@@ -82,15 +83,22 @@ async function timeTraining(
   return rate;
 }
 
-function timeInference(model: AlexNet, device: Device, precision: Precision, x: Tensor, steps: number): number {
+/** Inference as predict, eval and serve run it (src/runtime/inference.ts); says which engine ran. */
+function timeInference(model: AlexNet, device: Device, precision: Precision, x: Tensor, steps: number) {
   model.eval();
-  const run = () => noGrad(() => tidy(() => void autocast(device, precision, () => model.forward(x))));
-  run();
-  synchronize(device);
-  const start = Date.now();
-  for (let i = 0; i < steps; i++) run();
-  synchronize(device);
-  return (steps * x.size(0)) / ((Date.now() - start) / 1000);
+  const runner = new InferenceRunner(model, device, precision);
+  try {
+    const run = () => tidy(() => void runner.forward(x));
+    run();
+    synchronize(device);
+    const start = Date.now();
+    for (let i = 0; i < steps; i++) run();
+    synchronize(device);
+    const ips = (steps * x.size(0)) / ((Date.now() - start) / 1000);
+    return { ips, engine: runner.engine + (runner.reason ? ` (${runner.reason})` : '') };
+  } finally {
+    runner.dispose();
+  }
 }
 
 export async function benchCommand(argv: string[]): Promise<void> {
@@ -139,8 +147,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
       3,
     );
     log(`  training, synthetic input:   ${(result.train_images_per_sec as number).toFixed(1)} img/s`);
-    result.infer_images_per_sec = timeInference(model, device, precision, x, steps);
-    log(`  inference, synthetic input:  ${(result.infer_images_per_sec as number).toFixed(1)} img/s`);
+    const infer = timeInference(model, device, precision, x, steps);
+    result.infer_images_per_sec = infer.ips;
+    result.infer_engine = infer.engine;
+    log(`  inference, synthetic input:  ${infer.ips.toFixed(1)} img/s (${infer.engine})`);
   } finally {
     x.dispose();
     y.dispose();

@@ -4,6 +4,7 @@ import { AlexNet } from '../models/alexnet';
 import { loadModel } from '../persist/load';
 import { ModelRecord } from '../persist/record';
 import { DeviceRequest, prepareModel, resolveDevice } from '../runtime/device';
+import { InferenceRunner } from '../runtime/inference';
 import { Device } from '../tensor/dtype';
 import { noGrad, tensor, tidy } from '../tensor/tensor';
 import { InputGeometry, inputGeometry, Predictor } from './predictor';
@@ -11,6 +12,8 @@ import { InputGeometry, inputGeometry, Predictor } from './predictor';
 export class TorchPredictor implements Predictor {
   readonly runtime = 'libtorch';
   readonly geometry: InputGeometry;
+  /** The forward pass: a oneDNN plan on the CPU, libtorch's ops elsewhere (src/runtime/inference.ts). */
+  readonly runner: InferenceRunner;
 
   constructor(
     readonly model: AlexNet,
@@ -18,6 +21,7 @@ export class TorchPredictor implements Predictor {
     readonly device: Device,
   ) {
     this.geometry = inputGeometry(record, model.inputShape);
+    this.runner = new InferenceRunner(model, device, 'fp32');
   }
 
   /** Loads `weights` (checkpoint, weights file or state dict; `model` names the variant of a plain state dict). */
@@ -36,12 +40,13 @@ export class TorchPredictor implements Predictor {
           this.record.preprocess,
           this.device,
         );
-        return this.model.forward(x).float().to('cpu').data() as Float32Array;
+        return this.runner.forward(x).to('cpu').data() as Float32Array;
       }),
     );
   }
 
   async close(): Promise<void> {
+    this.runner.dispose();
     this.model.dispose();
   }
 }

@@ -23,8 +23,14 @@ export function conv2d(
     ),
   );
 }
+/**
+ * x·wᵀ + b. Where the addon has oneDNN (native/onednn.cc), 2-D float32 CPU inputs outside autocast run on oneDNN's
+ * GEMM, forward and backward (OpenBLAS, libtorch's own path here, is 2–3× slower for AlexNet's short, wide
+ * products); everything else on libtorch's at::linear.
+ */
 export function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
-  return new Tensor(native().linear(x.handle, w.handle, b?.handle));
+  const n = native();
+  return new Tensor((n.onednnLinear ?? n.linear)(x.handle, w.handle, b?.handle));
 }
 export function relu(x: Tensor): Tensor {
   return x.relu();

@@ -13,6 +13,7 @@ import { BatchNorm2d } from '../nn/batchnorm';
 import { loadModel } from '../persist/load';
 import { ModelRecord, recordMetadata } from '../persist/record';
 import { DeviceRequest, prepareDevice, prepareModel } from '../runtime/device';
+import { InferenceRunner } from '../runtime/inference';
 import { autocast, Precision } from '../runtime/precision';
 import { Device } from '../tensor/dtype';
 import { noGrad, Tensor, tensor, tidy } from '../tensor/tensor';
@@ -56,6 +57,7 @@ export interface WorkerReady {
 
 class Session {
   private readonly layers: [string, { forward(x: Tensor): Tensor }][];
+  private readonly runner: InferenceRunner;
 
   constructor(
     readonly model: AlexNet,
@@ -64,10 +66,18 @@ class Session {
     readonly precision: Precision,
   ) {
     this.layers = model.layers();
+    // The forward pass: a oneDNN plan on the CPU (src/runtime/inference.ts), packed now from the fp32 weights.
+    this.runner = new InferenceRunner(model, device, precision);
+    this.runner.prepare();
     // bf16 on the CPU: autocast casts every fp32 weight to bf16 on every forward pass (46M of them for AlexNet:
     // as long as the batch-1 forward itself); cast once here instead. Batch norm keeps its fp32 statistics, so
     // models with it cast under autocast as before.
     if (precision === 'bf16' && !this.layers.some(([, m]) => m instanceof BatchNorm2d)) model.to({ dtype: 'bfloat16' });
+  }
+
+  close(): void {
+    this.runner.dispose();
+    this.model.dispose();
   }
 
   /** Planar uint8 images -> the model's float input on its device (the same preprocessing as predict). */
@@ -84,14 +94,7 @@ class Session {
   }
 
   infer(pixels: ArrayBuffer, n: number): WorkerReply['outputs'] {
-    return noGrad(() =>
-      tidy(() => [
-        this.out(
-          'logits',
-          autocast(this.device, this.precision, () => this.model.forward(this.input(pixels, n))),
-        ),
-      ]),
-    );
+    return noGrad(() => tidy(() => [this.out('logits', this.runner.forward(this.input(pixels, n)))]));
   }
 
   /** Each convolution's output after its activation (named by the convolution), for one image. */
@@ -142,7 +145,7 @@ function handle(s: Session, r: WorkerRequest): WorkerReply {
       case 'filters':
         return { id: r.id, outputs: s.filters() };
       default:
-        s.model.dispose();
+        s.close();
         return { id: r.id };
     }
   } catch (e) {

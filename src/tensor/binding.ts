@@ -239,6 +239,18 @@ export interface Native {
   C10dReducer?: new (group: NativeC10dGroup, params: H[], options: C10dReducerOptions) => NativeC10dReducer;
   /** Why there is no c10d in this build (set instead of the classes above). */
   c10dUnavailable?: string;
+  // onednn.cc: inference plans on oneDNN primitives, when built against libdnnl-dev (build-info.json: onednn)
+  onednnAvailable?: boolean;
+  /** Compiles layers (tensors referenced by index into `tensors`) into a plan; bf16 runs it in bfloat16. */
+  onednnPlan?(layers: object[], tensors: H[], bf16: boolean): unknown;
+  /** (N, C, H, W) float32 CPU -> (N, classes) float32. */
+  onednnRun?(plan: unknown, x: H): H;
+  /** The kernel each primitive runs for x's geometry. */
+  onednnImplementations?(plan: unknown, x: H): string[];
+  /** Frees the plan's packed weights and primitives now (it cannot run afterwards). */
+  onednnRelease?(plan: unknown): void;
+  /** linear() on oneDNN's GEMM with libtorch autograd (2-D float32 CPU, no autocast; else at::linear). */
+  onednnLinear?(x: H, w: H, b: Opt<H>): H;
 }
 
 /** Must equal kAbiVersion in native/addon.cc. */

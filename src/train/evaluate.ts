@@ -3,7 +3,8 @@
 import { BatchSource } from '../data/source';
 import { AlexNet } from '../models/alexnet';
 import { crossEntropy } from '../nn/functional';
-import { autocast, Precision } from '../runtime/precision';
+import { InferenceRunner } from '../runtime/inference';
+import { Precision } from '../runtime/precision';
 import { keep, noGrad, Tensor, tidy, zeros } from '../tensor/tensor';
 
 /** What an evaluation pass adds up. Two shards' sums merge by addition (`mergeEvalSums`). */
@@ -49,14 +50,17 @@ export async function evaluateSums(
   const wasTraining = models.map((m) => m.training);
   models.forEach((m) => m.eval());
   let confusion: Tensor | undefined;
+  let runners: InferenceRunner[] | undefined;
   const s = { n: 0, lossSum: 0, top5: 0 };
   try {
     for await (const b of source.batches(0)) {
+      // Built at the first batch (its device) after eval(): the weights are packed as they are now.
+      runners ??= models.map((m) => new InferenceRunner(m, b.x.device, o.precision ?? 'fp32'));
       try {
         noGrad(() =>
           tidy(() => {
             confusion ??= keep(zeros([c * c], { dtype: 'int64', device: b.y.device }));
-            const scores = batchScores(models, b, c, o.precision ?? 'fp32', s);
+            const scores = batchScores(runners!, b, c, s);
             const topk = scores.topk(k, 1).indices;
             s.top5 += topk.eq(b.y.unsqueeze(1)).sum().item();
             const pred = topk.narrow(1, 0, 1).squeeze(1);
@@ -78,6 +82,7 @@ export async function evaluateSums(
       o.onBatch?.(b.index + 1, source.numBatches);
     }
   } finally {
+    runners?.forEach((r) => r.dispose());
     models.forEach((m, i) => m.train(wasTraining[i]));
   }
   const flat = confusion ? confusion.toArray() : new Array<number>(c * c).fill(0);
@@ -87,13 +92,12 @@ export async function evaluateSums(
 
 /** One batch's scores (logits, or averaged probabilities for crops and ensembles); adds its loss to `s`. */
 function batchScores(
-  models: AlexNet[],
+  models: InferenceRunner[],
   b: { x: Tensor; y: Tensor; crops: number },
   c: number,
-  precision: Precision,
   s: { lossSum: number },
 ): Tensor {
-  const logitsOf = (m: AlexNet) => autocast(b.x.device, precision, () => m.forward(b.x)).float();
+  const logitsOf = (m: InferenceRunner) => m.forward(b.x);
   if (models.length === 1 && b.crops === 1) {
     const logits = logitsOf(models[0]);
     s.lossSum += crossEntropy(logits, b.y, { reduction: 'sum' }).item();

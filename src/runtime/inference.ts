@@ -1,0 +1,204 @@
+// The forward pass for inference (predict, eval, serve, bench): on the CPU, the model compiled into one chain of
+// oneDNN primitives (native/onednn.cc: weights packed once, ReLU fused into the convolution or inner product,
+// batch normalisation folded into the convolution, flatten folded into the first inner product); elsewhere, or for
+// a layer the chain has no primitive for, libtorch's ops under autocast as in training. Both give the same logits
+// within float rounding (fp32: ~1e-5 relative; bf16: bf16's own rounding, as autocast) — test/inference.test.ts.
+import { AlexNet } from '../models/alexnet';
+import {
+  AdaptiveAvgPool2d,
+  BatchNorm2d,
+  Conv2d,
+  Dropout,
+  Flatten,
+  Linear,
+  LocalResponseNorm,
+  MaxPool2d,
+  ReLU,
+} from '../nn';
+import { native } from '../tensor/binding';
+import { Device } from '../tensor/dtype';
+import { noGrad, Tensor, tidy, zeros } from '../tensor/tensor';
+import { autocast, Precision } from './precision';
+
+/** One layer as native/onednn.cc reads it; tensors are indices into the list passed beside the layers. */
+interface PlanLayer {
+  kind: 'conv' | 'linear' | 'maxpool' | 'avgpool' | 'lrn';
+  weight?: number;
+  bias?: number;
+  relu?: boolean;
+  stride?: number[];
+  padding?: number[];
+  dilation?: number[];
+  groups?: number;
+  kernel?: number[];
+  ceil?: boolean;
+  size?: number;
+  alpha?: number;
+  beta?: number;
+  k?: number;
+}
+
+class Unsupported extends Error {}
+
+/** The model's layers as plan layers (eval mode: dropout is the identity, batch norm uses running statistics). */
+function planLayers(model: AlexNet, own: Tensor[]): { layers: PlanLayer[]; tensors: Tensor[] } {
+  const tensors: Tensor[] = [];
+  const add = (t: Tensor | undefined): number | undefined => {
+    if (!t) return undefined;
+    const f = t.dtype === 'float32' ? t : own[own.push(t.float().keep()) - 1];
+    return tensors.push(f) - 1;
+  };
+  const layers: PlanLayer[] = [];
+  const rows = model.layerTable();
+  const list = model.layers();
+  let shape: number[] = model.inputShape;
+  for (let i = 0; i < list.length; i++) {
+    const [name, m] = list[i];
+    const out = rows[i].outputShape;
+    const last = layers[layers.length - 1];
+    if (m instanceof Conv2d) {
+      const next = list[i + 1]?.[1];
+      const bn = next instanceof BatchNorm2d ? next : undefined;
+      const [w, b] = bn ? foldBatchNorm(m, bn, own) : [m.weight, m.bias];
+      layers.push({ kind: 'conv', weight: add(w), bias: add(b), stride: m.stride, padding: m.padding });
+      Object.assign(layers[layers.length - 1], { dilation: m.dilation, groups: m.groups });
+      if (bn) i++;
+    } else if (m instanceof Linear) {
+      layers.push({ kind: 'linear', weight: add(m.weight), bias: add(m.bias) });
+    } else if (m instanceof ReLU) {
+      if (!last || (last.kind !== 'conv' && last.kind !== 'linear') || last.relu) throw new Unsupported(name);
+      last.relu = true;
+    } else if (m instanceof MaxPool2d) {
+      const { kernel, stride, padding, ceilMode: ceil } = m;
+      layers.push({ kind: 'maxpool', kernel, stride, padding, ceil });
+    } else if (m instanceof AdaptiveAvgPool2d) {
+      const [h, w] = [shape[1], shape[2]];
+      const [oh, ow] = m.size;
+      if (h % oh !== 0 || w % ow !== 0) throw new Unsupported(`${name} (${h}×${w} to ${oh}×${ow})`);
+      if (h !== oh || w !== ow) {
+        const kernel = [h / oh, w / ow];
+        layers.push({ kind: 'avgpool', kernel, stride: kernel, padding: [0, 0], ceil: false });
+      }
+    } else if (m instanceof LocalResponseNorm) {
+      if (m.size % 2 !== 1 || shape[0] % m.groups !== 0) throw new Unsupported(`${name} (${m.describe()})`);
+      // oneDNN divides α by the window size, as PyTorch does.
+      const alpha = m.alphaPerSize ? m.alpha : m.alpha * m.size;
+      layers.push({ kind: 'lrn', size: m.size, alpha, beta: m.beta, k: m.k, groups: m.groups });
+    } else if (!(m instanceof Dropout) && !(m instanceof Flatten)) {
+      throw new Unsupported(`${name} (${m.describe()})`);
+    }
+    shape = out;
+  }
+  return { layers, tensors };
+}
+
+/** Conv then BatchNorm (eval) as one conv: w·γ/σ and (b − μ)·γ/σ + β, computed in float64. */
+function foldBatchNorm(conv: Conv2d, bn: BatchNorm2d, own: Tensor[]): [Tensor, Tensor] {
+  return noGrad(() =>
+    tidy(() => {
+      const buffers = new Map(bn.namedBuffers());
+      const d = (t: Tensor) => t.to('float64');
+      const mean = d(buffers.get('running_mean')!);
+      const scale = d(buffers.get('running_var')!).add(bn.eps).rsqrt();
+      const gamma = bn.weight ? scale.mul(d(bn.weight)) : scale;
+      const w = d(conv.weight)
+        .mul(gamma.view(-1, 1, 1, 1))
+        .float()
+        .keep();
+      const b0 = conv.bias ? d(conv.bias).sub(mean) : mean.neg();
+      const b = (bn.bias ? b0.mul(gamma).add(d(bn.bias)) : b0.mul(gamma)).float().keep();
+      own.push(w, b);
+      return [w, b] as [Tensor, Tensor];
+    }),
+  );
+}
+
+/**
+ * Runs a model forward for inference. `forward(x)` returns float32 logits; `engine` says which path runs and why.
+ * Build it after the weights are final (it packs them): a model trained further needs a new one.
+ */
+export class InferenceRunner {
+  engine: 'onednn' | 'libtorch';
+  /** Why the libtorch path runs (undefined when oneDNN does). */
+  reason: string | undefined;
+  #plan: unknown;
+  readonly #own: Tensor[] = [];
+
+  constructor(
+    readonly model: AlexNet,
+    readonly device: Device,
+    readonly precision: Precision,
+  ) {
+    const why = this.obstacle();
+    if (why === undefined) {
+      try {
+        const { layers, tensors } = planLayers(model, this.#own);
+        this.#plan = native().onednnPlan!(
+          layers,
+          tensors.map((t) => t.handle),
+          precision === 'bf16',
+        );
+      } catch (e) {
+        if (!(e instanceof Unsupported)) throw e;
+        this.reason = `oneDNN plans have no ${e.message}`;
+      }
+    } else this.reason = why;
+    this.engine = this.#plan ? 'onednn' : 'libtorch';
+  }
+
+  private obstacle(): string | undefined {
+    if (this.device !== 'cpu') return `${this.device} runs libtorch's ops`;
+    if (!native().onednnAvailable) return 'the addon was built without oneDNN (apt-get install libdnnl-dev)';
+    if (process.env.ALEXNET_INFERENCE === 'libtorch') return 'ALEXNET_INFERENCE=libtorch';
+    if (this.precision === 'fp16') return 'fp16 runs libtorch on the CPU';
+    if (this.model.training) return 'the model is in training mode';
+    return undefined;
+  }
+
+  /** (N, C, H, W) float -> (N, classes) float32 logits, without gradients. */
+  forward(x: Tensor): Tensor {
+    if (this.#plan && this.fits(x)) {
+      const y = this.onPlan(() => new Tensor(native().onednnRun!(this.#plan, x.handle)));
+      if (y) return y;
+    }
+    return noGrad(() => tidy(() => autocast(this.device, this.precision, () => this.model.forward(x)).float()));
+  }
+
+  /** Builds the plan for a batch of `batch` now, packing the weights (later batch sizes repack from that copy). */
+  prepare(batch = 1): void {
+    tidy(() => this.kernels(zeros([batch, ...this.model.inputShape])));
+  }
+
+  /** The kernel oneDNN runs for each primitive at this input (e.g. "conv:brgconv:avx512_core_bf16"). */
+  kernels(x: Tensor): string[] {
+    if (!this.#plan || !this.fits(x)) return [];
+    return this.onPlan(() => native().onednnImplementations!(this.#plan, x.handle)) ?? [];
+  }
+
+  /**
+   * Runs `fn` on the plan. A primitive this CPU lacks (bf16 on an AVX2-only machine) fails when the plan is first
+   * built for a geometry: libtorch's ops from then on, and `reason` says why.
+   */
+  private onPlan<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (e) {
+      this.dispose();
+      this.engine = 'libtorch';
+      this.reason = `oneDNN could not build the plan here (${(e as Error).message.split('\n')[0]})`;
+      return undefined;
+    }
+  }
+
+  private fits(x: Tensor): boolean {
+    const s = x.shape;
+    return x.device === 'cpu' && s.length === 4 && s.slice(1).every((d, i) => d === this.model.inputShape[i]);
+  }
+
+  /** Frees the packed weights (the model is the caller's). */
+  dispose(): void {
+    if (this.#plan) native().onednnRelease!(this.#plan);
+    this.#plan = undefined;
+    for (const t of this.#own.splice(0)) t.dispose();
+  }
+}
