@@ -206,6 +206,11 @@ struct Builder {
 
   // Reads the current activations, in plain NCHW order, under other dimensions (no copy).
   void Reinterpret(const Dims& as) {
+    if (cur.get_data_handle() == nullptr) {  // the input itself, whose buffer is only known per run: copy it
+      memory m(cur.get_desc(), Engine());
+      c.steps.push_back({dnnl::reorder(cur, m), {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, m}}});
+      cur = m;
+    }
     const memory view(memory::desc(as, act, as.size() == 2 ? Tag::ab : Tag::abcd), Engine(), cur.get_data_handle());
     c.keep.push_back(cur);
     cur = view;

@@ -200,3 +200,15 @@ test('where a plan cannot run, libtorch does, and the runner says why', { skip: 
   }
   m.dispose();
 });
+
+test('a plan whose first layer is linear reads its 4-D input as the flatten', { skip: noPlans }, () => {
+  // The input's buffer is known only per run: the plan copies it before reading it under other dimensions.
+  const w = randn([5, 12]);
+  const plan = native().onednnPlan!([{ kind: 'linear', weight: 0 }], [w.handle], false);
+  for (const x of [randn([2, 3, 2, 2]), randn([4, 3, 2, 2])]) {
+    const y = new Tensor(native().onednnRun!(plan, x.handle));
+    assert.ok(maxAbsDiff(y, x.flatten(1).matmul(w.transpose(0, 1))) <= 1e-5 * maxAbs(y));
+  }
+  native().onednnRelease!(plan);
+  assert.throws(() => native().onednnRun!(plan, w.view(5, 12, 1, 1).handle), /released/);
+});
