@@ -50,9 +50,11 @@ function wantsGpu(device: DeviceRequest | undefined): boolean {
 }
 
 /**
- * The fastest exact-enough engine here (measured on a Zen 5 at batch 32: libtorch bf16 441 img/s, onnxruntime fp32
- * 311, libtorch fp32 186): libtorch bf16 on native-bf16 CPUs and GPUs, else onnxruntime fp32, else libtorch fp32.
- * An .onnx weights file runs on onnxruntime only; onnxruntime runs fp32 only.
+ * The fastest exact-enough engine here: libtorch bf16 on native-bf16 CPUs and GPUs, else onnxruntime fp32, else
+ * libtorch fp32. An .onnx weights file runs on onnxruntime only; onnxruntime runs fp32 only. Measured on a Zen 5 at
+ * batch 32 with oneDNN plans (README, Speed): libtorch bf16 500 img/s, libtorch fp32 267, onnxruntime fp32 238. On
+ * CPUs without native bf16 (AVX2-only ones) onnxruntime has not been measured against the plans (its kernels ignore
+ * DNNL_MAX_CPU_ISA, so an AVX2 machine is needed), so the rule keeps it there for now.
  */
 export function chooseEngine(o: EngineOptions, cpu: CpuInfo = cpuInfo(), gpu = wantsGpu(o.device)): EngineChoice {
   const runtime = o.runtime ?? 'auto';
