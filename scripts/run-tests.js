@@ -25,6 +25,7 @@ const NUMERIC = [
   'train',
   'folder-train',
   'cpu',
+  'inference',
 ].map((n) => `${n}.test.js`);
 const AVX2 = { DNNL_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' };
 // Tells the tests that this is the repeat: a test (or part of one) whose result cannot depend on the kernels (file

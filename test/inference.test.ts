@@ -14,6 +14,7 @@ import { prepareModel } from '../src/runtime/device';
 import { InferenceRunner } from '../src/runtime/inference';
 import { native } from '../src/tensor/binding';
 import { manualSeed, noGrad, randint, randn, Tensor, tidy } from '../src/tensor/tensor';
+import { cli } from './helpers/cli';
 import { bf16ConvMissing } from './helpers/cpu';
 import { maxAbs, maxAbsDiff, oracleMissing, runOracle } from './helpers/oracle';
 import { judge } from './helpers/tolerance';
@@ -23,6 +24,10 @@ const noPlans = native().onednnAvailable ? undefined : 'the addon was built with
 test('the addon has oneDNN plans where setup.sh builds it (Debian libtorch-dev with libdnnl-dev)', () => {
   // CI builds with scripts/setup.sh: there the plans must exist, or every test below would skip.
   if (process.env.CI === 'true') assert.equal(noPlans, undefined);
+  // `alexnet info` says whether they are there.
+  const info = cli(['info']);
+  assert.equal(info.code, 0, info.stderr);
+  assert.equal(JSON.parse(info.stdout).onednnPlans, noPlans === undefined);
 });
 
 // float32: ours within 4 × PyTorch's own float32 (channels-last) error + 1e-5, largest element (as models.test.ts).
