@@ -66,7 +66,7 @@ function ours(
   // Inference as predict, eval and serve run it: a oneDNN plan on the CPU (src/runtime/inference.ts).
   const runner = new InferenceRunner(model, device, precision);
   const infer = imagesPerSecond(device, batch, warmup, iters, () => tidy(() => runner.forward(x)));
-  engines.set(name, runner.engine + (runner.reason ? ` (${runner.reason})` : ''));
+  engines.set(name, runner.description);
   runner.dispose();
   model.dispose();
   x.dispose();

@@ -41,7 +41,7 @@ enum class Kind { kConv, kLinear, kMaxPool, kAvgPool, kLrn };
 
 struct Layer {
   Kind kind;
-  at::Tensor weight, bias;  // float32 on the CPU (shared with the model: the plan is rebuilt when they change)
+  at::Tensor weight, bias;  // float32 on the CPU: the model's weights until packed, a copy of its bias
   Dims wshape;              // the weight's sizes (the tensor itself is let go once packed)
   Dims kernel, stride, padding, dilation;
   int64_t groups = 1;
@@ -112,11 +112,13 @@ struct Builder {
   memory cur;
   Dt act;
 
+  // A reorder of the current activations into `to`, which becomes current.
+  void MoveTo(const memory& to) {
+    c.steps.push_back({dnnl::reorder(cur, to), {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, to}}});
+    cur = to;
+  }
   void Ensure(const memory::desc& want) {
-    if (cur.get_desc() == want) return;
-    memory m(want, Engine());
-    c.steps.push_back({dnnl::reorder(cur, m), {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, m}}});
-    cur = m;
+    if (cur.get_desc() != want) MoveTo(memory(want, Engine()));
   }
   Dims dims() const { return cur.get_desc().dims(); }
 
@@ -130,7 +132,16 @@ struct Builder {
     cur = dst;
   }
 
-  memory Bias(Layer& l) { return memory(memory::desc({l.bias.size(0)}, Dt::f32, Tag::a), Engine(), l.bias.data_ptr()); }
+  static memory::desc BiasDesc(const Layer& l) {
+    return l.bias.defined() ? memory::desc({l.bias.size(0)}, Dt::f32, Tag::a) : memory::desc();
+  }
+
+  // The weights packed as the primitive asked, and the bias (float32, read in place).
+  std::unordered_map<int, memory> Parameters(Layer& l, const memory::desc& weights, const Dims& wd) {
+    std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, Packed(l, weights, wd, s)}};
+    if (l.bias.defined()) args[DNNL_ARG_BIAS] = memory(BiasDesc(l), Engine(), l.bias.data_ptr());
+    return args;
+  }
 
   void Conv(Layer& l) {
     const Dims in = dims();
@@ -141,7 +152,7 @@ struct Builder {
     const Dims dst{in[0], oc, out(0, kh), out(1, kw)};
     const Dims wd = g > 1 ? Dims{g, oc / g, in[1] / g, kh, kw} : Dims{oc, in[1], kh, kw};
     const Dims dil{l.dilation[0] - 1, l.dilation[1] - 1};
-    memory::desc bias = l.bias.defined() ? memory::desc({oc}, Dt::f32, Tag::a) : memory::desc();
+    const memory::desc bias = BiasDesc(l);
     auto make = [&](Tag io) {
       dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                         memory::desc(in, act, io), memory::desc(wd, act, Tag::any), bias,
@@ -157,9 +168,7 @@ struct Builder {
       if (std::string(cl.impl_info_str()).rfind("ref", 0) != 0) pd = cl;
     }
     Ensure(pd.src_desc());
-    std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, Packed(l, pd.weights_desc(), wd, s)}};
-    if (l.bias.defined()) args[DNNL_ARG_BIAS] = Bias(l);
-    Add<dnnl::convolution_forward>(pd, std::move(args), "conv");
+    Add<dnnl::convolution_forward>(pd, Parameters(l, pd.weights_desc(), wd), "conv");
   }
 
   void Linear(Layer& l) {
@@ -173,16 +182,12 @@ struct Builder {
       in = dims();
     }
     const Dims wd{oc, in[1]};
-    const Dims src_any = in;
-    memory::desc bias = l.bias.defined() ? memory::desc({oc}, Dt::f32, Tag::a) : memory::desc();
-    dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, memory::desc(src_any, act, Tag::any),
-                                        memory::desc(wd, act, Tag::any), bias,
+    dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, memory::desc(in, act, Tag::any),
+                                        memory::desc(wd, act, Tag::any), BiasDesc(l),
                                         memory::desc({in[0], oc}, act, Tag::any));
     dnnl::inner_product_forward::primitive_desc pd(d, ReluAttr(l.relu), Engine());
     Ensure(pd.src_desc());
-    std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, Packed(l, pd.weights_desc(), wd, s)}};
-    if (l.bias.defined()) args[DNNL_ARG_BIAS] = Bias(l);
-    Add<dnnl::inner_product_forward>(pd, std::move(args), "linear");
+    Add<dnnl::inner_product_forward>(pd, Parameters(l, pd.weights_desc(), wd), "linear");
   }
 
   // PyTorch's output size (with its ceil-mode rule: the last window starts inside the input or the left padding);
@@ -206,11 +211,8 @@ struct Builder {
 
   // Reads the current activations, in plain NCHW order, under other dimensions (no copy).
   void Reinterpret(const Dims& as) {
-    if (cur.get_data_handle() == nullptr) {  // the input itself, whose buffer is only known per run: copy it
-      memory m(cur.get_desc(), Engine());
-      c.steps.push_back({dnnl::reorder(cur, m), {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, m}}});
-      cur = m;
-    }
+    // The input itself, whose buffer is only known per run: copy it.
+    if (cur.get_data_handle() == nullptr) MoveTo(memory(cur.get_desc(), Engine()));
     const memory view(memory::desc(as, act, as.size() == 2 ? Tag::ab : Tag::abcd), Engine(), cur.get_data_handle());
     c.keep.push_back(cur);
     cur = view;
@@ -222,11 +224,16 @@ struct Builder {
     if (l.groups > 1) {
       Ensure(memory::desc(in, act, Tag::abcd));
       Reinterpret({in[0] * l.groups, in[1] / l.groups, in[2], in[3]});
+      // oneDNN 2.6 has only its reference LRN for bf16 in plain NCHW (117 ms of a 32-image batch): channels-last.
+      Ensure(memory::desc(dims(), act, Tag::acdb));
     }
     dnnl::lrn_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::lrn_across_channels, cur.get_desc(),
                               l.size, static_cast<float>(l.alpha), static_cast<float>(l.beta), static_cast<float>(l.k));
     Add<dnnl::lrn_forward>(dnnl::lrn_forward::primitive_desc(d, Engine()), {}, "lrn");
-    if (l.groups > 1) Reinterpret(in);
+    if (l.groups > 1) {
+      Ensure(memory::desc(cur.get_desc().dims(), act, Tag::abcd));
+      Reinterpret(in);
+    }
   }
 };
 
@@ -250,8 +257,7 @@ std::unique_ptr<Chain> Build(Plan& p, const at::Tensor& x) {
   if (out.size() != 2) throw ArgError("the plan must end with a linear layer");
   chain->classes = out[1];
   chain->output = memory(memory::desc(out, Dt::f32, Tag::ab), Engine(), DNNL_MEMORY_NONE);
-  memory last = b.cur;
-  chain->steps.push_back({dnnl::reorder(last, chain->output), {{DNNL_ARG_FROM, last}, {DNNL_ARG_TO, chain->output}}});
+  b.MoveTo(chain->output);
   return chain;
 }
 

@@ -95,7 +95,7 @@ function timeInference(model: AlexNet, device: Device, precision: Precision, x: 
     for (let i = 0; i < steps; i++) run();
     synchronize(device);
     const ips = (steps * x.size(0)) / ((Date.now() - start) / 1000);
-    return { ips, engine: runner.engine + (runner.reason ? ` (${runner.reason})` : '') };
+    return { ips, engine: runner.description };
   } finally {
     runner.dispose();
   }

@@ -60,8 +60,8 @@ function planLayers(model: AlexNet, own: Tensor[]): { layers: PlanLayer[]; tenso
       const next = list[i + 1]?.[1];
       const bn = next instanceof BatchNorm2d ? next : undefined;
       const [w, b] = bn ? foldBatchNorm(m, bn, own) : [m.weight, m.bias];
-      layers.push({ kind: 'conv', weight: add(w), bias: add(b), stride: m.stride, padding: m.padding });
-      Object.assign(layers[layers.length - 1], { dilation: m.dilation, groups: m.groups });
+      const { stride, padding, dilation, groups } = m;
+      layers.push({ kind: 'conv', weight: add(w), bias: add(b), stride, padding, dilation, groups });
       if (bn) i++;
     } else if (m instanceof Linear) {
       layers.push({ kind: 'linear', weight: add(m.weight), bias: add(m.bias) });
@@ -144,6 +144,11 @@ export class InferenceRunner {
       }
     } else this.reason = why;
     this.engine = this.#plan ? 'onednn' : 'libtorch';
+  }
+
+  /** The engine and, for libtorch, why: "onednn" or "libtorch (why)". */
+  get description(): string {
+    return this.reason ? `${this.engine} (${this.reason})` : this.engine;
   }
 
   private obstacle(): string | undefined {
