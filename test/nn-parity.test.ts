@@ -1,7 +1,27 @@
 // Every layer type, forward and backward, against PyTorch (test/golden/oracle.py) on random inputs.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { F } from '../src/nn';
+import { UserError } from '../src/errors';
+import { getModel, listModels } from '../src/models/registry';
+import {
+  AdaptiveAvgPool2d,
+  BatchNorm2d,
+  Conv2d,
+  Dropout,
+  F,
+  Flatten,
+  LayerKind,
+  LayerSpec,
+  layerFromSpec,
+  Linear,
+  LocalResponseNorm,
+  MaxPool2d,
+  Module,
+  ReLU,
+  Sequential,
+  Tanh,
+  withoutWeights,
+} from '../src/nn';
 import { manualSeed, randint, randn, Tensor, tensor } from '../src/tensor/tensor';
 import { Case, maxAbs, maxAbsDiff, oracleMissing, runOracle } from './helpers/oracle';
 
@@ -276,4 +296,143 @@ test('dropout zeroes about p of the elements and scales the rest by 1/(1-p); ide
   const ratio = y.sum().item() / x.mul(kept.float()).sum().item();
   assert.ok(Math.abs(ratio - 2) < 1e-4);
   assert.equal(maxAbsDiff(F.dropout(x, 0.5, false), x), 0);
+});
+
+// Every kind of layer with hyper-parameters away from their defaults, and its spec written out by hand.
+const SPEC_CASES: [() => Module, LayerSpec][] = [
+  [
+    () => new Conv2d(6, 4, [5, 3], { stride: [2, 1], padding: [2, 0], dilation: [1, 2], groups: 2, bias: false }),
+    {
+      kind: 'conv2d',
+      inChannels: 6,
+      outChannels: 4,
+      kernel: [5, 3],
+      stride: [2, 1],
+      padding: [2, 0],
+      dilation: [1, 2],
+      groups: 2,
+      bias: false,
+    },
+  ],
+  [
+    () => new Conv2d(3, 8, 11, { stride: 4 }),
+    {
+      kind: 'conv2d',
+      inChannels: 3,
+      outChannels: 8,
+      kernel: [11, 11],
+      stride: [4, 4],
+      padding: [0, 0],
+      dilation: [1, 1],
+      groups: 1,
+      bias: true,
+    },
+  ],
+  [() => new Linear(9, 7), { kind: 'linear', inFeatures: 9, outFeatures: 7, bias: true }],
+  [() => new Linear(9, 7, { bias: false }), { kind: 'linear', inFeatures: 9, outFeatures: 7, bias: false }],
+  [() => new ReLU(true), { kind: 'relu', inplace: true }],
+  [() => new ReLU(), { kind: 'relu', inplace: false }],
+  [() => new Tanh(), { kind: 'tanh' }],
+  [() => new Dropout(0.3), { kind: 'dropout', p: 0.3 }],
+  [() => new Flatten(), { kind: 'flatten' }],
+  [
+    () => new MaxPool2d([3, 2], { stride: [2, 1], padding: [1, 0], ceilMode: true }),
+    { kind: 'maxPool2d', kernel: [3, 2], stride: [2, 1], padding: [1, 0], ceilMode: true },
+  ],
+  [() => new MaxPool2d(3), { kind: 'maxPool2d', kernel: [3, 3], stride: [3, 3], padding: [0, 0], ceilMode: false }],
+  [() => new AdaptiveAvgPool2d([6, 4]), { kind: 'adaptiveAvgPool2d', size: [6, 4] }],
+  [
+    () => new LocalResponseNorm({ convention: 'paper', groups: 2 }),
+    { kind: 'lrn', convention: 'paper', size: 5, alpha: 1e-4, beta: 0.75, k: 2, alphaPerSize: false, groups: 2 },
+  ],
+  [
+    () => new LocalResponseNorm({ convention: 'pytorch', size: 4, alpha: 0.1, beta: 0.5, k: 3 }),
+    { kind: 'lrn', convention: 'pytorch', size: 4, alpha: 0.1, beta: 0.5, k: 3, alphaPerSize: true, groups: 1 },
+  ],
+  [
+    () => new LocalResponseNorm({ convention: 'tensorflow', depthRadius: 2, bias: 1.5, alpha: 0.2, beta: 0.6 }),
+    { kind: 'lrn', convention: 'tensorflow', size: 5, alpha: 0.2, beta: 0.6, k: 1.5, alphaPerSize: false, groups: 1 },
+  ],
+  [
+    () => new BatchNorm2d(5, { eps: 1e-3, momentum: 0.2, affine: false }),
+    { kind: 'batchNorm2d', numFeatures: 5, eps: 1e-3, momentum: 0.2, affine: false },
+  ],
+  [() => new BatchNorm2d(5), { kind: 'batchNorm2d', numFeatures: 5, eps: 1e-5, momentum: 0.1, affine: true }],
+  [
+    () => new Sequential(new Linear(4, 3), new Tanh()),
+    {
+      kind: 'sequential',
+      children: [{ kind: 'linear', inFeatures: 4, outFeatures: 3, bias: true }, { kind: 'tanh' }],
+    },
+  ],
+];
+
+test("every layer's spec states its hyper-parameters, as data, and builds the same layer back", () => {
+  manualSeed(4);
+  const kinds = new Set<LayerKind>();
+  for (const [make, expected] of SPEC_CASES) {
+    const m = make();
+    const spec = m.spec();
+    const what = m.describe();
+    kinds.add(spec.kind);
+    assert.deepEqual(spec, expected, what);
+    assert.deepEqual(JSON.parse(JSON.stringify(spec)), spec, `${what}: plain data, no tensors`);
+    const back = layerFromSpec(spec);
+    assert.equal(back.constructor, m.constructor, what);
+    assert.deepEqual(back.spec(), spec, `${what} built back from its spec`);
+    assert.equal(back.describe(), what);
+    assert.deepEqual(
+      back.namedParameters().map(([k, p]) => [k, p.shape]),
+      m.namedParameters().map(([k, p]) => [k, p.shape]),
+      `${what}: the same parameters`,
+    );
+    assert.deepEqual(withoutWeights(make).spec(), spec, `${what} built without weights`);
+    m.dispose();
+    back.dispose();
+  }
+  // A spec is a copy: changing it leaves the layer as it was.
+  const conv = new Conv2d(2, 2, 3);
+  const spec = conv.spec() as { kernel: number[] };
+  spec.kernel[0] = 5;
+  assert.deepEqual(conv.kernel, [3, 3]);
+  conv.dispose();
+  const all: LayerKind[] = ['conv2d', 'linear', 'relu', 'tanh', 'dropout', 'flatten', 'maxPool2d'];
+  all.push('adaptiveAvgPool2d', 'lrn', 'batchNorm2d', 'sequential');
+  assert.deepEqual([...kinds].sort(), all.sort(), 'every layer class is covered');
+});
+
+test("every variant's network spec lists its layers in execution order with their shapes, and builds back", () => {
+  for (const { name } of listModels()) {
+    const m = withoutWeights(() => getModel(name, { numClasses: 10 }));
+    const net = m.networkSpec();
+    assert.equal(net.name, name);
+    assert.deepEqual(net.input, m.inputShape);
+    const table = m.layerTable();
+    assert.deepEqual(
+      net.layers.map((l) => [l.name, l.description, l.output]),
+      table.map((r) => [r.name, r.layer, r.outputShape]),
+      name,
+    );
+    net.layers.forEach((l, i) => assert.deepEqual(l.input, i ? net.layers[i - 1].output : m.inputShape, l.name));
+    assert.equal(net.layers[net.layers.length - 1].output[0], 10);
+    // Each layer's spec is the layer's, and the feature stack builds back with the same parameter shapes.
+    assert.deepEqual(
+      net.layers.filter((l) => l.name.startsWith('features.')).map((l) => l.spec),
+      (m.features.spec() as { children: LayerSpec[] }).children,
+    );
+    const features = withoutWeights(() => layerFromSpec(m.features.spec()));
+    const counts = (x: Module) => x.namedModules().map(([k, c]) => [k, c.describe(), c.ownParameterCount()]);
+    assert.deepEqual(counts(features), counts(m.features), name);
+    // A model is a container of its blocks, and has no constructor to call from a spec.
+    const spec = m.spec();
+    assert.ok(spec.kind === 'container' && spec.type === 'AlexNet', name);
+    assert.deepEqual(
+      spec.children.map((c) => c.name),
+      m.avgpool ? ['features', 'avgpool', 'classifier'] : ['features', 'classifier'],
+    );
+    assert.throws(
+      () => layerFromSpec(spec),
+      (e: Error) => e instanceof UserError && /AlexNet cannot be built/.test(e.message),
+    );
+  }
 });

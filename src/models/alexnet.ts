@@ -7,10 +7,12 @@ import {
   BatchNorm2d,
   Conv2d,
   Flatten,
+  LayerEntry,
   LayerShapeError,
   LocalResponseNorm,
   MaxPool2d,
   Module,
+  NetworkSpec,
   ReLU,
   Sequential,
   Tanh,
@@ -158,6 +160,21 @@ export class AlexNet extends Module {
     out.push(['flatten', this.#flatten]);
     out.push(...this.classifier.namedChildren().map(([n, m]) => [`classifier.${n}`, m] as Named));
     return out;
+  }
+
+  /**
+   * The network as data for the code that reads it without running it (the ONNX writer, the oneDNN plan builder,
+   * the tower builder): each layer's spec in execution order with its shapes at the model's input size, and the
+   * weights by PyTorch key.
+   */
+  networkSpec(): NetworkSpec {
+    let shape: number[] = [...this.inputShape];
+    const layers = this.layers().map(([name, m]): LayerEntry => {
+      const input = shape;
+      shape = m.outputShape(input);
+      return { name, spec: m.spec(), description: m.describe(), input, output: shape };
+    });
+    return { name: this.name, input: [...this.inputShape], layers, weights: this.stateDict() };
   }
 
   /** Whether the input size is fixed (the classifier was built for one feature-map size). */

@@ -3,6 +3,7 @@ import { UserError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { dropout } from './functional';
 import { Module } from './module';
+import type { DropoutSpec, FlattenSpec, ReluSpec, TanhSpec } from './spec';
 
 /**
  * max(0, x) elementwise. Any shape -> the same shape. With `inplace` (as torchvision's AlexNet) the result
@@ -16,6 +17,9 @@ export class ReLU extends Module {
   forward(x: Tensor): Tensor {
     return this.inplace ? x.relu_() : x.relu();
   }
+  override spec(): ReluSpec {
+    return { kind: 'relu', inplace: this.inplace };
+  }
   override describe(): string {
     return 'ReLU';
   }
@@ -25,6 +29,9 @@ export class ReLU extends Module {
 export class Tanh extends Module {
   forward(x: Tensor): Tensor {
     return x.tanh();
+  }
+  override spec(): TanhSpec {
+    return { kind: 'tanh' };
   }
   override describe(): string {
     return 'Tanh';
@@ -40,6 +47,9 @@ export class Dropout extends Module {
   forward(x: Tensor): Tensor {
     return this.p === 0 ? x.clone() : dropout(x, this.p, this.training);
   }
+  override spec(): DropoutSpec {
+    return { kind: 'dropout', p: this.p };
+  }
   override describe(): string {
     return `Dropout(p=${this.p})`;
   }
@@ -52,6 +62,9 @@ export class Flatten extends Module {
   }
   override outputShape(input: number[]): number[] {
     return [input.reduce((a, b) => a * b, 1)];
+  }
+  override spec(): FlattenSpec {
+    return { kind: 'flatten' };
   }
   override describe(): string {
     return 'Flatten';

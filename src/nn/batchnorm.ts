@@ -2,6 +2,7 @@ import { UserError } from '../errors';
 import { noGrad, ones, Tensor, zeros } from '../tensor/tensor';
 import { batchNorm } from './functional';
 import { expectRank, fmtShape, LayerShapeError, Module } from './module';
+import type { BatchNorm2dSpec } from './spec';
 
 /**
  * Batch normalisation over (N, H, W) per channel. (N, C, H, W) -> (N, C, H, W). Training uses the batch's
@@ -11,6 +12,8 @@ import { expectRank, fmtShape, LayerShapeError, Module } from './module';
 export class BatchNorm2d extends Module {
   readonly eps: number;
   readonly momentum: number;
+  /** Whether it has the learnt scale and shift (weight, bias). */
+  readonly affine: boolean;
 
   constructor(
     readonly numFeatures: number,
@@ -21,8 +24,8 @@ export class BatchNorm2d extends Module {
       throw new UserError(`BatchNorm2d: numFeatures must be a positive integer, got ${numFeatures}`);
     this.eps = o.eps ?? 1e-5;
     this.momentum = o.momentum ?? 0.1;
-    const affine = o.affine ?? true;
-    if (affine) {
+    this.affine = o.affine ?? true;
+    if (this.affine) {
       this.declareParameter('weight', [numFeatures], () => ones([numFeatures]));
       this.declareParameter('bias', [numFeatures], () => zeros([numFeatures]));
     }
@@ -66,6 +69,10 @@ export class BatchNorm2d extends Module {
     if (input[0] !== this.numFeatures)
       throw new LayerShapeError(`BatchNorm2d expects ${this.numFeatures} channels, got ${fmtShape(input)}`);
     return input;
+  }
+  override spec(): BatchNorm2dSpec {
+    const { numFeatures, eps, momentum, affine } = this;
+    return { kind: 'batchNorm2d', numFeatures, eps, momentum, affine };
   }
   override describe(): string {
     return `BatchNorm2d(${this.numFeatures})`;

@@ -3,6 +3,7 @@ import { zeros, Tensor } from '../tensor/tensor';
 import { conv2d, Pair, pair } from './functional';
 import { pytorchDefault_ } from './init';
 import { expectRank, fmtShape, LayerShapeError, Module } from './module';
+import type { Conv2dSpec } from './spec';
 
 export interface Conv2dOptions {
   stride?: number | Pair;
@@ -90,6 +91,24 @@ export class Conv2d extends Module {
   override macs(input: number[]): number {
     const [, ho, wo] = this.outputShape(input);
     return this.outChannels * ho * wo * (this.inChannels / this.groups) * this.kernel[0] * this.kernel[1];
+  }
+
+  override spec(): Conv2dSpec {
+    const { inChannels, outChannels, groups } = this;
+    const [kernel, stride, padding, dilation] = [this.kernel, this.stride, this.padding, this.dilation].map(
+      (p): Pair => [p[0], p[1]],
+    );
+    return {
+      kind: 'conv2d',
+      inChannels,
+      outChannels,
+      kernel,
+      stride,
+      padding,
+      dilation,
+      groups,
+      bias: this.hasParameter('bias'),
+    };
   }
 
   override describe(): string {

@@ -1,8 +1,9 @@
 // Stateless neural-network functions over tensors (the F.* of PyTorch). Each is one libtorch call.
 import { native } from '../tensor/binding';
 import { Tensor } from '../tensor/tensor';
+import type { Pair } from './spec';
 
-export type Pair = [number, number];
+export type { Pair };
 export const pair = (v: number | Pair): Pair => (typeof v === 'number' ? [v, v] : v);
 
 export function conv2d(

@@ -1,4 +1,5 @@
 export * from './module';
+export * from './spec';
 export * from './conv2d';
 export * from './linear';
 export * from './pooling';
@@ -6,5 +7,6 @@ export * from './basic';
 export * from './lrn';
 export * from './batchnorm';
 export * from './sequential';
+export * from './from-spec';
 export * as init from './init';
 export * as F from './functional';

@@ -3,6 +3,7 @@ import { zeros, Tensor } from '../tensor/tensor';
 import { linear } from './functional';
 import { pytorchDefault_ } from './init';
 import { fmtShape, LayerShapeError, Module } from './module';
+import type { LinearSpec } from './spec';
 
 /** Fully connected layer y = x Wᵀ + b. (N, in) -> (N, out). */
 export class Linear extends Module {
@@ -43,6 +44,10 @@ export class Linear extends Module {
   }
   override macs(): number {
     return this.inFeatures * this.outFeatures;
+  }
+  override spec(): LinearSpec {
+    const { inFeatures, outFeatures } = this;
+    return { kind: 'linear', inFeatures, outFeatures, bias: this.hasParameter('bias') };
   }
   override describe(): string {
     return `Linear(${this.inFeatures}, ${this.outFeatures})`;

@@ -2,6 +2,7 @@ import { UserError } from '../errors';
 import { cat, Tensor, tidy } from '../tensor/tensor';
 import { localResponseNorm } from './functional';
 import { expectRank, LayerShapeError, Module } from './module';
+import type { LrnSpec } from './spec';
 
 /**
  * The conventions in use, by name. All normalise across channels, b = a / (k + s · Σ a²)^β, over a window
@@ -88,6 +89,10 @@ export class LocalResponseNorm extends Module {
     expectRank('LocalResponseNorm', input, 3);
     this.checkChannels(input[0]);
     return input;
+  }
+  override spec(): LrnSpec {
+    const { size, alpha, beta, k, alphaPerSize, groups } = this;
+    return { kind: 'lrn', convention: this.options.convention, size, alpha, beta, k, alphaPerSize, groups };
   }
   override describe(): string {
     const c = this.options.convention;

@@ -3,6 +3,7 @@
 import { ShapeError, StateDictError, UserError } from '../errors';
 import { Device, DType, isFloating, sameShape } from '../tensor/dtype';
 import { keep, noGrad, Tensor } from '../tensor/tensor';
+import type { LayerSpec } from './spec';
 
 export type StateDict = Map<string, Tensor>;
 
@@ -53,6 +54,15 @@ export abstract class Module {
     return 0;
   }
 
+  /**
+   * What this layer is, as data (kind and hyper-parameters; its tensors are read by name from stateDict()). A
+   * module without a spec of its own is a 'container' of its children's.
+   */
+  spec(): LayerSpec {
+    const children = this.namedChildren().map(([name, m]) => ({ name, spec: m.spec() }));
+    return { kind: 'container', type: this.constructor.name, children };
+  }
+
   /** A one-line description such as "Conv2d(3, 64, kernel=11, stride=4, padding=2)". */
   describe(): string {
     return this.constructor.name;
@@ -93,6 +103,10 @@ export abstract class Module {
   protected parameter(name: string): Tensor | undefined {
     if (this.shapeOnly && this.#paramShapes.has(name)) throw this.shapeOnlyError(name);
     return this.#params.get(name);
+  }
+  /** Whether a parameter `name` is declared (also on a shape-only module, which has no tensor for it). */
+  protected hasParameter(name: string): boolean {
+    return this.#paramShapes.has(name);
   }
   /** The error for using a shape-only module's tensors. */
   protected shapeOnlyError(name?: string): UserError {

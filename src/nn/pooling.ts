@@ -2,6 +2,7 @@ import { UserError } from '../errors';
 import { Tensor } from '../tensor/tensor';
 import { adaptiveAvgPool2d, maxPool2d, Pair, pair } from './functional';
 import { expectRank, LayerShapeError, Module } from './module';
+import type { AdaptiveAvgPool2dSpec, MaxPool2dSpec } from './spec';
 
 function poolOut(x: number, k: number, s: number, p: number, ceil: boolean): number {
   const span = x + 2 * p - k;
@@ -44,6 +45,10 @@ export class MaxPool2d extends Module {
       throw new LayerShapeError(`MaxPool2d with kernel ${this.kernel.join('×')} cannot take ${h}×${w}`);
     return [c, ho, wo];
   }
+  override spec(): MaxPool2dSpec {
+    const [kernel, stride, padding] = [this.kernel, this.stride, this.padding].map((p): Pair => [p[0], p[1]]);
+    return { kind: 'maxPool2d', kernel, stride, padding, ceilMode: this.ceilMode };
+  }
   override describe(): string {
     return `MaxPool2d(kernel=${this.kernel.join('×')}, stride=${this.stride.join('×')}${this.padding.some((p) => p) ? `, padding=${this.padding.join('×')}` : ''})`;
   }
@@ -62,6 +67,9 @@ export class AdaptiveAvgPool2d extends Module {
   override outputShape(input: number[]): number[] {
     expectRank('AdaptiveAvgPool2d', input, 3);
     return [input[0], ...this.size];
+  }
+  override spec(): AdaptiveAvgPool2dSpec {
+    return { kind: 'adaptiveAvgPool2d', size: [this.size[0], this.size[1]] };
   }
   override describe(): string {
     return `AdaptiveAvgPool2d(${this.size.join('×')})`;

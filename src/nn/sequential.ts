@@ -1,5 +1,6 @@
 import { Tensor, tidy } from '../tensor/tensor';
 import { Module } from './module';
+import type { SequentialSpec } from './spec';
 
 /** Runs its children in order; they are named "0", "1", … as in PyTorch. */
 export class Sequential extends Module {
@@ -29,6 +30,9 @@ export class Sequential extends Module {
       s = m.outputShape(s);
     }
     return total;
+  }
+  override spec(): SequentialSpec {
+    return { kind: 'sequential', children: this.layers.map((m) => m.spec()) };
   }
   override describe(): string {
     return `Sequential(${this.layers.length})`;
