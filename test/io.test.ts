@@ -6,11 +6,27 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { FormatError, StateDictError } from '../src/errors';
+import { FormatError, StateDictError, UserError } from '../src/errors';
 import { exportOnnx } from '../src/io/onnx';
 import { loadPth } from '../src/io/pth';
 import { decodeSafetensors, encodeSafetensors, MAX_HEADER_BYTES } from '../src/io/safetensors';
 import { getModel, listModels } from '../src/models/registry';
+import {
+  AdaptiveAvgPool2d,
+  BatchNorm2d,
+  Conv2d,
+  Dropout,
+  Flatten,
+  LayerEntry,
+  Linear,
+  LocalResponseNorm,
+  MaxPool2d,
+  Module,
+  NetworkSpec,
+  ReLU,
+  Sequential,
+  Tanh,
+} from '../src/nn';
 import { saveWeights } from '../src/persist/checkpoint';
 import { loadModel } from '../src/persist/load';
 import { manualSeed, noGrad, randn, tensor, Tensor } from '../src/tensor/tensor';
@@ -232,6 +248,60 @@ test(
     if (structure) t.diagnostic(structure);
   },
 );
+
+test('ONNX export takes a network as plain data (layer specs, shapes, weights by key), no model needed', async () => {
+  manualSeed(12);
+  // A small network that is no AlexNet: every mapped kind, a per-group LRN and pooling, in eval mode.
+  const bn = new BatchNorm2d(4);
+  noGrad(() => {
+    bn.namedBuffers()[0][1].copy_(randn([4]).mul(0.1)); // running_mean
+    bn.namedBuffers()[1][1].copy_(randn([4]).abs().add(0.5)); // running_var
+  });
+  const seq = new Sequential(
+    new Conv2d(3, 4, 3, { padding: 1 }),
+    bn,
+    new ReLU(),
+    new LocalResponseNorm({ convention: 'paper', alpha: 0.01, groups: 2 }),
+    new MaxPool2d(3, { stride: 2, padding: 1 }),
+    new AdaptiveAvgPool2d(2),
+    new Flatten(),
+    new Dropout(0.5),
+    new Linear(16, 5),
+  ).eval();
+  const net = (input: number[], layers: Module[]): NetworkSpec => {
+    let shape = input;
+    const entries = layers.map((m, i): LayerEntry => {
+      const entry = { name: String(i), spec: m.spec(), description: m.describe(), input: shape };
+      shape = m.outputShape(shape);
+      return { ...entry, output: shape };
+    });
+    return { name: 'small', input, layers: entries, weights: seq.stateDict() };
+  };
+  const { bytes, opTypes } = exportOnnx(net([3, 8, 8], seq.layers));
+  assert.deepEqual(opTypes, [
+    ...['Conv', 'BatchNormalization', 'Relu', 'Reshape', 'LRN', 'Reshape', 'MaxPool', 'AveragePool', 'Flatten'],
+    'Gemm',
+  ]);
+  const file = path.join(dir, 'small.onnx');
+  fs.writeFileSync(file, bytes);
+  const session = await ort.InferenceSession.create(file);
+  const x = randn([2, 3, 8, 8]);
+  const ours = noGrad(() => seq.forward(x));
+  const out = await session.run({ input: new ort.Tensor('float32', x.data() as Float32Array, x.shape) });
+  await session.release();
+  const d = maxAbsDiff(ours, tensor(out.logits.data as Float32Array, out.logits.dims as number[]));
+  assert.ok(d <= 1e-5, `max abs diff ${d}`);
+  // What ONNX cannot say is a UserError naming the layer.
+  const refused = (layers: Module[], input: number[], message: RegExp) =>
+    assert.throws(
+      () => exportOnnx(net(input, layers)),
+      (e: Error) => e instanceof UserError && message.test(e.message),
+    );
+  refused([new Flatten(), new Tanh()], [3, 2, 2], /^1: Tanh has no ONNX mapping$/);
+  refused([new AdaptiveAvgPool2d(3)], [3, 4, 4], /^0: adaptive pooling from 4×4 to 3×3 has uneven windows/);
+  refused([new LocalResponseNorm({ convention: 'pytorch', size: 4 })], [3, 4, 4], /^0: LRN with an even window \(4\)/);
+  seq.dispose();
+});
 
 test('predict --runtime onnx works with the native engine hidden and agrees with libtorch', async () => {
   manualSeed(9);

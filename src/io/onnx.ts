@@ -3,19 +3,7 @@
 // record (classes, preprocessing) in metadata_props so that ONNX-only inference needs nothing else.
 import { UserError } from '../errors';
 import { native } from '../tensor/binding';
-import { AlexNet } from '../models/alexnet';
-import {
-  AdaptiveAvgPool2d,
-  BatchNorm2d,
-  Conv2d,
-  Dropout,
-  Flatten,
-  Linear,
-  LocalResponseNorm,
-  MaxPool2d,
-  Module,
-  ReLU,
-} from '../nn';
+import type { LayerEntry, NetworkSpec } from '../nn/spec';
 import { Tensor } from '../tensor/tensor';
 
 export const ONNX_OPSET = 13;
@@ -115,30 +103,34 @@ export interface OnnxExport {
 }
 
 /**
- * The model (in eval mode) as an ONNX graph with input "input" (batch, C, H, W) and output "logits"
+ * The network (in eval mode) as an ONNX graph with input "input" (batch, C, H, W) and output "logits"
  * (batch, classes). Dropout disappears; LRN is mapped to ONNX's (which divides α by size) with the right α;
- * adaptive average pooling becomes identity or AveragePool for the model's input size.
+ * adaptive average pooling becomes identity or AveragePool for the network's input size. Given the network's spec
+ * (a model's `networkSpec()`, or the model itself).
  */
-export function exportOnnx(model: AlexNet, metadata: Record<string, string> = {}): OnnxExport {
+export function exportOnnx(
+  source: NetworkSpec | { networkSpec(): NetworkSpec },
+  metadata: Record<string, string> = {},
+): OnnxExport {
+  const net = 'networkSpec' in source ? source.networkSpec() : source;
   const graph = new Pb();
   const nodes: { op: string; inputs: string[]; output: string; name: string; attrs: Attr[] }[] = [];
   const inits: Pb[] = [];
   let current = 'input';
-  let shape: number[] = [...model.inputShape];
-  const sd = model.stateDict();
-  const keyOf = new Map<Tensor, string>([...sd].map(([k, t]) => [t, k]));
-  const param = (t: Tensor | undefined): string => {
-    const k = keyOf.get(t!)!;
-    inits.push(initializer(k, t!));
-    return k;
+  let shape: number[] = [...net.input];
+  const param = (key: string): string => {
+    const t = net.weights.get(key);
+    if (!t) throw new UserError(`${net.name} has no '${key}' to export`);
+    inits.push(initializer(key, t));
+    return key;
   };
-  for (const [name, m] of model.layers()) {
-    const next = m.outputShape(shape);
-    const n = layerNode(name, m, shape, current, param);
-    shape = next;
+  for (const layer of net.layers) {
+    const { name, spec } = layer;
+    const n = layerNode(layer, current, param);
+    shape = layer.output;
     if (!n) continue;
-    if (m instanceof LocalResponseNorm && m.groups > 1) {
-      const chain = groupedLrn(name, m.groups, n, current, next, inits);
+    if (spec.kind === 'lrn' && spec.groups > 1) {
+      const chain = groupedLrn(name, spec.groups, n, current, shape, inits);
       nodes.push(...chain);
       current = chain[chain.length - 1].output;
       continue;
@@ -146,12 +138,12 @@ export function exportOnnx(model: AlexNet, metadata: Record<string, string> = {}
     current = `${name}.out`;
     nodes.push({ ...n, output: current, name });
   }
-  if (!nodes.length) throw new UserError(`${model.name} has no layers to export`);
+  if (!nodes.length) throw new UserError(`${net.name} has no layers to export`);
   nodes[nodes.length - 1].output = 'logits';
   for (const n of nodes) graph.msg(1, node(n.op, n.inputs, [n.output], n.name, n.attrs));
-  graph.bytes(2, model.name);
+  graph.bytes(2, net.name);
   for (const i of inits) graph.msg(5, i);
-  graph.msg(11, valueInfo('input', ['batch', ...model.inputShape]));
+  graph.msg(11, valueInfo('input', ['batch', ...net.input]));
   graph.msg(12, valueInfo('logits', ['batch', ...shape]));
 
   const m = new Pb().int(1, ONNX_IR_VERSION).bytes(2, 'alexnet-ts').bytes(3, require('../../../package.json').version);
@@ -186,93 +178,90 @@ function int64Initializer(name: string, values: number[]): Pb {
 }
 const nodeSpec = (op: string, inputs: string[], attrs: Attr[] = []): NodeSpec => ({ op, inputs, attrs });
 
-/** Layer `name` as an ONNX node reading `input` (its parameters named by `param`); undefined: identity here. */
-// One branch per layer type: the table from our layers to ONNX operators, read as a whole.
+/** A layer as an ONNX node reading `input` (its tensors named by `param`, from their keys); undefined: identity. */
+// One case per kind of layer: the table from our layers to ONNX operators, read as a whole.
 // eslint-disable-next-line max-lines-per-function
-function layerNode(
-  name: string,
-  m: Module,
-  shape: number[],
-  input: string,
-  param: (t: Tensor | undefined) => string,
-): NodeSpec | undefined {
-  if (m instanceof Conv2d) {
-    return nodeSpec(
-      'Conv',
-      [input, param(m.weight), ...(m.bias ? [param(m.bias)] : [])],
-      [
-        { name: 'kernel_shape', ints: [...m.kernel] },
-        { name: 'strides', ints: [...m.stride] },
-        { name: 'pads', ints: [m.padding[0], m.padding[1], m.padding[0], m.padding[1]] },
-        { name: 'dilations', ints: [...m.dilation] },
-        { name: 'group', i: m.groups },
-      ],
-    );
-  } else if (m instanceof ReLU) {
-    return nodeSpec('Relu', [input]);
-  } else if (m instanceof MaxPool2d) {
-    return nodeSpec(
-      'MaxPool',
-      [input],
-      [
-        { name: 'kernel_shape', ints: [...m.kernel] },
-        { name: 'strides', ints: [...m.stride] },
-        { name: 'pads', ints: [m.padding[0], m.padding[1], m.padding[0], m.padding[1]] },
-        { name: 'ceil_mode', i: m.ceilMode ? 1 : 0 },
-      ],
-    );
-  } else if (m instanceof LocalResponseNorm) {
-    // ONNX: window floor((size-1)/2) before and ceil((size-1)/2) after, Y = X / (bias + α/size · Σ)^β.
-    if (m.size % 2 === 0)
-      throw new UserError(
-        `${name}: LRN with an even window (${m.size}) cannot be expressed in ONNX (its window is placed differently)`,
+function layerNode(layer: LayerEntry, input: string, param: (key: string) => string): NodeSpec | undefined {
+  const { name, spec } = layer;
+  const weightAndBias = (bias: boolean) => [param(`${name}.weight`), ...(bias ? [param(`${name}.bias`)] : [])];
+  switch (spec.kind) {
+    case 'conv2d':
+      return nodeSpec(
+        'Conv',
+        [input, ...weightAndBias(spec.bias)],
+        [
+          { name: 'kernel_shape', ints: [...spec.kernel] },
+          { name: 'strides', ints: [...spec.stride] },
+          { name: 'pads', ints: [spec.padding[0], spec.padding[1], spec.padding[0], spec.padding[1]] },
+          { name: 'dilations', ints: [...spec.dilation] },
+          { name: 'group', i: spec.groups },
+        ],
       );
-    return nodeSpec(
-      'LRN',
-      [input],
-      [
-        { name: 'size', i: m.size },
-        { name: 'alpha', f: m.alphaPerSize ? m.alpha : m.alpha * m.size },
-        { name: 'beta', f: m.beta },
-        { name: 'bias', f: m.k },
-      ],
-    );
-  } else if (m instanceof BatchNorm2d) {
-    const own = new Map(m.namedParameters().concat(m.namedBuffers()));
-    return nodeSpec(
-      'BatchNormalization',
-      [
-        input,
-        param(own.get('weight')),
-        param(own.get('bias')),
-        param(own.get('running_mean')),
-        param(own.get('running_var')),
-      ],
-      [{ name: 'epsilon', f: m.eps }],
-    );
-  } else if (m instanceof AdaptiveAvgPool2d) {
-    const [, h, w] = shape;
-    const [oh, ow] = m.size;
-    if (h === oh && w === ow) return undefined; // identity at this input size
-    if (h % oh || w % ow)
-      throw new UserError(
-        `${name}: adaptive pooling from ${h}×${w} to ${oh}×${ow} has uneven windows and no ONNX equivalent; export at an input size whose feature map is a multiple of ${oh}×${ow}`,
+    case 'relu':
+      return nodeSpec('Relu', [input]);
+    case 'maxPool2d':
+      return nodeSpec(
+        'MaxPool',
+        [input],
+        [
+          { name: 'kernel_shape', ints: [...spec.kernel] },
+          { name: 'strides', ints: [...spec.stride] },
+          { name: 'pads', ints: [spec.padding[0], spec.padding[1], spec.padding[0], spec.padding[1]] },
+          { name: 'ceil_mode', i: spec.ceilMode ? 1 : 0 },
+        ],
       );
-    return nodeSpec(
-      'AveragePool',
-      [input],
-      [
-        { name: 'kernel_shape', ints: [h / oh, w / ow] },
-        { name: 'strides', ints: [h / oh, w / ow] },
-      ],
-    );
-  } else if (m instanceof Flatten) {
-    return nodeSpec('Flatten', [input], [{ name: 'axis', i: 1 }]);
-  } else if (m instanceof Dropout) {
-    return undefined; // inference: identity
-  } else if (m instanceof Linear) {
-    return nodeSpec('Gemm', [input, param(m.weight), ...(m.bias ? [param(m.bias)] : [])], [{ name: 'transB', i: 1 }]);
-  } else {
-    throw new UserError(`${name}: ${(m as Module).describe()} has no ONNX mapping`);
+    case 'lrn':
+      // ONNX: window floor((size-1)/2) before and ceil((size-1)/2) after, Y = X / (bias + α/size · Σ)^β.
+      if (spec.size % 2 === 0)
+        throw new UserError(
+          `${name}: LRN with an even window (${spec.size}) cannot be expressed in ONNX (its window is placed differently)`,
+        );
+      return nodeSpec(
+        'LRN',
+        [input],
+        [
+          { name: 'size', i: spec.size },
+          { name: 'alpha', f: spec.alphaPerSize ? spec.alpha : spec.alpha * spec.size },
+          { name: 'beta', f: spec.beta },
+          { name: 'bias', f: spec.k },
+        ],
+      );
+    case 'batchNorm2d':
+      return nodeSpec(
+        'BatchNormalization',
+        [input, ...['weight', 'bias', 'running_mean', 'running_var'].map((k) => param(`${name}.${k}`))],
+        [{ name: 'epsilon', f: spec.eps }],
+      );
+    case 'adaptiveAvgPool2d': {
+      const [, h, w] = layer.input;
+      const [oh, ow] = spec.size;
+      if (h === oh && w === ow) return undefined; // identity at this input size
+      if (h % oh || w % ow)
+        throw new UserError(
+          `${name}: adaptive pooling from ${h}×${w} to ${oh}×${ow} has uneven windows and no ONNX equivalent; export at an input size whose feature map is a multiple of ${oh}×${ow}`,
+        );
+      return nodeSpec(
+        'AveragePool',
+        [input],
+        [
+          { name: 'kernel_shape', ints: [h / oh, w / ow] },
+          { name: 'strides', ints: [h / oh, w / ow] },
+        ],
+      );
+    }
+    case 'flatten':
+      return nodeSpec('Flatten', [input], [{ name: 'axis', i: 1 }]);
+    case 'dropout':
+      return undefined; // inference: identity
+    case 'linear':
+      return nodeSpec('Gemm', [input, ...weightAndBias(spec.bias)], [{ name: 'transB', i: 1 }]);
+    case 'tanh':
+    case 'sequential':
+    case 'container':
+      throw new UserError(`${name}: ${layer.description} has no ONNX mapping`);
+    default: {
+      const unknown: never = spec;
+      throw new UserError(`${name}: layer kind '${(unknown as { kind: string }).kind}' has no ONNX mapping`);
+    }
   }
 }
