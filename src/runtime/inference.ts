@@ -4,17 +4,7 @@
 // a layer the chain has no primitive for, libtorch's ops under autocast as in training. Both give the same logits
 // within float rounding (fp32: ~1e-5 relative; bf16: bf16's own rounding, as autocast) — test/inference.test.ts.
 import { AlexNet } from '../models/alexnet';
-import {
-  AdaptiveAvgPool2d,
-  BatchNorm2d,
-  Conv2d,
-  Dropout,
-  Flatten,
-  Linear,
-  LocalResponseNorm,
-  MaxPool2d,
-  ReLU,
-} from '../nn';
+import { NetworkSpec } from '../nn';
 import { native } from '../tensor/binding';
 import { Device } from '../tensor/dtype';
 import { noGrad, Tensor, tidy, zeros } from '../tensor/tensor';
@@ -40,8 +30,8 @@ interface PlanLayer {
 
 class Unsupported extends Error {}
 
-/** The model's layers as plan layers (eval mode: dropout is the identity, batch norm uses running statistics). */
-function planLayers(model: AlexNet, own: Tensor[]): { layers: PlanLayer[]; tensors: Tensor[] } {
+/** The network's layers as plan layers (eval mode: dropout is the identity, batch norm uses running statistics). */
+function planLayers(net: NetworkSpec, own: Tensor[]): { layers: PlanLayer[]; tensors: Tensor[] } {
   const tensors: Tensor[] = [];
   const add = (t: Tensor | undefined): number | undefined => {
     if (!t) return undefined;
@@ -49,64 +39,95 @@ function planLayers(model: AlexNet, own: Tensor[]): { layers: PlanLayer[]; tenso
     return tensors.push(f) - 1;
   };
   const layers: PlanLayer[] = [];
-  const rows = model.layerTable();
-  const list = model.layers();
-  let shape: number[] = model.inputShape;
+  const list = net.layers;
+  const weight = (name: string, key: string) => net.weights.get(`${name}.${key}`);
   for (let i = 0; i < list.length; i++) {
-    const [name, m] = list[i];
-    const out = rows[i].outputShape;
+    const { name, spec, description } = list[i];
+    const shape = list[i].input;
     const last = layers[layers.length - 1];
-    if (m instanceof Conv2d) {
-      const next = list[i + 1]?.[1];
-      const bn = next instanceof BatchNorm2d ? next : undefined;
-      const [w, b] = bn ? foldBatchNorm(m, bn, own) : [m.weight, m.bias];
-      const { stride, padding, dilation, groups } = m;
-      layers.push({ kind: 'conv', weight: add(w), bias: add(b), stride, padding, dilation, groups });
-      if (bn) i++;
-    } else if (m instanceof Linear) {
-      layers.push({ kind: 'linear', weight: add(m.weight), bias: add(m.bias) });
-    } else if (m instanceof ReLU) {
-      if (!last || (last.kind !== 'conv' && last.kind !== 'linear') || last.relu) throw new Unsupported(name);
-      last.relu = true;
-    } else if (m instanceof MaxPool2d) {
-      const { kernel, stride, padding, ceilMode: ceil } = m;
-      layers.push({ kind: 'maxpool', kernel, stride, padding, ceil });
-    } else if (m instanceof AdaptiveAvgPool2d) {
-      const [h, w] = [shape[1], shape[2]];
-      const [oh, ow] = m.size;
-      if (h % oh !== 0 || w % ow !== 0) throw new Unsupported(`${name} (${h}×${w} to ${oh}×${ow})`);
-      if (h !== oh || w !== ow) {
-        const kernel = [h / oh, w / ow];
-        layers.push({ kind: 'avgpool', kernel, stride: kernel, padding: [0, 0], ceil: false });
+    switch (spec.kind) {
+      case 'conv2d': {
+        const bn = list[i + 1]?.spec;
+        const fold = bn?.kind === 'batchNorm2d';
+        const [w, b] = fold
+          ? foldBatchNorm(name, list[i + 1].name, bn.eps, net.weights, own)
+          : [weight(name, 'weight'), weight(name, 'bias')];
+        const { stride, padding, dilation, groups } = spec;
+        layers.push({ kind: 'conv', weight: add(w), bias: add(b), stride, padding, dilation, groups });
+        if (fold) i++;
+        break;
       }
-    } else if (m instanceof LocalResponseNorm) {
-      if (m.size % 2 !== 1 || shape[0] % m.groups !== 0) throw new Unsupported(`${name} (${m.describe()})`);
-      // oneDNN divides α by the window size, as PyTorch does.
-      const alpha = m.alphaPerSize ? m.alpha : m.alpha * m.size;
-      layers.push({ kind: 'lrn', size: m.size, alpha, beta: m.beta, k: m.k, groups: m.groups });
-    } else if (!(m instanceof Dropout) && !(m instanceof Flatten)) {
-      throw new Unsupported(`${name} (${m.describe()})`);
+      case 'linear':
+        layers.push({ kind: 'linear', weight: add(weight(name, 'weight')), bias: add(weight(name, 'bias')) });
+        break;
+      case 'relu':
+        if (!last || (last.kind !== 'conv' && last.kind !== 'linear') || last.relu) throw new Unsupported(name);
+        last.relu = true;
+        break;
+      case 'maxPool2d': {
+        const { kernel, stride, padding, ceilMode: ceil } = spec;
+        layers.push({ kind: 'maxpool', kernel, stride, padding, ceil });
+        break;
+      }
+      case 'adaptiveAvgPool2d': {
+        const [h, w] = [shape[1], shape[2]];
+        const [oh, ow] = spec.size;
+        if (h % oh !== 0 || w % ow !== 0) throw new Unsupported(`${name} (${h}×${w} to ${oh}×${ow})`);
+        if (h !== oh || w !== ow) {
+          const kernel = [h / oh, w / ow];
+          layers.push({ kind: 'avgpool', kernel, stride: kernel, padding: [0, 0], ceil: false });
+        }
+        break;
+      }
+      case 'lrn': {
+        if (spec.size % 2 !== 1 || shape[0] % spec.groups !== 0) throw new Unsupported(`${name} (${description})`);
+        // oneDNN divides α by the window size, as PyTorch does.
+        const alpha = spec.alphaPerSize ? spec.alpha : spec.alpha * spec.size;
+        layers.push({ kind: 'lrn', size: spec.size, alpha, beta: spec.beta, k: spec.k, groups: spec.groups });
+        break;
+      }
+      case 'dropout':
+      case 'flatten':
+        break;
+      case 'tanh':
+      case 'batchNorm2d': // only folded into the convolution before it
+      case 'sequential':
+      case 'container':
+        throw new Unsupported(`${name} (${description})`);
+      default: {
+        const unknown: never = spec;
+        throw new Unsupported(`${name} (${(unknown as { kind: string }).kind})`);
+      }
     }
-    shape = out;
   }
   return { layers, tensors };
 }
 
-/** Conv then BatchNorm (eval) as one conv: w·γ/σ and (b − μ)·γ/σ + β, computed in float64. */
-function foldBatchNorm(conv: Conv2d, bn: BatchNorm2d, own: Tensor[]): [Tensor, Tensor] {
+/**
+ * Conv `conv` then BatchNorm `bn` (eval, epsilon `eps`) as one conv: w·γ/σ and (b − μ)·γ/σ + β, computed in
+ * float64 from the tensors under their keys in `weights`.
+ */
+function foldBatchNorm(
+  conv: string,
+  bn: string,
+  eps: number,
+  weights: Map<string, Tensor>,
+  own: Tensor[],
+): [Tensor, Tensor] {
+  const of = (layer: string, key: string) => weights.get(`${layer}.${key}`);
   return noGrad(() =>
     tidy(() => {
-      const buffers = new Map(bn.namedBuffers());
       const d = (t: Tensor) => t.to('float64');
-      const mean = d(buffers.get('running_mean')!);
-      const scale = d(buffers.get('running_var')!).add(bn.eps).rsqrt();
-      const gamma = bn.weight ? scale.mul(d(bn.weight)) : scale;
-      const w = d(conv.weight)
+      const [convBias, gammaOf, beta] = [of(conv, 'bias'), of(bn, 'weight'), of(bn, 'bias')];
+      const mean = d(of(bn, 'running_mean')!);
+      const scale = d(of(bn, 'running_var')!).add(eps).rsqrt();
+      const gamma = gammaOf ? scale.mul(d(gammaOf)) : scale;
+      const w = d(of(conv, 'weight')!)
         .mul(gamma.view(-1, 1, 1, 1))
         .float()
         .keep();
-      const b0 = conv.bias ? d(conv.bias).sub(mean) : mean.neg();
-      const b = (bn.bias ? b0.mul(gamma).add(d(bn.bias)) : b0.mul(gamma)).float().keep();
+      const b0 = convBias ? d(convBias).sub(mean) : mean.neg();
+      const b = (beta ? b0.mul(gamma).add(d(beta)) : b0.mul(gamma)).float().keep();
       own.push(w, b);
       return [w, b] as [Tensor, Tensor];
     }),
@@ -132,7 +153,7 @@ export class InferenceRunner {
     const why = this.obstacle();
     if (why === undefined) {
       try {
-        const { layers, tensors } = planLayers(model, this.#own);
+        const { layers, tensors } = planLayers(model.networkSpec(), this.#own);
         this.#plan = native().onednnPlan!(
           layers,
           tensors.map((t) => t.handle),
