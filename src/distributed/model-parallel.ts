@@ -17,19 +17,16 @@ import { UserError } from '../errors';
 import { AlexNet, AlexNetOptions } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import {
-  AdaptiveAvgPool2d,
   Conv2d,
-  Dropout,
+  Conv2dSpec,
   F,
-  Flatten,
+  LayerEntry,
+  layerFromSpec,
   Linear,
-  LocalResponseNorm,
-  MaxPool2d,
+  LinearSpec,
   Module,
-  ReLU,
   Sequential,
   StateDict,
-  Tanh,
   withoutWeights,
 } from '../nn';
 import { Optimizer } from '../optim/optimizer';
@@ -108,63 +105,73 @@ interface Walk {
 export function buildTower(rank: number, from: AlexNet | StateDict, options: AlexNetOptions = {}): Tower {
   if (rank !== 0 && rank !== 1) throw new UserError(`model parallelism has two ranks (0 and 1), got rank ${rank}`);
   const model = from instanceof AlexNet ? from : withoutWeights(() => getModel('alexnet-2012', options));
-  const sd = from instanceof AlexNet ? from.stateDict() : from;
-  const layers = model.layers();
-  const totalLinears = layers.filter(([, m]) => m instanceof Linear).length;
+  const net = model.networkSpec();
+  const sd = from instanceof AlexNet ? net.weights : from;
+  const totalLinears = net.layers.filter((l) => l.spec.kind === 'linear').length;
   const walk: Walk = { rank, sd, segments: [[]], shards: [], convs: 0, linears: 0, totalLinears };
-  for (const [name, m] of layers) towerLayer(walk, name, m);
+  for (const layer of net.layers) {
+    const m = towerModule(walk, layer); // first: it may start a segment
+    current(walk).push(m);
+  }
   const tower = new Tower(rank, walk.segments, walk.shards);
   return model.training ? tower.train() : tower.eval();
 }
 
 const current = (w: Walk) => w.segments[w.segments.length - 1];
 
-/** Adds layer `name` of the one-process model to the tower; a layer that reads both towers starts a segment. */
-function towerLayer(w: Walk, name: string, m: Module): void {
-  if (m instanceof Conv2d) {
-    if (m.groups !== 1 && m.groups !== 2) throw unsupported(name, m, 'groups must be 1 or 2');
-    // conv1 reads the image, a grouped conv its own tower's maps; any other conv reads both towers' (conv3).
-    if (w.convs++ > 0 && m.groups === 1) w.segments.push([]);
-    const inChannels = m.groups === 2 ? m.inChannels / 2 : m.inChannels;
-    const conv = new Conv2d(inChannels, half(name, m.outChannels), m.kernel, {
-      stride: m.stride,
-      padding: m.padding,
-      dilation: m.dilation,
-      bias: hasBias(w, name),
-    });
-    copyShard(w, `${name}.weight`, conv.weight, 0);
-    if (conv.bias) copyShard(w, `${name}.bias`, conv.bias, 0);
-    current(w).push(conv);
-  } else if (m instanceof Linear) {
-    const fc = ++w.linears === w.totalLinears ? lastLinear(w, name, m) : hiddenLinear(w, name, m);
-    current(w).push(fc); // after hiddenLinear started its segment
-  } else if (m instanceof LocalResponseNorm) {
-    if (m.groups !== 2) throw unsupported(name, m, 'the LRN must normalise each tower on its own (groups 2)');
-    current(w).push(new LocalResponseNorm({ ...m.options, groups: 1 }));
-  } else if (m instanceof Dropout) {
-    current(w).push(new Dropout(m.p)); // on the producing rank's own units, before the exchange
-  } else {
-    current(w).push(perChannel(name, m));
+/**
+ * Rank w.rank's part of a layer of the one-process model; a layer that reads both towers starts a segment. Layers
+ * that work on each channel (or feature) by itself are copied whole: they work on a tower's maps as on all of them.
+ * Flatten is channel-major: rank r's maps are one contiguous block of the flattened features, so gathering them in
+ * rank order gives the one-process order. Dropout drops the producing rank's own units, before the exchange.
+ */
+function towerModule(w: Walk, layer: LayerEntry): Module {
+  const { name, spec } = layer;
+  switch (spec.kind) {
+    case 'conv2d':
+      return towerConv(w, layer, spec);
+    case 'linear':
+      return ++w.linears === w.totalLinears ? lastLinear(w, name, spec) : hiddenLinear(w, name, spec);
+    case 'lrn':
+      if (spec.groups !== 2) throw unsupported(layer, 'the LRN must normalise each tower on its own (groups 2)');
+      return layerFromSpec({ ...spec, groups: 1 });
+    case 'dropout':
+    case 'relu':
+    case 'tanh':
+    case 'maxPool2d':
+    case 'adaptiveAvgPool2d':
+    case 'flatten':
+      return layerFromSpec(spec);
+    case 'batchNorm2d':
+    case 'sequential':
+    case 'container':
+      throw unsupported(layer, 'only convolutions, LRN, pooling, activations, dropout and linear layers split');
+    default: {
+      const unknown: never = spec;
+      throw unsupported(layer, `unknown layer kind '${(unknown as { kind: string }).kind}'`);
+    }
   }
 }
 
-/**
- * A copy of a layer that works on each channel (or feature) by itself, so on a tower's maps as on all of them.
- * Flatten is channel-major: rank r's maps are one contiguous block of the flattened features, so gathering them in
- * rank order gives the one-process order.
- */
-function perChannel(name: string, m: Module): Module {
-  if (m instanceof ReLU) return new ReLU(m.inplace);
-  if (m instanceof Tanh) return new Tanh();
-  if (m instanceof MaxPool2d)
-    return new MaxPool2d(m.kernel, { stride: m.stride, padding: m.padding, ceilMode: m.ceilMode });
-  if (m instanceof AdaptiveAvgPool2d) return new AdaptiveAvgPool2d(m.size);
-  if (m instanceof Flatten) return new Flatten();
-  throw unsupported(name, m, 'only convolutions, LRN, pooling, activations, dropout and linear layers split');
+/** Half the kernels: conv1 reads the image, a grouped conv its own tower's maps, other convs both towers' (conv3). */
+function towerConv(w: Walk, layer: LayerEntry, m: Conv2dSpec): Conv2d {
+  const { name } = layer;
+  if (m.groups !== 1 && m.groups !== 2) throw unsupported(layer, 'groups must be 1 or 2');
+  if (w.convs++ > 0 && m.groups === 1) w.segments.push([]);
+  const inChannels = m.groups === 2 ? m.inChannels / 2 : m.inChannels;
+  const conv = new Conv2d(inChannels, half(name, m.outChannels), m.kernel, {
+    stride: m.stride,
+    padding: m.padding,
+    dilation: m.dilation,
+    bias: hasBias(w, name),
+  });
+  copyShard(w, `${name}.weight`, conv.weight, 0);
+  if (conv.bias) copyShard(w, `${name}.bias`, conv.bias, 0);
+  return conv;
 }
 
 /** FC6, FC7: half the output units, reading both towers' features. */
-function hiddenLinear(w: Walk, name: string, m: Linear): Linear {
+function hiddenLinear(w: Walk, name: string, m: LinearSpec): Linear {
   w.segments.push([]);
   const fc = new Linear(m.inFeatures, half(name, m.outFeatures), { bias: hasBias(w, name) });
   copyShard(w, `${name}.weight`, fc.weight, 0);
@@ -173,7 +180,7 @@ function hiddenLinear(w: Walk, name: string, m: Linear): Linear {
 }
 
 /** FC8: the columns for this tower's half of FC7's outputs; the bias on rank 0 only (the partial sums add up). */
-function lastLinear(w: Walk, name: string, m: Linear): Linear {
+function lastLinear(w: Walk, name: string, m: LinearSpec): Linear {
   const withBias = hasBias(w, name) && w.rank === 0;
   const fc = new Linear(half(name, m.inFeatures), m.outFeatures, { bias: withBias });
   copyShard(w, `${name}.weight`, fc.weight, 1);
@@ -215,8 +222,8 @@ function half(name: string, n: number): number {
   return n / 2;
 }
 
-function unsupported(name: string, m: Module, why: string): UserError {
-  return new UserError(`model parallelism cannot split ${name} (${m.describe()}): ${why}`);
+function unsupported(layer: LayerEntry, why: string): UserError {
+  return new UserError(`model parallelism cannot split ${layer.name} (${layer.description}): ${why}`);
 }
 
 /** One forward pass of a tower: each segment's (detached) input and output, and the summed logits. */
