@@ -125,17 +125,24 @@ function start(): void {
     port.postMessage({ ready: true, error, userError: e instanceof UserError } satisfies WorkerReady);
     return;
   }
-  // One request at a time, answered in order: each runs to its end before the next message is read.
+  // One request at a time, answered in order. A reply that cannot be sent is the worker's end: thrown outside the
+  // queue, it stops the thread and the main thread's engine fails readiness.
   let queue = Promise.resolve();
   port.on('message', (r: WorkerRequest) => {
-    queue = queue.then(async () => {
-      const reply = await handle(predictor, r);
-      port.postMessage(
-        reply,
-        (reply.outputs ?? []).map((o) => o.data),
-      );
-      if (r.op === 'close') port.close();
-    });
+    queue = queue
+      .then(async () => {
+        const reply = await handle(predictor, r);
+        port.postMessage(
+          reply,
+          (reply.outputs ?? []).map((o) => o.data),
+        );
+        if (r.op === 'close') port.close();
+      })
+      .catch((e: unknown) => {
+        setImmediate(() => {
+          throw e;
+        });
+      });
   });
 }
 
