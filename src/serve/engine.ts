@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EngineError, UserError } from '../errors';
+import type { Insight, LayerOutput, TensorData } from '../infer/introspect';
 import { InputGeometry, Predictor } from '../infer/predictor';
 import { DeviceRequest } from '../runtime/device';
 import { cpuInfo, CpuInfo } from '../runtime/cpu';
@@ -12,7 +13,6 @@ import { ModelRecord } from '../persist/record';
 import { runtimeInfo } from '../tensor/tensor';
 import { checkInputFile } from '../util/files';
 import type { WorkerReady, WorkerReply, WorkerRequest, WorkerSetup } from './engine-worker';
-import type { Insight, LayerOutput, TensorData } from '../infer/introspect';
 import { Engine, ModelCard } from './types';
 
 export type RuntimeRequest = 'libtorch' | 'onnx' | 'auto';
@@ -215,25 +215,17 @@ export class TorchEngine implements Engine, Insight {
 /** onnxruntime-node's session: run() is asynchronous (its own threads), so it needs no worker of ours. */
 export class OnnxEngine implements Engine {
   readonly card: ModelCard;
+  readonly record: ModelRecord;
+  readonly runtime: string;
+  readonly geometry: InputGeometry;
 
   constructor(
     private readonly predictor: Predictor,
     weights: string,
     choice: EngineChoice,
   ) {
+    ({ record: this.record, runtime: this.runtime, geometry: this.geometry } = predictor);
     this.card = card(predictor, weights, choice);
-  }
-
-  get record(): ModelRecord {
-    return this.predictor.record;
-  }
-
-  get runtime(): string {
-    return this.predictor.runtime;
-  }
-
-  get geometry(): InputGeometry {
-    return this.predictor.geometry;
   }
 
   /** Opens an .onnx file, or exports the weights to a temporary ONNX file first (in a worker: no blocking). */
