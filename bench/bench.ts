@@ -13,8 +13,8 @@ import { F, Linear } from '../src/nn';
 import { SGD } from '../src/optim/optimizer';
 import { parseDevice, prepareDevice, prepareModel, synchronize } from '../src/runtime/device';
 import { cpuInfo, describeCpu } from '../src/runtime/cpu';
-import { InferenceRunner } from '../src/runtime/inference';
 import { GradScaler, Precision, resolvePrecision } from '../src/runtime/precision';
+import { imagesPerSecond, imagesPerSecondAsync, inferenceSpeed } from '../src/runtime/timing';
 import { native } from '../src/tensor/binding';
 import { Device } from '../src/tensor/dtype';
 import { manualSeed, noGrad, randint, randn, runtimeInfo, Tensor, tidy } from '../src/tensor/tensor';
@@ -62,12 +62,9 @@ function ours(
   };
   const train = imagesPerSecond(device, batch, warmup, iters, () => trainStep(ctx, x, y));
   const graphTrain = graphedSteps(ctx, x, y, warmup, iters);
-  model.eval();
   // Inference as predict, eval and serve run it: a oneDNN plan on the CPU (src/runtime/inference.ts).
-  const runner = new InferenceRunner(model, device, precision);
-  const infer = imagesPerSecond(device, batch, warmup, iters, () => tidy(() => runner.forward(x)));
-  engines.set(name, runner.description);
-  runner.dispose();
+  const { imagesPerSecond: infer, engine } = inferenceSpeed(model, device, precision, x, warmup, iters);
+  engines.set(name, engine);
   model.dispose();
   x.dispose();
   y.dispose();
@@ -92,16 +89,6 @@ function graphedSteps(ctx: StepContext, x: Tensor, y: Tensor, warmup: number, it
   } finally {
     g.dispose();
   }
-}
-
-/** Images/s of `step` (a batch of `batch` images) over `iters` calls after `warmup`, the device synchronised. */
-function imagesPerSecond(device: Device, batch: number, warmup: number, iters: number, step: () => void): number {
-  for (let i = 0; i < warmup; i++) step();
-  synchronize(device);
-  const t = performance.now();
-  for (let i = 0; i < iters; i++) step();
-  synchronize(device);
-  return (batch * iters) / ((performance.now() - t) / 1000);
 }
 
 function pytorch(
@@ -170,10 +157,10 @@ async function onnxruntime(name: string, batch: number, threads: number, warmup:
     Float32Array.from({ length: shape.reduce((a, b) => a * b) }, Math.random),
     shape,
   );
-  for (let i = 0; i < warmup; i++) await session.run({ input });
-  const t = performance.now();
-  for (let i = 0; i < iters; i++) await session.run({ input });
-  const ips = (batch * iters) / ((performance.now() - t) / 1000);
+  const ips = await imagesPerSecondAsync('cpu', warmup, iters, async () => {
+    await session.run({ input });
+    return batch;
+  });
   await session.release();
   return ips;
 }

@@ -87,12 +87,12 @@ async function engineThroughput(e: Engine, batch: number, rounds: number): Promi
   const g = e.card.geometry;
   const size = batch * g.channels * g.height * g.width;
   const pixels = () => new Uint8Array(size).map((_, i) => (i * 2654435761) >>> 24);
-  for (let w = 0; w < 3; w++) await e.infer(pixels(), batch);
+  for (let w = 0; w < 3; w++) await e.logits(pixels(), batch);
   let best = 0;
   for (let r = 0; r < rounds; r++) {
     const input = pixels(); // the engine may take the buffer (transferred to its worker)
     const t0 = performance.now();
-    await e.infer(input, batch);
+    await e.logits(input, batch);
     best = Math.max(best, batch / ((performance.now() - t0) / 1000));
   }
   return best;

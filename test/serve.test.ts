@@ -26,13 +26,22 @@ function fakeEngine(name = 'fake', warmDelay = 0): Fake {
   let gate: Promise<void> | undefined;
   let first = true;
   const batches: number[] = [];
+  const geometry = { channels: 1, height: 8, width: 8 };
   return {
     batches,
+    record: {
+      model: 'fake-net',
+      modelOptions: {},
+      classes: LEVELS,
+      preprocess: { inputSize: [8, 8], resize: 'bilinear', mean: [], std: [] },
+    },
+    runtime: 'libtorch',
+    geometry,
     card: {
       model: 'fake-net',
       weights: name,
       classes: LEVELS,
-      geometry: { channels: 1, height: 8, width: 8 },
+      geometry,
       preprocessing: { mean: [], std: [] },
       runtime: 'libtorch',
       precision: 'fp32',
@@ -45,7 +54,7 @@ function fakeEngine(name = 'fake', warmDelay = 0): Fake {
         release();
       };
     },
-    async infer(pixels: Uint8Array, n: number): Promise<Float32Array> {
+    async logits(pixels: Uint8Array, n: number): Promise<Float32Array> {
       if (first && warmDelay) await new Promise((r) => setTimeout(r, warmDelay));
       first = false;
       batches.push(n);
@@ -263,13 +272,13 @@ test('an engine error fails only its own batch; a dead engine fails readiness', 
   const engine = fakeEngine();
   const app = await fakeServer({ maxDelayMs: 0 }, engine);
   try {
-    const infer = engine.infer.bind(engine);
-    engine.infer = async () => {
+    const logits = engine.logits.bind(engine);
+    engine.logits = async () => {
       throw new Error('the engine broke');
     };
     const r = await post(app, await gray(3));
     assert.deepEqual([r.statusCode, r.json().code], [500, 'internal']);
-    engine.infer = infer;
+    engine.logits = logits;
     assert.equal((await post(app, await gray(3))).statusCode, 200);
     // An engine that can no longer run (its worker died) fails readiness.
     (engine as { failure?: Error }).failure = new Error('the engine worker stopped: exit code 1');

@@ -78,9 +78,18 @@ function fakeEngine(o: { insight?: boolean; layers?: LayerOutput[] } = {}): Engi
     },
     embedding: async () => new Float32Array(3),
   };
+  const card = fakeCard();
   return {
-    card: fakeCard(),
-    infer: async (_p, n) => new Float32Array(n * CLASSES.length),
+    record: {
+      model: card.model,
+      modelOptions: {},
+      classes: card.classes,
+      preprocess: { inputSize: [8, 8], resize: 'bilinear', ...card.preprocessing },
+    },
+    runtime: card.runtime,
+    geometry: card.geometry,
+    card,
+    logits: async (_p, n) => new Float32Array(n * CLASSES.length),
     ...(o.insight !== false && { insight }),
     close: async () => undefined,
     seen,

@@ -14,10 +14,10 @@ import { getModel } from '../models/registry';
 import { Adam } from '../optim/optimizer';
 import { prepareDevice, prepareModel, synchronize } from '../runtime/device';
 import { cpuInfo, describeCpu } from '../runtime/cpu';
-import { InferenceRunner } from '../runtime/inference';
 import { Precision, PRECISIONS, resolvePrecision } from '../runtime/precision';
+import { imagesPerSecondAsync, inferenceSpeed } from '../runtime/timing';
 import { Device } from '../tensor/dtype';
-import { randint, randn, Tensor, tidy } from '../tensor/tensor';
+import { randint, randn, Tensor } from '../tensor/tensor';
 import { folderTransform } from '../train/data';
 import { StepContext, trainStep } from '../train/step';
 import { choice, COMMON, flag, int, optionHelp, parseCommand, refuse, text, withHelp } from './options';
@@ -60,45 +60,20 @@ async function timeTraining(
 ): Promise<number> {
   const ctx: StepContext = { model, optimizer: new Adam(model.parameters(), { lr: 1e-5 }), device, precision };
   model.train();
-  let images = 0;
-  let start = 0;
-  for (let i = 0; i < warmup + steps; i++) {
-    if (i === warmup) {
-      synchronize(device);
-      start = Date.now();
-    }
+  const rate = await imagesPerSecondAsync(device, warmup, steps, async () => {
     const b = await next();
-    if (!b) break;
+    if (!b) return undefined;
+    const n = b.y.size(0);
     try {
       trainStep(ctx, b.x, b.y);
+      return n;
     } finally {
       b.x.dispose();
       b.y.dispose();
     }
-    if (i >= warmup) images += b.y.size(0);
-  }
-  synchronize(device);
-  const rate = images / ((Date.now() - start) / 1000);
+  });
   for (const [, t] of ctx.optimizer.stateTensors()) t.dispose();
   return rate;
-}
-
-/** Inference as predict, eval and serve run it (src/runtime/inference.ts); says which engine ran. */
-function timeInference(model: AlexNet, device: Device, precision: Precision, x: Tensor, steps: number) {
-  model.eval();
-  const runner = new InferenceRunner(model, device, precision);
-  try {
-    const run = () => tidy(() => void runner.forward(x));
-    run();
-    synchronize(device);
-    const start = Date.now();
-    for (let i = 0; i < steps; i++) run();
-    synchronize(device);
-    const ips = (steps * x.size(0)) / ((Date.now() - start) / 1000);
-    return { ips, engine: runner.description };
-  } finally {
-    runner.dispose();
-  }
 }
 
 export async function benchCommand(argv: string[]): Promise<void> {
@@ -147,10 +122,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
       3,
     );
     log(`  training, synthetic input:   ${(result.train_images_per_sec as number).toFixed(1)} img/s`);
-    const infer = timeInference(model, device, precision, x, steps);
-    result.infer_images_per_sec = infer.ips;
+    // Inference as predict, eval and serve run it: one warm-up pass, then `steps` timed ones.
+    const infer = inferenceSpeed(model, device, precision, x, 1, steps);
+    result.infer_images_per_sec = infer.imagesPerSecond;
     result.infer_engine = infer.engine;
-    log(`  inference, synthetic input:  ${infer.ips.toFixed(1)} img/s (${infer.engine})`);
+    log(`  inference, synthetic input:  ${infer.imagesPerSecond.toFixed(1)} img/s (${infer.engine})`);
   } finally {
     x.dispose();
     y.dispose();
@@ -208,21 +184,17 @@ async function benchPipeline(b: PipelineBench): Promise<void> {
     };
     let it = endless();
     const next = async () => (await it.next()).value ?? undefined;
-    // Pipeline alone: batches made and finished on the device, nothing computed with them.
-    const first = await next();
-    first?.x.dispose();
-    first?.y.dispose();
+    // Pipeline alone: batches made and finished on the device, nothing computed with them (one batch warms up).
     const pipeSteps = Math.max(steps, Math.ceil(512 / batch));
-    const start = Date.now();
-    let images = 0;
-    for (let i = 0; i < pipeSteps; i++) {
+    const pipelineRate = await imagesPerSecondAsync(device, 1, pipeSteps, async () => {
       const b = (await next())!;
       synchronize(device);
-      images += b.y.size(0);
+      const n = b.y.size(0);
       b.x.dispose();
       b.y.dispose();
-    }
-    result.pipeline_images_per_sec = images / ((Date.now() - start) / 1000);
+      return n;
+    });
+    result.pipeline_images_per_sec = pipelineRate;
     result.workers = workers;
     result.augment = augment;
     log(

@@ -1,19 +1,15 @@
 // alexnet features --weights W --out F.safetensors: one layer's outputs for every image of a data set (embeddings
 // for nearest neighbours, as the paper's Figure 4, or for another classifier), with the labels and the file list.
 import { UserError } from '../errors';
-import { BatchSource } from '../data/source';
-import { AlexNet } from '../models/alexnet';
-import { ReLU } from '../nn';
+import { extractFeatures } from '../infer/features';
+import { embeddingLayer } from '../infer/introspect';
+import { writeEmbeddings } from '../persist/embeddings';
 import { loadModel } from '../persist/load';
 import { prepareDevice, prepareModel } from '../runtime/device';
-import { saveSafetensors } from '../io/safetensors';
-import { cat, noGrad, Tensor, tidy } from '../tensor/tensor';
 import { openEvalSource, problemLogger } from '../train/data';
 import { ProgressBar } from '../train/progress';
 import { planOutputs } from '../util/outputs';
 import { choice, COMMON, flag, optionHelp, parseCommand, text, withHelp } from './options';
-
-export const FEATURES_FORMAT = 'alexnet-ts/features';
 
 const OPTIONS = {
   weights: withHelp(COMMON.weights, 'the trained model (alexnet-ts file or a PyTorch state dict)'),
@@ -56,10 +52,8 @@ export async function featuresCommand(argv: string[]): Promise<void> {
   if (!v.out) throw new UserError('--out FILE is required (where the embeddings go, .safetensors)');
   const { device } = prepareDevice(v.device, v.threads);
   const { model, record } = loadModel(v.weights);
-  const layers = model.layers();
-  const names = layers.map(([n]) => n);
-  const relus = layers.filter(([n, m]) => n.startsWith('classifier.') && m instanceof ReLU).map(([n]) => n);
-  const layer = v.layer ?? relus[relus.length - 1] ?? names[names.length - 2];
+  const names = model.layers().map(([n]) => n);
+  const layer = v.layer ?? embeddingLayer(model);
   if (!names.includes(layer))
     throw new UserError(`--layer must be a layer of ${record.model}: ${names.join(', ')}; got '${layer}'`);
   prepareModel(model, device);
@@ -85,64 +79,36 @@ export async function featuresCommand(argv: string[]): Promise<void> {
   });
   try {
     const split = v.split ?? 'val';
-    const { features, labels: y, files } = await collect(model, source, layer, split);
-    saveSafetensors(
-      v.out,
-      [
-        ['features', features],
-        ['labels', y],
-      ],
-      {
-        format: FEATURES_FORMAT,
-        model: record.model,
-        layer,
-        weights: v.weights,
-        dataset: v.dataset ?? record.dataset ?? '',
-        split,
-        classes: JSON.stringify(record.classes),
-        files: JSON.stringify(files),
-      },
-      '--out',
-    );
-    console.log(`${v.out}: ${features.shape[0]} × ${features.shape[1]} features of ${layer} (${record.model})`);
-    features.dispose();
-    y.dispose();
+    const bar = new ProgressBar(`features of ${layer}`, source.numBatches);
+    const { features, labels, files } = await extractFeatures(model, source, layer, {
+      split,
+      onBatch: (done) => bar.update(done),
+    });
+    bar.done();
+    try {
+      writeEmbeddings(
+        v.out,
+        {
+          features,
+          labels,
+          files,
+          classes: record.classes,
+          model: record.model,
+          layer,
+          weights: v.weights,
+          dataset: v.dataset ?? record.dataset ?? '',
+          split,
+        },
+        '--out',
+      );
+      console.log(`${v.out}: ${features.shape[0]} × ${features.shape[1]} features of ${layer} (${record.model})`);
+    } finally {
+      features.dispose();
+      labels.dispose();
+    }
   } finally {
     await close();
     outputs.release();
     model.dispose();
-  }
-}
-
-/** The layer's outputs (flattened, on the CPU), the labels and each row's file, in the source's order. */
-async function collect(
-  model: AlexNet,
-  source: BatchSource,
-  layer: string,
-  split: string,
-): Promise<{ features: Tensor; labels: Tensor; files: string[] }> {
-  const rows: Tensor[] = [];
-  const labels: Tensor[] = [];
-  const files: string[] = [];
-  try {
-    model.eval();
-    const bar = new ProgressBar(`features of ${layer}`, source.numBatches);
-    for await (const b of source.batches(0)) {
-      try {
-        rows.push(noGrad(() => tidy(() => model.forwardTo(b.x, layer).flatten(1).float().cpu().contiguous())).keep());
-        labels.push(b.y.cpu().keep());
-        const n = b.y.size(0);
-        files.push(...(b.files ?? Array.from({ length: n }, (_, i) => `${split}:${files.length + i}`)));
-      } finally {
-        b.x.dispose();
-        b.y.dispose();
-      }
-      bar.update(b.index + 1);
-    }
-    bar.done();
-    return { features: cat(rows, 0), labels: cat(labels, 0), files };
-  } finally {
-    rows.forEach((t) => t.dispose());
-    labels.forEach((t) => t.dispose());
   }
 }

@@ -57,7 +57,7 @@ export class Batcher {
   async warm(): Promise<void> {
     const g = this.engine.card.geometry;
     const size = g.channels * g.height * g.width;
-    for (let n = 1; n <= this.o.maxBatch; n++) await this.engine.infer(new Uint8Array(n * size), n);
+    for (let n = 1; n <= this.o.maxBatch; n++) await this.engine.logits(new Uint8Array(n * size), n);
   }
 
   /** Resolves once the queue is empty and no forward pass runs (queued requests are all answered first). */
@@ -97,7 +97,7 @@ export class Batcher {
     const start = performance.now();
     this.forwards++;
     try {
-      const logits = await this.engine.infer(pixels, n);
+      const logits = await this.engine.logits(pixels, n);
       const end = performance.now();
       this.o.onBatch?.(n, (end - start) / 1000);
       const c = logits.length / n;

@@ -5,14 +5,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EngineError, UserError } from '../errors';
-import { inputGeometry, Predictor } from '../infer/predictor';
+import type { Insight, LayerOutput, TensorData } from '../infer/introspect';
+import { InputGeometry, Predictor } from '../infer/predictor';
 import { DeviceRequest } from '../runtime/device';
 import { cpuInfo, CpuInfo } from '../runtime/cpu';
 import { ModelRecord } from '../persist/record';
 import { runtimeInfo } from '../tensor/tensor';
 import { checkInputFile } from '../util/files';
 import type { WorkerReady, WorkerReply, WorkerRequest, WorkerSetup } from './engine-worker';
-import { Engine, InsightEngine, LayerOutput, ModelCard, TensorData } from './types';
+import { Engine, ModelCard } from './types';
 
 export type RuntimeRequest = 'libtorch' | 'onnx' | 'auto';
 export type PrecisionRequest = 'fp32' | 'bf16' | 'auto';
@@ -89,12 +90,13 @@ export function chooseEngine(o: EngineOptions, cpu: CpuInfo = cpuInfo(), gpu = w
   };
 }
 
-function card(record: ModelRecord, inputShape: readonly number[], weights: string, c: EngineChoice): ModelCard {
+function card(p: Pick<Predictor, 'record' | 'geometry'>, weights: string, c: EngineChoice): ModelCard {
+  const { record, geometry } = p;
   return {
     model: record.model,
     weights: path.basename(weights),
     classes: record.classes,
-    geometry: inputGeometry(record, inputShape),
+    geometry,
     preprocessing: { mean: [...record.preprocess.mean], std: [...record.preprocess.std] },
     runtime: c.runtime,
     precision: c.precision,
@@ -120,17 +122,26 @@ function startWorker(setup: WorkerSetup): Promise<{ worker: Worker; ready: Worke
   });
 }
 
-/** libtorch in a worker thread: requests and answers carry transferred ArrayBuffers, never copies of the model. */
-export class TorchEngine implements Engine, InsightEngine {
-  readonly insight: InsightEngine = this;
+/**
+ * libtorch in a worker thread, which hosts a TorchPredictor: requests and answers carry transferred ArrayBuffers,
+ * never copies of the model.
+ */
+export class TorchEngine implements Engine, Insight {
+  readonly runtime = 'libtorch';
+  readonly insight: Insight = this;
+  readonly card: ModelCard;
   private next = 1;
   private readonly pending = new Map<number, Pending>();
   failure: Error | undefined;
 
   private constructor(
     private readonly worker: Worker,
-    readonly card: ModelCard,
+    readonly record: ModelRecord,
+    readonly geometry: InputGeometry,
+    weights: string,
+    choice: EngineChoice,
   ) {
+    this.card = card(this, weights, choice);
     worker.on('message', (r: WorkerReply) => {
       const p = this.pending.get(r.id);
       this.pending.delete(r.id);
@@ -155,7 +166,7 @@ export class TorchEngine implements Engine, InsightEngine {
       device: o.device,
       threads: o.threads,
     });
-    return new TorchEngine(worker, card(ready.record!, ready.inputShape!, o.weights, c));
+    return new TorchEngine(worker, ready.record!, ready.geometry!, o.weights, c);
   }
 
   private call(r: Omit<WorkerRequest, 'id'>, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
@@ -172,7 +183,7 @@ export class TorchEngine implements Engine, InsightEngine {
     return pixels.slice().buffer;
   }
 
-  async infer(pixels: Uint8Array, n: number): Promise<Float32Array> {
+  async logits(pixels: Uint8Array, n: number): Promise<Float32Array> {
     const buf = TorchEngine.own(pixels);
     const r = await this.call({ op: 'infer', pixels: buf, n } as WorkerRequest, [buf]);
     return new Float32Array(r.outputs![0].data);
@@ -203,32 +214,37 @@ export class TorchEngine implements Engine, InsightEngine {
 
 /** onnxruntime-node's session: run() is asynchronous (its own threads), so it needs no worker of ours. */
 export class OnnxEngine implements Engine {
+  readonly card: ModelCard;
+  readonly record: ModelRecord;
+  readonly runtime: string;
+  readonly geometry: InputGeometry;
+
   constructor(
     private readonly predictor: Predictor,
-    readonly card: ModelCard,
-  ) {}
+    weights: string,
+    choice: EngineChoice,
+  ) {
+    ({ record: this.record, runtime: this.runtime, geometry: this.geometry } = predictor);
+    this.card = card(predictor, weights, choice);
+  }
 
   /** Opens an .onnx file, or exports the weights to a temporary ONNX file first (in a worker: no blocking). */
   static async open(o: EngineOptions, c: EngineChoice): Promise<OnnxEngine> {
     const { OnnxPredictor } = await import('../infer/onnx');
     if (isOnnxFile(o.weights))
-      return OnnxEngine.wrap(await OnnxPredictor.open(o.weights, { threads: o.threads }), o.weights, c);
+      return new OnnxEngine(await OnnxPredictor.open(o.weights, { threads: o.threads }), o.weights, c);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-serve-'));
     try {
       const file = path.join(dir, 'model.onnx');
       const { worker } = await startWorker({ weights: o.weights, model: o.model, precision: 'fp32', exportTo: file });
       await worker.terminate();
-      return OnnxEngine.wrap(await OnnxPredictor.open(file, { threads: o.threads }), o.weights, c);
+      return new OnnxEngine(await OnnxPredictor.open(file, { threads: o.threads }), o.weights, c);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }
 
-  private static wrap(p: Predictor, weights: string, c: EngineChoice): OnnxEngine {
-    return new OnnxEngine(p, card(p.record, [p.geometry.channels, ...p.record.preprocess.inputSize], weights, c));
-  }
-
-  infer(pixels: Uint8Array, n: number): Promise<Float32Array> {
+  logits(pixels: Uint8Array, n: number): Promise<Float32Array> {
     return this.predictor.logits(pixels, n);
   }
 

@@ -8,23 +8,11 @@ import { DEFAULT_FASHION_MNIST_DIR } from '../data/fashion-mnist';
 import { readIdx } from '../data/idx';
 import { sharpModule } from '../data/image';
 import { folderPath } from '../data/image-folder';
-import { parseHeader } from '../io/safetensors';
-import { readInputFile } from '../util/files';
+import { EmbeddingSet, readEmbeddings } from '../persist/embeddings';
 
-/** One file of embeddings: N rows of D numbers, a label and a file (or `split:index`) per row. */
-export interface EmbeddingSet {
-  file: string;
-  rows: number;
-  dim: number;
-  features: Float32Array;
-  labels: number[];
-  files: string[];
-  classes: string[];
-  /** The data set the rows come from ('fashion-mnist', 'mnist' or 'folder:PATH'). */
-  dataset: string;
-  layer: string;
-  model: string;
-}
+// The file `alexnet features` writes, read by src/persist/embeddings.ts.
+export { readEmbeddings };
+export type { EmbeddingSet };
 
 /** One row of an answer: where it comes from and what it is. */
 export interface NeighbourItem {
@@ -34,60 +22,6 @@ export interface NeighbourItem {
   label: number;
   class: string;
   distance?: number;
-}
-
-/** Label readers by dtype: `alexnet features` writes int64; int32 and uint8 are accepted too. */
-const READERS: Partial<Record<string, (b: Buffer, i: number) => number>> = {
-  int64: (b, i) => Number(b.readBigInt64LE(i * 8)),
-  int32: (b, i) => b.readInt32LE(i * 4),
-  uint8: (b, i) => b[i],
-};
-
-function jsonList(value: string | undefined, what: string, bad: (why: string) => FormatError): unknown[] {
-  try {
-    const v: unknown = JSON.parse(value ?? '');
-    if (Array.isArray(v)) return v;
-  } catch {
-    // reported below
-  }
-  throw bad(`its metadata has no ${what} list (write it with alexnet features)`);
-}
-
-/** Reads and checks a file `alexnet features` wrote (features F32 N × D, labels N, files and classes). */
-export function readEmbeddings(file: string): EmbeddingSet {
-  const buf = readInputFile(file);
-  const { entries, metadata, dataStart } = parseHeader(buf, file);
-  const bad = (why: string) => new FormatError(`${file} is not an embeddings file of alexnet features: ${why}`);
-  const f = entries.get('features');
-  const l = entries.get('labels');
-  if (!f || f.dtype !== 'float32' || f.shape.length !== 2) throw bad('expected a float32 tensor features (N × D)');
-  const [rows, dim] = f.shape;
-  const read = l && READERS[l.dtype];
-  if (!l || !read || l.shape.length !== 1 || l.shape[0] !== rows)
-    throw bad(`expected integer labels, one per row (${rows})`);
-  const files = jsonList(metadata.files, 'files', bad).map(String);
-  const classes = jsonList(metadata.classes, 'classes', bad).map(String);
-  if (files.length !== rows) throw bad(`its file list has ${files.length} entries for ${rows} rows`);
-  // A view when the numbers are 4-byte aligned (the writer pads its header to 8 bytes: a gallery can be 1 GB),
-  // else a copy.
-  const start = buf.byteOffset + dataStart + f.begin;
-  const features =
-    start % 4 === 0
-      ? new Float32Array(buf.buffer, start, rows * dim)
-      : new Float32Array(buf.buffer.slice(start, start + rows * dim * 4));
-  const labelBytes = buf.subarray(dataStart + l.begin, dataStart + l.end);
-  return {
-    file,
-    rows,
-    dim,
-    features,
-    labels: Array.from({ length: rows }, (_, i) => read(labelBytes, i)),
-    files,
-    classes,
-    dataset: metadata.dataset ?? '',
-    layer: metadata.layer ?? '',
-    model: metadata.model ?? '',
-  };
 }
 
 /** A row's description for an answer (no absolute paths: photos are named inside their data set's folder). */

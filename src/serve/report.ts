@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { Conv2d } from '../nn/conv2d';
+import { firstConvolution } from '../infer/introspect';
 import { loadModel } from '../persist/load';
 import { tidy } from '../tensor/tensor';
 import { MetricsRecord, readMetricsFile } from './follow';
@@ -68,11 +68,11 @@ export function readFilters(runDir: string, warn: (m: string) => void = () => un
     }
     const { model } = loaded;
     try {
-      const conv = model.layers().find(([, m]) => m instanceof Conv2d);
+      const conv = firstConvolution(model);
       if (!conv) continue;
-      const w = (conv[1] as Conv2d).weight;
+      const w = conv.weight;
       const data = tidy(() => w.float().cpu().contiguous().toArray()).map((x) => Number(x.toPrecision(6)));
-      return { file: name, layer: conv[0], shape: [...w.shape], data };
+      return { file: name, layer: conv.layer, shape: [...w.shape], data };
     } finally {
       model.dispose();
     }

@@ -1,7 +1,8 @@
-// The serving layer's shared shapes: what an inference engine offers the HTTP server, and what the server is told
-// to serve. The engine hides where inference runs (a worker thread for libtorch, onnxruntime's own threads), so
-// no route ever blocks the event loop on a forward pass.
-import { InputGeometry } from '../infer/predictor';
+// The serving layer's shared shapes: what an inference engine offers the HTTP server (a Predictor with its card
+// and insight), and what the server is told to serve. The engine hides where inference runs (a worker thread for
+// libtorch, onnxruntime's own threads), so no route ever blocks the event loop on a forward pass.
+import type { Insight, LayerOutput, TensorData } from '../infer/introspect';
+import { InputGeometry, Predictor } from '../infer/predictor';
 
 /** What `GET /v1/models` describes and every answer names. */
 export interface ModelCard {
@@ -20,39 +21,21 @@ export interface ModelCard {
   selection?: string;
 }
 
-/** One named layer's output for one image: C × H × W, row-major. */
-export interface LayerOutput {
-  layer: string;
-  shape: number[];
-  data: Float32Array;
-}
-
-/** A weight tensor, row-major. */
-export interface TensorData {
-  shape: number[];
-  data: Float32Array;
-}
+export type { LayerOutput, TensorData };
 
 /** What the page's model views need: libtorch engines offer it, onnxruntime engines do not. */
-export interface InsightEngine {
-  /** The first convolution's kernels: out × in × kh × kw (the paper's Figure 3). */
-  filters(): Promise<TensorData>;
-  /** Every convolution's output (after its activation) for one preprocessed planar uint8 image of `geometry`. */
-  featureMaps(pixels: Uint8Array): Promise<LayerOutput[]>;
-  /** The last hidden layer's output (the 4096-d embedding of the paper's Figure 4) for one image. */
-  embedding(pixels: Uint8Array): Promise<Float32Array>;
-}
+export type InsightEngine = Insight;
 
-/** An inference engine: batches of decoded images in, logits out, off the event loop. */
-export interface Engine {
+/**
+ * An inference engine: a Predictor (batches of decoded images in, logits out) that runs off the event loop, with
+ * the card the server shows and, where the runtime can look inside the model, its insight.
+ */
+export interface Engine extends Predictor {
   readonly card: ModelCard;
-  /** Logits (N × classes, row-major) of N images given as planar uint8 pixels of `card.geometry`. */
-  infer(pixels: Uint8Array, n: number): Promise<Float32Array>;
   /** Present when the engine can look inside the model (libtorch). */
-  readonly insight?: InsightEngine;
+  readonly insight?: Insight;
   /** Set when the engine can no longer run (its worker died): readiness fails with it. */
   readonly failure?: Error;
-  close(): Promise<void>;
 }
 
 /** Files the page shows besides live predictions; each optional. */
