@@ -1,8 +1,8 @@
 // Looking inside a model: the layers the page's views and `alexnet features` pick by rule (the first convolution,
-// the last hidden layer), each convolution's feature maps, and whether batch norm is there. The one place that
-// tells layers apart by their class.
+// the last hidden layer), each convolution's feature maps, and whether batch norm is there. Layers are told apart
+// by their spec's kind (`Module.spec()`), as the ONNX writer and the plan builder do.
 import { AlexNet } from '../models/alexnet';
-import { BatchNorm2d, Conv2d, ReLU, Tanh } from '../nn';
+import { Module } from '../nn/module';
 import { Tensor } from '../tensor/tensor';
 
 /** One named layer's output for one image (C × H × W, or D), row-major. */
@@ -39,19 +39,19 @@ export function float32Data(t: Tensor): Float32Array {
  */
 export function embeddingLayer(model: AlexNet): string {
   const layers = model.layers();
-  const relus = layers.filter(([n, m]) => n.startsWith('classifier.') && m instanceof ReLU).map(([n]) => n);
+  const relus = layers.filter(([n, m]) => n.startsWith('classifier.') && m.spec().kind === 'relu').map(([n]) => n);
   return relus[relus.length - 1] ?? layers[layers.length - 2][0];
 }
 
 /** The first convolution's name and kernels (out × in × kh × kw); undefined for a model without one. */
 export function firstConvolution(model: AlexNet): { layer: string; weight: Tensor } | undefined {
-  for (const [layer, m] of model.layers()) if (m instanceof Conv2d) return { layer, weight: m.weight };
-  return undefined;
+  const found = model.layers().find(([, m]) => m.spec().kind === 'conv2d');
+  return found && { layer: found[0], weight: weightOf(found[1]) };
 }
 
 /** Whether the model normalises with batch norm (whose statistics stay fp32 when the weights are cast to bf16). */
 export function hasBatchNorm(model: AlexNet): boolean {
-  return model.layers().some(([, m]) => m instanceof BatchNorm2d);
+  return model.layers().some(([, m]) => m.spec().kind === 'batchNorm2d');
 }
 
 /**
@@ -65,11 +65,19 @@ export function featureMaps(model: AlexNet, x: Tensor): LayerOutput[] {
   for (const [name, layer] of model.layers()) {
     if (name === 'flatten') break;
     h = layer.forward(h);
-    if (layer instanceof Conv2d) conv = name;
-    else if (conv && (layer instanceof ReLU || layer instanceof Tanh)) {
+    const kind = layer.spec().kind;
+    if (kind === 'conv2d') conv = name;
+    else if (conv && (kind === 'relu' || kind === 'tanh')) {
       outs.push({ layer: conv, shape: h.shape.slice(1), data: float32Data(h) });
       conv = undefined;
     }
   }
   return outs;
+}
+
+/** A layer's `weight` parameter, by its PyTorch key. */
+function weightOf(m: Module): Tensor {
+  const w = m.namedParameters().find(([n]) => n === 'weight');
+  if (!w) throw new Error(`a convolution without a weight parameter`);
+  return w[1];
 }
