@@ -15,7 +15,8 @@ import {
   MaxPool2d,
   ReLU,
 } from '../nn';
-import { native } from '../tensor/binding';
+import { OnednnPlan, onednnKernels, onednnPlan, onednnRun, releaseOnednnPlan } from '../tensor/onednn';
+import { onednnAvailable } from '../tensor/runtime';
 import { Device } from '../tensor/dtype';
 import { noGrad, Tensor, tidy, zeros } from '../tensor/tensor';
 import { autocast, Precision } from './precision';
@@ -121,7 +122,7 @@ export class InferenceRunner {
   engine: 'onednn' | 'libtorch';
   /** Why the libtorch path runs (undefined when oneDNN does). */
   reason: string | undefined;
-  #plan: unknown;
+  #plan: OnednnPlan | undefined;
   readonly #own: Tensor[] = [];
 
   constructor(
@@ -133,11 +134,7 @@ export class InferenceRunner {
     if (why === undefined) {
       try {
         const { layers, tensors } = planLayers(model, this.#own);
-        this.#plan = native().onednnPlan!(
-          layers,
-          tensors.map((t) => t.handle),
-          precision === 'bf16',
-        );
+        this.#plan = onednnPlan(layers, tensors, precision === 'bf16');
       } catch (e) {
         if (!(e instanceof Unsupported)) throw e;
         this.reason = `oneDNN plans have no ${e.message}`;
@@ -153,7 +150,7 @@ export class InferenceRunner {
 
   private obstacle(): string | undefined {
     if (this.device !== 'cpu') return `${this.device} runs libtorch's ops`;
-    if (!native().onednnAvailable) return 'the addon was built without oneDNN (apt-get install libdnnl-dev)';
+    if (!onednnAvailable()) return 'the addon was built without oneDNN (apt-get install libdnnl-dev)';
     if (process.env.ALEXNET_INFERENCE === 'libtorch') return 'ALEXNET_INFERENCE=libtorch';
     if (this.precision === 'fp16') return 'fp16 runs libtorch on the CPU';
     if (this.model.training) return 'the model is in training mode';
@@ -163,7 +160,8 @@ export class InferenceRunner {
   /** (N, C, H, W) float -> (N, classes) float32 logits, without gradients. */
   forward(x: Tensor): Tensor {
     if (this.#plan && this.fits(x)) {
-      const y = this.onPlan(() => new Tensor(native().onednnRun!(this.#plan, x.handle)));
+      const plan = this.#plan;
+      const y = this.onPlan(() => onednnRun(plan, x));
       if (y) return y;
     }
     return noGrad(() => tidy(() => autocast(this.device, this.precision, () => this.model.forward(x)).float()));
@@ -177,7 +175,8 @@ export class InferenceRunner {
   /** The kernel oneDNN runs for each primitive at this input (e.g. "conv:brgconv:avx512_core_bf16"). */
   kernels(x: Tensor): string[] {
     if (!this.#plan || !this.fits(x)) return [];
-    return this.onPlan(() => native().onednnImplementations!(this.#plan, x.handle)) ?? [];
+    const plan = this.#plan;
+    return this.onPlan(() => onednnKernels(plan, x)) ?? [];
   }
 
   /**
@@ -202,7 +201,7 @@ export class InferenceRunner {
 
   /** Frees the packed weights (the model is the caller's). */
   dispose(): void {
-    if (this.#plan) native().onednnRelease!(this.#plan);
+    if (this.#plan) releaseOnednnPlan(this.#plan);
     this.#plan = undefined;
     for (const t of this.#own.splice(0)) t.dispose();
   }
