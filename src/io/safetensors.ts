@@ -162,6 +162,15 @@ export function encodeSafetensors(tensors: Map<string, Tensor> | [string, Tensor
   return Buffer.concat([len, Buffer.from(json, 'utf8'), ...chunks]);
 }
 
+/**
+ * The size of a safetensors file holding tensors of `dataBytes` bytes in all, `tensorCount` of them, with
+ * about `metadataBytes` of metadata: an estimate for planOutputs' `expectedBytes` (the header is a few kB; the
+ * margin covers it).
+ */
+export function estimateSafetensorsBytes(dataBytes: number, tensorCount: number, metadataBytes = 0): number {
+  return 8 + 1024 + tensorCount * 128 + metadataBytes + dataBytes;
+}
+
 export function saveSafetensors(
   file: string,
   tensors: Map<string, Tensor> | [string, Tensor][],
