@@ -1,5 +1,6 @@
-// The import rules of alexnet-ts (checked by `npm run lint`): each layer imports only the layers below it,
-// nothing has cycles, and no command imports another. The order is DESIGN.md's:
+// The import rules of alexnet-ts (checked by `npm run lint` over src/ and bench/): each layer imports only the
+// layers below it, nothing has cycles, no command imports another, and only src/tensor (and nn/functional.ts)
+// opens the native binding. The order is DESIGN.md's:
 //   util → tensor → nn → models → io → data → persist → optim → runtime → train | infer → distributed → experiments
 //   → serve → cli
 const LAYERS = [
@@ -42,6 +43,15 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/cli/', pathNot: '^src/cli/main\\.ts$' },
       to: { path: '^src/cli/', pathNot: '^src/cli/(options|format)\\.ts$' },
+    },
+    {
+      name: 'only-tensor-opens-the-binding',
+      comment:
+        "src/tensor/binding.ts is the addon's one door: only src/tensor/* and nn's functional layer " +
+        '(src/nn/functional.ts) import it; everything else, bench/ included, calls their typed wrappers',
+      severity: 'error',
+      from: { path: '^(src|bench)/', pathNot: '^src/tensor/|^src/nn/functional\\.ts$' },
+      to: { path: '^src/tensor/binding\\.ts$' },
     },
     {
       name: 'tests-and-benches-stay-out-of-src',

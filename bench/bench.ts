@@ -15,7 +15,8 @@ import { parseDevice, prepareDevice, prepareModel, synchronize } from '../src/ru
 import { cpuInfo, describeCpu } from '../src/runtime/cpu';
 import { GradScaler, Precision, resolvePrecision } from '../src/runtime/precision';
 import { imagesPerSecond, imagesPerSecondAsync, inferenceSpeed } from '../src/runtime/timing';
-import { native } from '../src/tensor/binding';
+import { onednnPlan, onednnRun, releaseOnednnPlan } from '../src/tensor/onednn';
+import { onednnAvailable } from '../src/tensor/runtime';
 import { Device } from '../src/tensor/dtype';
 import { manualSeed, noGrad, randint, randn, runtimeInfo, Tensor, tidy } from '../src/tensor/tensor';
 import { cudaGraphObstacle, GraphedStep } from '../src/train/graph';
@@ -184,11 +185,11 @@ function matmulGflops(device: Device, precision: Precision): number {
   const w = randn([n, n, 1, 1], { device }).to(dtype).to({ memoryFormat: 'channelsLast' }).keep();
   const paths: (() => void)[] = [() => tidy(() => a.matmul(b)), () => tidy(() => F.conv2d(x, w, undefined))];
   const plan =
-    device === 'cpu' && precision !== 'fp16' && native().onednnAvailable
-      ? native().onednnPlan!([{ kind: 'linear', weight: 0 }], [b.float().keep().handle], precision === 'bf16')
+    device === 'cpu' && precision !== 'fp16' && onednnAvailable()
+      ? onednnPlan([{ kind: 'linear', weight: 0 }], [b.float().keep()], precision === 'bf16')
       : undefined;
   const x2 = plan ? randn([n, n, 1, 1]).keep() : undefined;
-  if (plan) paths.push(() => new Tensor(native().onednnRun!(plan, x2!.handle)).dispose());
+  if (plan) paths.push(() => onednnRun(plan, x2!).dispose());
   let best = 0;
   noGrad(() => {
     for (const run of paths) {
@@ -207,7 +208,7 @@ function matmulGflops(device: Device, precision: Precision): number {
     }
   });
   for (const t of [a, b, x, w, x2]) t?.dispose();
-  if (plan) native().onednnRelease!(plan);
+  if (plan) releaseOnednnPlan(plan);
   return best;
 }
 

@@ -8,7 +8,13 @@ import { crossEntropy } from '../src/nn/functional';
 import { SGD } from '../src/optim/optimizer';
 import { prepareDevice, prepareModel, synchronize } from '../src/runtime/device';
 import { autocast } from '../src/runtime/precision';
-import { native } from '../src/tensor/binding';
+import {
+  cudaGraphBegin,
+  cudaGraphEnd,
+  cudaGraphRelease,
+  cudaGraphReplay,
+  cudaUseSideStream,
+} from '../src/tensor/cuda-graph';
 import { manualSeed, noGrad, randint, randn, tidy, zeros } from '../src/tensor/tensor';
 import { StepSums, trainStep } from '../src/train/step';
 
@@ -39,24 +45,24 @@ function probe(part: Part): string {
       tidy(() => autocast('cuda', 'fp32', () => crossEntropy(model.forward(x), y)).backward());
     else trainStep(ctx, x, y, sums);
   };
-  native().cudaUseSideStream!(0);
+  cudaUseSideStream(0);
   for (let i = 0; i < 3; i++) body();
   synchronize('cuda');
-  const id = native().cudaGraphBegin!();
+  const id = cudaGraphBegin();
   try {
     body();
-    native().cudaGraphEnd!(id);
+    cudaGraphEnd(id);
   } catch (e) {
-    native().cudaGraphRelease!(id);
+    cudaGraphRelease(id);
     return `FAILED to record: ${(e as Error).message.split('\n')[0]}`;
   }
   try {
-    for (let i = 0; i < 3; i++) native().cudaGraphReplay!(id);
+    for (let i = 0; i < 3; i++) cudaGraphReplay(id);
     synchronize('cuda');
   } catch (e) {
     return `recorded, FAILED to replay: ${(e as Error).message.split('\n')[0]}`;
   }
-  native().cudaGraphRelease!(id);
+  cudaGraphRelease(id);
   return 'recorded and replayed';
 }
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // npm run lint: every static check CI runs before the tests, each reported by name.
 //   prettier      TypeScript/JavaScript formatting (.prettierrc.json)
-//   eslint        typescript-eslint's rules, functions of at most 60 lines in src/ (eslint.config.mjs)
-//   imports       the layer order and no cycles (dependency-cruiser, .dependency-cruiser.cjs)
+//   eslint        typescript-eslint's rules over src, test, bench, scripts, bin and web (the page's classic
+//                 scripts), and the size limits: lines per function and per file (eslint.config.mjs)
+//   imports       the layer order, no cycles, who may open the native binding (dependency-cruiser over src/ and
+//                 bench/, .dependency-cruiser.cjs)
+//   exports       the addon's C++ export tables against binding.ts's Native interface (scripts/check-exports.js)
 //   clang-format  the C++ addon's formatting (.clang-format); skipped with a note where clang-format is missing,
 //                 except in CI
 'use strict';
@@ -18,8 +21,9 @@ const natives = fs
   .map((f) => path.join('native', f));
 const checks = [
   ['prettier', bin('prettier'), ['--check', '--log-level', 'warn', '.']],
-  ['eslint', bin('eslint'), ['src', 'test', 'bench', 'scripts', 'bin']],
-  ['imports', bin('depcruise'), ['src', '--config', '.dependency-cruiser.cjs']],
+  ['eslint', bin('eslint'), ['src', 'test', 'bench', 'scripts', 'bin', 'web']],
+  ['imports', bin('depcruise'), ['src', 'bench', '--config', '.dependency-cruiser.cjs']],
+  ['exports', process.execPath, [path.join('scripts', 'check-exports.js')]],
   ['clang-format', 'clang-format', ['--dry-run', '--Werror', ...natives]],
 ];
 let failed = 0;

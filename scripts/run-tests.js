@@ -2,6 +2,9 @@
 // Runs every compiled test file (dist/test/**/*.test.js) with node's test runner, one file at a time (the
 // machines have 2 cores and the model tests use both). Extra arguments filter the files by substring.
 //
+// --quick (npm run test:quick): only the QUICK files below, the tests that run in this process alone: no child
+// processes, no PyTorch oracle, no servers on ports, no browser. About a minute on 2 cores; CI runs it first.
+//
 // --also-avx2 (CI): then runs the files that compare numbers a second time with oneDNN and ATen held to AVX2
 // (DNNL_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2; the PyTorch oracle inherits them), so a tolerance that holds
 // only for this CPU's kernels (AVX-512, native bfloat16) fails here rather than on the next machine; tests that
@@ -22,11 +25,17 @@ const NUMERIC = [
   'data',
   'folder',
   'io',
+  'safetensors',
   'train',
   'folder-train',
   'cpu',
   'inference',
 ].map((n) => `${n}.test.js`);
+// The quick tier: whole files whose every test stays in-process and needs no oracle. A file that starts a process
+// or the oracle for any of its tests does not belong here (move such a test to another file instead).
+const QUICK = ['tensor', 'data', 'memory', 'models-size', 'safetensors', 'infer', 'check-exports'].map(
+  (n) => `${n}.test.js`,
+);
 const AVX2 = { DNNL_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' };
 // Tells the tests that this is the repeat: a test (or part of one) whose result cannot depend on the kernels (file
 // formats, messages, processes) skips itself here, saying so (test/helpers/oracle.ts firstPassOnly).
@@ -50,12 +59,15 @@ const args = process.argv.slice(2);
 const options = args.filter((a) => a.startsWith('--'));
 const filters = args.filter((a) => !a.startsWith('--'));
 for (const o of options) {
-  if (o !== '--also-avx2') {
-    console.error(`run-tests: unknown option ${o} (known: --also-avx2)`);
+  if (o !== '--also-avx2' && o !== '--quick') {
+    console.error(`run-tests: unknown option ${o} (known: --quick, --also-avx2)`);
     process.exit(2);
   }
 }
-const chosen = files.sort().filter((f) => !filters.length || filters.some((s) => f.includes(s)));
+const chosen = files
+  .sort()
+  .filter((f) => !options.includes('--quick') || QUICK.includes(path.basename(f)))
+  .filter((f) => !filters.length || filters.some((s) => f.includes(s)));
 
 /** One run of node's test runner over `list`; returns its exit status and the counts from its TAP summary. */
 function pass(list, env, tap) {

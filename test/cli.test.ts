@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cli } from './helpers/cli';
+import { cliPeakRss } from './helpers/cli-rss';
 
 test('alexnet summary works for all five variants with the published totals', () => {
   const totals: Record<string, string> = {
@@ -63,4 +64,17 @@ test('a missing native engine says how to fix it', () => {
 test('--help explains each command', () => {
   assert.match(cli(['--help']).stdout, /summary/);
   assert.match(cli(['summary', '--help']).stdout, /--input CxHxW/);
+});
+
+test('alexnet summary describes a 2-billion-parameter model without allocating it', () => {
+  const r = cliPeakRss(['summary', '--model', 'alexnet-2012', '--input', '1500']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /classifier\.1 +Linear\(518400, 4096\) +4096 +2,123,370,496/);
+  assert.match(r.stdout, /total: 2,146,582,888 parameters/);
+  // Building it allocated 8.6 GB (8.8 GB peak); the table alone needs Node and the JavaScript.
+  assert.ok(r.peakMb < 500, `peak RSS ${r.peakMb.toFixed(0)} MB`);
+  const tv = cliPeakRss(['summary', '--model', 'alexnet-torchvision', '--input', '1500', '--json']);
+  assert.equal(tv.code, 0, tv.stderr);
+  assert.equal(JSON.parse(tv.stdout).totalParams, 61_100_840);
+  assert.ok(tv.peakMb < 500, `peak RSS ${tv.peakMb.toFixed(0)} MB`);
 });

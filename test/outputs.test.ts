@@ -8,16 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { tempPath } from '../src/util/files';
-import {
-  acquireLock,
-  estimateSafetensorsBytes,
-  lockPath,
-  newRunId,
-  OutputSpec,
-  planOutputs,
-  readLock,
-  sameFile,
-} from '../src/util/outputs';
+import { estimateSafetensorsBytes } from '../src/io/safetensors';
+import { acquireLock, lockPath, readLock } from '../src/util/locks';
+import { newRunId, OutputSpec, planOutputs, sameFile } from '../src/util/outputs';
 import { bindReadOnly, mountSkip, mountTmpfs, unmountAll } from './helpers/mounts';
 import { userError } from './helpers/errors';
 

@@ -172,287 +172,330 @@
     return e;
   }
 
+  // ---- the view ----------------------------------------------------------------------------------------------
+  // One state object `v` per view, passed to named functions: {el, o, doc, base, weight, folders (id → {id, name,
+  // source?}), series (folder id + '\n' + run id → Series), received, charts, structureChanged, timer, poller,
+  // destroyed, status, slider, sliderValue, grid, observer, view (the object createRunsView returns)}.
+
   function createRunsView(el, options) {
     var o = options || {};
-    var doc = el.ownerDocument || root.document;
-    var base = o.baseUrl || '';
-    var weight = o.smoothing === undefined ? DEFAULT_SMOOTHING : o.smoothing;
-    var folders = new Map(); // id → {id, name, source?}
-    var series = new Map(); // folder id + '\n' + run id → Series
-    var received = 0;
-    var charts = [];
-    var structureChanged = true;
-    var timer = null;
-    var poller = null;
-    var destroyed = false;
+    var v = {
+      el: el,
+      o: o,
+      doc: el.ownerDocument || root.document,
+      base: o.baseUrl || '',
+      weight: o.smoothing === undefined ? DEFAULT_SMOOTHING : o.smoothing,
+      folders: new Map(),
+      series: new Map(),
+      received: 0,
+      charts: [],
+      structureChanged: true,
+      timer: null,
+      poller: null,
+      destroyed: false,
+      observer: null,
+    };
+    buildControls(v);
+    v.view = viewApi(v);
+    start(v);
+    return v.view;
+  }
 
-    el.classList.add('alexnet-curves');
+  /** The smoothing slider and the status line above an empty chart grid. */
+  function buildControls(v) {
+    var doc = v.doc;
+    v.el.classList.add('alexnet-curves');
     var controls = element(doc, 'div', 'curves-controls');
-    var status = element(doc, 'div', 'curves-status');
-    var slider = element(doc, 'input', 'curves-smoothing');
+    v.status = element(doc, 'div', 'curves-status');
+    var slider = (v.slider = element(doc, 'input', 'curves-smoothing'));
     slider.type = 'range';
     slider.min = '0';
     slider.max = '0.99';
     slider.step = '0.01';
-    slider.value = String(weight);
+    slider.value = String(v.weight);
     slider.setAttribute('aria-label', 'smoothing');
-    var sliderValue = element(doc, 'span', 'curves-smoothing-value', weight.toFixed(2));
+    v.sliderValue = element(doc, 'span', 'curves-smoothing-value', v.weight.toFixed(2));
     var label = element(doc, 'label', '', 'smoothing ');
     label.appendChild(slider);
-    label.appendChild(sliderValue);
+    label.appendChild(v.sliderValue);
     controls.appendChild(label);
-    controls.appendChild(status);
-    var grid = element(doc, 'div', 'curves-grid');
+    controls.appendChild(v.status);
+    v.grid = element(doc, 'div', 'curves-grid');
     // Laid out here (not only in a style sheet) so that the view looks the same on the page and in a report.
     controls.style.cssText = 'display:flex;flex-wrap:wrap;gap:1em 2em;align-items:center';
-    grid.style.cssText = 'display:flex;flex-wrap:wrap;gap:16px;margin-top:0.5em';
-    el.replaceChildren(controls, grid);
+    v.grid.style.cssText = 'display:flex;flex-wrap:wrap;gap:16px;margin-top:0.5em';
+    v.el.replaceChildren(controls, v.grid);
     slider.addEventListener('input', function () {
-      view.setSmoothing(Number(slider.value));
+      v.view.setSmoothing(Number(slider.value));
     });
+  }
 
-    function setStatus(text) {
-      status.textContent = text;
-    }
-
-    function chartWidth() {
-      var w = grid.clientWidth || el.clientWidth || 800;
-      return Math.max(280, w >= 900 ? Math.floor((w - 16) / 2) : w);
-    }
-
-    function runLabel(s) {
-      var f = folders.get(s.folder);
-      var name = f ? f.name : s.folder;
-      var ids = 0;
-      series.forEach(function (t) {
-        if (t.folder === s.folder) ids++;
+  /** Watches the element's size, then shows the given runs, or looks for runs on the server (live). */
+  function start(v) {
+    var o = v.o;
+    v.observer = root.ResizeObserver ? new root.ResizeObserver(v.view.resize) : null;
+    if (v.observer) v.observer.observe(v.el);
+    if (o.runs) {
+      o.runs.forEach(function (run) {
+        addFolder(v, run);
       });
-      return ids > 1 && s.runId ? name + ' ' + s.runId : name;
-    }
+      describe(v);
+    } else if (o.live) {
+      setStatus(v, 'looking for runs\u2026');
+      fetchRuns(v);
+      // Runs started after the page opened appear on their own.
+      v.poller = setInterval(function () {
+        fetchRuns(v);
+      }, 5000);
+    } else describe(v);
+  }
 
-    function xLabel() {
-      var steps = false;
-      series.forEach(function (s) {
-        if (s.steps.length) steps = true;
+  function setStatus(v, text) {
+    v.status.textContent = text;
+  }
+
+  function chartWidth(v) {
+    var w = v.grid.clientWidth || v.el.clientWidth || 800;
+    return Math.max(280, w >= 900 ? Math.floor((w - 16) / 2) : w);
+  }
+
+  function runLabel(v, s) {
+    var f = v.folders.get(s.folder);
+    var name = f ? f.name : s.folder;
+    var ids = 0;
+    v.series.forEach(function (t) {
+      if (t.folder === s.folder) ids++;
+    });
+    return ids > 1 && s.runId ? name + ' ' + s.runId : name;
+  }
+
+  function xLabel(v) {
+    var steps = false;
+    v.series.forEach(function (s) {
+      if (s.steps.length) steps = true;
+    });
+    return steps ? 'step' : 'epoch';
+  }
+
+  function chartData(v, def) {
+    var tables = [];
+    v.series.forEach(function (s) {
+      def.lines.forEach(function (line) {
+        tables.push(s.line(line, v.weight));
       });
-      return steps ? 'step' : 'epoch';
-    }
+    });
+    return align(tables);
+  }
 
-    function chartData(def) {
-      var tables = [];
-      series.forEach(function (s) {
-        def.lines.forEach(function (line) {
-          tables.push(s.line(line, weight));
+  function chartOptions(v, def) {
+    var list = [{ label: xLabel(v) }];
+    v.series.forEach(function (s) {
+      var name = runLabel(v, s);
+      def.lines.forEach(function (line) {
+        list.push({
+          label: name + ' \u00b7 ' + line.label,
+          stroke: s.color,
+          width: line.points ? 1 : 1.5,
+          dash: line.dash,
+          spanGaps: true,
+          points: { show: !!line.points, size: 5, fill: s.color },
         });
       });
-      return align(tables);
-    }
+    });
+    var y = def.range ? { range: def.range.slice() } : { auto: true };
+    return {
+      title: def.title,
+      width: chartWidth(v),
+      height: 240,
+      scales: { x: { time: false }, y: y },
+      axes: [
+        { label: xLabel(v), incrs: STEP_INCREMENTS },
+        { values: tickLabels, size: 64 },
+      ],
+      series: list,
+      legend: { show: true },
+    };
+  }
 
-    function chartOptions(def) {
-      var list = [{ label: xLabel() }];
-      series.forEach(function (s) {
-        var name = runLabel(s);
-        def.lines.forEach(function (line) {
-          list.push({
-            label: name + ' \u00b7 ' + line.label,
-            stroke: s.color,
-            width: line.points ? 1 : 1.5,
-            dash: line.dash,
-            spanGaps: true,
-            points: { show: !!line.points, size: 5, fill: s.color },
-          });
-        });
-      });
-      var y = def.range ? { range: def.range.slice() } : { auto: true };
-      return {
-        title: def.title,
-        width: chartWidth(),
-        height: 240,
-        scales: { x: { time: false }, y: y },
-        axes: [
-          { label: xLabel(), incrs: STEP_INCREMENTS },
-          { values: tickLabels, size: 64 },
-        ],
-        series: list,
-        legend: { show: true },
-      };
-    }
+  // Small values (a learning rate of 1e-4) in exponent form: uPlot's default labels would round them to 0.
+  function tickLabels(_u, splits) {
+    return splits.map(function (x) {
+      if (x === 0 || x == null) return String(x);
+      var a = Math.abs(x);
+      return a < 0.01 || a >= 1e6 ? x.toExponential(1) : String(+x.toPrecision(4));
+    });
+  }
 
-    // Small values (a learning rate of 1e-4) in exponent form: uPlot's default labels would round them to 0.
-    function tickLabels(_u, splits) {
-      return splits.map(function (v) {
-        if (v === 0 || v == null) return String(v);
-        var a = Math.abs(v);
-        return a < 0.01 || a >= 1e6 ? v.toExponential(1) : String(+v.toPrecision(4));
-      });
-    }
+  function destroyCharts(v) {
+    v.charts.forEach(function (c) {
+      c.plot.destroy();
+    });
+    v.charts = [];
+  }
 
-    function build() {
-      charts.forEach(function (c) {
-        c.plot.destroy();
-      });
-      charts = [];
-      grid.replaceChildren();
-      if (!series.size) return;
-      CHARTS.forEach(function (def) {
-        var box = element(doc, 'div', 'curves-chart curves-' + def.key);
-        box.setAttribute('data-chart', def.key);
-        grid.appendChild(box);
-        charts.push({ def: def, plot: new root.uPlot(chartOptions(def), chartData(def), box) });
+  function build(v) {
+    destroyCharts(v);
+    v.grid.replaceChildren();
+    if (!v.series.size) return;
+    CHARTS.forEach(function (def) {
+      var box = element(v.doc, 'div', 'curves-chart curves-' + def.key);
+      box.setAttribute('data-chart', def.key);
+      v.grid.appendChild(box);
+      v.charts.push({ def: def, plot: new root.uPlot(chartOptions(v, def), chartData(v, def), box) });
+    });
+  }
+
+  function render(v) {
+    v.timer = null;
+    if (v.destroyed) return;
+    if (!root.uPlot) return setStatus(v, 'the charts need uPlot, which did not load');
+    if (v.structureChanged) {
+      v.structureChanged = false;
+      build(v);
+    } else {
+      v.charts.forEach(function (c) {
+        c.plot.setData(chartData(v, c.def));
       });
     }
+    v.el.setAttribute('data-records', String(v.received));
+    v.el.setAttribute('data-runs', String(v.folders.size));
+  }
 
-    function render() {
-      timer = null;
-      if (destroyed) return;
-      if (!root.uPlot) return setStatus('the charts need uPlot, which did not load');
-      if (structureChanged) {
-        structureChanged = false;
-        build();
-      } else {
-        charts.forEach(function (c) {
-          c.plot.setData(chartData(c.def));
-        });
+  function schedule(v) {
+    if (v.timer === null && !v.destroyed) {
+      v.timer = setTimeout(function () {
+        render(v);
+      }, 150);
+    }
+  }
+
+  function addFolder(v, run) {
+    if (v.folders.has(run.id)) return v.folders.get(run.id);
+    var f = { id: run.id, name: run.name || run.id, source: null };
+    v.folders.set(run.id, f);
+    v.structureChanged = true;
+    if (v.o.live) subscribe(v, f);
+    // Live views receive every record from the stream (the ones already written first).
+    if (run.records && !v.o.live) v.view.addRecords(run.id, run.records);
+    schedule(v);
+    return f;
+  }
+
+  function subscribe(v, f) {
+    if (!root.EventSource) return setStatus(v, 'this browser has no EventSource: live curves are off');
+    var url = v.base + '/v1/runs/' + encodeURIComponent(f.id) + '/events';
+    f.source = new root.EventSource(url);
+    f.source.onmessage = function (ev) {
+      var r;
+      try {
+        r = JSON.parse(ev.data);
+      } catch {
+        return; // not a record: nothing to draw
       }
-      el.setAttribute('data-records', String(received));
-      el.setAttribute('data-runs', String(folders.size));
-    }
+      v.view.addRecords(f.id, [r]);
+    };
+    f.source.addEventListener('reset', function () {
+      v.view.reset(f.id);
+    });
+    f.source.onerror = function () {
+      if (f.source && f.source.readyState === 2) setStatus(v, 'lost the stream of ' + f.name);
+    };
+  }
 
-    function schedule() {
-      if (timer === null && !destroyed) timer = setTimeout(render, 150);
-    }
+  function describe(v) {
+    if (!v.folders.size) return setStatus(v, 'no runs: start alexnet serve with --runs DIR');
+    var n = v.folders.size;
+    setStatus(v, n + (n === 1 ? ' run' : ' runs') + (v.o.live ? ', live' : ''));
+  }
 
-    function addFolder(run) {
-      if (folders.has(run.id)) return folders.get(run.id);
-      var f = { id: run.id, name: run.name || run.id, source: null };
-      folders.set(run.id, f);
-      structureChanged = true;
-      if (o.live) subscribe(f);
-      // Live views receive every record from the stream (the ones already written first).
-      if (run.records && !o.live) view.addRecords(run.id, run.records);
-      schedule();
-      return f;
-    }
-
-    function subscribe(f) {
-      if (!root.EventSource) return setStatus('this browser has no EventSource: live curves are off');
-      var url = base + '/v1/runs/' + encodeURIComponent(f.id) + '/events';
-      f.source = new root.EventSource(url);
-      f.source.onmessage = function (ev) {
-        var r;
-        try {
-          r = JSON.parse(ev.data);
-        } catch {
-          return; // not a record: nothing to draw
-        }
-        view.addRecords(f.id, [r]);
-      };
-      f.source.addEventListener('reset', function () {
-        view.reset(f.id);
-      });
-      f.source.onerror = function () {
-        if (f.source && f.source.readyState === 2) setStatus('lost the stream of ' + f.name);
-      };
-    }
-
-    function describe() {
-      if (!folders.size) return setStatus('no runs: start alexnet serve with --runs DIR');
-      var n = folders.size;
-      setStatus(n + (n === 1 ? ' run' : ' runs') + (o.live ? ', live' : ''));
-    }
-
-    function fetchRuns() {
-      if (!root.fetch) return Promise.resolve();
-      return root
-        .fetch(base + '/v1/runs')
-        .then(function (res) {
-          return res.ok ? res.json() : Promise.reject(new Error('GET /v1/runs answered ' + res.status));
-        })
-        .then(function (body) {
-          if (destroyed) return;
-          (body.runs || []).forEach(addFolder);
-          describe();
-        })
-        .catch(function (e) {
-          setStatus('could not list the runs: ' + e.message);
+  function fetchRuns(v) {
+    if (!root.fetch) return Promise.resolve();
+    return root
+      .fetch(v.base + '/v1/runs')
+      .then(function (res) {
+        return res.ok ? res.json() : Promise.reject(new Error('GET /v1/runs answered ' + res.status));
+      })
+      .then(function (body) {
+        if (v.destroyed) return;
+        (body.runs || []).forEach(function (run) {
+          addFolder(v, run);
         });
-    }
+        describe(v);
+      })
+      .catch(function (e) {
+        setStatus(v, 'could not list the runs: ' + e.message);
+      });
+  }
 
-    var view = {
-      element: el,
+  function addRecords(v, id, records) {
+    if (!v.folders.has(id)) addFolder(v, { id: id });
+    records.forEach(function (r) {
+      if (!r || typeof r !== 'object') return;
+      var key = id + '\n' + (r.run || '');
+      var s = v.series.get(key);
+      if (!s) {
+        s = new Series(id, r.run || '', PALETTE[v.series.size % PALETTE.length]);
+        v.series.set(key, s);
+        v.structureChanged = true;
+      }
+      s.add(r);
+      v.received++;
+    });
+    schedule(v);
+  }
+
+  function destroy(v) {
+    v.destroyed = true;
+    if (v.timer !== null) clearTimeout(v.timer);
+    if (v.poller !== null) clearInterval(v.poller);
+    if (v.observer) v.observer.disconnect();
+    v.folders.forEach(function (f) {
+      if (f.source) f.source.close();
+    });
+    destroyCharts(v);
+  }
+
+  /** What createRunsView returns. */
+  function viewApi(v) {
+    return {
+      element: v.el,
       /** Appends records of the folder `id` (added when new). */
       addRecords: function (id, records) {
-        if (!folders.has(id)) addFolder({ id: id });
-        records.forEach(function (r) {
-          if (!r || typeof r !== 'object') return;
-          var key = id + '\n' + (r.run || '');
-          var s = series.get(key);
-          if (!s) {
-            s = new Series(id, r.run || '', PALETTE[series.size % PALETTE.length]);
-            series.set(key, s);
-            structureChanged = true;
-          }
-          s.add(r);
-          received++;
-        });
-        schedule();
+        addRecords(v, id, records);
       },
       /** Drops everything shown for the folder `id` (its file was truncated or replaced). */
       reset: function (id) {
-        series.forEach(function (s, key) {
-          if (s.folder === id) series.delete(key);
+        v.series.forEach(function (s, key) {
+          if (s.folder === id) v.series.delete(key);
         });
-        structureChanged = true;
-        schedule();
+        v.structureChanged = true;
+        schedule(v);
       },
       setSmoothing: function (w) {
-        weight = Math.min(Math.max(Number(w) || 0, 0), 0.99);
-        slider.value = String(weight);
-        sliderValue.textContent = weight.toFixed(2);
-        schedule();
+        v.weight = Math.min(Math.max(Number(w) || 0, 0), 0.99);
+        v.slider.value = String(v.weight);
+        v.sliderValue.textContent = v.weight.toFixed(2);
+        schedule(v);
       },
       /** Records received so far (all runs). */
       pointCount: function () {
-        return received;
+        return v.received;
       },
       runs: function () {
-        return Array.from(folders.values()).map(function (f) {
+        return Array.from(v.folders.values()).map(function (f) {
           return { id: f.id, name: f.name };
         });
       },
       resize: function () {
-        var w = chartWidth();
-        charts.forEach(function (c) {
+        var w = chartWidth(v);
+        v.charts.forEach(function (c) {
           c.plot.setSize({ width: w, height: 240 });
         });
       },
       destroy: function () {
-        destroyed = true;
-        if (timer !== null) clearTimeout(timer);
-        if (poller !== null) clearInterval(poller);
-        if (observer) observer.disconnect();
-        folders.forEach(function (f) {
-          if (f.source) f.source.close();
-        });
-        charts.forEach(function (c) {
-          c.plot.destroy();
-        });
-        charts = [];
+        destroy(v);
       },
     };
-
-    var observer = root.ResizeObserver ? new root.ResizeObserver(view.resize) : null;
-    if (observer) observer.observe(el);
-    if (o.runs) {
-      o.runs.forEach(addFolder);
-      describe();
-    } else if (o.live) {
-      setStatus('looking for runs\u2026');
-      fetchRuns();
-      // Runs started after the page opened appear on their own.
-      poller = setInterval(fetchRuns, 5000);
-    } else describe();
-    return view;
   }
 
   root.AlexnetCurves = {

@@ -1,8 +1,8 @@
 // alexnet models / alexnet info
-import { native } from '../tensor/binding';
 import { listModels } from '../models/registry';
 import { cpuInfo } from '../runtime/cpu';
 import { blasImplementation, blasWarning } from '../tensor/blas';
+import { onednnAvailable } from '../tensor/runtime';
 import { runtimeInfo } from '../tensor/tensor';
 import { optionHelp, parseCommand } from './options';
 
@@ -26,7 +26,7 @@ export function infoCommand(argv: string[], out: (s: string) => void = console.l
         blas: blas?.path ?? 'unknown',
         referenceBlas: blas?.reference ?? false,
         // Inference plans and float32 linear layers on oneDNN directly (native/onednn.cc; libdnnl-dev at build).
-        onednnPlans: native().onednnAvailable === true,
+        onednnPlans: onednnAvailable(),
         cpu: cpuInfo(),
       },
       null,

@@ -3,8 +3,8 @@
 // native/distributed.cc. What a user can get wrong or run into (a busy port, an unreachable master, a rank that
 // stopped, a timeout) becomes a one-line DistError naming host:port or the rank; anything else stays an
 // EngineError.
-import { EngineError, SetupError, UserError } from '../errors';
-import { native, Native, NativeC10dGroup, NativeC10dReducer, NativeC10dStore, ReducerTimings } from '../tensor/binding';
+import { EngineError, UserError } from '../errors';
+import { c10dClasses, NativeC10dGroup, NativeC10dReducer, NativeC10dStore, ReducerTimings } from '../tensor/c10d';
 import { Tensor, tensor } from '../tensor/tensor';
 
 /** What went wrong between the ranks; `peer` is the rank that stopped, when it is known. */
@@ -22,16 +22,6 @@ export class DistError extends UserError {
 
 /** torch.distributed's default: 30 minutes is too long to notice a dead rank in a training run. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
-
-type C10d = Required<Pick<Native, 'C10dStore' | 'C10dProcessGroup' | 'C10dReducer'>>;
-
-function c10d(): C10d {
-  const n = native();
-  if (!n.C10dStore || !n.C10dProcessGroup || !n.C10dReducer) {
-    throw new SetupError(n.c10dUnavailable ?? 'this native engine has no c10d: rebuild it with npm run build:addon');
-  }
-  return n as C10d;
-}
 
 function detailOf(e: unknown): string {
   if (e instanceof EngineError) return e.detail || e.message;
@@ -60,7 +50,7 @@ export class Store {
   /** Blocks until every rank has connected (the master) or the master was reached, at most the timeout. */
   constructor(opts: StoreOptions) {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const { C10dStore } = c10d();
+    const { C10dStore } = c10dClasses();
     try {
       this.native = new C10dStore({ ...opts, timeoutMs });
     } catch (e) {
@@ -165,7 +155,7 @@ export class ProcessGroup {
     this.size = opts.worldSize;
     this.timeoutMs = opts.timeoutMs ?? store.timeoutMs;
     const iface = opts.iface ?? (opts.host ? undefined : process.env.GLOO_SOCKET_IFNAME || undefined);
-    const { C10dProcessGroup } = c10d();
+    const { C10dProcessGroup } = c10dClasses();
     try {
       this.#pg = new C10dProcessGroup(store.native, { ...opts, iface, timeoutMs: this.timeoutMs });
     } catch (e) {
@@ -281,7 +271,7 @@ export class GradientReducer {
     params: Tensor[],
     opts: ReducerOptions = {},
   ) {
-    const { C10dReducer } = c10d();
+    const { C10dReducer } = c10dClasses();
     checkSameParameters(pg, params);
     const options = { bucketCapMB: opts.bucketMB ?? 25, firstBucketMB: opts.firstBucketMB ?? 1 };
     try {

@@ -2,7 +2,7 @@
 // opset 13, IR version 8, a dynamic batch dimension, weights as raw little-endian initialisers, and the model
 // record (classes, preprocessing) in metadata_props so that ONNX-only inference needs nothing else.
 import { UserError } from '../errors';
-import { native } from '../tensor/binding';
+import { tensorBytes } from '../tensor/bytes';
 import type { LayerEntry, NetworkSpec } from '../nn/spec';
 import { Tensor } from '../tensor/tensor';
 
@@ -84,7 +84,7 @@ function initializer(name: string, t: Tensor): Pb {
   const p = new Pb();
   for (const d of t.shape) p.int(1, d);
   p.int(2, FLOAT).bytes(8, name);
-  p.bytes(9, Buffer.from(native().toBuffer(t.float().handle)));
+  p.bytes(9, tensorBytes(t.float()));
   return p;
 }
 

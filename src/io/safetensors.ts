@@ -3,7 +3,7 @@
 // field before allocating anything, so a hostile file gets a clear error rather than a huge allocation.
 import * as fs from 'node:fs';
 import { FormatError, UserError } from '../errors';
-import { native } from '../tensor/binding';
+import { tensorBytes, tensorFromBytes } from '../tensor/bytes';
 import { DType, DTYPE_SIZE } from '../tensor/dtype';
 import { Tensor } from '../tensor/tensor';
 import { openInputFile, readInputFile, writeFileAtomic } from '../util/files';
@@ -111,7 +111,7 @@ export function decodeSafetensors(buf: Buffer, name?: string): { tensors: Map<st
   const tensors = new Map<string, Tensor>();
   for (const [key, e] of entries) {
     const view = new Uint8Array(buf.buffer, buf.byteOffset + dataStart + e.begin, e.end - e.begin);
-    tensors.set(key, new Tensor(native().fromBuffer(view, e.shape, e.dtype)));
+    tensors.set(key, tensorFromBytes(view, e.shape, e.dtype));
   }
   return { tensors, metadata };
 }
@@ -148,7 +148,7 @@ export function encodeSafetensors(tensors: Map<string, Tensor> | [string, Tensor
   let offset = 0;
   for (const [key, t] of list) {
     if (key === '__metadata__') throw new UserError("a tensor cannot be named '__metadata__'");
-    const bytes = Buffer.from(native().toBuffer(t.handle));
+    const bytes = tensorBytes(t);
     header[key] = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [offset, offset + bytes.length] };
     chunks.push(bytes);
     offset += bytes.length;
@@ -160,6 +160,15 @@ export function encodeSafetensors(tensors: Map<string, Tensor> | [string, Tensor
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   return Buffer.concat([len, Buffer.from(json, 'utf8'), ...chunks]);
+}
+
+/**
+ * The size of a safetensors file holding tensors of `dataBytes` bytes in all, `tensorCount` of them, with
+ * about `metadataBytes` of metadata: an estimate for planOutputs' `expectedBytes` (the header is a few kB; the
+ * margin covers it).
+ */
+export function estimateSafetensorsBytes(dataBytes: number, tensorCount: number, metadataBytes = 0): number {
+  return 8 + 1024 + tensorCount * 128 + metadataBytes + dataBytes;
 }
 
 export function saveSafetensors(

@@ -1,6 +1,6 @@
 // Weight initialisation in place, following torch.nn.init (fan computation, gains, bounds).
 import { UserError } from '../errors';
-import { native } from '../tensor/binding';
+import { fillNormal_, fillUniform_ } from '../tensor/random';
 import { Tensor } from '../tensor/tensor';
 
 export type FanMode = 'fan_in' | 'fan_out';
@@ -32,16 +32,13 @@ export function gain(nonlinearity: Nonlinearity, param?: number): number {
 }
 
 export function normal_(t: Tensor, mean = 0, std = 1): Tensor {
-  native().normal_(t.handle, mean, std);
-  return t;
+  return fillNormal_(t, mean, std);
 }
 export function uniform_(t: Tensor, low = 0, high = 1): Tensor {
-  native().uniform_(t.handle, low, high);
-  return t;
+  return fillUniform_(t, low, high);
 }
 export function constant_(t: Tensor, value: number): Tensor {
-  native().fill_(t.handle, value);
-  return t;
+  return t.fill_(value);
 }
 export function zeros_(t: Tensor): Tensor {
   return constant_(t, 0);

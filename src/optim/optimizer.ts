@@ -1,12 +1,11 @@
 // Optimisers: each step is one native call over all parameters (no per-parameter JavaScript loop).
 import { UserError } from '../errors';
-import { H, native } from '../tensor/binding';
+import { adamStep, gradsFinite, sgdStep, zeroGrad } from '../tensor/grads';
 import { Tensor, zerosLike } from '../tensor/tensor';
 
 export abstract class Optimizer {
   lr: number;
   steps = 0;
-  protected readonly handles: H[];
 
   constructor(
     readonly params: Tensor[],
@@ -15,18 +14,17 @@ export abstract class Optimizer {
     if (!(lr > 0)) throw new UserError(`learning rate must be positive, got ${lr}`);
     if (!params.length) throw new UserError('the optimiser got no parameters');
     this.lr = lr;
-    this.handles = params.map((p) => p.handle);
   }
 
   abstract step(): void;
 
   zeroGrad(): void {
-    native().zeroGrad(this.handles);
+    zeroGrad(this.params);
   }
 
   /** False when a gradient holds NaN or infinity. */
   gradsFinite(): boolean {
-    return native().gradsFinite(this.handles);
+    return gradsFinite(this.params);
   }
 
   /** State tensors by name, for checkpoints. */
@@ -87,19 +85,15 @@ export class SGD extends Optimizer {
   }
 
   step(): void {
-    native().sgdStep(
-      this.handles,
-      this.#bufs.map((b) => b.handle),
-      {
-        lr: this.lr,
-        momentum: this.momentum,
-        weightDecay: this.weightDecay,
-        dampening: this.dampening,
-        nesterov: this.nesterov,
-        form: this.form,
-        firstStep: this.steps === 0,
-      },
-    );
+    sgdStep(this.params, this.#bufs, {
+      lr: this.lr,
+      momentum: this.momentum,
+      weightDecay: this.weightDecay,
+      dampening: this.dampening,
+      nesterov: this.nesterov,
+      form: this.form,
+      firstStep: this.steps === 0,
+    });
     this.steps++;
   }
 
@@ -137,20 +131,15 @@ export class Adam extends Optimizer {
 
   step(): void {
     this.steps++;
-    native().adamStep(
-      this.handles,
-      this.#m.map((t) => t.handle),
-      this.#v.map((t) => t.handle),
-      {
-        step: this.steps,
-        lr: this.lr,
-        beta1: this.betas[0],
-        beta2: this.betas[1],
-        eps: this.eps,
-        weightDecay: this.weightDecay,
-        decoupled: this.decoupled,
-      },
-    );
+    adamStep(this.params, this.#m, this.#v, {
+      step: this.steps,
+      lr: this.lr,
+      beta1: this.betas[0],
+      beta2: this.betas[1],
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      decoupled: this.decoupled,
+    });
   }
 
   stateTensors(): [string, Tensor][] {

@@ -4,7 +4,7 @@
 import * as os from 'node:os';
 import { UserError } from '../errors';
 import { AlexNet } from '../models/alexnet';
-import { native } from '../tensor/binding';
+import { cudaSynchronize, setCudnnBenchmark } from '../tensor/runtime';
 import { blasWarning } from '../tensor/blas';
 import { Device } from '../tensor/dtype';
 import { runtimeInfo, setNumThreads } from '../tensor/tensor';
@@ -59,7 +59,7 @@ export function prepareDevice(request: DeviceRequest = 'auto', threads?: number)
   const device = resolveDevice(request);
   const n = threads ?? os.cpus().length;
   setNumThreads(n);
-  if (isCuda(device)) native().setCudnnBenchmark(true);
+  if (isCuda(device)) setCudnnBenchmark(true);
   return { device, threads: n, warning: device === 'cpu' ? blasWarning() : undefined };
 }
 
@@ -76,5 +76,5 @@ export function prepareModel<M extends AlexNet>(model: M, device: Device): M {
 
 /** Waits for the device's queued work (a no-op on the CPU, whose ops are synchronous). */
 export function synchronize(device: Device): void {
-  if (isCuda(device)) native().cudaSynchronize();
+  if (isCuda(device)) cudaSynchronize();
 }

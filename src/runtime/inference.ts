@@ -5,7 +5,8 @@
 // within float rounding (fp32: ~1e-5 relative; bf16: bf16's own rounding, as autocast) — test/inference.test.ts.
 import { AlexNet } from '../models/alexnet';
 import { NetworkSpec } from '../nn';
-import { native } from '../tensor/binding';
+import { OnednnPlan, onednnKernels, onednnPlan, onednnRun, releaseOnednnPlan } from '../tensor/onednn';
+import { onednnAvailable } from '../tensor/runtime';
 import { Device } from '../tensor/dtype';
 import { noGrad, Tensor, tidy, zeros } from '../tensor/tensor';
 import { autocast, Precision } from './precision';
@@ -142,7 +143,7 @@ export class InferenceRunner {
   engine: 'onednn' | 'libtorch';
   /** Why the libtorch path runs (undefined when oneDNN does). */
   reason: string | undefined;
-  #plan: unknown;
+  #plan: OnednnPlan | undefined;
   readonly #own: Tensor[] = [];
 
   constructor(
@@ -154,11 +155,7 @@ export class InferenceRunner {
     if (why === undefined) {
       try {
         const { layers, tensors } = planLayers(model.networkSpec(), this.#own);
-        this.#plan = native().onednnPlan!(
-          layers,
-          tensors.map((t) => t.handle),
-          precision === 'bf16',
-        );
+        this.#plan = onednnPlan(layers, tensors, precision === 'bf16');
       } catch (e) {
         if (!(e instanceof Unsupported)) throw e;
         this.reason = `oneDNN plans have no ${e.message}`;
@@ -174,7 +171,7 @@ export class InferenceRunner {
 
   private obstacle(): string | undefined {
     if (this.device !== 'cpu') return `${this.device} runs libtorch's ops`;
-    if (!native().onednnAvailable) return 'the addon was built without oneDNN (apt-get install libdnnl-dev)';
+    if (!onednnAvailable()) return 'the addon was built without oneDNN (apt-get install libdnnl-dev)';
     if (process.env.ALEXNET_INFERENCE === 'libtorch') return 'ALEXNET_INFERENCE=libtorch';
     if (this.precision === 'fp16') return 'fp16 runs libtorch on the CPU';
     if (this.model.training) return 'the model is in training mode';
@@ -184,7 +181,8 @@ export class InferenceRunner {
   /** (N, C, H, W) float -> (N, classes) float32 logits, without gradients. */
   forward(x: Tensor): Tensor {
     if (this.#plan && this.fits(x)) {
-      const y = this.onPlan(() => new Tensor(native().onednnRun!(this.#plan, x.handle)));
+      const plan = this.#plan;
+      const y = this.onPlan(() => onednnRun(plan, x));
       if (y) return y;
     }
     return noGrad(() => tidy(() => autocast(this.device, this.precision, () => this.model.forward(x)).float()));
@@ -198,7 +196,8 @@ export class InferenceRunner {
   /** The kernel oneDNN runs for each primitive at this input (e.g. "conv:brgconv:avx512_core_bf16"). */
   kernels(x: Tensor): string[] {
     if (!this.#plan || !this.fits(x)) return [];
-    return this.onPlan(() => native().onednnImplementations!(this.#plan, x.handle)) ?? [];
+    const plan = this.#plan;
+    return this.onPlan(() => onednnKernels(plan, x)) ?? [];
   }
 
   /**
@@ -223,7 +222,7 @@ export class InferenceRunner {
 
   /** Frees the packed weights (the model is the caller's). */
   dispose(): void {
-    if (this.#plan) native().onednnRelease!(this.#plan);
+    if (this.#plan) releaseOnednnPlan(this.#plan);
     this.#plan = undefined;
     for (const t of this.#own.splice(0)) t.dispose();
   }

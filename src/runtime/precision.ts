@@ -2,8 +2,9 @@
 // torch.autocast) and loss scaling for float16 (PyTorch's GradScaler: scale the loss, unscale the gradients,
 // skip steps whose gradients overflowed, adapt the scale).
 import { UserError } from '../errors';
-import { native } from '../tensor/binding';
 import { Device } from '../tensor/dtype';
+import { unscaleGrads } from '../tensor/grads';
+import { setAutocast } from '../tensor/runtime';
 import { Tensor } from '../tensor/tensor';
 import { cpuInfo, CpuInfo } from './cpu';
 
@@ -41,11 +42,11 @@ export function autocast<T>(device: Device, precision: Precision, fn: () => T): 
   if (precision === 'fp32') return fn();
   const type = device.startsWith('cuda') ? 'cuda' : 'cpu';
   const dtype = precision === 'bf16' ? 'bfloat16' : 'float16';
-  const prev = native().setAutocast(type, true, dtype);
+  const prev = setAutocast(type, true, dtype);
   try {
     return fn();
   } finally {
-    native().setAutocast(type, prev, dtype);
+    setAutocast(type, prev, dtype);
   }
 }
 
@@ -76,10 +77,7 @@ export class GradScaler {
    * scale. Returns whether the step was taken.
    */
   step(params: Tensor[], step: () => void): boolean {
-    const finite = native().unscaleGrads(
-      params.map((p) => p.handle),
-      1 / this.scale,
-    );
+    const finite = unscaleGrads(params, 1 / this.scale);
     if (finite) step();
     else this.skipped++;
     this.update(!finite);

@@ -108,6 +108,8 @@ export interface NativeC10dReducer {
 export interface Native {
   abiVersion: number;
   // common.cc
+  /** The class of the tensor handles (H): the addon makes its instances, JavaScript never constructs one. */
+  NativeTensor: unknown;
   setErrorClass(cls: new (message: string) => Error): void;
   // tensor.cc
   fromBuffer(data: ArrayBufferView, shape: number[], dtype: string): H;

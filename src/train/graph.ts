@@ -9,7 +9,14 @@
 // processes.
 import { SGD } from '../optim/optimizer';
 import { cudaIndex, isCuda } from '../runtime/device';
-import { native } from '../tensor/binding';
+import {
+  cudaGraphBegin,
+  cudaGraphEnd,
+  cudaGraphRelease,
+  cudaGraphReplay,
+  cudaGraphsAvailable,
+  cudaUseSideStream,
+} from '../tensor/cuda-graph';
 import { sameShape } from '../tensor/dtype';
 import { Tensor, tidy, zeros } from '../tensor/tensor';
 import { StepContext, StepSums, trainStep } from './step';
@@ -17,7 +24,7 @@ import { StepContext, StepSums, trainStep } from './step';
 /** Why the steps of `ctx` cannot be a CUDA graph; undefined when they can. */
 export function cudaGraphObstacle(ctx: StepContext): string | undefined {
   if (!isCuda(ctx.device)) return 'CUDA graphs need a CUDA device';
-  if (typeof native().cudaGraphBegin !== 'function') return 'this build of the addon has no CUDA graphs';
+  if (!cudaGraphsAvailable()) return 'this build of the addon has no CUDA graphs';
   if (cudaIndex(ctx.device) !== 0) return 'CUDA graphs are recorded on the first GPU only';
   if (ctx.scaler) return 'fp16 loss scaling checks the gradients on the host every step';
   if (!(ctx.optimizer instanceof SGD)) return "only SGD steps are recorded (Adam's bias correction changes every step)";
@@ -45,7 +52,7 @@ export class GraphedStep {
     private readonly ctx: StepContext,
     private readonly warmup = 3,
   ) {
-    native().cudaUseSideStream!(cudaIndex(ctx.device));
+    cudaUseSideStream(cudaIndex(ctx.device));
   }
 
   /** Replays made so far (tests and benchmarks). */
@@ -63,7 +70,7 @@ export class GraphedStep {
       throw new Error(`recording the training step as a CUDA graph failed: ${this.failed}`);
     this.x!.copy_(x);
     this.y!.copy_(y);
-    native().cudaGraphReplay!(this.id);
+    cudaGraphReplay(this.id);
     this.replays++;
     this.ctx.optimizer.steps++;
     if (sums) {
@@ -87,14 +94,14 @@ export class GraphedStep {
       correct: zeros([], { device: ctx.device, dtype: 'int64' }).keep(),
     };
     const steps = ctx.optimizer.steps;
-    const id = native().cudaGraphBegin!();
+    const id = cudaGraphBegin();
     try {
       this.own.loss.copy_(this.zero.loss);
       this.own.correct.copy_(this.zero.correct);
       trainStep(ctx, this.x, this.y, this.own);
-      native().cudaGraphEnd!(id);
+      cudaGraphEnd(id);
     } catch (e) {
-      native().cudaGraphRelease!(id);
+      cudaGraphRelease(id);
       this.failed = (e as Error).message.split('\n')[0];
       this.disposeInputs();
       return false;
@@ -107,7 +114,7 @@ export class GraphedStep {
   }
 
   private release(): void {
-    if (this.id) native().cudaGraphRelease!(this.id);
+    if (this.id) cudaGraphRelease(this.id);
     this.id = 0;
     this.disposeInputs();
   }

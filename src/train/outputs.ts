@@ -3,12 +3,12 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { readSafetensorsMetadata } from '../io/safetensors';
+import { estimateSafetensorsBytes, readSafetensorsMetadata } from '../io/safetensors';
 import { Optimizer } from '../optim/optimizer';
 import { DTYPE_SIZE } from '../tensor/dtype';
 import { AlexNet } from '../models/alexnet';
 import { appendLine } from '../util/files';
-import { estimateSafetensorsBytes, OutputSpec, planOutputs } from '../util/outputs';
+import { OutputSpec, planOutputs } from '../util/outputs';
 import { RunConfig } from './config';
 
 export interface RunOutputs {
