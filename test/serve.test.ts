@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { buildServer, ServeApp, ServerOptions } from '../src/serve/app';
 import { chooseEngine, openEngine } from '../src/serve/engine';
+import { CODES } from '../src/serve/errors';
 import { Engine } from '../src/serve/types';
 import { parseCpu } from '../src/runtime/cpu';
 import { BIN, cli, TINY_TRAIN } from './helpers/cli';
@@ -236,6 +237,35 @@ test('unknown routes are 404 JSON, wrong methods 405, and the protocol extras an
     assert.ok(v2.outputs[0].data[44] > 0.9);
   } finally {
     await app.close();
+  }
+});
+
+test('every error code is in the README with its status, and 405s come from the routes registered', async () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const documented = Object.fromEntries(
+    [...readme.matchAll(/^\| (\d{3}) \| `([a-z_]+)` \|/gm)].map((m) => [m[2], Number(m[1])]),
+  );
+  assert.deepEqual(documented, Object.fromEntries(Object.entries(CODES).map(([code, [status]]) => [code, status])));
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-405-'));
+  const app = await fakeServer({ runsDir: runs });
+  try {
+    for (const [method, url, allow] of [
+      ['PUT', '/v2/models/fake-net/infer', 'POST'],
+      ['DELETE', '/predictions/anything', 'POST'],
+      ['POST', '/v1/filters', 'GET, HEAD'],
+      ['POST', '/v1/runs', 'GET, HEAD'],
+      ['POST', '/v1/runs/some-run/events', 'GET, HEAD'],
+      ['POST', '/readyz?x=1', 'GET, HEAD'],
+      ['GET', '/v1/reload', 'POST'],
+    ] as const) {
+      const r = await app.inject({ method, url });
+      assert.deepEqual([r.statusCode, r.json().code, r.headers.allow], [405, 'method_not_allowed', allow], url);
+    }
+    for (const url of ['/v2/models/fake-net/infer/more', '/predictions', '/v1/runs/a/b/events'])
+      assert.deepEqual([(await app.inject({ method: 'GET', url })).statusCode], [404], url);
+  } finally {
+    await app.close();
+    fs.rmSync(runs, { recursive: true, force: true });
   }
 });
 
