@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -266,6 +268,67 @@ test('every error code is in the README with its status, and 405s come from the 
   } finally {
     await app.close();
     fs.rmSync(runs, { recursive: true, force: true });
+  }
+});
+
+/** One request over a real socket: the status, the headers and the body as text. */
+function httpRequest(
+  port: number,
+  o: { method: string; path: string; headers: Record<string, string | number>; body: Buffer | string },
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method: o.method, path: o.path, headers: o.headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+test('a malformed multipart body is a 400 on every upload route, over a real socket, never a 500', async () => {
+  const logged: string[] = [];
+  const app = await fakeServer({ log: (l) => logged.push(l) });
+  try {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const b = 'xxBOUNDARYxx';
+    const head = `--${b}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n`;
+    const png = await gray(61);
+    const cases: [string, string, Buffer][] = [
+      ['no boundary', 'multipart/form-data', Buffer.concat([Buffer.from(head), png, Buffer.from(`\r\n--${b}--\r\n`)])],
+      ['the body cut short', `multipart/form-data; boundary=${b}`, Buffer.concat([Buffer.from(head), png])],
+      ['no part at all', `multipart/form-data; boundary=${b}`, Buffer.from('not a multipart body')],
+      ['a part header cut short', `multipart/form-data; boundary=${b}`, Buffer.from(head.slice(0, 50))],
+    ];
+    for (const url of ['/v1/predict', '/predictions/fake-net', '/v2/models/fake-net/infer'])
+      for (const [what, type, body] of cases) {
+        const r = await httpRequest(port, {
+          method: 'POST',
+          path: url,
+          headers: { 'content-type': type, 'content-length': body.length },
+          body,
+        });
+        assert.equal(r.status, 400, `${url}, ${what}: ${r.body}`);
+        assert.equal(JSON.parse(r.body).code, 'bad_multipart', `${url}, ${what}`);
+        assert.match(JSON.parse(r.body).error, /multipart body cannot be read/);
+      }
+    assert.deepEqual(logged, [], 'no internal error was logged');
+    // The same form whole is answered.
+    const good = multipart('image', png);
+    const ok = await httpRequest(port, {
+      method: 'POST',
+      path: '/v1/predict',
+      headers: good.headers,
+      body: good.payload,
+    });
+    assert.equal(JSON.parse(ok.body).top[0].index, 61);
+  } finally {
+    await app.close();
   }
 });
 

@@ -10,6 +10,7 @@ export const CODES = {
   bad_k: [400, '`k` is not a whole number of at least 1'],
   empty_body: [400, 'no image in the request'],
   missing_image: [400, "a multipart upload without the file field 'image'"],
+  bad_multipart: [400, 'a multipart body that cannot be read (no boundary, the body or a part cut short)'],
   corrupt_image: [400, 'the image is damaged or truncated'],
   bad_run_id: [400, 'a run id that is a path rather than a folder name'],
   not_found: [404, 'no such route, file or index'],

@@ -17,18 +17,30 @@ export function parseUploads(app: FastifyInstance, maxUploadMb: number): void {
 
 /** The upload's bytes: a raw body, or the multipart field 'image'. */
 export async function uploadOf(req: FastifyRequest): Promise<Buffer> {
-  if (req.isMultipart()) {
-    for await (const part of req.parts()) {
-      if (part.type === 'file' && part.fieldname === 'image') return part.toBuffer();
-      if (part.type === 'file') await part.toBuffer();
-    }
-    throw new ServeError('missing_image', "a multipart upload needs the image in the form field 'image'");
-  }
+  if (req.isMultipart()) return multipartImage(req);
   const body = req.body as unknown;
   if (body === undefined || body === null) throw new ServeError('empty_body', `no image in the request: ${MEDIA}`);
   if (Buffer.isBuffer(body)) return body;
   if (typeof body === 'string') return Buffer.from(body);
   throw new ServeError('unsupported_media_type', `${MEDIA}; got ${req.headers['content-type']}`);
+}
+
+/**
+ * The file field 'image' of a multipart form. The parser's own errors (no boundary, a body or part cut short) are
+ * the client's: 400 bad_multipart; its limits keep their 413s.
+ */
+async function multipartImage(req: FastifyRequest): Promise<Buffer> {
+  try {
+    for await (const part of req.parts()) {
+      if (part.type === 'file' && part.fieldname === 'image') return await part.toBuffer();
+      if (part.type === 'file') await part.toBuffer();
+    }
+  } catch (e) {
+    if (e instanceof ServeError || typeof (e as { statusCode?: unknown }).statusCode === 'number') throw e;
+    const why = String((e as Error)?.message ?? e).split('\n')[0];
+    throw new ServeError('bad_multipart', `the multipart body cannot be read (${why}); ${MEDIA}`);
+  }
+  throw new ServeError('missing_image', "a multipart upload needs the image in the form field 'image'");
 }
 
 export interface Classified {
