@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -327,6 +328,70 @@ test('a malformed multipart body is a 400 on every upload route, over a real soc
       body: good.payload,
     });
     assert.equal(JSON.parse(ok.body).top[0].index, 61);
+  } finally {
+    await app.close();
+  }
+});
+
+/**
+ * Sends an upload over a raw socket as a client that writes its whole body (and, with `expect`, first waits up to
+ * 1 s for an interim answer, as curl does); resolves with every byte received and the socket's error, if any.
+ */
+function rawUpload(port: number, body: Buffer, o: { expect?: boolean; limitBytes?: number } = {}) {
+  return new Promise<{ received: string; error?: string }>((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let received = '';
+    let error: string | undefined;
+    s.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code));
+    s.on('close', () => resolve({ received, error }));
+    const expect = o.expect ? 'Expect: 100-continue\r\n' : '';
+    s.write(
+      `POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nConnection: close\r\n` +
+        `Content-Length: ${body.length}\r\n${expect}\r\n`,
+    );
+    let sent = 0;
+    const pump = () => {
+      while (sent < body.length && !s.destroyed) {
+        const next = body.subarray(sent, sent + 65536);
+        sent += next.length;
+        if (!s.write(next)) return void s.once('drain', pump);
+      }
+    };
+    if (!o.expect) return pump();
+    const wait = setTimeout(pump, 1000);
+    s.once('data', () => {
+      clearTimeout(wait);
+      if (received.startsWith('HTTP/1.1 100 ')) pump();
+    });
+  });
+}
+
+test('an upload over the limit is 413 before its body is read, no 100 Continue, and the client reads it: 20 of 20', async () => {
+  const app = await fakeServer();
+  try {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const big = Buffer.alloc(11_000_000, 0xff); // 11 MB against the default 10 MiB
+    for (const expect of [false, true])
+      for (let i = 0; i < 20; i++) {
+        const r = await rawUpload(port, big, { expect });
+        const what = `${expect ? 'with' : 'without'} Expect, try ${i + 1}`;
+        assert.equal(r.error, undefined, `${what}: the connection was reset (${r.received.slice(0, 80)})`);
+        assert.match(r.received, /^HTTP\/1\.1 413 /, what);
+        assert.doesNotMatch(r.received, /100 Continue/, what);
+        assert.match(r.received, /connection: close/i, what);
+        const body = JSON.parse(r.received.slice(r.received.indexOf('\r\n\r\n') + 4));
+        assert.deepEqual(body, { error: 'uploads are at most 10 MiB (--max-upload-mb)', code: 'too_large' }, what);
+      }
+    // An upload within the limit gets its 100 Continue, then its answer; no refused upload took an admission place.
+    const ok = await rawUpload(port, await gray(90), { expect: true });
+    assert.match(ok.received, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    assert.equal(app.serving.inflight, 0);
+    assert.match(
+      (await app.inject({ method: 'GET', url: '/metrics' })).body,
+      /alexnet_rejections_total\{reason="too_large"\} 40/,
+    );
   } finally {
     await app.close();
   }

@@ -17,7 +17,7 @@ import { torchServeRoutes } from './routes/torchserve';
 import { v1Routes } from './routes/v1';
 import { EventStreams, runsPlugin } from './runs';
 import { Engine, PageData } from './types';
-import { parseUploads } from './uploads';
+import { continueWhenAccepted, parseUploads, refuseOversized } from './uploads';
 
 export { DEFAULTS } from './context';
 
@@ -78,7 +78,9 @@ export function buildServer(options: ServerOptions): ServeApp {
 
   // Every route registered from here on is in the route table (the 405 answers), admitted and counted.
   useErrorCatalogue(app, errors, RouteTable.collect(app));
+  refuseOversized(app, { ...errors, requestTimeoutMs: limits.requestTimeoutMs });
   admission.install(app);
+  continueWhenAccepted(app);
   countRequests(app, metrics);
   parseUploads(app, limits.maxUploadMb);
 

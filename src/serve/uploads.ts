@@ -1,8 +1,10 @@
 // Uploads on the prediction routes: the bodies the server parses (raw image bytes up to --max-upload-mb, multipart
 // forms), an upload's bytes, and the path from bytes to logits (checks → decode → batch) within the handler timeout.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import { Socket } from 'node:net';
 import multipart from '@fastify/multipart';
-import { MEDIA, ServeError } from './errors';
+import { asServeError, errorBody, ErrorOptions, MEDIA, ServeError } from './errors';
 import { ServeContext, slotOf } from './context';
 import { checkUpload, decodeUpload } from './images';
 import { ModelCard } from './types';
@@ -13,6 +15,60 @@ export function parseUploads(app: FastifyInstance, maxUploadMb: number): void {
   for (const type of ['application/octet-stream', /^image\/.*/])
     app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit }, (_r, b, done) => done(null, b));
   void app.register(multipart, { limits: { fileSize: bodyLimit, files: 1, fields: 16, parts: 32 } });
+}
+
+/** Bytes a multipart form may add to its file (boundaries, part headers, small fields) before it is refused unread. */
+const MULTIPART_FRAMING = 64 * 1024;
+/** After an early 413, how long the rest of a body is read and dropped while the client goes on sending. */
+const LINGER_IDLE_MS = 2000;
+
+/**
+ * An upload (a route with `config: { admit: true }`) whose Content-Length is over the limit is answered 413 before
+ * its body is read, and the connection is closed gracefully — the answer and a FIN, then what the client still
+ * sends is read and dropped until it closes (or is idle for LINGER_IDLE_MS, or the receive timeout ends) — so that
+ * the client reads the answer instead of a reset. Installed before admission: a refused upload takes no place.
+ */
+export function refuseOversized(app: FastifyInstance, o: ErrorOptions & { requestTimeoutMs: number }): void {
+  const limit = o.maxUploadBytes ?? 10 * 1024 * 1024;
+  app.addHook('onRequest', async (req, reply) => {
+    const declared = Number(req.headers['content-length']);
+    const upload = (req.routeOptions.config as { admit?: boolean } | undefined)?.admit;
+    const framing = /^multipart\//i.test(req.headers['content-type'] ?? '') ? MULTIPART_FRAMING : 0;
+    if (!upload || !(declared > limit + framing)) return;
+    const e = asServeError({ statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, o);
+    // An injected request (tests) has no socket to linger on: the error handler answers it.
+    if (!(req.raw.socket instanceof Socket)) throw e;
+    o.onRejection?.(e.code);
+    answerAndLinger(req, reply, e, o.requestTimeoutMs);
+    return reply;
+  });
+}
+
+/**
+ * `Expect: 100-continue` is answered 100 only once the request has passed the hooks installed before this one
+ * (size, admission): node sends it unasked unless the server listens for checkContinue, as it does here.
+ */
+export function continueWhenAccepted(app: FastifyInstance): void {
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
+  app.addHook('onRequest', async (req, reply) => {
+    if (/100-continue/i.test(String(req.headers.expect ?? '')) && !reply.raw.headersSent) reply.raw.writeContinue();
+  });
+}
+
+/** Writes the answer on the socket, half-closes it, and drops what the client still sends until it closes. */
+function answerAndLinger(req: FastifyRequest, reply: FastifyReply, e: ServeError, maxMs: number): void {
+  reply.hijack();
+  const socket = req.raw.socket;
+  const body = JSON.stringify(errorBody(e));
+  socket.end(
+    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  req.raw.resume();
+  socket.setTimeout(LINGER_IDLE_MS, () => socket.destroy());
+  const cap = setTimeout(() => socket.destroy(), maxMs);
+  cap.unref();
+  socket.once('close', () => clearTimeout(cap));
 }
 
 /** The upload's bytes: a raw body, or the multipart field 'image'. */
