@@ -71,4 +71,10 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // Type-checked, for the server only: a promise nobody awaits or catches is a failure nobody sees.
+    files: ['src/serve/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: { '@typescript-eslint/no-floating-promises': 'error' },
+  },
 );

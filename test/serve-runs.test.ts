@@ -12,7 +12,7 @@ import * as vm from 'node:vm';
 import { after, test } from 'node:test';
 import Fastify, { FastifyInstance } from 'fastify';
 import { appendMetrics, MetricsFollower, MetricsRecord, parseFollowId } from '../src/serve/follow';
-import { registerRunRoutes } from '../src/serve/runs';
+import { EventStreams, runsPlugin } from '../src/serve/runs';
 import { jsonForScript } from '../src/serve/report';
 import { loadModel } from '../src/persist/load';
 import { Conv2d } from '../src/nn/conv2d';
@@ -239,7 +239,9 @@ function sse(port: number, url: string, lastEventId?: string) {
 
 async function listen(runsDir: string, o: { heartbeatMs?: number } = {}) {
   const app: FastifyInstance = Fastify();
-  const end = registerRunRoutes(app, { runsDir, pollMs: 30, ...o });
+  const streams = new EventStreams();
+  await app.register(runsPlugin, { runsDir, pollMs: 30, streams, ...o });
+  const end = () => streams.endAll();
   await app.listen({ port: 0, host: '127.0.0.1' });
   return { app, end, port: (app.server.address() as AddressInfo).port };
 }
@@ -334,7 +336,9 @@ test('GET /v1/runs lists the folder and its subfolders with metrics, and no id r
   fs.mkdirSync(path.join(root, 'a-empty'));
   fs.symlinkSync(outside, path.join(root, 'escape'));
   const app = Fastify();
-  const end = registerRunRoutes(app, { runsDir: root });
+  const streams = new EventStreams();
+  await app.register(runsPlugin, { runsDir: root, streams });
+  const end = () => streams.endAll();
   try {
     const r = await app.inject({ url: '/v1/runs' });
     assert.equal(r.statusCode, 200);

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -8,6 +11,7 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { buildServer, ServeApp, ServerOptions } from '../src/serve/app';
 import { chooseEngine, openEngine } from '../src/serve/engine';
+import { CODES } from '../src/serve/errors';
 import { Engine } from '../src/serve/types';
 import { parseCpu } from '../src/runtime/cpu';
 import { BIN, cli, TINY_TRAIN } from './helpers/cli';
@@ -243,6 +247,160 @@ test('unknown routes are 404 JSON, wrong methods 405, and the protocol extras an
     const v2 = (await post(app, await gray(44), 'application/octet-stream', '/v2/models/fake-net/infer')).json();
     assert.equal(v2.outputs[0].data.length, 256);
     assert.ok(v2.outputs[0].data[44] > 0.9);
+  } finally {
+    await app.close();
+  }
+});
+
+test('every error code is in the README with its status, and 405s come from the routes registered', async () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const documented = Object.fromEntries(
+    [...readme.matchAll(/^\| (\d{3}) \| `([a-z_]+)` \|/gm)].map((m) => [m[2], Number(m[1])]),
+  );
+  assert.deepEqual(documented, Object.fromEntries(Object.entries(CODES).map(([code, [status]]) => [code, status])));
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-405-'));
+  const app = await fakeServer({ runsDir: runs });
+  try {
+    for (const [method, url, allow] of [
+      ['PUT', '/v2/models/fake-net/infer', 'POST'],
+      ['DELETE', '/predictions/anything', 'POST'],
+      ['POST', '/v1/filters', 'GET, HEAD'],
+      ['POST', '/v1/runs', 'GET, HEAD'],
+      ['POST', '/v1/runs/some-run/events', 'GET, HEAD'],
+      ['POST', '/readyz?x=1', 'GET, HEAD'],
+      ['GET', '/v1/reload', 'POST'],
+    ] as const) {
+      const r = await app.inject({ method, url });
+      assert.deepEqual([r.statusCode, r.json().code, r.headers.allow], [405, 'method_not_allowed', allow], url);
+    }
+    for (const url of ['/v2/models/fake-net/infer/more', '/predictions', '/v1/runs/a/b/events'])
+      assert.deepEqual([(await app.inject({ method: 'GET', url })).statusCode], [404], url);
+  } finally {
+    await app.close();
+    fs.rmSync(runs, { recursive: true, force: true });
+  }
+});
+
+/** One request over a real socket: the status, the headers and the body as text. */
+function httpRequest(
+  port: number,
+  o: { method: string; path: string; headers: Record<string, string | number>; body: Buffer | string },
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method: o.method, path: o.path, headers: o.headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+test('a malformed multipart body is a 400 on every upload route, over a real socket, never a 500', async () => {
+  const logged: string[] = [];
+  const app = await fakeServer({ log: (l) => logged.push(l) });
+  try {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const b = 'xxBOUNDARYxx';
+    const head = `--${b}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n`;
+    const png = await gray(61);
+    const cases: [string, string, Buffer][] = [
+      ['no boundary', 'multipart/form-data', Buffer.concat([Buffer.from(head), png, Buffer.from(`\r\n--${b}--\r\n`)])],
+      ['the body cut short', `multipart/form-data; boundary=${b}`, Buffer.concat([Buffer.from(head), png])],
+      ['no part at all', `multipart/form-data; boundary=${b}`, Buffer.from('not a multipart body')],
+      ['a part header cut short', `multipart/form-data; boundary=${b}`, Buffer.from(head.slice(0, 50))],
+    ];
+    for (const url of ['/v1/predict', '/predictions/fake-net', '/v2/models/fake-net/infer'])
+      for (const [what, type, body] of cases) {
+        const r = await httpRequest(port, {
+          method: 'POST',
+          path: url,
+          headers: { 'content-type': type, 'content-length': body.length },
+          body,
+        });
+        assert.equal(r.status, 400, `${url}, ${what}: ${r.body}`);
+        assert.equal(JSON.parse(r.body).code, 'bad_multipart', `${url}, ${what}`);
+        assert.match(JSON.parse(r.body).error, /multipart body cannot be read/);
+      }
+    assert.deepEqual(logged, [], 'no internal error was logged');
+    // The same form whole is answered.
+    const good = multipart('image', png);
+    const ok = await httpRequest(port, {
+      method: 'POST',
+      path: '/v1/predict',
+      headers: good.headers,
+      body: good.payload,
+    });
+    assert.equal(JSON.parse(ok.body).top[0].index, 61);
+  } finally {
+    await app.close();
+  }
+});
+
+/**
+ * Sends an upload over a raw socket as a client that writes its whole body (and, with `expect`, first waits up to
+ * 1 s for an interim answer, as curl does); resolves with every byte received and the socket's error, if any.
+ */
+function rawUpload(port: number, body: Buffer, o: { expect?: boolean; limitBytes?: number } = {}) {
+  return new Promise<{ received: string; error?: string }>((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let received = '';
+    let error: string | undefined;
+    s.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code));
+    s.on('close', () => resolve({ received, error }));
+    const expect = o.expect ? 'Expect: 100-continue\r\n' : '';
+    s.write(
+      `POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nConnection: close\r\n` +
+        `Content-Length: ${body.length}\r\n${expect}\r\n`,
+    );
+    let sent = 0;
+    const pump = () => {
+      while (sent < body.length && !s.destroyed) {
+        const next = body.subarray(sent, sent + 65536);
+        sent += next.length;
+        if (!s.write(next)) return void s.once('drain', pump);
+      }
+    };
+    if (!o.expect) return pump();
+    const wait = setTimeout(pump, 1000);
+    s.once('data', () => {
+      clearTimeout(wait);
+      if (received.startsWith('HTTP/1.1 100 ')) pump();
+    });
+  });
+}
+
+test('an upload over the limit is 413 before its body is read, no 100 Continue, and the client reads it: 20 of 20', async () => {
+  const app = await fakeServer();
+  try {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const big = Buffer.alloc(11_000_000, 0xff); // 11 MB against the default 10 MiB
+    for (const expect of [false, true])
+      for (let i = 0; i < 20; i++) {
+        const r = await rawUpload(port, big, { expect });
+        const what = `${expect ? 'with' : 'without'} Expect, try ${i + 1}`;
+        assert.equal(r.error, undefined, `${what}: the connection was reset (${r.received.slice(0, 80)})`);
+        assert.match(r.received, /^HTTP\/1\.1 413 /, what);
+        assert.doesNotMatch(r.received, /100 Continue/, what);
+        assert.match(r.received, /connection: close/i, what);
+        const body = JSON.parse(r.received.slice(r.received.indexOf('\r\n\r\n') + 4));
+        assert.deepEqual(body, { error: 'uploads are at most 10 MiB (--max-upload-mb)', code: 'too_large' }, what);
+      }
+    // An upload within the limit gets its 100 Continue, then its answer; no refused upload took an admission place.
+    const ok = await rawUpload(port, await gray(90), { expect: true });
+    assert.match(ok.received, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    assert.equal(app.serving.inflight, 0);
+    assert.match(
+      (await app.inject({ method: 'GET', url: '/metrics' })).body,
+      /alexnet_rejections_total\{reason="too_large"\} 40/,
+    );
   } finally {
     await app.close();
   }

@@ -12,7 +12,7 @@ import sharp from 'sharp';
 import { FASHION_MNIST_CLASSES } from '../src/data/fashion-mnist';
 import { buildServer, ServeApp } from '../src/serve/app';
 import { openEngine } from '../src/serve/engine';
-import { registerPageRoutes, PageRoutesOptions, MAX_MAP_CHANNELS } from '../src/serve/page';
+import { pagePlugin, PageRoutesOptions, MAX_MAP_CHANNELS } from '../src/serve/page';
 import { Engine, InsightEngine, LayerOutput, ModelCard } from '../src/serve/types';
 import { readIdx } from '../src/data/idx';
 import { BIN, TINY_TRAIN } from './helpers/cli';
@@ -98,7 +98,7 @@ function fakeEngine(o: { insight?: boolean; layers?: LayerOutput[] } = {}): Engi
 
 async function pageServer(o: PageRoutesOptions): Promise<FastifyInstance> {
   const app = Fastify();
-  registerPageRoutes(app, o);
+  await app.register(pagePlugin, o);
   await app.ready();
   return app;
 }

@@ -84,10 +84,11 @@ export class MetricsFollower {
     private readonly o: FollowOptions = {},
   ) {
     this.file = path.resolve(file);
-    this.#timer = setInterval(() => this.check(), o.pollMs ?? 1000);
+    // check() reports its own failures (onError): nothing to await here.
+    this.#timer = setInterval(() => void this.check(), o.pollMs ?? 1000);
     this.#timer.unref();
     this.#watch();
-    this.check();
+    void this.check();
   }
 
   /** Where the next line starts (bytes). */

@@ -3,17 +3,7 @@
 // any decoding), and then decoding as `alexnet predict` does it (EXIF rotation, alpha, grayscale, CMYK, 16-bit).
 import { decodeInput, InputGeometry } from '../infer/predictor';
 import { ImageError, sharpModule } from '../data/image';
-
-/** A client's upload that cannot be classified: an HTTP status, a stable code and a one-line reason. */
-export class UploadError extends Error {
-  constructor(
-    readonly status: 400 | 413 | 415,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+import { ServeError } from './errors';
 
 export const ALLOWED_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff'] as const;
 const EXPECTED = 'expected a JPEG, PNG, WebP, GIF or TIFF image';
@@ -49,25 +39,24 @@ export interface CheckedImage {
   height: number;
 }
 
-/** Checks an upload's format and size from its header only; throws UploadError (415, 413 or 400). */
+/** Checks an upload's format and size from its header only; throws a ServeError (415, 413 or 400). */
 export async function checkUpload(b: Buffer, maxPixels: number): Promise<CheckedImage> {
-  if (!b.length) throw new UploadError(400, 'empty_body', `${EXPECTED}, got an empty body`);
+  if (!b.length) throw new ServeError('empty_body', `${EXPECTED}, got an empty body`);
   const format = sniffFormat(b);
-  if (!format) throw new UploadError(415, 'unsupported_format', `${EXPECTED}, got ${describe(b)}`);
+  if (!format) throw new ServeError('unsupported_format', `${EXPECTED}, got ${describe(b)}`);
   let m: { width?: number; height?: number; format?: string };
   try {
     // No pixel limit here: the header is read, never the pixels, and the count is checked below with our limit.
     m = await sharpModule()(b, { limitInputPixels: false }).metadata();
   } catch (e) {
-    throw new UploadError(400, 'corrupt_image', `a damaged ${format.toUpperCase()} header (${firstLine(e)})`);
+    throw new ServeError('corrupt_image', `a damaged ${format.toUpperCase()} header (${firstLine(e)})`);
   }
-  if (!m.width || !m.height) throw new UploadError(400, 'corrupt_image', `a ${format.toUpperCase()} without a size`);
+  if (!m.width || !m.height) throw new ServeError('corrupt_image', `a ${format.toUpperCase()} without a size`);
   const seen = m.format === 'jpg' ? 'jpeg' : m.format;
   if (!seen || !(ALLOWED_FORMATS as readonly string[]).includes(seen))
-    throw new UploadError(415, 'unsupported_format', `${EXPECTED}, got ${m.format ?? 'an unknown format'}`);
+    throw new ServeError('unsupported_format', `${EXPECTED}, got ${m.format ?? 'an unknown format'}`);
   if (m.width * m.height > maxPixels)
-    throw new UploadError(
-      413,
+    throw new ServeError(
       'too_many_pixels',
       `at most ${maxPixels.toLocaleString('en-US')} pixels (--max-pixels), got ${m.width}×${m.height} = ` +
         `${(m.width * m.height).toLocaleString('en-US')}`,
@@ -86,7 +75,7 @@ export async function decodeUpload(b: Buffer, g: InputGeometry): Promise<Uint8Ar
     return await decodeInput({ name: 'upload', data: b }, g);
   } catch (e) {
     const reason = e instanceof ImageError ? e.reason : firstLine(e);
-    throw new UploadError(400, 'corrupt_image', `the image cannot be decoded: ${reason}`);
+    throw new ServeError('corrupt_image', `the image cannot be decoded: ${reason}`);
   }
 }
 

@@ -1,5 +1,6 @@
 // Prometheus metrics of the server, in a registry of its own (never prom-client's global one: two servers in one
 // process, as in the tests, must not share counters).
+import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Latency buckets in seconds: 1 ms to 10 s. */
@@ -63,4 +64,13 @@ export class ServerMetrics {
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'alexnet_' });
   }
+}
+
+/** Counts and times every answer by route (its pattern), method and status. */
+export function countRequests(app: FastifyInstance, metrics: ServerMetrics): void {
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ route, method: req.method, status: String(reply.statusCode) });
+    metrics.requestSeconds.observe({ route }, reply.elapsedTime / 1000);
+  });
 }

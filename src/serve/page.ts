@@ -5,11 +5,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import fastifyStatic from '@fastify/static';
-import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { UserError } from '../errors';
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { MAX_PIXELS } from '../data/image';
 import { readInputFile } from '../util/files';
-import { checkUpload, decodeUpload, UploadError } from './images';
+import { ADMIT } from './admission';
+import { ErrorOptions, ServeError, useErrorCatalogue } from './errors';
+import { checkUpload, decodeUpload } from './images';
 import { describeRow, EmbeddingSet, ImageRenderer, nearest, readEmbeddings, row } from './neighbours';
 import { Engine, InsightEngine, LayerOutput, PageData } from './types';
 
@@ -24,6 +25,8 @@ export interface PageRoutesOptions extends PageData {
   maxPixels?: number;
   /** The page's files (default: the package's web/ folder). */
   webDir?: string;
+  /** Told every refusal and 5xx, as the server's other routes are (default: stderr, no metrics). */
+  errors?: Pick<ErrorOptions, 'onRejection' | 'log'>;
 }
 
 /** The package's web/ folder, seen from the compiled file (dist/src/serve/page.js). */
@@ -41,77 +44,40 @@ const VENDOR: Record<string, string> = {
   'uPlot.min.css': 'text/css; charset=utf-8',
 };
 
-/** Route config that buildServer's admission reads: counted against --max-inflight, as predictions are. */
-const ADMIT: FastifyContextConfig & { admit: boolean } = { admit: true };
-
-/** An error answer: `{error, code}` with a status; never a 5xx for a client's mistake. */
-class PageError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function send(reply: FastifyReply, e: unknown): FastifyReply {
-  if (e instanceof PageError || e instanceof UploadError)
-    return reply.code(e.status).send({ error: e.message, code: e.code });
-  if (e instanceof UserError) return reply.code(400).send({ error: e.message, code: 'bad_request' });
-  reply.log.error(e);
-  return reply.code(500).send({ error: `internal error: ${(e as Error)?.message ?? e}`, code: 'internal' });
-}
-
-/** Runs a handler and turns what it throws into an `{error, code}` answer. */
-function handle<R extends FastifyRequest>(fn: (req: R, reply: FastifyReply) => Promise<unknown>) {
-  return async (req: R, reply: FastifyReply) => {
-    try {
-      return await fn(req, reply);
-    } catch (e) {
-      return send(reply, e);
-    }
-  };
-}
-
 /** The current engine and its insight, or the 404 that says why the model views are not available. */
 function insightOf(o: PageRoutesOptions): { engine: Engine; insight: InsightEngine } {
   const engine = o.engine?.();
-  if (!engine) throw new PageError(404, 'no_model', 'no model is loaded (this server shows training runs only)');
+  if (!engine) throw new ServeError('no_model', 'no model is loaded (this server shows training runs only)');
   if (!engine.insight)
-    throw new PageError(
-      404,
+    throw new ServeError(
       'no_insight',
       `the ${engine.card.runtime} runtime cannot show the model's insides: serve with --runtime libtorch`,
     );
   return { engine, insight: engine.insight };
 }
 
-/** Registers the page (GET /), its static assets and the model-view endpoints. */
-export function registerPageRoutes(app: FastifyInstance, o: PageRoutesOptions): void {
-  app.register(fastifyStatic, { root: o.webDir ?? WEB_DIR, prefix: '/', wildcard: false, index: 'index.html' });
+/** The page (GET /), its static assets and the model views, as a plugin (its errors in the catalogue's form). */
+export const pagePlugin: FastifyPluginAsync<PageRoutesOptions> = async (app, o) => {
+  useErrorCatalogue(app, { maxUploadBytes: o.maxUploadBytes ?? DEFAULT_UPLOAD_BYTES, ...o.errors });
+  await app.register(fastifyStatic, { root: o.webDir ?? WEB_DIR, prefix: '/', wildcard: false, index: 'index.html' });
   registerVendor(app);
   const filters = new WeakMap<Engine, Promise<{ shape: number[]; data: number[] }>>();
-  app.get(
-    '/v1/filters',
-    handle(async () => {
-      const { engine, insight } = insightOf(o);
-      let p = filters.get(engine);
-      if (!p) {
-        p = insight.filters().then((t) => ({ shape: t.shape, data: Array.from(t.data) }));
-        filters.set(engine, p);
-        p.catch(() => filters.delete(engine));
-      }
-      return { model: engine.card.model, ...(await p) };
-    }),
-  );
-  app.register(async (sub) => registerFeatureMaps(sub, o));
+  app.get('/v1/filters', async () => {
+    const { engine, insight } = insightOf(o);
+    let p = filters.get(engine);
+    if (!p) {
+      p = insight.filters().then((t) => ({ shape: t.shape, data: Array.from(t.data) }));
+      filters.set(engine, p);
+      p.catch(() => filters.delete(engine));
+    }
+    return { model: engine.card.model, ...(await p) };
+  });
+  await app.register(async (sub) => registerFeatureMaps(sub, o));
   registerNeighbours(app, o);
-  app.get(
-    '/v1/evaluation',
-    handle(async () => readEvaluation(o.evaluationFile)),
-  );
-}
+  app.get('/v1/evaluation', async () => readEvaluation(o.evaluationFile));
+};
+
+const DEFAULT_UPLOAD_BYTES = 10 * 1024 * 1024;
 
 /** uPlot's script and style, from its npm package. */
 function registerVendor(app: FastifyInstance): void {
@@ -119,7 +85,7 @@ function registerVendor(app: FastifyInstance): void {
   const cache = new Map<string, Buffer>();
   app.get<{ Params: { file: string } }>('/vendor/uplot/:file', async (req, reply) => {
     const type = VENDOR[req.params.file];
-    if (!type) return send(reply, new PageError(404, 'not_found', `no file ${req.params.file} under /vendor/uplot/`));
+    if (!type) throw new ServeError('not_found', `no file ${req.params.file} under /vendor/uplot/`);
     let body = cache.get(req.params.file);
     if (!body) cache.set(req.params.file, (body = fs.readFileSync(path.join(dir, req.params.file))));
     return reply.type(type).header('cache-control', 'public, max-age=3600').send(body);
@@ -131,24 +97,15 @@ function registerVendor(app: FastifyInstance): void {
  * route has its own body parser (in its own plugin scope), so it does not depend on what else the server parses.
  */
 function registerFeatureMaps(app: FastifyInstance, o: PageRoutesOptions): void {
-  const bodyLimit = o.maxUploadBytes ?? 10 * 1024 * 1024;
+  const bodyLimit = o.maxUploadBytes ?? DEFAULT_UPLOAD_BYTES;
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
-  app.setErrorHandler((e: Error & { code?: string; statusCode?: number }, _req, reply) =>
-    e.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
-      ? send(reply, new PageError(413, 'too_large', `the image must be at most ${bodyLimit} bytes`))
-      : send(reply, e.statusCode && e.statusCode < 500 ? new PageError(e.statusCode, 'bad_request', e.message) : e),
-  );
-  app.post(
-    '/v1/feature-maps',
-    { config: ADMIT },
-    handle(async (req: FastifyRequest) => {
-      const { engine, insight } = insightOf(o);
-      const pixels = await uploadedPixels(req, engine, o.maxPixels ?? MAX_PIXELS);
-      const layers = await insight.featureMaps(pixels);
-      return { model: engine.card.model, layers: layers.map((l) => compactLayer(l, MAX_MAP_CHANNELS)) };
-    }),
-  );
+  app.post('/v1/feature-maps', { config: ADMIT }, async (req) => {
+    const { engine, insight } = insightOf(o);
+    const pixels = await uploadedPixels(req, engine, o.maxPixels ?? MAX_PIXELS);
+    const layers = await insight.featureMaps(pixels);
+    return { model: engine.card.model, layers: layers.map((l) => compactLayer(l, MAX_MAP_CHANNELS)) };
+  });
 }
 
 /** The body of an image upload, checked as POST /v1/predict checks it (src/serve/images.ts) and decoded. */
@@ -158,9 +115,8 @@ async function uploadedPixels(req: FastifyRequest, engine: Engine, maxPixels: nu
     .trim()
     .toLowerCase();
   if (!type.startsWith('image/') && type !== 'application/octet-stream')
-    throw new PageError(
-      415,
-      'unsupported_type',
+    throw new ServeError(
+      'unsupported_media_type',
       `expected an image/* body (the image's bytes), got '${type || 'none'}'`,
     );
   const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
@@ -211,11 +167,7 @@ function registerNeighbours(app: FastifyInstance, o: PageRoutesOptions): void {
   const load = (set: string): Promise<EmbeddingSet> => {
     const file = files[set];
     if (!file)
-      throw new PageError(
-        404,
-        'no_neighbours',
-        `no ${set} embeddings are configured (serve with --gallery and --queries)`,
-      );
+      throw new ServeError('no_neighbours', `no ${set} embeddings are configured (serve with --gallery and --queries)`);
     let p = loaded.get(set);
     if (!p) {
       p = Promise.resolve().then(() => readEmbeddings(file));
@@ -224,54 +176,43 @@ function registerNeighbours(app: FastifyInstance, o: PageRoutesOptions): void {
     }
     return p;
   };
-  app.get<{ Querystring: { query?: string; k?: string } }>(
-    '/v1/neighbours',
-    handle(async (req: FastifyRequest<{ Querystring: { query?: string; k?: string } }>) => {
-      const [queries, gallery] = await Promise.all([load('queries'), load('gallery')]);
-      if (queries.dim !== gallery.dim)
-        throw new PageError(
-          409,
-          'mismatch',
-          `the queries have ${queries.dim} numbers per row, the gallery ${gallery.dim}`,
-        );
-      const info = { metric: 'euclidean', layer: gallery.layer, model: gallery.model, classes: gallery.classes };
-      const counts = { queries: queries.rows, gallery: gallery.rows };
-      if (req.query.query === undefined) return { ...info, ...counts };
-      const q = intParam('query', req.query.query, 0, queries.rows - 1);
-      const k = req.query.k === undefined ? 8 : intParam('k', req.query.k, 1, Math.min(MAX_NEIGHBOURS, gallery.rows));
-      const near = ranked(gallery, queries, q).slice(0, k);
-      return {
-        ...info,
-        ...counts,
-        query: describeRow(queries, q),
-        neighbours: near.map((n) => describeRow(gallery, n.index, n.distance)),
-      };
-    }),
-  );
+  app.get<{ Querystring: { query?: string; k?: string } }>('/v1/neighbours', async (req) => {
+    const [queries, gallery] = await Promise.all([load('queries'), load('gallery')]);
+    if (queries.dim !== gallery.dim)
+      throw new ServeError('mismatch', `the queries have ${queries.dim} numbers per row, the gallery ${gallery.dim}`);
+    const info = { metric: 'euclidean', layer: gallery.layer, model: gallery.model, classes: gallery.classes };
+    const counts = { queries: queries.rows, gallery: gallery.rows };
+    if (req.query.query === undefined) return { ...info, ...counts };
+    const q = intParam('query', req.query.query, 0, queries.rows - 1);
+    const k = req.query.k === undefined ? 8 : intParam('k', req.query.k, 1, Math.min(MAX_NEIGHBOURS, gallery.rows));
+    const near = ranked(gallery, queries, q).slice(0, k);
+    return {
+      ...info,
+      ...counts,
+      query: describeRow(queries, q),
+      neighbours: near.map((n) => describeRow(gallery, n.index, n.distance)),
+    };
+  });
   const renderer = new ImageRenderer(o.dataDir);
-  app.get<{ Params: { set: string; i: string } }>(
-    '/v1/images/:set/:i',
-    handle(async (req: FastifyRequest<{ Params: { set: string; i: string } }>, reply) => {
-      const { set, i } = req.params;
-      if (!Object.hasOwn(files, set))
-        throw new PageError(404, 'not_found', `no image set '${set}' (expected queries or gallery)`);
-      const s = await load(set);
-      const index = intParam('i', i, 0, s.rows - 1, 404);
-      return reply
-        .type('image/png')
-        .header('cache-control', 'public, max-age=3600')
-        .send(await renderer.png(s, index));
-    }),
-  );
+  app.get<{ Params: { set: string; i: string } }>('/v1/images/:set/:i', async (req, reply) => {
+    const { set, i } = req.params;
+    if (!Object.hasOwn(files, set))
+      throw new ServeError('not_found', `no image set '${set}' (expected queries or gallery)`);
+    const s = await load(set);
+    const index = intParam('i', i, 0, s.rows - 1, true);
+    return reply
+      .type('image/png')
+      .header('cache-control', 'public, max-age=3600')
+      .send(await renderer.png(s, index));
+  });
 }
 
 /** An integer parameter in [lo, hi], or the error that says what was expected and what was received. */
-function intParam(name: string, value: string, lo: number, hi: number, status = 400): number {
+function intParam(name: string, value: string, lo: number, hi: number, notFound = false): number {
   const n = /^\d+$/.test(value) ? Number(value) : NaN;
   if (!(n >= lo && n <= hi))
-    throw new PageError(
-      status,
-      status === 404 ? 'not_found' : 'bad_request',
+    throw new ServeError(
+      notFound ? 'not_found' : 'bad_request',
       `${name} must be an integer from ${lo} to ${hi}, got '${value}'`,
     );
   return n;
@@ -279,15 +220,15 @@ function intParam(name: string, value: string, lo: number, hi: number, status = 
 
 /** The evaluation file's JSON, without the full path of the weights it names. */
 function readEvaluation(file: string | undefined): unknown {
-  if (!file) throw new PageError(404, 'no_evaluation', 'no evaluation is configured (serve with --evaluation FILE)');
+  if (!file) throw new ServeError('no_evaluation', 'no evaluation is configured (serve with --evaluation FILE)');
   let e: { confusion?: unknown; perClass?: unknown; weights?: unknown };
   try {
     e = JSON.parse(readInputFile(file).toString('utf8'));
   } catch (err) {
-    throw new PageError(500, 'bad_evaluation', `the evaluation file cannot be read: ${(err as Error).message}`);
+    throw new ServeError('bad_evaluation', `the evaluation file cannot be read: ${(err as Error).message}`);
   }
   if (!e || !Array.isArray(e.confusion) || !Array.isArray(e.perClass))
-    throw new PageError(500, 'bad_evaluation', `${path.basename(file)} is not an evaluation (alexnet eval --json)`);
+    throw new ServeError('bad_evaluation', `${path.basename(file)} is not an evaluation (alexnet eval --json)`);
   const base = (w: unknown) => (typeof w === 'string' ? path.basename(w) : w);
   return {
     ...e,

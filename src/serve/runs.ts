@@ -10,8 +10,9 @@
 // Run ids are folder names, never paths: an id is looked up in the listing, so nothing outside DIR is served.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { ServerResponse } from 'node:http';
+import { ErrorOptions, ServeError, useErrorCatalogue } from './errors';
 import { MetricsFollower, readMetricsFile } from './follow';
 
 export interface RunRoutesOptions {
@@ -21,6 +22,10 @@ export interface RunRoutesOptions {
   heartbeatMs?: number;
   /** The followers' poll interval, their fallback when fs.watch is silent (default 1 s). */
   pollMs?: number;
+  /** The open streams, for whoever ends them at shutdown (default: the plugin's own, ended when the server closes). */
+  streams?: EventStreams;
+  /** Told every refusal and 5xx, as the server's other routes are (default: stderr, no metrics). */
+  errors?: Pick<ErrorOptions, 'onRejection' | 'log'>;
 }
 
 export const METRICS_FILE = 'metrics.jsonl';
@@ -118,21 +123,38 @@ function badRunId(id: string): string | undefined {
 
 type Stream = { end(): void };
 
-/** Registers GET /v1/runs and the live stream of their records; returns a function that ends every open stream. */
-export function registerRunRoutes(app: FastifyInstance, o: RunRoutesOptions): () => void {
-  const streams = new Set<Stream>();
-  let closing = false;
+/** The open event streams: `endAll()` ends them and refuses new ones (a server that begins to drain calls it). */
+export class EventStreams {
+  private readonly open = new Set<Stream>();
+  closing = false;
+
+  add(s: Stream): void {
+    this.open.add(s);
+  }
+
+  delete(s: Stream): void {
+    this.open.delete(s);
+  }
+
+  endAll(): void {
+    this.closing = true;
+    for (const s of this.open) s.end();
+    this.open.clear();
+  }
+}
+
+/** GET /v1/runs and the live stream of their records, as a plugin. */
+export const runsPlugin: FastifyPluginAsync<RunRoutesOptions> = async (app, o) => {
+  const streams = o.streams ?? new EventStreams();
+  useErrorCatalogue(app, o.errors ?? {});
   app.get('/v1/runs', async () => ({ runs: listRuns(o.runsDir).map((r) => r.info) }));
   app.get<{ Params: { id: string } }>('/v1/runs/:id/events', async (req, reply) => {
     const id = req.params.id;
     const bad = badRunId(id);
-    if (bad)
-      return reply
-        .code(400)
-        .send({ error: `expected a run id from /v1/runs (${bad}), got '${id}'`, code: 'bad_run_id' });
+    if (bad) throw new ServeError('bad_run_id', `expected a run id from /v1/runs (${bad}), got '${id}'`);
     const run = listRuns(o.runsDir).find((r) => r.info.id === id);
-    if (!run) return reply.code(404).send({ error: `no run '${id}' (GET /v1/runs lists them)`, code: 'unknown_run' });
-    if (closing) return reply.code(503).send({ error: 'the server is shutting down', code: 'shutting_down' });
+    if (!run) throw new ServeError('unknown_run', `no run '${id}' (GET /v1/runs lists them)`);
+    if (streams.closing) throw new ServeError('shutting_down', 'the server is shutting down');
     const lastId = req.headers['last-event-id'];
     const s = openStream(reply, run.path, typeof lastId === 'string' ? lastId : undefined, o);
     streams.add(s);
@@ -141,18 +163,12 @@ export function registerRunRoutes(app: FastifyInstance, o: RunRoutesOptions): ()
       streams.delete(s);
     });
   });
-  const endAll = () => {
-    closing = true;
-    for (const s of streams) s.end();
-    streams.clear();
-  };
   // An open stream would keep close() waiting: fastify's own close ends them first too.
   app.addHook('preClose', (done) => {
-    endAll();
+    streams.endAll();
     done();
   });
-  return endAll;
-}
+};
 
 /** Takes the response over from fastify and streams `file`'s records into it until `end()` or the client leaves. */
 function openStream(reply: FastifyReply, file: string, from: string | undefined, o: RunRoutesOptions): Stream {

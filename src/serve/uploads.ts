@@ -1,0 +1,149 @@
+// Uploads on the prediction routes: the bodies the server parses (raw image bytes up to --max-upload-mb, multipart
+// forms), an upload's bytes, and the path from bytes to logits (checks → decode → batch) within the handler timeout.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import { Socket } from 'node:net';
+import multipart from '@fastify/multipart';
+import { asServeError, errorBody, ErrorOptions, MEDIA, ServeError } from './errors';
+import { ServeContext, slotOf } from './context';
+import { checkUpload, decodeUpload } from './images';
+import { ModelCard } from './types';
+
+/** Raw image bodies (image/*, application/octet-stream) up to --max-upload-mb, and multipart forms, on `app`. */
+export function parseUploads(app: FastifyInstance, maxUploadMb: number): void {
+  const bodyLimit = Math.round(maxUploadMb * 1024 * 1024);
+  for (const type of ['application/octet-stream', /^image\/.*/])
+    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit }, (_r, b, done) => done(null, b));
+  void app.register(multipart, { limits: { fileSize: bodyLimit, files: 1, fields: 16, parts: 32 } });
+}
+
+/** Bytes a multipart form may add to its file (boundaries, part headers, small fields) before it is refused unread. */
+const MULTIPART_FRAMING = 64 * 1024;
+/** After an early 413, how long the rest of a body is read and dropped while the client goes on sending. */
+const LINGER_IDLE_MS = 2000;
+
+/**
+ * An upload (a route with `config: { admit: true }`) whose Content-Length is over the limit is answered 413 before
+ * its body is read, and the connection is closed gracefully — the answer and a FIN, then what the client still
+ * sends is read and dropped until it closes (or is idle for LINGER_IDLE_MS, or the receive timeout ends) — so that
+ * the client reads the answer instead of a reset. Installed before admission: a refused upload takes no place.
+ */
+export function refuseOversized(app: FastifyInstance, o: ErrorOptions & { requestTimeoutMs: number }): void {
+  const limit = o.maxUploadBytes ?? 10 * 1024 * 1024;
+  app.addHook('onRequest', async (req, reply) => {
+    const declared = Number(req.headers['content-length']);
+    const upload = (req.routeOptions.config as { admit?: boolean } | undefined)?.admit;
+    const framing = /^multipart\//i.test(req.headers['content-type'] ?? '') ? MULTIPART_FRAMING : 0;
+    if (!upload || !(declared > limit + framing)) return;
+    const e = asServeError({ statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, o);
+    // An injected request (tests) has no socket to linger on: the error handler answers it.
+    if (!(req.raw.socket instanceof Socket)) throw e;
+    o.onRejection?.(e.code);
+    answerAndLinger(req, reply, e, o.requestTimeoutMs);
+    return reply;
+  });
+}
+
+/**
+ * `Expect: 100-continue` is answered 100 only once the request has passed the hooks installed before this one
+ * (size, admission): node sends it unasked unless the server listens for checkContinue, as it does here.
+ */
+export function continueWhenAccepted(app: FastifyInstance): void {
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
+  app.addHook('onRequest', async (req, reply) => {
+    if (/100-continue/i.test(String(req.headers.expect ?? '')) && !reply.raw.headersSent) reply.raw.writeContinue();
+  });
+}
+
+/** Writes the answer on the socket, half-closes it, and drops what the client still sends until it closes. */
+function answerAndLinger(req: FastifyRequest, reply: FastifyReply, e: ServeError, maxMs: number): void {
+  reply.hijack();
+  const socket = req.raw.socket;
+  const body = JSON.stringify(errorBody(e));
+  socket.end(
+    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  req.raw.resume();
+  socket.setTimeout(LINGER_IDLE_MS, () => socket.destroy());
+  const cap = setTimeout(() => socket.destroy(), maxMs);
+  cap.unref();
+  socket.once('close', () => clearTimeout(cap));
+}
+
+/** The upload's bytes: a raw body, or the multipart field 'image'. */
+export async function uploadOf(req: FastifyRequest): Promise<Buffer> {
+  if (req.isMultipart()) return multipartImage(req);
+  const body = req.body as unknown;
+  if (body === undefined || body === null) throw new ServeError('empty_body', `no image in the request: ${MEDIA}`);
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === 'string') return Buffer.from(body);
+  throw new ServeError('unsupported_media_type', `${MEDIA}; got ${req.headers['content-type']}`);
+}
+
+/**
+ * The file field 'image' of a multipart form. The parser's own errors (no boundary, a body or part cut short) are
+ * the client's: 400 bad_multipart; its limits keep their 413s.
+ */
+async function multipartImage(req: FastifyRequest): Promise<Buffer> {
+  try {
+    for await (const part of req.parts()) {
+      if (part.type === 'file' && part.fieldname === 'image') return await part.toBuffer();
+      if (part.type === 'file') await part.toBuffer();
+    }
+  } catch (e) {
+    if (e instanceof ServeError || typeof (e as { statusCode?: unknown }).statusCode === 'number') throw e;
+    const why = String((e as Error)?.message ?? e).split('\n')[0];
+    throw new ServeError('bad_multipart', `the multipart body cannot be read (${why}); ${MEDIA}`);
+  }
+  throw new ServeError('missing_image', "a multipart upload needs the image in the form field 'image'");
+}
+
+export interface Classified {
+  card: ModelCard;
+  logits: Float32Array;
+  timing: { decode: number; queue: number; inference: number; total: number };
+}
+
+/** Upload → checks → decode → batch → logits, within the handler timeout. */
+export async function classify(req: FastifyRequest, c: ServeContext): Promise<Classified> {
+  const { limits: o, metrics } = c;
+  const slot = slotOf(c.host);
+  const start = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ServeError('timeout', `no answer within ${o.requestTimeoutMs} ms (--request-timeout-ms)`, {
+            headers: { 'retry-after': '1' },
+          }),
+        ),
+      o.requestTimeoutMs,
+    );
+  });
+  const work = async (): Promise<Classified> => {
+    const bytes = await uploadOf(req);
+    const pixels = await o.decodeGate.run(async () => {
+      await checkUpload(bytes, o.maxPixels);
+      return decodeUpload(bytes, slot.engine.card.geometry);
+    });
+    const decoded = performance.now();
+    metrics.decodeSeconds.observe((decoded - start) / 1000);
+    const r = await slot.batcher.submit(pixels);
+    metrics.queueSeconds.observe(r.queueMs / 1000);
+    const ms = (x: number) => Math.round(x * 100) / 100;
+    const timing = {
+      decode: ms(decoded - start),
+      queue: ms(r.queueMs),
+      inference: ms(r.inferenceMs),
+      total: ms(performance.now() - start),
+    };
+    return { card: slot.engine.card, logits: r.logits, timing };
+  };
+  try {
+    return await Promise.race([work(), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
