@@ -127,6 +127,10 @@ test(
       ['numel.pth', /truncated: storage 9 needs 4503599627370496 bytes/],
       ['evil.pth', /global (posix|os|nt)\.system, which is not allowed/],
       ['complex.pth', /storage 5 is a torch\.ComplexFloatStorage; only FloatStorage, .* are supported/],
+      [
+        'whole.pth',
+        /holds a pickled Python object \(torch\.nn\.modules\.linear\.Linear\).*save model\.state_dict\(\) instead/,
+      ],
       ['cut-data.pth', /is truncated: storage 7 needs 48 bytes, 38 are left/],
       ['cut-pickle.pth', /the pickle is truncated/],
     ];

@@ -123,6 +123,7 @@ def hostile_files(d, marker):
     huge.numel = 1 << 50
     write_legacy(os.path.join(d, "numel.pth"), collections.OrderedDict(w=Rec(huge, 0, [4], [1])), [huge])
     write_legacy(os.path.join(d, "evil.pth"), collections.OrderedDict(w=Evil(marker)), [])
+    torch.save(torch.nn.Linear(2, 2), os.path.join(d, "whole.pth"), _use_new_zipfile_serialization=False)
     c = Root("5", "ComplexFloatStorage", torch.zeros(2))
     write_legacy(os.path.join(d, "complex.pth"), collections.OrderedDict(w=Rec(c, 0, [1], [1])), [c])
 
