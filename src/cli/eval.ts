@@ -3,6 +3,7 @@ import { UserError } from '../errors';
 import { checkBatchFits } from '../models/budget';
 import { AlexNet } from '../models/alexnet';
 import { loadModel } from '../persist/load';
+import { fitStateDictRecord } from '../persist/variants';
 import { ModelRecord } from '../persist/record';
 import { prepareDevice, prepareModel } from '../runtime/device';
 import { openEvalSource, problemLogger } from '../train/data';
@@ -51,7 +52,13 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (!v.weights) throw new UserError("--weights PATH is required (a checkpoint from 'alexnet train --save')");
   const files = [v.weights, ...positionals];
   const { device } = prepareDevice(v.device, v.threads);
-  const loaded = files.map((f) => loadModel(f));
+  const loaded = files.map((f) => {
+    const l = loadModel(f);
+    if (!l.stateDict) return l;
+    const { record, note } = fitStateDictRecord({ ...l, stateDict: l.stateDict }, f, { dataset: v.dataset });
+    console.error(note);
+    return { ...l, record };
+  });
   checkEnsemble(files, loaded);
   const models = loaded.map((l) => prepareModel(l.model, device));
   const { model, record } = loaded[0];

@@ -22,14 +22,36 @@ export class PickleDict extends Map<unknown, unknown> {
   attributes: Record<string, unknown> = {};
 }
 
+/** Unpickles the one pickle that fills `data`. */
+export function unpickle(data: Buffer, hooks: PickleHooks, file: string): unknown {
+  return unpickleAt(data, 0, hooks, file).value;
+}
+
+/** A little-endian two's-complement integer of `b`: a number when it is exact as one, a bigint otherwise. */
+function littleEndianInt(b: Uint8Array): number | bigint {
+  let v = 0n;
+  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
+  if (b.length && b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
+  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
 // One switch over the pickle opcodes is the interpreter: split up, the stack and memo would have to be threaded
 // through a dozen helpers and the opcode table would no longer read as the protocol's list.
+/**
+ * Unpickles one pickle starting at byte `start` of `data` (the legacy torch.save format is several pickles in a
+ * row): its value and the byte after its STOP.
+ */
 // eslint-disable-next-line max-lines-per-function
-export function unpickle(data: Buffer, hooks: PickleHooks, file: string): unknown {
+export function unpickleAt(
+  data: Buffer,
+  start: number,
+  hooks: PickleHooks,
+  file: string,
+): { value: unknown; end: number } {
   const bad = (why: string) => new FormatError(`${file}: ${why}`);
   const stack: unknown[] = [];
   const memo = new Map<number, unknown>();
-  let pos = 0;
+  let pos = start;
   const need = (n: number) => {
     if (pos + n > data.length) throw bad('the pickle is truncated');
   };
@@ -114,7 +136,16 @@ export function unpickle(data: Buffer, hooks: PickleHooks, file: string): unknow
         bytes(8);
         break; // FRAME
       case 0x2e:
-        return pop(); // STOP
+        return { value: pop(), end: pos }; // STOP
+      case 0x30:
+        pop();
+        break; // POP
+      case 0x31:
+        popMark();
+        break; // POP_MARK
+      case 0x32:
+        stack.push(top());
+        break; // DUP
       case 0x28:
         stack.push(MARK);
         break; // MARK
@@ -145,16 +176,15 @@ export function unpickle(data: Buffer, hooks: PickleHooks, file: string): unknow
       case 0x4a:
         stack.push(i32());
         break; // BININT
-      case 0x8a: {
-        // LONG1
-        const n = u8();
-        const b = bytes(n);
-        let v = 0n;
-        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
-        if (n && b[n - 1] & 0x80) v -= 1n << BigInt(8 * n);
-        stack.push(Number(v));
+      case 0x8a:
+        stack.push(littleEndianInt(bytes(u8())));
+        break; // LONG1 (a bigint beyond 2^53: torch.save's magic number is one)
+      case 0x8b: {
+        const n = u32();
+        if (n > 64) throw bad(`the pickle holds a ${n}-byte integer`);
+        stack.push(littleEndianInt(bytes(n)));
         break;
-      }
+      } // LONG4
       case 0x47: {
         need(8);
         stack.push(data.readDoubleBE(pos));

@@ -1,5 +1,5 @@
-// Which format a weights file holds, from its first bytes: safetensors or torch.save (a zip), and the legacy
-// torch.save format named as such.
+// Which format a weights file holds, from its first bytes: safetensors or torch.save (its zip format, or its legacy
+// format: a row of pickles).
 import * as fs from 'node:fs';
 import { FormatError } from '../errors';
 import { isZip } from '../io/zip';
@@ -18,10 +18,6 @@ export function weightsKind(file: string, what = '--weights'): WeightsKind {
   }
   if (head.length >= 4 && isZip(head)) return 'pth';
   if (head.length === 9 && head[8] === 0x7b /* '{' */) return 'safetensors';
-  if (head.length >= 2 && head[0] === 0x80 && head[1] <= 5) {
-    throw new FormatError(
-      `${file} is a legacy torch.save file (PyTorch before 1.6): load it in PyTorch and save it again with torch.save (the default zip format), or export it with safetensors`,
-    );
-  }
+  if (head.length >= 2 && head[0] === 0x80 && head[1] <= 5) return 'pth';
   throw new FormatError(`${file} is neither a safetensors file nor a PyTorch (torch.save) checkpoint`);
 }

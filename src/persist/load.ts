@@ -9,7 +9,7 @@ import { AlexNet } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { CHECKPOINT_FORMAT, ModelRecord, readRecord, WEIGHTS_FORMAT } from './record';
 import { tensorsWithPrefix } from './checkpoint';
-import { modelFromStateDict } from './variants';
+import { modelFromStateDict, StateDictFacts } from './variants';
 import { weightsKind } from './kind';
 
 export { weightsKind };
@@ -17,11 +17,12 @@ export { weightsKind };
 /**
  * Loads weights into a freshly built model (eval mode): an alexnet-ts checkpoint or weights file, or a plain
  * state dict (torch.save .pth/.pt, or safetensors from elsewhere) whose variant is recognised from its keys.
+ * For a plain state dict `stateDict` is set and the record is a default one (fitStateDictRecord fits it to data).
  */
 export function loadModel(
   file: string,
   o: { model?: string; what?: string } = {},
-): { model: AlexNet; record: ModelRecord } {
+): { model: AlexNet; record: ModelRecord; stateDict?: StateDictFacts } {
   if (weightsKind(file, o.what) === 'pth') return modelFromStateDict(loadPth(file), o);
   const { tensors, metadata } = loadSafetensors(file, o.what);
   if (metadata.format !== CHECKPOINT_FORMAT && metadata.format !== WEIGHTS_FORMAT)

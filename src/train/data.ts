@@ -12,6 +12,7 @@ import { Augment, PhotoTransform, presetTransform } from '../data/transforms';
 import { Device } from '../tensor/dtype';
 import { UserError } from '../errors';
 import { ModelRecord } from '../persist/record';
+import { keep, tidy } from '../tensor/tensor';
 
 /** Settings of an image-folder data set (`--dataset folder:PATH`). */
 export interface FolderConfig {
@@ -308,6 +309,13 @@ export function openEvalSource(
   if (ds.classes.length !== record.classes.length)
     throw new UserError(`the model has ${record.classes.length} classes but the data set ${ds.classes.length}`);
   ds.classes = record.classes;
+  const [channels, ...hw] = ds.images.shape.slice(1);
+  if (channels === 1 && record.modelOptions.inChannels === 3) {
+    // A 3-channel state dict from elsewhere on grey images: the grey channel repeated, as torchvision's Grayscale(3).
+    const grey = ds.images;
+    ds.images = keep(tidy(() => grey.expand(grey.shape[0], 3, hw[0], hw[1]).contiguous()));
+    grey.dispose();
+  }
   const source = new TensorSource(ds, record.preprocess, {
     batchSize: o.batchSize,
     shuffle: false,
