@@ -383,10 +383,21 @@ test("planning removes a dead run's temporaries of the outputs and keeps a live 
 
 test('run ids are short, unique and sort by start time; safetensors sizes are estimated from tensor bytes', () => {
   const a = newRunId(new Date('2025-01-14T10:15:30Z'));
-  assert.match(a, /^20250114T101530Z-[0-9a-f]{6}$/);
+  assert.match(a, /^20250114T101530Z-[0-9a-f]{16}$/);
   const ids = new Set(Array.from({ length: 1000 }, () => newRunId()));
   assert.equal(ids.size, 1000);
   assert.ok(newRunId(new Date('2025-01-14T10:15:31Z')) > a);
+  // 100,000 runs started in one second: all distinct, in the order they were made.
+  const second = new Date('2025-01-14T10:15:32Z');
+  const burst = Array.from({ length: 100_000 }, () => newRunId(second));
+  assert.equal(new Set(burst).size, burst.length);
+  assert.ok(
+    burst.every((id, i) => i === 0 || id > burst[i - 1]),
+    'ids of one second sort in the order they were made',
+  );
+  assert.ok(burst[0] > newRunId(new Date('2025-01-14T10:15:31Z')));
+  // Back in that second (as another process would be) the count starts afresh at random, away from the first one's.
+  assert.ok(!new Set(burst).has(newRunId(second)));
   const est = estimateSafetensorsBytes(1_000_000, 16, 2000);
   assert.ok(est > 1_000_000 && est < 1_010_000, `${est}`);
 });

@@ -96,9 +96,21 @@ export function sameFile(a: string, b: string): boolean {
   return !!sa && !!sb && sa.dev === sb.dev && sa.ino === sb.ino;
 }
 
-/** A short unique id for a run, sortable by start time: "20250114T101530Z-3fa9c2". */
+/** This process's last run id: its second and its number (see newRunId). */
+let lastRunId = { second: '', n: 0n };
+
+/**
+ * A short unique id for a run, sortable by start time: "20250114T101530Z-3fa9c2d41b07e85a", the start's second (UTC)
+ * and a 16-digit hex number. A process's first id in a second draws that number at random below 2^63; its further
+ * ids in the same second count up from it, so one process never repeats an id and its ids sort in the order they
+ * were made. Two processes share an id only when their counts in the same second overlap: for n ids a second from
+ * p processes the chance is about p·n/2^63 a second (1e-10 for a million ids from a thousand processes).
+ */
 export function newRunId(now = new Date()): string {
-  return `${now.toISOString().replace(/[-:]/g, '').slice(0, 15)}Z-${crypto.randomBytes(3).toString('hex')}`;
+  const second = now.toISOString().replace(/[-:]/g, '').slice(0, 15);
+  if (second === lastRunId.second) lastRunId.n += 1n;
+  else lastRunId = { second, n: crypto.randomBytes(8).readBigUInt64BE() >> 1n };
+  return `${second}Z-${lastRunId.n.toString(16).padStart(16, '0')}`;
 }
 
 /**
