@@ -54,6 +54,14 @@ module.exports = {
       to: { path: '^src/tensor/binding\\.ts$' },
     },
     {
+      name: 'io-reads-layer-specs-only',
+      comment:
+        'src/io (file formats) is given layer specs (the types in src/nn/spec.ts), never a layer class or a model',
+      severity: 'error',
+      from: { path: '^src/io/' },
+      to: { path: '^src/(nn|models)/', pathNot: '^src/nn/spec\\.ts$' },
+    },
+    {
       name: 'tests-and-benches-stay-out-of-src',
       severity: 'error',
       from: { path: '^src/' },
