@@ -6,9 +6,9 @@ import { PRECISIONS } from '../runtime/precision';
 import { buildRunConfig, CUDA_GRAPH_MODES, OPTIMIZERS, RESUME_OVERRIDES, TrainOptions } from '../train/config';
 import { variantOf } from '../train/reuse';
 import { resume, train, TrainHooks, TrainResult } from '../train/run';
-import { DataParallel } from '../train/parallel';
 import { DistEnv, distRole } from '../distributed/env';
 import { trainModelParallel } from '../distributed/model-parallel-train';
+import { DdpGroup } from '../distributed/data-parallel';
 import { asRank } from '../distributed/group';
 import { launch } from '../distributed/launch';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
@@ -260,7 +260,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const stop = stopOnSignals();
   let r: TrainResult;
   try {
-    const start = (parallel?: DataParallel) => startRun(rest, { shouldStop: stop.requested, parallel });
+    const start = (strategy?: DdpGroup) => startRun(rest, { shouldStop: stop.requested, strategy });
     r = role.kind === 'rank' ? await asRank(role.env, { timeoutSeconds: distTimeout }, start) : await start();
   } finally {
     stop.dispose();
