@@ -2,7 +2,6 @@
 // stopped. Both set the run up (device, data, model, optimiser, outputs), then hand it to the loop (train/loop.ts):
 // `trainOneEpoch`, evaluation, the learning-rate schedule and a save, saying what happens through events that
 // reporters subscribe to. A strategy (train/parallel.ts) spreads the run over processes; one process needs none.
-import { UserError } from '../errors';
 import { checkBatchFits } from '../models/budget';
 import { getModel } from '../models/registry';
 import { Module } from '../nn/module';
@@ -18,7 +17,15 @@ import { autoPrecisionReason, GradScaler, Precision, resolvePrecision } from '..
 import { manualSeed, setRngState } from '../tensor/tensor';
 import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
-import { applyOverrides, checkRunConfig, CudaGraphMode, ResumeOverrides, RunConfig, upgradeConfig } from './config';
+import {
+  applyOverrides,
+  checkRunConfig,
+  CudaGraphMode,
+  OptionError,
+  ResumeOverrides,
+  RunConfig,
+  upgradeConfig,
+} from './config';
 import { OpenedData, PreparedData, prepareData, problemLogger, ShardSamplers } from './data';
 import { EvalResult } from './evaluate';
 import { EpochRecord, TrainEvent, TrainEvents } from './events';
@@ -94,11 +101,16 @@ export async function resume(
     const done = ckpt.progress;
     const { epochs, maxSteps } = cfg.optimization;
     if (epochs <= done.epoch)
-      throw new UserError(
-        `${file} has done ${done.epoch} epochs and the run asks for ${epochs}: give --epochs above ${done.epoch} to train further`,
+      throw new OptionError(
+        'epochs',
+        (n) =>
+          `${file} has done ${done.epoch} epochs and the run asks for ${epochs}: give ${n('epochs')} above ${done.epoch} to train further`,
       );
     if (maxSteps !== undefined && maxSteps <= done.globalStep)
-      throw new UserError(`--max-steps ${maxSteps} is not above the ${done.globalStep} steps ${file} has done`);
+      throw new OptionError(
+        'maxSteps',
+        (n) => `${n('maxSteps')} ${maxSteps} is not above the ${done.globalStep} steps ${file} has done`,
+      );
     const session = { cfg, runId: ckpt.runId ?? 'resumed', ckpt, resumeFile: file, lrOverride: overrides.lr };
     return withModel(await run(session, hooks));
   } finally {
@@ -341,7 +353,7 @@ function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
 function graphedStep(ctx: StepContext, mode: CudaGraphMode): GraphedStep | undefined {
   if (mode === 'off') return undefined;
   const obstacle = cudaGraphObstacle(ctx);
-  if (obstacle) throw new UserError(`--cuda-graph on, but ${obstacle}`);
+  if (obstacle) throw new OptionError('cudaGraph', (n) => `${n('cudaGraph')} on, but ${obstacle}`);
   return new GraphedStep(ctx);
 }
 
