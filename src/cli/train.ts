@@ -3,12 +3,19 @@ import { UserError } from '../errors';
 import { AUGMENTS } from '../data/transforms';
 import { listModels } from '../models/registry';
 import { PRECISIONS } from '../runtime/precision';
-import { buildRunConfig, CUDA_GRAPH_MODES, OPTIMIZERS, RESUME_OVERRIDES, TrainOptions } from '../train/config';
+import {
+  buildRunConfig,
+  CUDA_GRAPH_MODES,
+  OptionError,
+  OPTIMIZERS,
+  RESUME_OVERRIDES,
+  TrainOptions,
+} from '../train/config';
 import { variantOf } from '../train/reuse';
 import { resume, train, TrainHooks, TrainResult } from '../train/run';
-import { DataParallel } from '../train/parallel';
 import { DistEnv, distRole } from '../distributed/env';
 import { trainModelParallel } from '../distributed/model-parallel-train';
+import { DdpGroup } from '../distributed/data-parallel';
 import { asRank } from '../distributed/group';
 import { launch } from '../distributed/launch';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
@@ -260,7 +267,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const stop = stopOnSignals();
   let r: TrainResult;
   try {
-    const start = (parallel?: DataParallel) => startRun(rest, { shouldStop: stop.requested, parallel });
+    const start = (strategy?: DdpGroup) => startRun(rest, { shouldStop: stop.requested, strategy });
     r = role.kind === 'rank' ? await asRank(role.env, { timeoutSeconds: distTimeout }, start) : await start();
   } finally {
     stop.dispose();
@@ -283,13 +290,10 @@ async function towersCommand(
     // The paper's network is the one with two towers.
     options.model ??= options.initFrom ? variantOf(options.initFrom) : 'alexnet-2012';
     const architecture = architectureOf({ activation, lrn, pool, groups, widths });
-    const cfg = buildRunConfig({ ...options, architecture } satisfies TrainOptions);
-    const r = await trainModelParallel(
-      cfg,
-      env,
-      { shouldStop: stop.requested },
-      { timeoutSeconds, resume: resumeFile },
-    );
+    const r = await inFlags(() => {
+      const cfg = buildRunConfig({ ...options, architecture } satisfies TrainOptions);
+      return trainModelParallel(cfg, env, { shouldStop: stop.requested }, { timeoutSeconds, resume: resumeFile });
+    });
     if (options.save && env.rank === 0) console.log(`weights: ${options.save} (alexnet eval/predict --weights)`);
     if (r.stopped === 'interrupted') process.exitCode = EXIT_INTERRUPTED;
   } finally {
@@ -299,9 +303,21 @@ async function towersCommand(
 
 /** A new run from the options, or --resume. */
 function startRun(values: Omit<TrainValues, keyof typeof DIST>, hooks: TrainHooks): Promise<TrainResult> {
-  if (values.resume) return resume(values.resume, resumeOverrides(values as TrainValues), hooks);
+  if (values.resume) {
+    const file = values.resume;
+    return inFlags(() => resume(file, resumeOverrides(values as TrainValues), hooks));
+  }
   const { resume: _resume, activation, lrn, pool, groups, widths, ...options } = values;
   if (options.initFrom && !options.model) options.model = variantOf(options.initFrom);
   const architecture = architectureOf({ activation, lrn, pool, groups, widths });
-  return train(buildRunConfig({ ...options, architecture } satisfies TrainOptions), hooks);
+  return inFlags(() => train(buildRunConfig({ ...options, architecture } satisfies TrainOptions), hooks));
+}
+
+/** Runs `fn`; the library's mistakes in a run's options are told with the flags that give them. */
+async function inFlags<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw e instanceof OptionError ? e.reworded(flagOf) : e;
+  }
 }

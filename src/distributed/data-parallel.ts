@@ -2,19 +2,20 @@
 // from rank 0 at the start; BatchNorm's buffers broadcast from rank 0 before every forward (DDP's
 // broadcast_buffers); gradients averaged by c10d's own Reducer — bucketed (25 MB), each bucket's all-reduce
 // launched from autograd hooks while backward still runs; each rank a DistributedSampler shard; evaluation sums
-// reduced. The trainer sees only the DataParallel interface (src/train/parallel.ts).
+// reduced. The trainer sees only its Strategy interface (src/train/parallel.ts).
 import { UserError } from '../errors';
 import { DistributedSampler, Sampler } from '../data/sampler';
 import { AlexNet } from '../models/alexnet';
 import { Tensor, tensor, tidy } from '../tensor/tensor';
 import { EvalSums } from '../train/evaluate';
-import { DataParallel } from '../train/parallel';
+import { Strategy } from '../train/parallel';
 import { GradientReducer, ProcessGroup, Store } from './c10d';
 
 /** DDP's default bucket size (MB): the first bucket is smaller, so communication starts early in backward. */
 export const BUCKET_MB = 25;
 
-export class DdpGroup implements DataParallel {
+/** Data parallelism as a strategy of the trainer; its process group is also what model parallelism exchanges over. */
+export class DdpGroup implements Strategy {
   readonly rank: number;
   readonly worldSize: number;
   #reducer?: GradientReducer;
@@ -37,10 +38,18 @@ export class DdpGroup implements DataParallel {
     );
   }
 
+  /** Each rank's shards: the training set padded to equal length and reshuffled per epoch; the test set unpadded. */
+  readonly samplers = {
+    train: (n: number, seed: number) => this.trainSampler(n, seed),
+    test: (n: number) => this.evalSampler(n),
+  };
+
+  /** The shard of the training set this rank visits each epoch (padded to equal length, reshuffled per epoch). */
   trainSampler(n: number, seed: number): Sampler {
     return new DistributedSampler(n, { worldSize: this.worldSize, rank: this.rank, seed, shuffle: true, pad: true });
   }
 
+  /** The shard of the test set this rank evaluates (no padding: the shards cover each example once). */
   evalSampler(n: number): Sampler {
     // Every rank sees the same n, so every rank stops here with the same message.
     if (n < this.worldSize)
@@ -57,6 +66,11 @@ export class DdpGroup implements DataParallel {
     });
   }
 
+  meet(summary: Record<string, unknown>): void {
+    this.checkSameConfig(summary);
+  }
+
+  /** Every rank runs the same settings on the same data: throws a one-line error naming what differs. */
   checkSameConfig(summary: Record<string, unknown>): void {
     const mine = JSON.stringify(summary);
     this.store.set(`alexnet/config/${this.rank}`, mine);
@@ -76,11 +90,17 @@ export class DdpGroup implements DataParallel {
     this.#buffers = model.namedBuffers().map(([, b]) => b);
   }
 
+  stepHooks(model: AlexNet): { beforeForward: () => void; beforeBackward: () => void } {
+    return { beforeForward: () => this.beforeForward(model), beforeBackward: () => this.beforeBackward() };
+  }
+
+  /** Before each forward: BatchNorm's buffers from rank 0 (DDP's broadcast_buffers). */
   beforeForward(model: AlexNet): void {
     if (!this.#buffers) this.#buffers = model.namedBuffers().map(([, b]) => b);
     if (this.#buffers.length) broadcastInPlace(this.pg, this.#buffers);
   }
 
+  /** After the forward, before backward: arms the gradient buckets that backward's hooks will all-reduce. */
   beforeBackward(): void {
     if (!this.#reducer) throw new Error('syncModel() must run before the first step');
     this.#reducer.prepareForBackward();

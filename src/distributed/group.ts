@@ -1,7 +1,6 @@
 // One rank of a data-parallel run: join the rendezvous at the master's store, form the Gloo process group, train,
 // and turn what goes wrong between processes into one line that says which rank and what to do.
 import { AlexnetError, UserError } from '../errors';
-import { DataParallel } from '../train/parallel';
 import { createStore, DistError, ProcessGroup } from './c10d';
 import { DdpGroup } from './data-parallel';
 import { DistEnv, rankBanner, watchLauncher } from './env';
@@ -36,10 +35,18 @@ export function joinDataParallel(env: DistEnv, o: RankOptions = {}): DdpGroup {
  * Runs `body` as one rank: prints who it is, joins the group, and stops with a RankError naming the cause when the
  * others go away. The group is released at the end, whatever happens.
  */
-export async function asRank<T>(
+export function asRank<T>(env: DistEnv, o: RankOptions, body: (group: DdpGroup) => Promise<T>): Promise<T> {
+  return asLateRank(env, o, (join) => body(join()));
+}
+
+/**
+ * As asRank, but `body` joins the group itself when it is ready to meet the others (`join`, at most once): what it
+ * refuses before that needs no peer.
+ */
+export async function asLateRank<T>(
   env: DistEnv,
   o: RankOptions,
-  body: (parallel: DataParallel) => Promise<T>,
+  body: (join: () => DdpGroup) => Promise<T>,
 ): Promise<T> {
   (o.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(rankBanner(env));
   const unwatch = watchLauncher(() => {
@@ -48,8 +55,7 @@ export async function asRank<T>(
   });
   let group: DdpGroup | undefined;
   try {
-    group = joinDataParallel(env, o);
-    return await body(group);
+    return await body(() => (group ??= joinDataParallel(env, o)));
   } catch (e) {
     throw explain(e, env, o.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS);
   } finally {

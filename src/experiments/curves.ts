@@ -9,7 +9,10 @@ import { prepareModel } from '../runtime/device';
 import { Precision } from '../runtime/precision';
 import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
+import { Progress } from '../persist/checkpoint';
 import { manualSeed, Tensor } from '../tensor/tensor';
+import { trainOneEpoch } from '../train/epoch';
+import { TrainEvents } from '../train/events';
 import { StepSums, trainStep } from '../train/step';
 
 export interface CurveSetting {
@@ -58,37 +61,74 @@ export async function trainModel(ds: TensorDataset, s: CurveSetting): Promise<{ 
       ? new Adam(model.parameters(), { lr: s.lr, weightDecay })
       : new SGD(model.parameters(), { lr: s.lr, momentum: s.momentum, weightDecay });
   const ctx = { model, device: s.device, precision: s.precision ?? 'fp32', optimizer };
-  const curve: Curve = [];
-  let window = new StepSums(s.device);
-  let step = 0;
+  const windows = new Windows(s.window, s.steps);
+  const step = (x: Tensor, y: Tensor, sums: StepSums) => {
+    const input = s.augment ? s.augment(x) : x;
+    try {
+      trainStep(ctx, input, y, sums);
+    } finally {
+      if (input !== x) input.dispose();
+    }
+  };
   try {
-    for (let epoch = 0; step < s.steps; epoch++) {
-      for await (const b of source.batches(epoch)) {
-        const x = step < s.steps && s.augment ? s.augment(b.x) : b.x;
-        try {
-          if (step < s.steps) trainStep(ctx, x, b.y, window);
-        } finally {
-          if (x !== b.x) x.dispose();
-          b.x.dispose();
-          b.y.dispose();
-        }
-        if (step >= s.steps) continue;
-        step++;
-        if (step % s.window === 0 || step === s.steps) {
-          curve.push([step, 1 - window.read().acc]);
-          window.dispose();
-          window = new StepSums(s.device);
-        }
-      }
+    const events = new TrainEvents();
+    let progress: Progress = { epoch: 0, batch: 0, globalStep: 0 };
+    while (progress.globalStep < s.steps) {
+      const r = await trainOneEpoch({
+        step,
+        device: s.device,
+        lr: () => optimizer.lr,
+        source,
+        events,
+        progress,
+        epochs: Infinity,
+        maxSteps: s.steps,
+        statsEvery: 0,
+        afterStep: (p, sums) => windows.afterStep(p, sums, source.numBatches),
+      });
+      progress = { epoch: progress.epoch + 1, batch: 0, globalStep: r.progress.globalStep };
     }
   } catch (e) {
     model.dispose();
     throw e;
   } finally {
-    window.dispose();
     await source.close();
   }
-  return { model, curve };
+  return { model, curve: windows.curve };
+}
+
+/**
+ * The training error over consecutive windows of steps, from the epochs' running sums: read at a window's end and
+ * at an epoch's last step (a window may span two epochs).
+ */
+class Windows {
+  readonly curve: Curve = [];
+  /** The epoch's sums at the last read, and what the open window carried over from earlier epochs. */
+  #read = { correct: 0, seen: 0 };
+  #carried = { correct: 0, seen: 0 };
+
+  constructor(
+    readonly window: number,
+    readonly steps: number,
+  ) {}
+
+  afterStep(p: Progress, sums: StepSums, batches: number): void {
+    const ends = p.globalStep % this.window === 0 || p.globalStep === this.steps;
+    const epochEnds = p.batch === batches;
+    if (!ends && !epochEnds) return;
+    const correct = sums.correct.item();
+    const open = {
+      correct: this.#carried.correct + correct - this.#read.correct,
+      seen: this.#carried.seen + sums.seen - this.#read.seen,
+    };
+    this.#read = { correct, seen: sums.seen };
+    this.#carried = open;
+    if (ends) {
+      this.curve.push([p.globalStep, 1 - open.correct / Math.max(1, open.seen)]);
+      this.#carried = { correct: 0, seen: 0 };
+    }
+    if (epochEnds) this.#read = { correct: 0, seen: 0 };
+  }
 }
 
 /** The training-error curve of a model trained per the setting (the model is not kept). */

@@ -36,6 +36,39 @@ export interface ModelRecord {
   split?: { valSplit: number; seed: number };
 }
 
+/** What a data set tells a model record: its name and classes, and how an input is made from it. */
+export interface RecordData {
+  name: string;
+  classes: string[];
+  classIds?: string[];
+  preprocess: Preprocess;
+  transform?: PhotoTransform;
+  sourceShape?: number[];
+}
+
+/**
+ * What a trained model keeps: the variant and its options (the data's classes and the input channels), the data
+ * set's classes and preprocessing, and the validation split of a folder without val/.
+ */
+export function modelRecord(
+  model: { name: string; options: AlexNetOptions },
+  data: RecordData,
+  inChannels: number,
+  split?: { valSplit: number; seed: number },
+): ModelRecord {
+  return {
+    model: model.name,
+    modelOptions: { ...model.options, numClasses: data.classes.length, inChannels },
+    classes: data.classes,
+    classIds: data.classIds,
+    preprocess: data.preprocess,
+    sourceShape: data.sourceShape,
+    dataset: data.name,
+    transform: data.transform,
+    split,
+  };
+}
+
 /** The record as string metadata (safetensors `__metadata__`, ONNX `metadata_props`). */
 export function recordMetadata(r: ModelRecord, format: string = WEIGHTS_FORMAT): Metadata {
   return {

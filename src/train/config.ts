@@ -106,36 +106,69 @@ const FOLDER_ONLY = [
   'strict',
 ] as const;
 const IDX_ONLY = ['data', 'resize', 'normalize'] as const;
-const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/** Names an option in a message: the library says its field (`valSplit`); the CLI its flag (`--val-split`). */
+export type OptionNamer = (option: string) => string;
+
+/**
+ * A mistake in a run's options, worded by whoever gave them: the library names each option by its field in
+ * `TrainOptions`, a command rewords the message with its own names (the CLI with `reworded(flagOf)`).
+ */
+export class OptionError extends UserError {
+  constructor(
+    /** The option the mistake is about (a field of TrainOptions). */
+    readonly option: string,
+    /** The message, with every option named through `name`. */
+    readonly wording: (name: OptionNamer) => string,
+  ) {
+    super(wording((o) => o));
+  }
+
+  /** The same mistake with the options named by `name`. */
+  reworded(name: OptionNamer): UserError {
+    return new UserError(this.wording(name));
+  }
+}
 
 /** Where a data set comes from: an IDX name or an image folder's absolute path. */
 function resolveDataset(dataset: string): { dataset: string; root?: string } {
   const root = folderPath(dataset);
-  if (root === '') throw new UserError('--dataset folder:PATH needs the folder, e.g. folder:./photos');
+  if (root === '')
+    throw new OptionError('dataset', (n) => `${n('dataset')} folder:PATH needs the folder, e.g. folder:./photos`);
   if (root !== undefined) return { dataset: `folder:${path.resolve(root)}`, root: path.resolve(root) };
   if (dataset !== 'fashion-mnist' && dataset !== 'mnist')
-    throw new UserError(`--dataset must be fashion-mnist, mnist or folder:PATH, got '${dataset}'`);
+    throw new OptionError(
+      'dataset',
+      (n) => `${n('dataset')} must be fashion-mnist, mnist or folder:PATH, got '${dataset}'`,
+    );
   return { dataset };
+}
+
+/** Options that belong to the other kind of data set, and MNIST without its files. */
+function checkDataOptions(o: TrainOptions, dataset: string, folder: boolean): void {
+  for (const k of folder ? IDX_ONLY : FOLDER_ONLY) {
+    if (o[k] !== undefined && o[k] !== false) {
+      throw new OptionError(k, (n) =>
+        folder
+          ? `${n(k)} is for IDX data sets (Fashion-MNIST, MNIST); image folders use ${n('augment')}, ${n('stats')} and ${n('shortSide')}`
+          : `${n(k)} is for image-folder data sets (${n('dataset')} folder:PATH)`,
+      );
+    }
+  }
+  if (dataset === 'mnist' && o.data === undefined) {
+    throw new OptionError(
+      'data',
+      (n) =>
+        `${n('dataset')} mnist needs ${n('data')} DIR (a folder with MNIST's IDX files): Debian ships only Fashion-MNIST`,
+    );
+  }
 }
 
 /** The run configuration for flat options over the recipe of their model and data set. */
 export function buildRunConfig(o: TrainOptions): RunConfig {
   const { dataset, root } = resolveDataset(o.dataset ?? 'fashion-mnist');
   const folder = root !== undefined;
-  for (const k of folder ? IDX_ONLY : FOLDER_ONLY) {
-    if (o[k] !== undefined && o[k] !== false) {
-      throw new UserError(
-        folder
-          ? `${flag(k)} is for IDX data sets (Fashion-MNIST, MNIST); image folders use --augment, --stats and --short-side`
-          : `${flag(k)} is for image-folder data sets (--dataset folder:PATH)`,
-      );
-    }
-  }
-  if (dataset === 'mnist' && o.data === undefined) {
-    throw new UserError(
-      "--dataset mnist needs --data DIR (a folder with MNIST's IDX files): Debian ships only Fashion-MNIST",
-    );
-  }
+  checkDataOptions(o, dataset, folder);
   const recipe = recipeFor(o.model, folder);
   const optimizer = o.optimizer ?? recipe.optimizer;
   const changed = o.optimizer !== undefined && optimizer !== recipe.optimizer;

@@ -1,19 +1,24 @@
 // One pass over a batch source: steps until the epoch ends, the step budget is spent or a stop is asked for.
 // It reads the running loss a few times a second (reading synchronises the device), stops at the first
-// non-finite loss, and reports through the run's events.
+// non-finite loss, and reports through the run's events. The step itself is the caller's (trainStep, a CUDA
+// graph's replay, a strategy's step).
 import { AlexnetError } from '../errors';
 import { BatchSource } from '../data/source';
 import { Progress } from '../persist/checkpoint';
-import { GraphedStep } from './graph';
-import { StepContext, StepSums, trainStep } from './step';
+import { Device } from '../tensor/dtype';
+import { Tensor } from '../tensor/tensor';
+import { StepSums } from './step';
 import { TrainEvents } from './events';
 
 export class NonFiniteLossError extends AlexnetError {}
 
 export interface EpochPlan {
-  ctx: StepContext;
-  /** The step recorded as a CUDA graph, when the run uses one (it falls back to ordinary steps by itself). */
-  graphed?: GraphedStep;
+  /** One optimiser step on the batch (x, y) that adds its loss and correct predictions to `sums`. */
+  step: (x: Tensor, y: Tensor, sums: StepSums) => void | Promise<void>;
+  /** Where the running sums live (the step's device). */
+  device: Device;
+  /** The learning rate the step events report. */
+  lr: () => number;
   source: BatchSource;
   events: TrainEvents;
   /** Where the run stands: `progress.epoch` is this epoch, `progress.batch` the first batch to run. */
@@ -23,10 +28,12 @@ export interface EpochPlan {
   /** Also read and report the running loss every this many steps (0: only a few times a second). */
   statsEvery: number;
   shouldStop?: () => boolean;
-  /** Says what to suspect when the loss stops being finite. */
-  nonFiniteHint: () => string;
+  /** Says what to suspect when the loss stops being finite; absent: a non-finite loss does not stop the epoch. */
+  nonFiniteHint?: () => string;
   /** Called with the duration of each step (the run's time estimate uses it). */
   onStepTime?: (seconds: number, globalStep: number) => void;
+  /** Called after each step with where the run stands and the epoch's running sums (e.g. to read windows of them). */
+  afterStep?: (progress: Progress, sums: StepSums) => void;
 }
 
 export interface EpochOutcome {
@@ -42,7 +49,7 @@ export interface EpochOutcome {
 
 /** Trains one epoch (or what is left of it) of `plan.source`. */
 export async function trainOneEpoch(plan: EpochPlan): Promise<EpochOutcome> {
-  const sums = new StepSums(plan.ctx.device);
+  const sums = new StepSums(plan.device);
   const state: EpochState = {
     progress: plan.progress,
     started: Date.now(),
@@ -86,7 +93,7 @@ interface EpochState {
 /** The running means; a loss that is not finite ends the run here. */
 function readSums(plan: EpochPlan, sums: StepSums, state: EpochState): { loss: number; acc: number } {
   const s = sums.read();
-  if (!Number.isFinite(s.loss)) {
+  if (plan.nonFiniteHint && !Number.isFinite(s.loss)) {
     const where = `in epoch ${state.progress.epoch + 1} (step ${state.progress.globalStep})`;
     throw new NonFiniteLossError(`the training loss became ${s.loss} ${where}: ${plan.nonFiniteHint()}`);
   }
@@ -94,7 +101,7 @@ function readSums(plan: EpochPlan, sums: StepSums, state: EpochState): { loss: n
 }
 
 async function runSteps(plan: EpochPlan, sums: StepSums, state: EpochState): Promise<void> {
-  const { ctx, source, events } = plan;
+  const { source, events } = plan;
   const epoch = state.progress.epoch;
   const batches = source.batches(epoch, state.progress.batch);
   try {
@@ -108,8 +115,7 @@ async function runSteps(plan: EpochPlan, sums: StepSums, state: EpochState): Pro
       const stop = plan.shouldStop?.();
       const stepStart = Date.now();
       try {
-        if (!stop && plan.graphed) plan.graphed.step(b.x, b.y, sums);
-        else if (!stop) trainStep(ctx, b.x, b.y, sums);
+        if (!stop) await plan.step(b.x, b.y, sums);
       } finally {
         b.x.dispose();
         b.y.dispose();
@@ -121,6 +127,7 @@ async function runSteps(plan: EpochPlan, sums: StepSums, state: EpochState): Pro
       const p = (state.progress = { epoch, batch: b.index + 1, globalStep: state.progress.globalStep + 1 });
       const now = Date.now();
       plan.onStepTime?.((now - stepStart) / 1000, p.globalStep);
+      plan.afterStep?.(p, sums);
       const due = plan.statsEvery > 0 && p.globalStep % plan.statsEvery === 0;
       if (now - state.lastRead > 250 || p.batch === source.numBatches || due) {
         state.lastRead = now;
@@ -132,7 +139,7 @@ async function runSteps(plan: EpochPlan, sums: StepSums, state: EpochState): Pro
           batches: source.numBatches,
           globalStep: p.globalStep,
           ...readSums(plan, sums, state),
-          lr: ctx.optimizer.lr,
+          lr: plan.lr(),
           imagesPerSec,
         });
       }

@@ -50,7 +50,7 @@ export interface RunStart {
   recipe?: string;
   /** Set when the run continues a checkpoint. */
   resumed?: { file: string; progress: Progress };
-  /** A data-parallel run: its processes, global batch and learning-rate rule, in words. */
+  /** A run over several processes: its strategy (e.g. global batch and learning-rate rule), in words. */
   parallel?: string;
 }
 
@@ -75,7 +75,8 @@ export type TrainEvent =
   | { type: 'epoch'; record: EpochRecord; lrAfter: number; epochs: number }
   | { type: 'stopped'; progress: Progress; batches: number; train: { loss: number; acc: number }; eval: EvalResult }
   | { type: 'checkpoint'; file: string; progress: Progress }
-  | { type: 'interrupted'; progress: Progress; saved?: string }
+  /** weights: what was saved is a weights file (model parallelism), not a checkpoint to resume. */
+  | { type: 'interrupted'; progress: Progress; saved?: string; weights?: boolean }
   | { type: 'warning'; message: string };
 
 export type Listener = (e: TrainEvent) => void;

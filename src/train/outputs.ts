@@ -34,9 +34,9 @@ function describeCheckpoint(file: string): string | undefined {
   }
 }
 
-/** Bytes the checkpoint of `model` and `optimizer` will take. */
-export function checkpointSize(model: AlexNet, optimizer: Optimizer): number {
-  const tensors = [...model.stateDict().values(), ...optimizer.stateTensors().map(([, t]) => t)];
+/** Bytes the checkpoint of `model` and `optimizer` will take (without an optimiser: a weights file's). */
+export function checkpointSize(model: AlexNet, optimizer?: Optimizer): number {
+  const tensors = [...model.stateDict().values(), ...(optimizer?.stateTensors() ?? []).map(([, t]) => t)];
   const bytes = tensors.reduce((a, t) => a + t.numel * DTYPE_SIZE[t.dtype], 0);
   return estimateSafetensorsBytes(bytes, tensors.length + 1, 64 << 10);
 }

@@ -1,5 +1,7 @@
 // Recipes: the defaults a model and data set start from. Every option a run is given overrides its recipe value.
 import { Augment } from '../data/transforms';
+import { Adam, Optimizer, SGD, TwoGroups } from '../optim/optimizer';
+import { Tensor } from '../tensor/tensor';
 
 export type OptimizerName = 'sgd' | 'sgd-paper' | 'adam';
 
@@ -87,4 +89,33 @@ export function recipeFor(model: string | undefined, folder: boolean): Recipe {
 /** The learning rate an optimiser starts from when the command line changes the recipe's optimiser. */
 export function defaultLr(optimizer: OptimizerName): number {
   return optimizer === 'adam' ? 0.001 : 0.01;
+}
+
+/**
+ * The recipe's optimiser (SGD in PyTorch's or the paper's form, or Adam) over `named` parameters; with a head
+ * learning rate, those whose names start with `headPrefix` learn at that rate in a group of their own.
+ */
+export function recipeOptimizer(
+  o: Optimization & { headLr?: number },
+  named: [string, Tensor][],
+  headPrefix: string,
+): Optimizer {
+  const make = (params: Tensor[], lr: number): Optimizer =>
+    o.optimizer === 'adam'
+      ? new Adam(params, { lr, weightDecay: o.weightDecay })
+      : new SGD(params, {
+          lr,
+          momentum: o.momentum,
+          weightDecay: o.weightDecay,
+          form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch',
+        });
+  if (o.headLr === undefined)
+    return make(
+      named.map(([, p]) => p),
+      o.lr,
+    );
+  const isHead = ([n]: [string, Tensor]) => n.startsWith(headPrefix);
+  const body = named.filter((p) => !isHead(p)).map(([, p]) => p);
+  const headParams = named.filter(isHead).map(([, p]) => p);
+  return body.length ? new TwoGroups(make(body, o.lr), make(headParams, o.headLr)) : make(headParams, o.headLr);
 }

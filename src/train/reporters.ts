@@ -49,9 +49,11 @@ function logLine(e: TrainEvent): string | undefined {
     case 'interrupted':
       return (
         `interrupted after step ${e.progress.globalStep}` +
-        (e.saved
-          ? `: checkpoint saved to ${e.saved}; continue with --resume ${e.saved}`
-          : ' (no --save given: nothing was written)')
+        (!e.saved
+          ? ' (no --save given: nothing was written)'
+          : e.weights
+            ? `: weights saved to ${e.saved} (eval/predict --weights, or --init-from for a new run)`
+            : `: checkpoint saved to ${e.saved}; continue with --resume ${e.saved}`)
       );
     case 'warning':
       return e.message;

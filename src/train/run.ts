@@ -1,31 +1,41 @@
 // A training run: `train(config)` starts one, `resume(file, overrides)` continues a checkpoint exactly where it
-// stopped. Both set the run up (device, data, model, optimiser), then alternate `trainOneEpoch`, evaluation, the
-// learning-rate schedule and a checkpoint, saying what happens through events that reporters subscribe to.
-import { UserError } from '../errors';
+// stopped. Both set the run up (device, data, model, optimiser, outputs), then hand it to the loop (train/loop.ts):
+// `trainOneEpoch`, evaluation, the learning-rate schedule and a save, saying what happens through events that
+// reporters subscribe to. A strategy (train/parallel.ts) spreads the run over processes; one process needs none.
 import { checkBatchFits } from '../models/budget';
 import { getModel } from '../models/registry';
 import { Module } from '../nn/module';
-import { Adam, Optimizer, SGD, TwoGroups } from '../optim/optimizer';
-import { makeSchedule, Schedule } from '../optim/schedules';
-import { CheckpointData, loadCheckpoint, Progress, saveCheckpoint, tensorsWithPrefix } from '../persist/checkpoint';
-import { ModelRecord } from '../persist/record';
+import { Optimizer } from '../optim/optimizer';
+import { makeSchedule } from '../optim/schedules';
+import { CheckpointData, loadCheckpoint, Progress, tensorsWithPrefix } from '../persist/checkpoint';
+import { ModelRecord, modelRecord } from '../persist/record';
+import { Problem } from '../data/image-folder';
 import { resumePosition } from '../data/sampler';
 import { prepareDevice, prepareModel } from '../runtime/device';
 import { describeCpu } from '../runtime/cpu';
-import { autoPrecisionReason, GradScaler, resolvePrecision } from '../runtime/precision';
-import { getRngState, manualSeed, setRngState, Tensor } from '../tensor/tensor';
+import { autoPrecisionReason, GradScaler, Precision, resolvePrecision } from '../runtime/precision';
+import { manualSeed, setRngState } from '../tensor/tensor';
 import { AlexNet } from '../models/alexnet';
 import { Device } from '../tensor/dtype';
-import { applyOverrides, checkRunConfig, CudaGraphMode, ResumeOverrides, RunConfig, upgradeConfig } from './config';
+import {
+  applyOverrides,
+  checkRunConfig,
+  CudaGraphMode,
+  OptionError,
+  ResumeOverrides,
+  RunConfig,
+  upgradeConfig,
+} from './config';
 import { OpenedData, PreparedData, prepareData, problemLogger, ShardSamplers } from './data';
-import { EpochOutcome, trainOneEpoch } from './epoch';
-import { EvalResult, evaluateSums, finishEval } from './evaluate';
-import { DataParallel } from './parallel';
+import { EvalResult } from './evaluate';
 import { EpochRecord, TrainEvent, TrainEvents } from './events';
+import { loop, Trainer } from './loop';
+import { rankSettings, Replica, Strategy } from './parallel';
 import { logReporter, metricsReporter, progressReporter } from './reporters';
 import { cudaGraphObstacle, GraphedStep } from './graph';
+import { recipeOptimizer } from './recipes';
 import { freeze, initFrom, InitReport } from './reuse';
-import { StepContext } from './step';
+import { StepContext, trainStep } from './step';
 import { checkpointSize, planRunOutputs, RunOutputs } from './outputs';
 import { newRunId } from '../util/outputs';
 
@@ -39,14 +49,14 @@ export interface TrainHooks {
   /** More subscribers to the run's events. */
   events?: TrainEvents;
   /**
-   * A data-parallel run's process group (src/distributed): each process trains on its shard, gradients are
-   * averaged, and only rank 0 reports and writes files.
+   * How the run is spread over processes (src/distributed: data parallel, the paper's two towers); only rank 0
+   * reports and writes files. Default: one process.
    */
-  parallel?: DataParallel;
+  strategy?: Strategy;
 }
 
-export interface TrainResult {
-  model: AlexNet;
+/** How a run ended. */
+export interface RunResult {
   record: ModelRecord;
   history: EpochRecord[];
   lastEval?: EvalResult;
@@ -56,10 +66,27 @@ export interface TrainResult {
   runId: string;
 }
 
+export interface TrainResult extends RunResult {
+  model: AlexNet;
+}
+
 /** Trains from scratch with `config` (see `buildRunConfig` for flat options over a recipe). */
 export async function train(config: RunConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
+  return withModel(await trainWith(config, hooks));
+}
+
+/**
+ * Trains from scratch with `config` whatever the strategy; with one that replicates the model (the paper's towers)
+ * no rank holds the whole trained model, and the result has none.
+ */
+export async function trainWith(config: RunConfig, hooks: TrainHooks = {}): Promise<RunResult & { model?: AlexNet }> {
   const cfg = checkRunConfig(config, 'the run configuration');
   return run({ cfg, runId: newRunId() }, hooks);
+}
+
+function withModel(r: RunResult & { model?: AlexNet }): TrainResult {
+  if (!r.model) throw new Error('this strategy trains a replica of the model: call trainWith');
+  return r as TrainResult;
 }
 
 /** Continues the checkpoint `file` where it stopped, with its own settings except for `overrides`. */
@@ -72,17 +99,20 @@ export async function resume(
   try {
     const cfg = applyOverrides(checkRunConfig(upgradeConfig(ckpt.config), file), overrides, file);
     const done = ckpt.progress;
-    if (cfg.optimization.epochs <= done.epoch) {
-      throw new UserError(
-        `${file} has done ${done.epoch} epochs and the run asks for ${cfg.optimization.epochs}: give --epochs above ${done.epoch} to train further`,
+    const { epochs, maxSteps } = cfg.optimization;
+    if (epochs <= done.epoch)
+      throw new OptionError(
+        'epochs',
+        (n) =>
+          `${file} has done ${done.epoch} epochs and the run asks for ${epochs}: give ${n('epochs')} above ${done.epoch} to train further`,
       );
-    }
-    if (cfg.optimization.maxSteps !== undefined && cfg.optimization.maxSteps <= done.globalStep) {
-      throw new UserError(
-        `--max-steps ${cfg.optimization.maxSteps} is not above the ${done.globalStep} steps ${file} has done`,
+    if (maxSteps !== undefined && maxSteps <= done.globalStep)
+      throw new OptionError(
+        'maxSteps',
+        (n) => `${n('maxSteps')} ${maxSteps} is not above the ${done.globalStep} steps ${file} has done`,
       );
-    }
-    return await run({ cfg, runId: ckpt.runId ?? 'resumed', ckpt, resumeFile: file, lrOverride: overrides.lr }, hooks);
+    const session = { cfg, runId: ckpt.runId ?? 'resumed', ckpt, resumeFile: file, lrOverride: overrides.lr };
+    return withModel(await run(session, hooks));
   } finally {
     for (const t of ckpt.tensors.values()) t.dispose();
   }
@@ -97,102 +127,156 @@ interface Session {
   lrOverride?: number;
 }
 
-/** Everything a run trains with, once it is set up. */
-interface Trainer {
-  cfg: RunConfig;
+/** What one rank trains, built: the model (or the strategy's replica of it) and its optimiser. */
+interface Built {
+  model?: AlexNet;
+  replica?: Replica;
   frozen: Module[];
-  runId: string;
-  ctx: StepContext;
-  graphed?: GraphedStep;
-  schedule: Schedule;
-  record: ModelRecord;
-  data: OpenedData;
-  outputs: RunOutputs;
-  events: TrainEvents;
-  history: EpochRecord[];
-  progress: Progress;
-  par?: DataParallel;
+  optimizer: Optimizer;
+  precision: Precision;
+  /** Bytes of what the run saves. */
+  bytes: number;
 }
 
-async function run(s: Session, hooks: TrainHooks): Promise<TrainResult> {
+async function run(s: Session, hooks: TrainHooks): Promise<RunResult & { model?: AlexNet }> {
   const events = hooks.events ?? new TrainEvents();
   const warn = (message: string) => events.emit({ type: 'warning', message });
-  const par = hooks.parallel;
-  // In a data-parallel run only rank 0 speaks; the others train quietly (their errors still end the launcher).
+  const strategy = hooks.strategy;
+  // In a run over several processes only rank 0 speaks; the others train quietly (their errors still end the
+  // launcher).
   const reporters =
-    par && par.rank !== 0
+    strategy && strategy.rank !== 0
       ? []
       : [logReporter(hooks.log ?? ((l) => console.log(l))), progressReporter(hooks.progressStream)];
   const unsubscribe = reporters.map((l) => events.on(l));
   try {
     // The world size goes into the checkpoint: a resumed run with another one knows where the epoch stood.
-    s = { ...s, cfg: { ...s.cfg, runtime: { ...s.cfg.runtime, worldSize: par?.worldSize } } };
-    par?.checkSameConfig(configSummary(s));
+    s = { ...s, cfg: { ...s.cfg, runtime: { ...s.cfg.runtime, worldSize: strategy?.worldSize } } };
     const dev = prepareDevice(s.cfg.runtime.device, s.cfg.runtime.threads);
     if (dev.warning) warn(dev.warning);
     const prepared = prepareData({ ...s.cfg.data, seed: s.cfg.runtime.seed });
     const onProblem = problemLogger(warn);
     prepared.problems.forEach(onProblem);
-    manualSeed(s.cfg.runtime.seed);
-    const model = buildModel(s.cfg, prepared);
-    // A resumed run's weights come from its checkpoint: --init-from only starts a new one.
-    if (s.cfg.model.initFrom && !s.resumeFile)
-      warn(initMessage(initFrom(model, s.cfg.model.initFrom, s.cfg.model.name)));
-    const frozen = s.cfg.model.freeze ? freeze(model, s.cfg.model.freeze) : [];
-    prepareModel(model, dev.device);
-    checkBatches(s.cfg, model, dev.device, warn);
-    const optimizer = makeOptimizer(s.cfg, model);
-    // Every output is checked (and locked) before the first step: a run never trains and then fails to save.
-    // The whole data set's sizes (a data-parallel run's sources hold one rank's shard).
-    const totals = { train: 0, test: 0 };
-    const outputs =
-      par && par.rank !== 0
-        ? quietOutputs(s.resumeFile)
-        : planRunOutputs(s.cfg, checkpointSize(model, optimizer), {
-            runId: s.runId,
-            resuming: s.resumeFile,
-            warn: (m) => warn(`warning: ${m}`),
-          });
+    const built = build(s, prepared, dev.device, warn, strategy);
     try {
-      const d = s.cfg.data;
-      const data = prepared.open({
-        inputShape: model.inputShape,
-        device: dev.device,
-        batchSize: s.cfg.optimization.batchSize,
-        evalBatchSize: s.cfg.optimization.evalBatchSize,
-        preprocess: d.preprocess,
-        transform: d.transform,
-        onProblem,
-        samplers: par && shardSamplers(par, totals),
-      });
-      try {
-        // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
-        const cfg = { ...s.cfg, data: { ...d, transform: data.transform, preprocess: data.preprocess } };
-        const parts = { model, frozen, optimizer, prepared, data, device: dev.device, events, outputs, par };
-        const t = setUp({ ...s, cfg }, parts);
-        events.emit(startEvent(t, s, dev.threads, par ? totals : undefined));
-        return await loop(t, hooks, dev.device);
-      } finally {
-        await data.close();
-      }
+      const parts = { ...built, prepared, onProblem, device: dev.device, threads: dev.threads, events };
+      return await withOutputs(s, parts, hooks);
     } finally {
-      outputs.release();
+      built.replica?.dispose();
     }
   } finally {
     unsubscribe.forEach((u) => u());
   }
 }
 
+/**
+ * The model from the run's seed (its weights from --init-from for a new run), frozen layers, on its device; the
+ * strategy's replica of it where it has one (the one-process model is let go then); the optimiser.
+ */
+function build(s: Session, prepared: PreparedData, device: Device, warn: (m: string) => void, st?: Strategy): Built {
+  const { cfg } = s;
+  manualSeed(cfg.runtime.seed);
+  const model = buildModel(cfg, prepared);
+  try {
+    // A resumed run's weights come from its checkpoint: --init-from only starts a new one.
+    if (cfg.model.initFrom && !s.resumeFile) warn(initMessage(initFrom(model, cfg.model.initFrom, cfg.model.name)));
+    const frozen = cfg.model.freeze ? freeze(model, cfg.model.freeze) : [];
+    prepareModel(model, device);
+    const precision = st?.precision?.fixed ?? resolvePrecision(cfg.precision, device);
+    checkBatches(cfg, model, device, precision, warn);
+    const replica = st?.replicate?.(model);
+    if (!replica) {
+      const optimizer = makeOptimizer(cfg, model);
+      return { model, frozen, optimizer, precision, bytes: checkpointSize(model, optimizer) };
+    }
+    try {
+      const optimizer = recipeOptimizer(cfg.optimization, replica.parameters, replica.headPrefix);
+      // A replicating strategy saves the one-process weights, not a checkpoint.
+      const bytes = checkpointSize(model);
+      model.dispose();
+      return { replica, frozen, optimizer, precision, bytes };
+    } catch (e) {
+      replica.dispose();
+      throw e;
+    }
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
+interface Parts extends Built {
+  prepared: PreparedData;
+  onProblem: (p: Problem) => void;
+  device: Device;
+  threads: number;
+  events: TrainEvents;
+}
+
+/** Outputs checked (and locked) before the first step, the ranks met, the data opened: the loop. */
+async function withOutputs(s: Session, p: Parts, hooks: TrainHooks): Promise<RunResult & { model?: AlexNet }> {
+  const strategy = hooks.strategy;
+  const warn = (message: string) => p.events.emit({ type: 'warning', message });
+  // A run never trains and then fails to save. Only rank 0 writes.
+  const outputs =
+    strategy && strategy.rank !== 0
+      ? quietOutputs(s.resumeFile)
+      : planRunOutputs(s.cfg, p.bytes, { runId: s.runId, resuming: s.resumeFile, warn: (m) => warn(`warning: ${m}`) });
+  try {
+    strategy?.meet(configSummary(s));
+    // The whole data set's sizes (a data-parallel run's sources hold one rank's shard).
+    const totals = { train: 0, test: 0 };
+    const d = s.cfg.data;
+    const inputShape = p.model?.inputShape ?? p.replica!.inputShape;
+    const data = p.prepared.open({
+      inputShape,
+      device: p.device,
+      batchSize: s.cfg.optimization.batchSize,
+      evalBatchSize: s.cfg.optimization.evalBatchSize,
+      preprocess: d.preprocess,
+      transform: d.transform,
+      onProblem: p.onProblem,
+      samplers: strategy?.samplers && shardSamplers(strategy.samplers, totals),
+    });
+    try {
+      // The resolved transform is part of the run's settings from now on (a resumed run needs no stats file).
+      const cfg = { ...s.cfg, data: { ...d, transform: data.transform, preprocess: data.preprocess } };
+      const t = setUp({ ...s, cfg }, { ...p, data, outputs, strategy, inputShape });
+      p.events.emit(startEvent(t, s, p.threads, strategy?.samplers ? totals : undefined));
+      const { stopped, lastEval } = await loop(t, hooks.shouldStop);
+      const { record, history, runId } = t;
+      return {
+        model: t.model,
+        record,
+        history,
+        lastEval,
+        stopped,
+        globalStep: t.progress.globalStep,
+        device: t.device,
+        runId,
+      };
+    } finally {
+      await data.close();
+    }
+  } finally {
+    outputs.release();
+  }
+}
+
 /** Each rank's shards of the training and test sets; records the whole sets' sizes in `totals`. */
-function shardSamplers(par: DataParallel, totals: { train: number; test: number }): ShardSamplers {
+function shardSamplers(
+  samplers: NonNullable<Strategy['samplers']>,
+  totals: { train: number; test: number },
+): ShardSamplers {
   return {
-    train: (n, seed) => ((totals.train = n), par.trainSampler(n, seed)),
-    test: (n) => ((totals.test = n), par.evalSampler(n)),
+    train: (n, seed) => ((totals.train = n), samplers.train(n, seed)),
+    test: (n) => ((totals.test = n), samplers.test(n)),
   };
 }
 
 function startEvent(t: Trainer, s: Session, threads: number, totals?: { train: number; test: number }): TrainEvent {
-  const { cfg, data, record, ctx } = t;
+  const { cfg, data, record } = t;
+  const fixed = t.strategy?.precision;
   return {
     type: 'start',
     runId: t.runId,
@@ -201,47 +285,29 @@ function startEvent(t: Trainer, s: Session, threads: number, totals?: { train: n
     trainSize: totals?.train ?? data.train.size,
     testSize: totals?.test ?? data.test.size,
     classes: record.classes.length,
-    input: ctx.model.inputShape,
-    device: ctx.device,
+    input: t.model?.inputShape ?? t.replica!.inputShape,
+    device: t.device,
     threads,
     cpu: describeCpu(),
-    precision: ctx.precision,
-    precisionReason: autoPrecisionReason(cfg.precision, ctx.device),
+    precision: t.precision,
+    precisionReason: fixed
+      ? cfg.precision === 'auto'
+        ? fixed.reason
+        : undefined
+      : autoPrecisionReason(cfg.precision, t.device),
     cudaGraph: Boolean(t.graphed),
     headLr: cfg.optimization.headLr,
     optimizer: cfg.optimization.optimizer,
-    lr: ctx.optimizer.lr,
+    lr: t.optimizer.lr,
     batchSize: cfg.optimization.batchSize,
     epochs: cfg.optimization.epochs,
     recipe: cfg.recipe,
     resumed: s.resumeFile ? { file: s.resumeFile, progress: t.progress } : undefined,
-    parallel: t.par?.describe(cfg.optimization.batchSize, ctx.optimizer.lr),
+    parallel: t.strategy?.describe(cfg.optimization.batchSize, t.optimizer.lr),
   };
 }
 
-/**
- * What every rank of a distributed run must agree on: the model, the data and the recipe (threads and output paths
- * may differ). Compared through the store before anything trains (DataParallel.checkSameConfig).
- */
-export function rankSettings(cfg: RunConfig): Record<string, unknown> {
-  const { model, data, optimization, precision, runtime } = cfg;
-  return {
-    model: model.name,
-    'model options': model.options,
-    'init from': model.initFrom,
-    freeze: model.freeze,
-    'data set': data.dataset,
-    'train limit': data.trainLimit,
-    'test limit': data.testLimit,
-    folder: data.folder && { ...data.folder, workers: undefined, prefetch: undefined },
-    optimisation: optimization,
-    precision,
-    seed: runtime.seed,
-    device: runtime.device,
-  };
-}
-
-/** A data-parallel run's settings, and where a resumed one stands. */
+/** What every rank checks the others run: the settings, and where a resumed run stands. */
 function configSummary(s: Session): Record<string, unknown> {
   return { ...rankSettings(s.cfg), resume: s.ckpt ? { run: s.ckpt.runId, progress: s.ckpt.progress } : undefined };
 }
@@ -252,8 +318,8 @@ function quietOutputs(resuming?: string): RunOutputs {
 }
 
 /** Refuses batch sizes whose activations cannot fit in memory before anything is allocated for them. */
-function checkBatches(cfg: RunConfig, model: AlexNet, device: Device, warn: (m: string) => void): void {
-  const bytesPerElement = resolvePrecision(cfg.precision, device) === 'fp32' ? 4 : 2;
+function checkBatches(cfg: RunConfig, model: AlexNet, device: Device, p: Precision, warn: (m: string) => void): void {
+  const bytesPerElement = p === 'fp32' ? 4 : 2;
   const o = cfg.optimization;
   for (const [mode, batch, option] of [
     ['train', o.batchSize, '--batch-size'],
@@ -271,12 +337,6 @@ function buildModel(cfg: RunConfig, prepared: PreparedData): AlexNet {
   return getModel(cfg.model.name, options);
 }
 
-/** Training mode, except for the layers --freeze holds. */
-function trainMode(t: Trainer): void {
-  t.ctx.model.train();
-  for (const layer of t.frozen) layer.eval();
-}
-
 function initMessage(r: InitReport): string {
   const fresh = r.fresh.length ? `; initialised afresh: ${r.fresh.join(', ')}` : '';
   return `started from the given weights: ${r.copied.length} of ${r.copied.length + r.fresh.length} tensors copied${fresh}`;
@@ -286,155 +346,96 @@ function makeOptimizer(cfg: RunConfig, model: AlexNet): Optimizer {
   const trainable = model.namedParameters().filter(([, p]) => p.requiresGrad);
   // The head: the classifier's last layer (the one --init-from makes afresh for a new number of classes).
   const layers = model.layers();
-  return recipeOptimizer(cfg, trainable, `${layers[layers.length - 1][0]}.`);
-}
-
-/**
- * The recipe's optimiser (SGD in PyTorch's or the paper's form, or Adam) over `named` parameters; with --head-lr,
- * those whose names start with `headPrefix` learn at that rate in a group of their own.
- */
-export function recipeOptimizer(cfg: RunConfig, named: [string, Tensor][], headPrefix: string): Optimizer {
-  const o = cfg.optimization;
-  const make = (params: Tensor[], lr: number): Optimizer =>
-    o.optimizer === 'adam'
-      ? new Adam(params, { lr, weightDecay: o.weightDecay })
-      : new SGD(params, {
-          lr,
-          momentum: o.momentum,
-          weightDecay: o.weightDecay,
-          form: o.optimizer === 'sgd-paper' ? 'paper' : 'pytorch',
-        });
-  if (o.headLr === undefined)
-    return make(
-      named.map(([, p]) => p),
-      o.lr,
-    );
-  const isHead = ([n]: [string, Tensor]) => n.startsWith(headPrefix);
-  const body = named.filter((p) => !isHead(p)).map(([, p]) => p);
-  const headParams = named.filter(isHead).map(([, p]) => p);
-  return body.length ? new TwoGroups(make(body, o.lr), make(headParams, o.headLr)) : make(headParams, o.headLr);
-}
-
-/** What a saved model keeps: the variant and its options, classes, preprocessing, data set and split. */
-export function modelRecord(cfg: RunConfig, prepared: PreparedData, data: OpenedData, inChannels: number): ModelRecord {
-  return {
-    model: cfg.model.name,
-    modelOptions: { ...cfg.model.options, numClasses: prepared.classes.length, inChannels },
-    classes: prepared.classes,
-    classIds: prepared.classIds,
-    preprocess: data.preprocess,
-    sourceShape: data.sourceShape,
-    dataset: prepared.name,
-    transform: data.transform,
-    split: cfg.data.folder ? { valSplit: cfg.data.folder.valSplit, seed: cfg.runtime.seed } : undefined,
-  };
-}
-
-interface Parts {
-  model: AlexNet;
-  /** Layers --freeze holds: no gradients, and evaluation mode while the rest trains. */
-  frozen: Module[];
-  optimizer: Optimizer;
-  prepared: PreparedData;
-  data: OpenedData;
-  device: Device;
-  events: TrainEvents;
-  outputs: RunOutputs;
-  par?: DataParallel;
+  return recipeOptimizer(cfg.optimization, trainable, `${layers[layers.length - 1][0]}.`);
 }
 
 /** The CUDA graph for `mode` ('on' refuses a run whose step cannot be recorded). */
 function graphedStep(ctx: StepContext, mode: CudaGraphMode): GraphedStep | undefined {
   if (mode === 'off') return undefined;
   const obstacle = cudaGraphObstacle(ctx);
-  if (obstacle) throw new UserError(`--cuda-graph on, but ${obstacle}`);
+  if (obstacle) throw new OptionError('cudaGraph', (n) => `${n('cudaGraph')} on, but ${obstacle}`);
   return new GraphedStep(ctx);
 }
 
-function setUp(s: Session, p: Parts): Trainer {
-  const { cfg } = s;
-  const { model, optimizer, prepared, data, device, events, outputs } = p;
-  const precision = resolvePrecision(cfg.precision, device);
+interface SetUpParts extends Parts {
+  data: OpenedData;
+  outputs: RunOutputs;
+  strategy?: Strategy;
+  inputShape: number[];
+}
+
+/** The step: the strategy's replica's, or trainStep on the model (recorded as a CUDA graph when asked). */
+function stepOf(p: SetUpParts, cfg: RunConfig, scaler?: GradScaler): Pick<Trainer, 'step' | 'graphed'> {
+  const { model, replica, optimizer } = p;
+  if (replica) return { step: (x, y, sums) => replica.step(x, y, sums, optimizer) };
   const ctx: StepContext = {
-    model,
+    model: model!,
     optimizer,
-    device,
-    precision,
-    scaler: precision === 'fp16' ? new GradScaler() : undefined,
-    ...(p.par && parallelHooks(p.par, model)),
+    device: p.device,
+    precision: p.precision,
+    scaler,
+    ...p.strategy?.stepHooks?.(model!),
   };
   const graphed = graphedStep(ctx, cfg.runtime.cudaGraph ?? 'off');
-  const schedule = makeSchedule(cfg.optimization.schedule);
-  const record = modelRecord(cfg, prepared, data, model.inputShape[0]);
-  const t: Trainer = {
+  return {
     graphed,
-    frozen: p.frozen,
+    step: graphed ? (x, y, sums) => graphed.step(x, y, sums) : (x, y, sums) => trainStep(ctx, x, y, sums),
+  };
+}
+
+function setUp(s: Session, p: SetUpParts): Trainer {
+  const { cfg } = s;
+  const { events, outputs } = p;
+  const scaler = p.precision === 'fp16' ? new GradScaler() : undefined;
+  const t: Trainer = {
+    ...stepOf(p, cfg, scaler),
     cfg,
     runId: s.runId,
-    ctx,
-    schedule,
-    record,
-    data,
+    model: p.model,
+    replica: p.replica,
+    frozen: p.frozen,
+    optimizer: p.optimizer,
+    device: p.device,
+    precision: p.precision,
+    scaler,
+    schedule: makeSchedule(cfg.optimization.schedule),
+    record: runRecord(cfg, p.prepared, p.data, p.inputShape[0]),
+    data: p.data,
     outputs,
     events,
     history: [],
     progress: { epoch: 0, batch: 0, globalStep: 0 },
-    par: p.par,
+    strategy: p.strategy,
   };
   if (s.ckpt) restore(t, s.ckpt, s.lrOverride);
-  if (s.ckpt) t.progress = carryPosition(t.progress, s.ckpt, p.par?.worldSize ?? 1, cfg.optimization.batchSize, events);
+  if (s.ckpt) t.progress = carryPosition(t.progress, s.ckpt, p.strategy?.worldSize ?? 1, cfg, events);
   // DDP's start: every rank begins from rank 0's parameters and buffers.
-  p.par?.syncModel(model);
+  if (p.model) p.strategy?.syncModel?.(p.model);
   const warn = (message: string) => events.emit({ type: 'warning', message });
   if (cfg.output.metrics)
     events.on(metricsReporter((r) => outputs.appendMetrics(r, warn), s.runId, cfg.output.metricsEvery));
   return t;
 }
 
+/** What a saved model keeps of the run: the variant and options, the data's classes and preprocessing, the split. */
+function runRecord(cfg: RunConfig, prepared: PreparedData, data: OpenedData, inChannels: number): ModelRecord {
+  const { name, classes, classIds } = prepared;
+  const { preprocess, transform, sourceShape } = data;
+  const split = cfg.data.folder ? { valSplit: cfg.data.folder.valSplit, seed: cfg.runtime.seed } : undefined;
+  return modelRecord(cfg.model, { name, classes, classIds, preprocess, transform, sourceShape }, inChannels, split);
+}
+
 /** Model, optimiser, schedule, loss scale, RNG, history and progress as the checkpoint left them. */
 function restore(t: Trainer, c: CheckpointData, lrOverride?: number): void {
-  t.ctx.model.loadStateDict(tensorsWithPrefix(c.tensors, 'model.'));
-  t.ctx.optimizer.loadState(tensorsWithPrefix(c.tensors, 'optim.'), c.optimizer.scalars);
-  if (lrOverride !== undefined) t.ctx.optimizer.lr = lrOverride;
+  if (!t.model) throw new Error('a strategy that replicates the model cannot resume a checkpoint');
+  t.model.loadStateDict(tensorsWithPrefix(c.tensors, 'model.'));
+  t.optimizer.loadState(tensorsWithPrefix(c.tensors, 'optim.'), c.optimizer.scalars);
+  if (lrOverride !== undefined) t.optimizer.lr = lrOverride;
   t.schedule.load(c.optimizer.schedule);
-  t.ctx.scaler?.load(c.optimizer.scaler);
+  t.scaler?.load(c.optimizer.scaler);
   setRngState(c.tensors.get('rng.cpu')!);
   t.history = c.history as EpochRecord[];
   t.progress = c.progress;
-}
-
-function save(t: Trainer): void {
-  const o = t.ctx.optimizer;
-  const rng = getRngState();
-  try {
-    const file = t.outputs.save(
-      (f) =>
-        saveCheckpoint(f, t.ctx.model, {
-          record: t.record,
-          progress: t.progress,
-          config: t.cfg as unknown as Record<string, unknown>,
-          history: t.history,
-          runId: t.runId,
-          optimizer: {
-            type: t.cfg.optimization.optimizer,
-            scalars: o.stateScalars(),
-            schedule: t.schedule.state(),
-            ...(t.ctx.scaler ? { scaler: t.ctx.scaler.state() } : {}),
-          },
-          optimizerTensors: o.stateTensors(),
-          rng,
-        }),
-      (message) => t.events.emit({ type: 'warning', message }),
-    );
-    if (file) t.events.emit({ type: 'checkpoint', file, progress: t.progress });
-  } finally {
-    rng.dispose();
-  }
-}
-
-/** The step's data-parallel hooks: BatchNorm buffers from rank 0 before each forward, buckets armed for backward. */
-function parallelHooks(par: DataParallel, model: AlexNet): Pick<StepContext, 'beforeForward' | 'beforeBackward'> {
-  return { beforeForward: () => par.beforeForward(model), beforeBackward: () => par.beforeBackward(model) };
 }
 
 /**
@@ -442,7 +443,8 @@ function parallelHooks(par: DataParallel, model: AlexNet): Pick<StepContext, 'be
  * same batch (an exact continuation); with another one, the same number of samples into the epoch's order,
  * rounded down to a whole batch of the new world size (the shards interleave the one shuffled order).
  */
-function carryPosition(p: Progress, c: CheckpointData, world: number, batch: number, events: TrainEvents): Progress {
+function carryPosition(p: Progress, c: CheckpointData, world: number, cfg: RunConfig, events: TrainEvents): Progress {
+  const batch = cfg.optimization.batchSize;
   const before = (c.config as { runtime?: { worldSize?: number } }).runtime?.worldSize ?? 1;
   if (before === world || p.batch === 0) return p;
   // The sampler's rule; a checkpoint written mid-epoch has not consumed the whole order, so no total caps it here.
@@ -456,131 +458,4 @@ function carryPosition(p: Progress, c: CheckpointData, world: number, batch: num
       (lost ? ` (${lost} samples into a batch of ${batch * world} are seen again)` : ' (the same position)'),
   });
   return { ...p, batch: next };
-}
-
-/** Evaluation of the test set: in a data-parallel run each rank evaluates its shard and the sums are merged. */
-async function evaluateRun(t: Trainer): Promise<EvalResult> {
-  const onBatch = (done: number, total: number) => t.events.emit({ type: 'evaluating', done, total });
-  const sums = await evaluateSums(t.ctx.model, t.data.test, { precision: t.ctx.precision, onBatch });
-  return finishEval(t.par ? t.par.reduceEval(sums) : sums, t.data.test.classes);
-}
-
-/** An epoch's training means and image count over every rank (one process: as they are). */
-function reduceTrain(t: Trainer, r: EpochOutcome): EpochOutcome {
-  if (!t.par) return r;
-  const [loss, correct, images] = t.par.sum([r.train.loss * r.images, r.train.acc * r.images, r.images]);
-  return { ...r, images, train: { loss: loss / images, acc: correct / images } };
-}
-
-function nonFiniteHint(t: Trainer): () => string {
-  return () => {
-    const pca = t.cfg.data.folder?.pcaStd;
-    const cause =
-      pca !== undefined && pca > 1
-        ? `--pca-std ${pca} adds colour noise far above the paper's 0.1 (the inputs themselves are extreme)`
-        : `the learning rate (${t.ctx.optimizer.lr}) is probably too high`;
-    const file = t.outputs.saved;
-    return `${cause}. ` + (file ? `The last good checkpoint is ${file}.` : 'No checkpoint was written.');
-  };
-}
-
-/** Emits the run's time estimate once, from the duration of its fifth step. */
-function estimator(t: Trainer): (perStep: number, step: number) => void {
-  const o = t.cfg.optimization;
-  let done = t.progress.globalStep > 0;
-  return (perStep, step) => {
-    if (done || step < 4) return;
-    done = true;
-    const total = t.data.train.numBatches * o.epochs;
-    const steps = o.maxSteps ? Math.min(o.maxSteps, total) : total;
-    const evals = o.maxSteps ? 1 : o.epochs;
-    const seconds = perStep * (steps + (evals * t.data.test.size) / o.batchSize / 3);
-    t.events.emit({ type: 'estimate', seconds, steps, secondsPerStep: perStep });
-  };
-}
-
-/** After a complete epoch: the schedule's step, the history record, the event. */
-function finishEpoch(t: Trainer, r: EpochOutcome, ev: EvalResult, elapsed: number): void {
-  const lr = t.ctx.optimizer.lr;
-  t.ctx.optimizer.lr = t.schedule.epochEnd(lr, 1 - ev.top1);
-  const record: EpochRecord = {
-    epoch: t.progress.epoch + 1,
-    train_loss: r.train.loss,
-    train_acc: r.train.acc,
-    test_loss: ev.loss,
-    test_acc: ev.top1,
-    test_top5: ev.top5,
-    lr,
-    images_per_sec: r.images / r.seconds,
-    epoch_seconds: r.seconds,
-    elapsed_seconds: elapsed,
-    skipped: t.data.train.skipped,
-    data_wait_seconds: r.waited,
-  };
-  t.history.push(record);
-  t.progress = { epoch: t.progress.epoch + 1, batch: 0, globalStep: t.progress.globalStep };
-  t.events.emit({ type: 'epoch', record, lrAfter: t.ctx.optimizer.lr, epochs: t.cfg.optimization.epochs });
-}
-
-async function loop(t: Trainer, hooks: TrainHooks, device: Device): Promise<TrainResult> {
-  const { cfg, data, events } = t;
-  const o = cfg.optimization;
-  const runStart = Date.now();
-  const elapsedBefore = t.history.length ? t.history[t.history.length - 1].elapsed_seconds : 0;
-  let stopped: TrainResult['stopped'] = 'completed';
-  let lastEval: EvalResult | undefined;
-  const onStepTime = estimator(t);
-  const par = t.par;
-  // Ranks must stop at the same step: a stop asked of any of them (Ctrl-C reaches each at its own step) is shared.
-  const shouldStop = par ? () => par.anyStop(hooks.shouldStop?.() ?? false) : hooks.shouldStop;
-  trainMode(t);
-  while (t.progress.epoch < o.epochs && stopped === 'completed') {
-    const r0 = await trainOneEpoch({
-      ctx: t.ctx,
-      graphed: t.graphed,
-      source: data.train,
-      events,
-      progress: t.progress,
-      epochs: o.epochs,
-      maxSteps: o.maxSteps,
-      statsEvery: cfg.output.metrics ? cfg.output.metricsEvery : 0,
-      shouldStop,
-      nonFiniteHint: nonFiniteHint(t),
-      onStepTime,
-    });
-    const r = reduceTrain(t, r0);
-    t.progress = r.progress;
-    stopped = r.stopped;
-    if (stopped === 'interrupted') {
-      save(t);
-      events.emit({ type: 'interrupted', progress: t.progress, saved: t.outputs.saved });
-      break;
-    }
-    lastEval = await evaluateRun(t);
-    events.emit({ type: 'evaluation', epoch: t.progress.epoch, result: lastEval });
-    trainMode(t);
-    if (r.progress.batch === data.train.numBatches)
-      finishEpoch(t, r, lastEval, elapsedBefore + (Date.now() - runStart) / 1000);
-    else
-      events.emit({
-        type: 'stopped',
-        progress: t.progress,
-        batches: data.train.numBatches,
-        train: r.train,
-        eval: lastEval,
-      });
-    save(t);
-  }
-  t.graphed?.dispose();
-  const { model } = t.ctx;
-  return {
-    model,
-    record: t.record,
-    history: t.history,
-    lastEval,
-    stopped,
-    globalStep: t.progress.globalStep,
-    device,
-    runId: t.runId,
-  };
 }

@@ -35,6 +35,14 @@ export class StepSums {
     this.correct = zeros([], { device, dtype: 'int64' }).keep();
   }
 
+  /** Adds a batch's mean loss and its correct predictions (call inside tidy: it makes temporaries). */
+  add(loss: Tensor, logits: Tensor, y: Tensor): void {
+    const n = y.size(0);
+    this.loss.copy_(this.loss.add(loss.detach().to('float64').mul(n)));
+    this.correct.copy_(this.correct.add(logits.argmax(1).eq(y).sum()));
+    this.seen += n;
+  }
+
   /** Mean loss and accuracy so far (synchronises with the device). */
   read(): { loss: number; acc: number } {
     const n = Math.max(1, this.seen);
@@ -49,7 +57,6 @@ export class StepSums {
 
 /** One optimiser step on the batch (x, y); adds its loss and correct predictions to `sums` when given. */
 export function trainStep(ctx: StepContext, x: Tensor, y: Tensor, sums?: StepSums): void {
-  const n = y.size(0);
   ctx.beforeForward?.();
   tidy(() => {
     const { logits, loss } = autocast(ctx.device, ctx.precision, () => {
@@ -58,11 +65,7 @@ export function trainStep(ctx: StepContext, x: Tensor, y: Tensor, sums?: StepSum
     });
     ctx.beforeBackward?.();
     (ctx.scaler ? ctx.scaler.scaleLoss(loss) : loss).backward();
-    if (sums) {
-      sums.loss.copy_(sums.loss.add(loss.detach().to('float64').mul(n)));
-      sums.correct.copy_(sums.correct.add(logits.argmax(1).eq(y).sum()));
-      sums.seen += n;
-    }
+    sums?.add(loss, logits, y);
   });
   ctx.afterBackward?.();
   if (ctx.scaler) ctx.scaler.step(ctx.optimizer.params, () => ctx.optimizer.step());
