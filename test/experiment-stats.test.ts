@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { equivalent, stillLearning } from '../src/experiments/compare';
 import { lineChartSvg } from '../src/experiments/plot';
 import { chanceWarnings, errorCurvesSvg, plotWindow } from '../src/experiments/report';
-import { chooseThreshold } from '../src/experiments/relu-vs-tanh';
+import { chooseThreshold, pickRate } from '../src/experiments/relu-vs-tanh';
 import { censored, ciText, summarize, summarizeRatios, t975 } from '../src/experiments/stats';
 import { verdict } from '../src/experiments/types';
 
@@ -31,6 +31,9 @@ test('one seed: no interval, and an inconclusive verdict', () => {
   assert.match(v.sentence, /one seed gives no interval/);
   assert.equal(equivalent(one, 1).word, 'inconclusive');
   assert.equal(ciText(summarize([1, 2, 3]), 2), '95% CI -0.48 – 4.48');
+  // Every run censored: nothing measured.
+  assert.equal(ciText(summarizeRatios([]), 2), 'no seed measured: no interval');
+  assert.match(verdict(summarizeRatios([]).log, 0, 'x').sentence, /no seed was measured/);
 });
 
 test('ratios on a log scale: geometric mean, exp(mean ± t·se) of the logs, never negative', () => {
@@ -130,4 +133,29 @@ test('the plot: the window adapts to short runs, seeds drawn thin, test errors a
   // The mean of arm a is (0.8, 0.7) at steps 1 and 2; the y axis spans 0 … 0.9·1.05.
   const empty = lineChartSvg({ title: 'x', xLabel: 'x', yLabel: 'y', series: [{ name: 'n', points: [[4, 0.5]] }] });
   assert.match(empty, /<circle /);
+});
+
+test('identical seeds give no spread: inconclusive; a ratio verdict speaks in ratios; the rate search', () => {
+  const v = verdict(summarize([2, 2, 2]), 0, 'x', 1.4);
+  assert.equal(v.word, 'inconclusive');
+  assert.match(v.sentence, /all 3 seeds gave the same value \(2\.00\)/);
+  const r = summarizeRatios([1, 4, 16]);
+  const w = verdict(r.log, 0, 'x', Math.log(6), (x) => Math.exp(x).toFixed(2));
+  assert.match(w.sentence, /the paper's 6\.00 \(95% CI 0\.13 – 125\.25, 3 seeds\)/);
+  // The fastest to 25% wins; where none got there, the lowest error in the last window.
+  const c = (errs: number[]): [number, number][] => errs.map((e, i) => [i + 1, e]);
+  assert.equal(
+    pickRate([
+      { lr: 0.1, curve: c([0.5, 0.24]) },
+      { lr: 0.01, curve: c([0.2, 0.1]) },
+    ]),
+    0.01,
+  );
+  assert.equal(
+    pickRate([
+      { lr: 0.1, curve: c([0.5, 0.4]) },
+      { lr: 0.01, curve: c([0.5, 0.45]) },
+    ]),
+    0.1,
+  );
 });

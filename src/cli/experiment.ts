@@ -29,6 +29,15 @@ const OPTIONS = {
   trainLimit: int('N', "training images (default: the budget's)", { min: 64 }),
   testLimit: int('N', "test images the error is measured on (default: the budget's)", { min: 10 }),
   data: text('DIR', "Fashion-MNIST's IDX folder (default: Debian's)"),
+  dataset: text(
+    'D',
+    "cifar10:DIR: CIFAR-10's binary version (data_batch_1.bin … test_batch.bin), for relu-vs-tanh --net cifar",
+  ),
+  net: choice(
+    'N',
+    "relu-vs-tanh's network: cifar (Figure 1's four-layer net on CIFAR-10; needs --dataset cifar10:DIR) or alexnet (alexnet-d2l on Fashion-MNIST; the default without CIFAR-10)",
+    ['cifar', 'alexnet'] as const,
+  ),
   device: COMMON.device,
   threads: COMMON.threads,
 };
@@ -65,6 +74,10 @@ export async function experimentCommand(argv: string[]): Promise<void> {
     const { device } = prepareDevice(v.device, v.threads);
     const started = Date.now();
     console.log(`${e.name}: ${e.claim}`);
+    if ((v.net || v.dataset) && e.name !== 'relu-vs-tanh')
+      throw new UserError(
+        `--net and --dataset are for relu-vs-tanh (the other experiments run on Fashion-MNIST), got ${e.name}`,
+      );
     const o: ExperimentOptions = {
       budget: v.budget ?? 'quick',
       seeds: v.seeds ?? 3,
@@ -73,6 +86,8 @@ export async function experimentCommand(argv: string[]): Promise<void> {
       trainLimit: v.trainLimit,
       testLimit: v.testLimit,
       dataDir: v.data,
+      net: v.net,
+      dataset: v.dataset,
       log: (l) => console.log(`  ${l}`),
     };
     if (o.budget === 'full' && device === 'cpu') console.log(`  ${await estimateLine(e, o, device)}`);
@@ -111,11 +126,14 @@ function checkOutDir(dir: string): void {
 async function estimateLine(e: Experiment, o: ExperimentOptions, device: Device): Promise<string> {
   const c = e.cost(o);
   manualSeed(0);
-  const model = prepareModel(getModel(c.model, { inputSize: c.inputSize, inChannels: 1, numClasses: 10 }), device);
+  const model = prepareModel(
+    getModel(c.model, { inputSize: c.inputSize, inChannels: c.channels ?? 1, numClasses: 10 }),
+    device,
+  );
   try {
     const optimizer = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 0 });
     const ctx = { model: model.train(), device, precision: 'fp32' as const, optimizer };
-    const x = randn([c.batchSize, 1, c.inputSize, c.inputSize]);
+    const x = randn([c.batchSize, c.channels ?? 1, c.inputSize, c.inputSize]);
     const y = randint(0, 10, [c.batchSize]);
     trainStep(ctx, x, y);
     const t0 = Date.now();
@@ -124,7 +142,7 @@ async function estimateLine(e: Experiment, o: ExperimentOptions, device: Device)
     x.dispose();
     y.dispose();
     const total = perStep * c.steps * c.runs;
-    return `--budget full on the CPU: ${c.runs} runs × ${c.steps} steps × ${perStep.toFixed(2)} s per step (timed here, ${c.model} at ${c.inputSize}×${c.inputSize}, batch ${c.batchSize}) ≈ ${duration(total)} of training, plus evaluation; a GPU is what this budget is for (Ctrl-C stops).`;
+    return `--budget full on the CPU: ${+c.runs.toFixed(1)} runs × ${c.steps} steps × ${perStep.toFixed(2)} s per step (timed here, ${c.model} at ${c.inputSize}×${c.inputSize}, batch ${c.batchSize}) ≈ ${duration(total)} of training, plus evaluation; a GPU is what this budget is for (Ctrl-C stops).`;
   } finally {
     model.dispose();
   }

@@ -187,6 +187,16 @@ export function disposeData(d: Data): void {
   }
 }
 
+/** What an ablation's setting can show and what it cannot (the report's first lines). */
+export function scopeLine(o: ExperimentOptions, b: Budget): string {
+  const size = `alexnet-d2l on ${b.trainLimit} Fashion-MNIST images at ${b.inputSize}×${b.inputSize} for ${b.steps} steps`;
+  const cannot =
+    "It cannot reproduce the paper's ImageNet numbers (another data set, another size), and a regulariser's benefit shows only once training error falls below test error";
+  return o.budget === 'quick'
+    ? `a smoke run (${size}): it shows that both arms train and any early difference between them. ${cannot}, which a quick budget does not reach: read "too early to show a regulariser" as no evidence either way.`
+    : `${size}: long enough to compare the arms past the start of training. ${cannot}.`;
+}
+
 export function settingLine(o: ExperimentOptions, b: Budget, extra?: string): string {
   return `**Here:** ${b.trainLimit} Fashion-MNIST training images at ${b.inputSize}×${b.inputSize}, ${b.steps} steps of batch ${b.batchSize}, ${o.seeds} seeds, top-1 error on ${b.testLimit} test images; ${SETTING_NOTE}.${extra ? ` ${extra}` : ''}`;
 }
@@ -244,6 +254,7 @@ function comparisonReport(
   });
   const markdown = reportMarkdown({
     title: c.title,
+    scope: scopeLine(o, b),
     claim: c.paperText,
     setting: settingLine(o, b, c.note),
     table: [`| arm | test error (mean ± sd) |${gapCols}`, `|---|---|${c.measure === 'gap' ? '---|---|' : ''}`, ...rows],

@@ -2,7 +2,16 @@
 // validation set, five CNNs 38.1% / 16.4%. Here each seed is an ensemble of K networks trained from different
 // seeds; its effect is the mean error of its members minus the error of their averaged softmax.
 import { AlexNet } from '../models/alexnet';
-import { armSetting, budgetCost, disposeData, effectLine, loadData, secondsSince, settingLine } from './compare';
+import {
+  armSetting,
+  budgetCost,
+  scopeLine,
+  disposeData,
+  effectLine,
+  loadData,
+  secondsSince,
+  settingLine,
+} from './compare';
 import { Curve, trainModel } from './curves';
 import { errorCurvesSvg, pct, pointsResult, reportMarkdown } from './report';
 import { mean, summarize } from './stats';
@@ -53,6 +62,7 @@ async function run(o: ExperimentOptions): Promise<ExperimentResult> {
     PAPER,
   );
   const markdown = reportMarkdown({
+    scope: scopeLine(o, b),
     title: `Averaging ${k} networks`,
     claim: `averaging the predictions of five similar CNNs gives 38.1% top-1 error against one CNN's 40.7% (16.4% against 18.2% top-5): ${fmt(PAPER, 1)} points.`,
     setting: settingLine(

@@ -55,7 +55,7 @@ export const hasInterval = (s: { n: number }): boolean => s.n >= 2;
 
 /** "95% CI lo – hi" or, from one seed, "one seed: no interval". */
 export function ciText(s: { n: number; ci95: [number, number] }, digits: number, unit = ''): string {
-  if (!hasInterval(s)) return 'one seed: no interval';
+  if (!hasInterval(s)) return s.n === 0 ? 'no seed measured: no interval' : 'one seed: no interval';
   const f = (x: number) => (Number.isFinite(x) ? x.toFixed(digits) : '–');
   return `95% CI ${f(s.ci95[0])} – ${f(s.ci95[1])}${unit}`;
 }

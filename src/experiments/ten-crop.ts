@@ -4,7 +4,16 @@
 // trained), and the same network is measured twice: on the centre crop and on the ten crops; the effect is paired.
 import { defaultShortSide } from '../data/transforms';
 import { Tensor } from '../tensor/tensor';
-import { armSetting, budgetCost, disposeData, effectLine, loadData, secondsSince, settingLine } from './compare';
+import {
+  armSetting,
+  budgetCost,
+  scopeLine,
+  disposeData,
+  effectLine,
+  loadData,
+  secondsSince,
+  settingLine,
+} from './compare';
 import { Curve, trainModel } from './curves';
 import { errorCurvesSvg, pct, pointsResult, reportMarkdown } from './report';
 import { summarize } from './stats';
@@ -44,6 +53,7 @@ async function run(o: ExperimentOptions): Promise<ExperimentResult> {
   const e = summarize(errors.center.map((c, i) => 100 * (c - errors.ten[i])));
   const v = verdict(e, 0, `ten crops had the lower error (by ${fmt(e.mean, 2)} points)`);
   const markdown = reportMarkdown({
+    scope: scopeLine(o, b),
     title: 'Ten-crop testing',
     claim:
       "at test time, averaging the softmax of ten patches (four corners and the centre, and their reflections) is the paper's procedure; the paper gives no number for it against one crop.",

@@ -12,6 +12,10 @@ export interface ExperimentOptions {
   testLimit?: number;
   /** Fashion-MNIST's IDX folder (default Debian's). */
   dataDir?: string;
+  /** relu-vs-tanh: Figure 1's network on CIFAR-10 ('cifar') or alexnet-d2l on Fashion-MNIST ('alexnet'). */
+  net?: 'alexnet' | 'cifar';
+  /** --dataset: 'cifar10:DIR' (the binary version's folder). */
+  dataset?: string;
   log: (line: string) => void;
 }
 
@@ -46,6 +50,8 @@ export interface ExperimentCost {
   model: string;
   inputSize: number;
   batchSize: number;
+  /** Input channels (default 1: Fashion-MNIST). */
+  channels?: number;
 }
 
 export interface Experiment {
@@ -86,14 +92,26 @@ export interface Verdict {
  * paper's value, or there is no paper value to rule out, or one seed gives no interval at all). `paper` and
  * `null0` are on the summary's scale (log ratios for a ratio: see summarizeRatios).
  */
-export function verdict(s: Summary, null0: number, claim: string, paper?: number): Verdict {
+export function verdict(
+  s: Summary,
+  null0: number,
+  claim: string,
+  paper?: number,
+  show: (x: number) => string = (x) => fmt(x, 2),
+): Verdict {
   if (s.n < 2)
     return {
       held: false,
       word: 'inconclusive',
-      sentence: `inconclusive: one seed gives no interval (run --seeds 2 or more).`,
+      sentence: `inconclusive: ${s.n === 0 ? 'no seed was measured' : 'one seed gives no interval'} (run --seeds 2 or more).`,
     };
-  const ci = `95% CI ${fmt(s.ci95[0], 2)} – ${fmt(s.ci95[1], 2)}, ${s.n} seeds`;
+  if (s.sd === 0)
+    return {
+      held: false,
+      word: 'inconclusive',
+      sentence: `inconclusive: all ${s.n} seeds gave the same value (${show(s.mean)}), so there is no spread to build an interval from (finer windows or more seeds).`,
+    };
+  const ci = `95% CI ${show(s.ci95[0])} – ${show(s.ci95[1])}, ${s.n} seeds`;
   if (s.ci95[0] > null0) {
     const smaller = paper !== undefined && s.ci95[1] < paper ? ", smaller than the paper's" : '';
     return { held: true, word: 'held', sentence: `held here: ${claim}${smaller} (${ci}).` };
@@ -102,14 +120,14 @@ export function verdict(s: Summary, null0: number, claim: string, paper?: number
     return {
       held: false,
       word: 'not held',
-      sentence: `did not hold here: the opposite held, the interval lies below ${fmt(null0, 2)} (${ci}).`,
+      sentence: `did not hold here: the opposite held, the interval lies below ${show(null0)} (${ci}).`,
     };
   if (paper !== undefined && (paper < s.ci95[0] || paper > s.ci95[1]))
     return {
       held: false,
       word: 'not held',
-      sentence: `did not hold here: the interval holds no effect and excludes the paper's ${fmt(paper, 2)} (${ci}).`,
+      sentence: `did not hold here: the interval holds no effect and excludes the paper's ${show(paper)} (${ci}).`,
     };
-  const both = paper === undefined ? 'holds no effect' : `holds both no effect and the paper's ${fmt(paper, 2)}`;
+  const both = paper === undefined ? 'holds no effect' : `holds both no effect and the paper's ${show(paper)}`;
   return { held: false, word: 'inconclusive', sentence: `inconclusive here: the interval ${both} (${ci}).` };
 }
