@@ -129,7 +129,7 @@ test('the plot: the window adapts to short runs, seeds drawn thin, test errors a
   // Markers: two test errors and their legend entry; the one-point arm b: a dot.
   assert.equal(svg.match(/<circle [^>]*fill="white"/g)?.length, 3);
   assert.match(svg, /<circle [^>]*r="3" fill="#d62728"/);
-  assert.match(svg, /stroke-dasharray="7 4"/);
+  assert.equal(svg.match(/stroke-dasharray="7 4"/g)?.length, 2, "arm b's line and its legend entry are dashed");
   // The mean of arm a is (0.8, 0.7) at steps 1 and 2; the y axis spans 0 … 0.9·1.05.
   const empty = lineChartSvg({ title: 'x', xLabel: 'x', yLabel: 'y', series: [{ name: 'n', points: [[4, 0.5]] }] });
   assert.match(empty, /<circle /);

@@ -73,12 +73,14 @@ export function lineChartSvg(c: Chart): string {
       `<text x="${W - M.right - 4}" y="${(py(y) - 5).toFixed(1)}" text-anchor="end" fill="gray">${esc(label)}</text>`,
     );
   let legend = 0;
-  const entry = (colour: string, name: string, marker: boolean) => {
+  const entry = (colour: string, name: string, marker: boolean, dashed = false) => {
     const y = M.top + 20 * legend++;
     out.push(
       marker
         ? `<circle cx="${W - M.right + 15}" cy="${y + 2}" r="3.5" fill="white" stroke="${colour}" stroke-width="1.5"/>`
-        : `<rect x="${W - M.right + 8}" y="${y}" width="14" height="4" fill="${colour}"/>`,
+        : dashed
+          ? `<line x1="${W - M.right + 4}" y1="${y + 2}" x2="${W - M.right + 24}" y2="${y + 2}" stroke="${colour}" stroke-width="3" stroke-dasharray="7 4"/>`
+          : `<rect x="${W - M.right + 8}" y="${y}" width="14" height="4" fill="${colour}"/>`,
       `<text x="${W - M.right + 28}" y="${y + 6}">${esc(name)}</text>`,
     );
   };
@@ -96,7 +98,7 @@ export function lineChartSvg(c: Chart): string {
       // One point draws no line: mark it so that a very short run still shows.
       if (s.points.length === 1)
         out.push(`<circle cx="${xy(s.points)[0].replace(',', '" cy="')}" r="3" fill="${colour}"/>`);
-      entry(colour, s.name, false);
+      entry(colour, s.name, false, s.dashed);
     }
     if (s.markers) {
       for (const p of xy(s.markers.points))
