@@ -34,15 +34,19 @@ test('statistics: mean, sample sd, t intervals and Welch’s difference, as comp
   close(w.ci95[1], -2.5 + 2.776 * Math.sqrt(2.083333));
   close(t975(1), 12.706);
   close(t975(40), 2.02);
-  // Verdicts: 1 2 3 (CI 2 ± 4.303/√3 = −0.48 … 4.48) reaches 0: weakly; 2 3 4 (−0.48 + 1 > 0): held; −2 −3 −4: reversed.
-  assert.equal(verdict(summarize([1, 2, 3]), 0, 'x').word, 'weakly');
+  // Verdicts by the interval (issue 28): 1 2 3 (CI 2 ± 4.303/√3 = −0.48 … 4.48) holds 0 and no paper value to
+  // rule out: inconclusive; 2 3 4 (−0.48 + 1 > 0): held; −2 −3 −4: not held (the opposite); −1 0 −2 (CI −3.48 …
+  // 1.48) holds 0 but excludes a paper value of 2: not held.
+  assert.equal(verdict(summarize([1, 2, 3]), 0, 'x').word, 'inconclusive');
   assert.equal(verdict(summarize([2, 3, 4]), 0, 'x').word, 'held');
-  assert.equal(verdict(summarize([-2, -3, -4]), 0, 'x').word, 'reversed');
-  assert.equal(verdict(summarize([-1, 0, -2]), 0, 'x').word, 'not held');
-  // Equivalence within ±1: 0.1 0.2 0.3 (CI 0.2 ± 0.248) inside; 0.5 1.5 −0.5 (mean 0.5, CI ± 2.48) only weakly.
+  assert.equal(verdict(summarize([-2, -3, -4]), 0, 'x').word, 'not held');
+  assert.equal(verdict(summarize([-1, 0, -2]), 0, 'x', 2).word, 'not held');
+  // Equivalence within ±1: 0.1 0.2 0.3 (CI 0.2 ± 0.248) inside; 0.5 1.5 −0.5 (CI 0.5 ± 2.48) across the margin:
+  // inconclusive, as 2 3 4 (CI 0.52 … 5.48); 4 5 6 (CI 2.52 … 7.48) wholly outside: not held.
   assert.equal(equivalent(summarize([0.1, 0.2, 0.3]), 1).word, 'held');
-  assert.equal(equivalent(summarize([0.5, 1.5, -0.5]), 1).word, 'weakly');
-  assert.equal(equivalent(summarize([2, 3, 4]), 1).word, 'not held');
+  assert.equal(equivalent(summarize([0.5, 1.5, -0.5]), 1).word, 'inconclusive');
+  assert.equal(equivalent(summarize([2, 3, 4]), 1).word, 'inconclusive');
+  assert.equal(equivalent(summarize([4, 5, 6]), 1).word, 'not held');
 });
 
 test('the plot: round ticks, one path and one legend entry per arm, a threshold line', () => {
@@ -85,10 +89,12 @@ test('alexnet experiment relu-vs-tanh runs end to end at a tiny size: arms, repo
     assert.equal(r.code, 0, r.stderr);
     for (const arm of ['relu, seed 0', 'tanh, seed 0', 'relu, seed 1', 'tanh, seed 1'])
       assert.match(r.stdout, new RegExp(arm));
+    assert.match(r.stdout, /relu, seed 0: 4 steps in \d+ s \[1\/4, about \d+ s left\]/, 'progress with an ETA');
+    assert.match(r.stdout, /tanh, seed 1: .* \[4\/4\]/);
     const report = fs.readFileSync(path.join(dir, 'report.md'), 'utf8');
     assert.match(report, /\*\*The paper's claim:\*\*/);
     assert.match(report, /\| ReLU \| \d+ ± \d+ \|/);
-    assert.match(report, /\*\*Verdict:\*\* (held|did not hold|held only weakly)/);
+    assert.match(report, /\*\*Verdict:\*\* (held|did not hold|inconclusive|too early to show a regulariser)/);
     const svg = fs.readFileSync(path.join(dir, 'curves.svg'), 'utf8');
     assert.equal(svg.match(/<path /g)?.length, 2);
     const j = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
@@ -185,7 +191,11 @@ test('every other experiment runs end to end at a tiny size: arms, report, plot,
     assert.match(r.markdown, /\*\*The paper's claim:\*\*/, e.name);
     assert.match(r.markdown, /\| \d+\.\d% ± \d+\.\d \|/, `${e.name}: a table of errors`);
     assert.match(r.markdown, /\*\*Effect \(.*\):\*\* -?\d+\.\d\d ± \d+\.\d\d percentage points \(95% CI/, e.name);
-    assert.match(r.markdown, /\*\*Verdict:\*\* (held|did not hold|held only weakly)/, e.name);
+    assert.match(
+      r.markdown,
+      /\*\*Verdict:\*\* (held|did not hold|inconclusive|too early to show a regulariser)/,
+      e.name,
+    );
     assert.ok((r.svg.match(/<path /g)?.length ?? 0) >= 1, `${e.name}: a curve`);
     assert.ok(Number.isFinite(r.summary.effect) && Number.isFinite(r.summary.sd), e.name);
     assert.equal(typeof r.summary.held, 'boolean');

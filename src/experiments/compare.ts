@@ -6,9 +6,18 @@ import { AlexNetOptions } from '../models/alexnet';
 import { noGrad, randn, Tensor, tidy } from '../tensor/tensor';
 import { Precision } from '../runtime/precision';
 import { Curve, CurveSetting, loadTrainSubset, meanCurve, trainModel } from './curves';
-import { errorCurvesSvg, pct, pointsResult, reportMarkdown } from './report';
-import { Summary, summarize } from './stats';
-import { Experiment, ExperimentOptions, ExperimentResult, fmt, verdict } from './types';
+import { chanceWarnings, errorCurvesSvg, pct, plotWindow, pointsResult, reportMarkdown } from './report';
+import { ciText, Summary, summarize } from './stats';
+import {
+  Experiment,
+  ExperimentCost,
+  ExperimentOptions,
+  ExperimentResult,
+  fmt,
+  progress,
+  verdict,
+  Verdict,
+} from './types';
 import { topOneError } from './views';
 
 /** The trunk every ablation varies: alexnet-d2l's layers with the paper's choices switched on. */
@@ -29,9 +38,11 @@ export function budgetOf(o: ExperimentOptions, quick: Partial<Budget> = {}): Bud
     o.budget === 'full'
       ? { inputSize: 224, steps: 3000, batchSize: 128, window: 100, trainLimit: 60000, testLimit: 10000 }
       : { inputSize: 67, steps: 200, batchSize: 64, window: 20, trainLimit: 8192, testLimit: 2000, ...quick };
+  const steps = o.steps ?? b.steps;
   return {
     ...b,
-    steps: o.steps ?? b.steps,
+    steps,
+    window: plotWindow(steps, b.window),
     trainLimit: o.trainLimit ?? b.trainLimit,
     testLimit: o.testLimit ?? b.testLimit,
   };
@@ -144,6 +155,7 @@ export function loadData(o: ExperimentOptions, quick?: Partial<Budget>): Data {
 async function compare(c: Comparison, o: ExperimentOptions): Promise<ExperimentResult> {
   const data = loadData(o, c.quick);
   const results: ArmResult[] = c.arms.map(() => ({ curves: [], test: [], train: [] }));
+  const started = Date.now();
   try {
     for (let seed = 0; seed < o.seeds; seed++) {
       for (const [i, arm] of c.arms.entries()) {
@@ -153,7 +165,8 @@ async function compare(c: Comparison, o: ExperimentOptions): Promise<ExperimentR
         results[i].test.push(...r.test);
         results[i].train.push(...r.train);
         const gap = c.measure === 'gap' ? `, training error ${fmt(r.train[0], 3)}` : '';
-        o.log(`${arm.label}, seed ${seed}: test error ${fmt(r.test[0], 3)}${gap} (${secondsSince(t0)} s)`);
+        const at = progress(started, 2 * seed + i + 1, 2 * o.seeds);
+        o.log(`${arm.label}, seed ${seed}: test error ${fmt(r.test[0], 3)}${gap} (${secondsSince(t0)} s) ${at}`);
       }
     }
   } finally {
@@ -174,13 +187,49 @@ export function disposeData(d: Data): void {
   }
 }
 
+/** What an ablation's setting can show and what it cannot (the report's first lines). */
+export function scopeLine(o: ExperimentOptions, b: Budget): string {
+  const size = `alexnet-d2l on ${b.trainLimit} Fashion-MNIST images at ${b.inputSize}×${b.inputSize} for ${b.steps} steps`;
+  const cannot =
+    "It cannot reproduce the paper's ImageNet numbers (another data set, another size), and a regulariser's benefit shows only once training error falls below test error";
+  return o.budget === 'quick'
+    ? `a smoke run (${size}): it shows that both arms train and any early difference between them. ${cannot}, which a quick budget does not reach: read "too early to show a regulariser" as no evidence either way.`
+    : `${size}: long enough to compare the arms past the start of training. ${cannot}.`;
+}
+
 export function settingLine(o: ExperimentOptions, b: Budget, extra?: string): string {
   return `**Here:** ${b.trainLimit} Fashion-MNIST training images at ${b.inputSize}×${b.inputSize}, ${b.steps} steps of batch ${b.batchSize}, ${o.seeds} seeds, top-1 error on ${b.testLimit} test images; ${SETTING_NOTE}.${extra ? ` ${extra}` : ''}`;
 }
 
 export function effectLine(what: string, e: Summary, paper: number | undefined): string {
   const p = paper === undefined ? 'the paper gives no number' : `the paper: ${fmt(paper, 1)}`;
-  return `**Effect (${what}):** ${fmt(e.mean, 2)} ± ${fmt(e.sd, 2)} percentage points (95% CI ${fmt(e.ci95[0], 2)} – ${fmt(e.ci95[1], 2)}); ${p}.`;
+  return `**Effect (${what}):** ${fmt(e.mean, 2)} ± ${fmt(e.sd, 2)} percentage points (${ciText(e, 2)}); ${p}.`;
+}
+
+/**
+ * Whether the arms were still learning when the budget ran out: the mean training error of the last window is
+ * more than a point below the one at four fifths of the run (a regulariser cannot show before training settles).
+ */
+export function stillLearning(curves: Curve[][]): boolean {
+  return curves.some((cs) => {
+    const m = meanCurve(cs);
+    if (m.length < 3) return true;
+    return m[Math.floor(0.8 * (m.length - 1))][1] - m[m.length - 1][1] > 0.01;
+  });
+}
+
+function comparisonVerdict(c: Comparison, o: ExperimentOptions, r: ArmResult[], e: Summary, what: string): Verdict {
+  const v =
+    c.equivalence === undefined
+      ? verdict(e, 0, `${c.arms[0].label} had the lower ${what} (by ${fmt(e.mean, 2)} points)`, c.paper)
+      : equivalent(e, c.equivalence);
+  if (c.equivalence === undefined && !v.held && o.budget === 'quick' && stillLearning(r.map((x) => x.curves)))
+    return {
+      held: false,
+      word: 'inconclusive',
+      sentence: `too early to show a regulariser: the arms were still learning when the quick budget (a smoke run) ended, so this says nothing against the paper (${ciText(e, 2)}, ${e.n} seeds).`,
+    };
+  return v;
 }
 
 function comparisonReport(
@@ -191,10 +240,13 @@ function comparisonReport(
   e: Summary,
 ): ExperimentResult {
   const what = c.measure === 'gap' ? 'overfitting, test − training error' : 'top-1 test error';
-  const v =
-    c.equivalence === undefined
-      ? verdict(e, 0, `${c.arms[0].label} had the lower ${what} (by ${fmt(e.mean, 2)} points)`)
-      : equivalent(e, c.equivalence);
+  const warnings = chanceWarnings(
+    r.map((x, i) => ({ name: c.arms[i].label, errors: x.test })),
+    'test error',
+  );
+  const v: Verdict = warnings.length
+    ? { held: false, word: 'inconclusive', sentence: `inconclusive: an arm stayed at chance (${ciText(e, 2)}).` }
+    : comparisonVerdict(c, o, r, e, what);
   const gapCols = c.measure === 'gap' ? ' training error | gap |' : '';
   const rows = r.map((x, i) => {
     const gap = c.measure === 'gap' ? ` ${pct(x.train)} | ${pct(x.test.map((t, j) => t - x.train[j]))} |` : '';
@@ -202,39 +254,51 @@ function comparisonReport(
   });
   const markdown = reportMarkdown({
     title: c.title,
+    scope: scopeLine(o, b),
     claim: c.paperText,
     setting: settingLine(o, b, c.note),
     table: [`| arm | test error (mean ± sd) |${gapCols}`, `|---|---|${c.measure === 'gap' ? '---|---|' : ''}`, ...rows],
     effect: effectLine(`${c.arms[1].label} minus ${c.arms[0].label}, ${what}`, e, c.paper),
+    warnings,
     verdict: v.sentence,
   });
   const svg = errorCurvesSvg(
-    `${c.title}: training error (mean over seeds)`,
+    `${c.title}: training error (lines: mean and seeds), test error (circles)`,
     b.window,
-    r.map((x, i) => ({ name: c.arms[i].label, points: meanCurve(x.curves) })),
+    r.map((x, i) => ({ name: c.arms[i].label, curves: x.curves, test: x.test })),
   );
-  return pointsResult(e, v, { value: c.paper }, { markdown, svg });
+  return pointsResult(e, v, { value: c.paper }, { markdown, svg, warnings });
 }
 
-/** Whether an effect is no larger than ± margin points: its 95% interval inside (held), its mean inside (weakly). */
-export function equivalent(e: Summary, margin: number): { held: boolean; word: string; sentence: string } {
-  const ci = `95% CI ${fmt(e.ci95[0], 2)} – ${fmt(e.ci95[1], 2)} points, ${e.n} seeds`;
-  if (e.n > 1 && e.ci95[0] > -margin && e.ci95[1] < margin)
+/**
+ * Whether an effect is no larger than ± margin points, by its 95% interval: inside (held), wholly outside (not
+ * held), across the margin or from one seed (inconclusive).
+ */
+export function equivalent(e: Summary, margin: number): Verdict {
+  const ci = `${ciText(e, 2, ' points')}, ${e.n} seeds`;
+  if (e.n < 2) return { held: false, word: 'inconclusive', sentence: `inconclusive: ${ci}.` };
+  if (e.ci95[0] > -margin && e.ci95[1] < margin)
     return { held: true, word: 'held', sentence: `held here: the arms differ by less than ±${margin} points (${ci}).` };
-  if (Math.abs(e.mean) < margin)
+  if (e.ci95[0] >= margin || e.ci95[1] <= -margin)
     return {
       held: false,
-      word: 'weakly',
-      sentence: `held only weakly here: the mean difference is within ±${margin} points, the interval is not (${ci}).`,
+      word: 'not held',
+      sentence: `did not hold here: the arms differ by more than ±${margin} points (${ci}).`,
     };
   return {
     held: false,
-    word: 'not held',
-    sentence: `did not hold here: the arms differ by more than ±${margin} points (${ci}).`,
+    word: 'inconclusive',
+    sentence: `inconclusive here: the interval reaches both inside and outside ±${margin} points (${ci}).`,
   };
+}
+
+/** `runs` alexnet-d2l networks at the budget's size. */
+export function budgetCost(o: ExperimentOptions, runs: number, quick?: Partial<Budget>): ExperimentCost {
+  const b = budgetOf(o, quick);
+  return { runs: runs * o.seeds, steps: b.steps, model: 'alexnet-d2l', inputSize: b.inputSize, batchSize: b.batchSize };
 }
 
 /** An experiment from a comparison. */
 export function comparison(c: Comparison): Experiment {
-  return { name: c.name, claim: c.claim, run: (o) => compare(c, o) };
+  return { name: c.name, claim: c.claim, run: (o) => compare(c, o), cost: (o) => budgetCost(o, 2, c.quick) };
 }

@@ -1,9 +1,16 @@
 // Line charts as SVG text (no dependency, no browser): an experiment's curves, one colour per arm, a legend, axes
-// with ticks, and optional horizontal reference lines (a threshold).
+// with ticks, optional horizontal reference lines (a threshold), thin per-seed lines under each arm's mean (the
+// spread), and markers (a measurement taken once, at the end of training: the test error).
 
 export interface Series {
   name: string;
   points: [number, number][];
+  /** Dashed (the paper's Figure 1 draws tanh dashed). */
+  dashed?: boolean;
+  /** Thin, pale lines of the same colour drawn under the series (one per seed), without a legend entry. */
+  seeds?: [number, number][][];
+  /** Points drawn as markers (e.g. each seed's test error at the last step), with their own legend entry. */
+  markers?: { name: string; points: [number, number][] };
 }
 
 export interface Chart {
@@ -33,7 +40,7 @@ export function ticks(lo: number, hi: number): number[] {
 }
 
 export function lineChartSvg(c: Chart): string {
-  const all = c.series.flatMap((s) => s.points);
+  const all = c.series.flatMap((s) => [...s.points, ...(s.seeds ?? []).flat(), ...(s.markers?.points ?? [])]);
   const ys = [...all.map((p) => p[1]), ...(c.hlines ?? []).map(([y]) => y)];
   const [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
   const [y0, y1] = [Math.min(0, ...ys), Math.max(...ys) * 1.05 || 1];
@@ -65,14 +72,41 @@ export function lineChartSvg(c: Chart): string {
       `<line x1="${M.left}" y1="${py(y).toFixed(1)}" x2="${W - M.right}" y2="${py(y).toFixed(1)}" stroke="gray" stroke-dasharray="5 4"/>`,
       `<text x="${W - M.right - 4}" y="${(py(y) - 5).toFixed(1)}" text-anchor="end" fill="gray">${esc(label)}</text>`,
     );
+  let legend = 0;
+  const entry = (colour: string, name: string, marker: boolean, dashed = false) => {
+    const y = M.top + 20 * legend++;
+    out.push(
+      marker
+        ? `<circle cx="${W - M.right + 15}" cy="${y + 2}" r="3.5" fill="white" stroke="${colour}" stroke-width="1.5"/>`
+        : dashed
+          ? `<line x1="${W - M.right + 4}" y1="${y + 2}" x2="${W - M.right + 24}" y2="${y + 2}" stroke="${colour}" stroke-width="3" stroke-dasharray="7 4"/>`
+          : `<rect x="${W - M.right + 8}" y="${y}" width="14" height="4" fill="${colour}"/>`,
+      `<text x="${W - M.right + 28}" y="${y + 6}">${esc(name)}</text>`,
+    );
+  };
+  const xy = (points: [number, number][]) => points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`);
   c.series.forEach((s, i) => {
     const colour = COLOURS[i % COLOURS.length];
-    const d = s.points.map(([x, y], k) => `${k ? 'L' : 'M'}${px(x).toFixed(1)} ${py(y).toFixed(1)}`).join(' ');
-    out.push(
-      `<path d="${d}" fill="none" stroke="${colour}" stroke-width="2"/>`,
-      `<rect x="${W - M.right + 8}" y="${M.top + 20 * i}" width="14" height="4" fill="${colour}"/>`,
-      `<text x="${W - M.right + 28}" y="${M.top + 20 * i + 6}">${esc(s.name)}</text>`,
-    );
+    const dash = s.dashed ? ' stroke-dasharray="7 4"' : '';
+    for (const seed of s.seeds ?? [])
+      out.push(
+        `<polyline points="${xy(seed).join(' ')}" fill="none" stroke="${colour}" stroke-opacity="0.35" stroke-width="1"${dash}/>`,
+      );
+    if (s.points.length) {
+      const d = s.points.map(([x, y], k) => `${k ? 'L' : 'M'}${px(x).toFixed(1)} ${py(y).toFixed(1)}`).join(' ');
+      out.push(`<path d="${d}" fill="none" stroke="${colour}" stroke-width="2"${dash}/>`);
+      // One point draws no line: mark it so that a very short run still shows.
+      if (s.points.length === 1)
+        out.push(`<circle cx="${xy(s.points)[0].replace(',', '" cy="')}" r="3" fill="${colour}"/>`);
+      entry(colour, s.name, false, s.dashed);
+    }
+    if (s.markers) {
+      for (const p of xy(s.markers.points))
+        out.push(
+          `<circle cx="${p.replace(',', '" cy="')}" r="3.5" fill="white" stroke="${colour}" stroke-width="1.5"/>`,
+        );
+      entry(colour, s.markers.name, true);
+    }
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

@@ -49,3 +49,43 @@ export function welch(a: number[], b: number[]): { diff: number; ci95: [number, 
   const h = t975(df) * se;
   return { diff, ci95: [diff - h, diff + h], df };
 }
+
+/** Whether a summary has an interval at all: one seed has none (its spread is unknown, not zero). */
+export const hasInterval = (s: { n: number }): boolean => s.n >= 2;
+
+/** "95% CI lo – hi" or, from one seed, "one seed: no interval". */
+export function ciText(s: { n: number; ci95: [number, number] }, digits: number, unit = ''): string {
+  if (!hasInterval(s)) return s.n === 0 ? 'no seed measured: no interval' : 'one seed: no interval';
+  const f = (x: number) => (Number.isFinite(x) ? x.toFixed(digits) : '–');
+  return `95% CI ${f(s.ci95[0])} – ${f(s.ci95[1])}${unit}`;
+}
+
+/**
+ * Ratios summarised on a log scale (a ratio of 2 and one of 1/2 are equally far from 1): the geometric mean, the
+ * sd of the log ratios, and the interval exp(m ± t·sd/√n) of their mean m, which is never negative. `mean` and
+ * `ci95` are ratios; `log` is the summary of the logs (what a verdict tests against log 1 = 0).
+ */
+export interface RatioSummary extends Summary {
+  log: Summary;
+}
+
+export function summarizeRatios(ratios: number[]): RatioSummary {
+  const log = summarize(ratios.map(Math.log));
+  // sd here: the geometric standard deviation factor exp(sd of logs) (1 = no spread).
+  return {
+    n: log.n,
+    mean: Math.exp(log.mean),
+    sd: Math.exp(log.sd),
+    ci95: [Math.exp(log.ci95[0]), Math.exp(log.ci95[1])],
+    log,
+  };
+}
+
+/**
+ * Times to an event (steps or epochs to a threshold) where some runs never got there: those are censored (their time
+ * is only known to exceed the run's length), so they are not averaged in. `reached` are the measured ones.
+ */
+export function censored(times: (number | undefined)[]): { reached: number[]; censored: number } {
+  const reached = times.filter((t): t is number => t !== undefined);
+  return { reached, censored: times.length - reached.length };
+}

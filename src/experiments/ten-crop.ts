@@ -4,11 +4,20 @@
 // trained), and the same network is measured twice: on the centre crop and on the ten crops; the effect is paired.
 import { defaultShortSide } from '../data/transforms';
 import { Tensor } from '../tensor/tensor';
-import { armSetting, disposeData, effectLine, loadData, secondsSince, settingLine } from './compare';
-import { Curve, meanCurve, trainModel } from './curves';
+import {
+  armSetting,
+  budgetCost,
+  scopeLine,
+  disposeData,
+  effectLine,
+  loadData,
+  secondsSince,
+  settingLine,
+} from './compare';
+import { Curve, trainModel } from './curves';
 import { errorCurvesSvg, pct, pointsResult, reportMarkdown } from './report';
 import { summarize } from './stats';
-import { Experiment, ExperimentOptions, ExperimentResult, fmt, verdict } from './types';
+import { Experiment, ExperimentOptions, ExperimentResult, fmt, progress, verdict } from './types';
 import { randomCropFlip, topOneError } from './views';
 
 async function run(o: ExperimentOptions): Promise<ExperimentResult> {
@@ -17,6 +26,7 @@ async function run(o: ExperimentOptions): Promise<ExperimentResult> {
   const side = defaultShortSide(b.inputSize);
   const curves: Curve[] = [];
   const errors = { center: [] as number[], ten: [] as number[] };
+  const started = Date.now();
   try {
     for (let seed = 0; seed < o.seeds; seed++) {
       const t0 = Date.now();
@@ -34,7 +44,7 @@ async function run(o: ExperimentOptions): Promise<ExperimentResult> {
         model.dispose();
       }
       o.log(
-        `seed ${seed}: centre crop ${fmt(errors.center[seed], 3)}, ten crops ${fmt(errors.ten[seed], 3)} (${secondsSince(t0)} s)`,
+        `seed ${seed}: centre crop ${fmt(errors.center[seed], 3)}, ten crops ${fmt(errors.ten[seed], 3)} (${secondsSince(t0)} s) ${progress(started, seed + 1, o.seeds)}`,
       );
     }
   } finally {
@@ -43,6 +53,7 @@ async function run(o: ExperimentOptions): Promise<ExperimentResult> {
   const e = summarize(errors.center.map((c, i) => 100 * (c - errors.ten[i])));
   const v = verdict(e, 0, `ten crops had the lower error (by ${fmt(e.mean, 2)} points)`);
   const markdown = reportMarkdown({
+    scope: scopeLine(o, b),
     title: 'Ten-crop testing',
     claim:
       "at test time, averaging the softmax of ten patches (four corners and the centre, and their reflections) is the paper's procedure; the paper gives no number for it against one crop.",
@@ -60,8 +71,9 @@ async function run(o: ExperimentOptions): Promise<ExperimentResult> {
     effect: effectLine('centre crop minus ten crops, top-1 test error', e, undefined),
     verdict: v.sentence,
   });
-  const svg = errorCurvesSvg('Ten-crop testing: training error on random crops (mean over seeds)', b.window, [
-    { name: 'random crops with reflections', points: meanCurve(curves) },
+  const svg = errorCurvesSvg('Ten-crop testing: training error (lines), test error (circles)', b.window, [
+    { name: 'centre crop', curves, test: errors.center },
+    { name: 'ten crops', curves: [], test: errors.ten },
   ]);
   return pointsResult(e, v, {}, { markdown, svg });
 }
@@ -70,4 +82,5 @@ export const tenCrop: Experiment = {
   name: 'ten-crop',
   claim: "ten crops (corners, centre, reflections) beat the centre crop at test time (the paper's procedure)",
   run,
+  cost: (o) => budgetCost(o, 1),
 };

@@ -7,6 +7,7 @@ import { alexnetBn } from './alexnet-bn';
 import { alexnetD2l } from './alexnet-d2l';
 import { alexnetHalf } from './alexnet-half';
 import { alexnetTorchvision } from './alexnet-torchvision';
+import { convnetCifar } from './convnet-cifar';
 import { checkParameterBudget } from './budget';
 
 export interface ModelEntry {
@@ -36,6 +37,11 @@ const MODELS: ModelEntry[] = [
     name: 'alexnet-bn',
     description: 'BatchNorm after every conv, 227×227, 2 classes (cats vs dogs)',
     build: alexnetBn,
+  },
+  {
+    name: 'convnet-cifar',
+    description: "cuda-convnet's layers-18pct (Fig. 1's four-layer net): 32-32-64 5×5, rnorm, 32×32, 10 classes",
+    build: convnetCifar,
   },
 ];
 
