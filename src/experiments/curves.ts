@@ -1,5 +1,6 @@
-// One arm of an experiment: a model trained from a seed on Fashion-MNIST for a number of steps, with the training
-// error measured over consecutive windows of steps (the paper's Figure 1 plots training error against epochs).
+// One arm of an experiment: a model trained from a seed on a data set held in memory (Fashion-MNIST, CIFAR-10) for a
+// number of steps, with the training error measured over consecutive windows of steps (the paper's Figure 1 plots
+// training error against epochs).
 import { loadIdxDataset, TensorDataset } from '../data/fashion-mnist';
 import { TensorSource } from '../data/source';
 import { AlexNetOptions } from '../models/alexnet';
@@ -47,7 +48,8 @@ export function loadTrainSubset(limit: number, dir?: string): TensorDataset {
 /** A model trained per the setting, with its training-error curve; the caller disposes the model. */
 export async function trainModel(ds: TensorDataset, s: CurveSetting): Promise<{ model: AlexNet; curve: Curve }> {
   manualSeed(s.seed);
-  const model = prepareModel(getModel(s.model, { ...s.options, inChannels: 1, numClasses: 10 }), s.device).train();
+  const inChannels = ds.images.shape[1];
+  const model = prepareModel(getModel(s.model, { ...s.options, inChannels, numClasses: 10 }), s.device).train();
   const side = s.loadSize ?? model.inputShape[1];
   // The source owns (and disposes) its tensors: each run gets its own copy of the images (uint8, small).
   const source = new TensorSource(
