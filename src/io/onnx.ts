@@ -105,8 +105,9 @@ export interface OnnxExport {
 /**
  * The network (in eval mode) as an ONNX graph with input "input" (batch, C, H, W) and output "logits"
  * (batch, classes). Dropout disappears; LRN is mapped to ONNX's (which divides α by size) with the right α;
- * adaptive average pooling becomes identity or AveragePool for the network's input size. Given the network's spec
- * (a model's `networkSpec()`, or the model itself).
+ * adaptive average pooling becomes what it computes at the network's input size (identity, AveragePool, a
+ * broadcast, or constant gathers and averaging matrices: adaptiveAvgPool). Given the network's spec (a model's
+ * `networkSpec()`, or the model itself).
  */
 export function exportOnnx(
   source: NetworkSpec | { networkSpec(): NetworkSpec },
@@ -114,7 +115,7 @@ export function exportOnnx(
 ): OnnxExport {
   const net = 'networkSpec' in source ? source.networkSpec() : source;
   const graph = new Pb();
-  const nodes: { op: string; inputs: string[]; output: string; name: string; attrs: Attr[] }[] = [];
+  const nodes: GraphNode[] = [];
   const inits: Pb[] = [];
   let current = 'input';
   let shape: number[] = [...net.input];
@@ -124,19 +125,15 @@ export function exportOnnx(
     inits.push(initializer(key, t));
     return key;
   };
+  const constant = (init: Pb) => void inits.push(init);
   for (const layer of net.layers) {
-    const { name, spec } = layer;
-    const n = layerNode(layer, current, param);
+    const { name } = layer;
+    const n = layerNode(layer, current, param, constant);
     shape = layer.output;
     if (!n) continue;
-    if (spec.kind === 'lrn' && spec.groups > 1) {
-      const chain = groupedLrn(name, spec.groups, n, current, shape, inits);
-      nodes.push(...chain);
-      current = chain[chain.length - 1].output;
-      continue;
-    }
-    current = `${name}.out`;
-    nodes.push({ ...n, output: current, name });
+    const chain = Array.isArray(n) ? n : [{ ...n, output: `${name}.out`, name }];
+    nodes.push(...chain);
+    current = chain[chain.length - 1].output;
   }
   if (!nodes.length) throw new UserError(`${net.name} has no layers to export`);
   nodes[nodes.length - 1].output = 'logits';
@@ -154,16 +151,28 @@ export function exportOnnx(
 }
 
 type NodeSpec = { op: string; inputs: string[]; attrs: Attr[] };
+/** A node with its output's name: a layer that becomes several nodes gives them all, the last writing `${name}.out`. */
+type GraphNode = NodeSpec & { output: string; name: string };
+/** Adds a constant (an initialiser) to the graph. */
+type Constant = (init: Pb) => void;
 
 /**
  * An LRN over channel groups (alexnet-2012's per-tower LRN) as ONNX nodes — ONNX's LRN has no groups: Reshape
  * (N, C, H, W) → (N·G, C/G, H, W), the LRN, Reshape back, so that each group's window stays inside it.
  */
-function groupedLrn(name: string, groups: number, lrn: NodeSpec, input: string, shape: number[], inits: Pb[]) {
+function groupedLrn(
+  name: string,
+  groups: number,
+  lrn: NodeSpec,
+  input: string,
+  shape: number[],
+  constant: Constant,
+): GraphNode[] {
   const [c, h, w] = shape;
   const grouped = `${name}.grouped_shape`;
   const whole = `${name}.shape`;
-  inits.push(int64Initializer(grouped, [-1, c / groups, h, w]), int64Initializer(whole, [-1, c, h, w]));
+  constant(int64Initializer(grouped, [-1, c / groups, h, w]));
+  constant(int64Initializer(whole, [-1, c, h, w]));
   return [
     { ...nodeSpec('Reshape', [input, grouped]), output: `${name}.grouped`, name: `${name}.group` },
     { ...lrn, inputs: [`${name}.grouped`], output: `${name}.normalised`, name },
@@ -176,12 +185,96 @@ function int64Initializer(name: string, values: number[]): Pb {
   const raw = Buffer.from(BigInt64Array.from(values, (v) => BigInt(v)).buffer);
   return new Pb().int(1, values.length).int(2, 7).bytes(8, name).bytes(9, raw);
 }
+/** A constant float tensor of the given dims (row-major). */
+function floatInitializer(name: string, dims: number[], values: Float32Array): Pb {
+  const p = new Pb();
+  for (const d of dims) p.int(1, d);
+  return p
+    .int(2, FLOAT)
+    .bytes(8, name)
+    .bytes(9, Buffer.from(values.buffer, values.byteOffset, values.byteLength));
+}
 const nodeSpec = (op: string, inputs: string[], attrs: Attr[] = []): NodeSpec => ({ op, inputs, attrs });
 
-/** A layer as an ONNX node reading `input` (its tensors named by `param`, from their keys); undefined: identity. */
-// One case per kind of layer: the table from our layers to ONNX operators, read as a whole.
-// eslint-disable-next-line max-lines-per-function
-function layerNode(layer: LayerEntry, input: string, param: (key: string) => string): NodeSpec | undefined {
+/**
+ * PyTorch's adaptive average pooling windows along an axis of n cells pooled to m: output i averages the input
+ * cells [⌊i·n/m⌋, ⌈(i+1)·n/m⌉) — of varying size and overlapping when m does not divide n, one cell each when n
+ * divides m (a broadcast).
+ */
+function adaptiveWindows(n: number, m: number): [number, number][] {
+  return Array.from({ length: m }, (_, i): [number, number] => [Math.floor((i * n) / m), Math.ceil(((i + 1) * n) / m)]);
+}
+
+/**
+ * Adaptive average pooling from the layer's input map (h×w) to (oh×ow), exactly, at any input size: nothing when
+ * the sizes agree; AveragePool when the windows are even (h, w multiples of oh, ow); Expand when the map is 1×1 (a
+ * broadcast); otherwise one axis at a time (H, then W): a Gather with constant indices where every window is one
+ * cell, and a MatMul with the constant averaging matrix (row i holds 1/size over window i) where they are not.
+ */
+function adaptiveAvgPool(
+  name: string,
+  input: string,
+  shape: number[],
+  [oh, ow]: [number, number],
+  constant: Constant,
+): NodeSpec | GraphNode[] | undefined {
+  const [, h, w] = shape;
+  if (h === oh && w === ow) return undefined;
+  if (h % oh === 0 && w % ow === 0) {
+    const kernel = [h / oh, w / ow];
+    return nodeSpec(
+      'AveragePool',
+      [input],
+      [
+        { name: 'kernel_shape', ints: kernel },
+        { name: 'strides', ints: kernel },
+      ],
+    );
+  }
+  if (h === 1 && w === 1) {
+    constant(int64Initializer(`${name}.shape`, [1, 1, oh, ow]));
+    return nodeSpec('Expand', [input, `${name}.shape`]);
+  }
+  const steps: GraphNode[] = [];
+  let x = input;
+  for (const [axis, n, m, label] of [
+    [2, h, oh, 'rows'],
+    [3, w, ow, 'cols'],
+  ] as const) {
+    if (n === m) continue;
+    const windows = adaptiveWindows(n, m);
+    const out = `${name}.${label}`;
+    if (windows.every(([a, b]) => b - a === 1)) {
+      const index = windows.map(([a]) => a);
+      constant(int64Initializer(`${out}.index`, index));
+      steps.push({ ...nodeSpec('Gather', [x, `${out}.index`], [{ name: 'axis', i: axis }]), output: out, name: out });
+    } else {
+      // rows: (m, n) · X, over H; cols: X · (n, m), over W
+      const weights = new Float32Array(m * n);
+      windows.forEach(([a, b], i) => {
+        for (let j = a; j < b; j++) weights[axis === 2 ? i * n + j : j * m + i] = 1 / (b - a);
+      });
+      constant(floatInitializer(`${out}.weights`, axis === 2 ? [m, n] : [n, m], weights));
+      const inputs = axis === 2 ? [`${out}.weights`, x] : [x, `${out}.weights`];
+      steps.push({ ...nodeSpec('MatMul', inputs), output: out, name: out });
+    }
+    x = out;
+  }
+  steps[steps.length - 1].output = `${name}.out`;
+  return steps;
+}
+
+/**
+ * A layer as an ONNX node reading `input` (its tensors named by `param`, from their keys, constants added with
+ * `constant`), or as several nodes (named, the last writing `${name}.out`); undefined: identity. One case per kind
+ * of layer: the table from our layers to ONNX operators, read as a whole.
+ */
+function layerNode(
+  layer: LayerEntry,
+  input: string,
+  param: (key: string) => string,
+  constant: Constant,
+): NodeSpec | GraphNode[] | undefined {
   const { name, spec } = layer;
   const weightAndBias = (bias: boolean) => [param(`${name}.weight`), ...(bias ? [param(`${name}.bias`)] : [])];
   switch (spec.kind) {
@@ -210,13 +303,13 @@ function layerNode(layer: LayerEntry, input: string, param: (key: string) => str
           { name: 'ceil_mode', i: spec.ceilMode ? 1 : 0 },
         ],
       );
-    case 'lrn':
+    case 'lrn': {
       // ONNX: window floor((size-1)/2) before and ceil((size-1)/2) after, Y = X / (bias + α/size · Σ)^β.
       if (spec.size % 2 === 0)
         throw new UserError(
           `${name}: LRN with an even window (${spec.size}) cannot be expressed in ONNX (its window is placed differently)`,
         );
-      return nodeSpec(
+      const lrn = nodeSpec(
         'LRN',
         [input],
         [
@@ -226,29 +319,16 @@ function layerNode(layer: LayerEntry, input: string, param: (key: string) => str
           { name: 'bias', f: spec.k },
         ],
       );
+      return spec.groups > 1 ? groupedLrn(name, spec.groups, lrn, input, layer.output, constant) : lrn;
+    }
     case 'batchNorm2d':
       return nodeSpec(
         'BatchNormalization',
         [input, ...['weight', 'bias', 'running_mean', 'running_var'].map((k) => param(`${name}.${k}`))],
         [{ name: 'epsilon', f: spec.eps }],
       );
-    case 'adaptiveAvgPool2d': {
-      const [, h, w] = layer.input;
-      const [oh, ow] = spec.size;
-      if (h === oh && w === ow) return undefined; // identity at this input size
-      if (h % oh || w % ow)
-        throw new UserError(
-          `${name}: adaptive pooling from ${h}×${w} to ${oh}×${ow} has uneven windows and no ONNX equivalent; export at an input size whose feature map is a multiple of ${oh}×${ow}`,
-        );
-      return nodeSpec(
-        'AveragePool',
-        [input],
-        [
-          { name: 'kernel_shape', ints: [h / oh, w / ow] },
-          { name: 'strides', ints: [h / oh, w / ow] },
-        ],
-      );
-    }
+    case 'adaptiveAvgPool2d':
+      return adaptiveAvgPool(name, input, layer.input, spec.size, constant);
     case 'flatten':
       return nodeSpec('Flatten', [input], [{ name: 'axis', i: 1 }]);
     case 'dropout':
@@ -256,6 +336,7 @@ function layerNode(layer: LayerEntry, input: string, param: (key: string) => str
     case 'linear':
       return nodeSpec('Gemm', [input, ...weightAndBias(spec.bias)], [{ name: 'transB', i: 1 }]);
     case 'tanh':
+      return nodeSpec('Tanh', [input]);
     case 'sequential':
     case 'container':
       throw new UserError(`${name}: ${layer.description} has no ONNX mapping`);
