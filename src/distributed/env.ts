@@ -171,7 +171,7 @@ export function hostPort(host: string, port: number): string {
  * before the rank got here counts too. The parent is watched from a worker thread, so a rank blocked in a native
  * call (a rendezvous, a collective) still stops: if `onGone` has not ended the process `killAfterMs` later
  * (default 3 s), the worker kills it. No-op for a rank started some other way. Returns the function that stops
- * watching.
+ * watching (the thread ends when no one watches).
  */
 export function watchLauncher(
   onGone: () => void,
@@ -179,20 +179,32 @@ export function watchLauncher(
 ): () => void {
   const pid = Number((o.env ?? process.env)[LAUNCHER_PID_ENV]);
   if (!Number.isInteger(pid) || pid <= 0) return () => {};
-  const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
-  const worker = new Worker(WATCHER, {
-    eval: true,
-    workerData: { pid, intervalMs: o.intervalMs ?? 200, killAfterMs: o.killAfterMs ?? 3000 },
-  });
-  worker.on('message', onGone);
-  worker.on('error', () => {});
-  // After the listener: adding one refs the worker again, and the watcher must never keep a rank alive.
-  worker.unref();
+  if (!watcher) {
+    const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
+    const worker = new Worker(WATCHER, {
+      eval: true,
+      workerData: { pid, intervalMs: o.intervalMs ?? 200, killAfterMs: o.killAfterMs ?? 3000 },
+    });
+    const w = { worker, listeners: new Set<() => void>() };
+    worker.on('message', () => [...w.listeners].forEach((f) => f()));
+    worker.on('error', () => {});
+    // After the listener: adding one refs the worker again, and the watcher must never keep a rank alive.
+    worker.unref();
+    watcher = w;
+  }
+  const w = watcher;
+  const listener = () => onGone();
+  w.listeners.add(listener);
   return () => {
-    worker.off('message', onGone);
-    void worker.terminate();
+    w.listeners.delete(listener);
+    if (w.listeners.size || watcher !== w) return;
+    watcher = undefined;
+    void w.worker.terminate();
   };
 }
+
+/** One watcher thread a process, however many parts of it watch (the first one's intervals). */
+let watcher: { worker: import('node:worker_threads').Worker; listeners: Set<() => void> } | undefined;
 
 /** The watcher's thread: polls the parent's pid (process.ppid asks the kernel each time). */
 const WATCHER = `
