@@ -2,14 +2,31 @@
 // processes: test/helpers/launch-child.ts plays both the launcher and ranks that print their environment, fail,
 // hang, or save on Ctrl-C.
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { DistEnv, DistFlags, distRole, rankBanner, readDistEnv } from '../src/distributed/env';
-import { freePort, planLaunch, stripLauncherFlags, threadsPerRank } from '../src/distributed/launch';
+import {
+  DistEnv,
+  DistFlags,
+  distRole,
+  ignoredOutputs,
+  rankBanner,
+  readDistEnv,
+  settingsDifference,
+} from '../src/distributed/env';
+import {
+  checkCapacity,
+  freePort,
+  launcherExitCode,
+  planLaunch,
+  rankBytes,
+  stripLauncherFlags,
+  threadsPerRank,
+} from '../src/distributed/launch';
 import { UserError } from '../src/errors';
+import { BIN, TINY_TRAIN } from './helpers/cli';
 
 const CHILD = path.join(__dirname, 'helpers', 'launch-child.js');
 
@@ -284,11 +301,12 @@ test('--nnodes 2 --node-rank 1 offsets the ranks; a given --threads and master a
   }
 });
 
-test('a failing rank is named, the others stop by themselves in the grace period, its exit code is the launcher’s', async () => {
-  const l = startLauncher(['train'], { nproc: 3, graceMs: 20_000 }, { 1: 'exit:3', '*': 'exit-after:400:0' });
+test('a failing rank is named, the others stop by themselves in the grace period, the launcher exits 1', async () => {
+  const o = { nproc: 3, graceMs: 20_000, oversubscribe: true };
+  const l = startLauncher(['train'], o, { 1: 'exit:3', '*': 'exit-after:400:0' });
   try {
     const { code, ms } = await l.exit;
-    assert.equal(code, 3);
+    assert.equal(code, 1, 'a documented exit code: 1, a rank failed');
     assert.ok(ms < 10_000, `${ms} ms: the others stopped by themselves, long before the grace period ended`);
     assert.match(l.stderr(), /^\[launcher\] rank 1 exited with code 3; the other ranks get 20 s to stop/m);
     assert.doesNotMatch(l.stderr(), /killing/);
@@ -298,10 +316,10 @@ test('a failing rank is named, the others stop by themselves in the grace period
 });
 
 test('ranks that hang after another fails are killed when the grace period ends', async () => {
-  const l = startLauncher(['train'], { nproc: 3, graceMs: 600 }, { 2: 'exit:4', '*': 'hang' });
+  const l = startLauncher(['train'], { nproc: 3, graceMs: 600, oversubscribe: true }, { 2: 'exit:4', '*': 'hang' });
   try {
     const { code, ms } = await l.exit;
-    assert.equal(code, 4);
+    assert.equal(code, 1);
     assert.ok(ms >= 600 && ms < 8000, `${ms} ms`);
     assert.match(l.stderr(), /rank 2 exited with code 4; the other ranks get 0\.6 s to stop, then they are killed/);
     assert.match(l.stderr(), /^\[launcher\] killing ranks 0, 1$/m);
@@ -310,13 +328,13 @@ test('ranks that hang after another fails are killed when the grace period ends'
   }
 });
 
-test('a usage error (2) and a death by signal (128 + n) reach the launcher’s exit code', async () => {
+test('a usage error (2) reaches the launcher’s exit code; a rank killed by a signal makes it 1, naming both', async () => {
   const usage = startLauncher(['train'], { nproc: 2 }, { '*': 'exit:2' });
   const died = startLauncher(['train'], { nproc: 2, graceMs: 5000 }, { 0: 'die:SIGABRT', '*': 'exit-after:300:0' });
   try {
     assert.equal((await usage.exit).code, 2);
     assert.match(usage.stderr(), /^\[launcher\] rank [01] exited with code 2/m);
-    assert.equal((await died.exit).code, 128 + os.constants.signals.SIGABRT);
+    assert.equal((await died.exit).code, 1);
     assert.match(died.stderr(), /^\[launcher\] rank 0 was killed by SIGABRT; the other ranks get 5 s/m);
   } finally {
     cleanUp(usage.stdout());
@@ -326,7 +344,7 @@ test('a usage error (2) and a death by signal (128 + n) reach the launcher’s e
 
 test('Ctrl-C and SIGTERM on the launcher reach every rank once; they save and the launcher exits 130', async () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    const l = startLauncher(['train'], { nproc: 3 }, { '*': 'save' });
+    const l = startLauncher(['train'], { nproc: 3, oversubscribe: true }, { '*': 'save' });
     try {
       await l.waitFor(/ready$/m, 3);
       // Ctrl-C as a terminal sends it, to the launcher's whole process group; SIGTERM as kill sends it.
@@ -375,4 +393,200 @@ test('ranks notice when their launcher is killed outright (watchLauncher)', asyn
     cleanUp(l.stdout());
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** Whether `pid` is a process still running (not gone, not a zombie left for init to reap). */
+function running(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\S+ \(.*\) Z /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/** The processes whose parent is `pid`, from /proc (each /proc/N/stat: "N (comm) state ppid …"). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+/** Waits up to `ms` for every pid to stop running; resolves to those still running. */
+async function gone(pids: number[], ms: number): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  while (pids.some(running) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  return pids.filter(running);
+}
+
+test('--nproc is bounded by the cores and the free memory, with --oversubscribe to override; one line', () => {
+  const refused = (o: Parameters<typeof checkCapacity>[0], re: RegExp) =>
+    assert.throws(
+      () => checkCapacity(o),
+      (e: unknown) => e instanceof UserError && re.test(e.message) && !e.message.includes('\n'),
+    );
+  const GB = 2 ** 30;
+  const machine = { cores: 2, freeBytes: 16 * GB, rankBytes: GB };
+  refused(
+    { nproc: 1000, ...machine },
+    /^--nproc 1000 is more ranks than this machine runs side by side: its 2 cores and 16 GB of free memory \(about 1 GB a rank\) allow at most 2; give --nproc 2 or fewer, or add --oversubscribe to start them anyway$/,
+  );
+  // Memory binds before the cores: 8 cores, 3.5 GB free, 1 GB a rank.
+  refused({ nproc: 4, cores: 8, freeBytes: 3.5 * GB, rankBytes: GB }, /allow at most 3; give --nproc 3 or fewer/);
+  checkCapacity({ nproc: 2, ...machine });
+  checkCapacity({ nproc: 1000, ...machine, oversubscribe: true });
+  // One rank always may (a machine short of memory is the one-process run's to report).
+  checkCapacity({ nproc: 1, cores: 1, freeBytes: 0, rankBytes: GB });
+  // A model of 60 M parameters: 400 MB for the process, 16 bytes a parameter (weights, gradients, 2 states).
+  assert.equal(rankBytes(60e6), 400 * 2 ** 20 + 960e6);
+  assert.deepEqual(stripLauncherFlags(['train', '--oversubscribe', '--nproc', '4', '--epochs', '1']), [
+    ...['train', '--epochs', '1'],
+  ]);
+});
+
+test('the launcher exits with the documented codes only: 0, 1, 2, 130', () => {
+  const cases: [number | null, NodeJS.Signals | null, number][] = [
+    [0, null, 0],
+    [2, null, 2],
+    [130, null, 130],
+    [3, null, 1],
+    [137, null, 1],
+    [null, 'SIGKILL', 1],
+    [null, 'SIGSEGV', 1],
+  ];
+  for (const [code, signal, want] of cases) assert.equal(launcherExitCode(code, signal), want, `${code} ${signal}`);
+});
+
+test('alexnet train --nproc 1000 is refused at once (exit 2, one line) and starts no rank', () => {
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, [BIN, ...TINY_TRAIN, '--nproc', '1000'], { encoding: 'utf8' });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(
+    r.stderr,
+    /^alexnet: error: --nproc 1000 is more ranks than this machine runs side by side: its \d+ cores? and .* allow at most \d+; give --nproc \d+ or fewer, or add --oversubscribe to start them anyway\n$/,
+  );
+  assert.doesNotMatch(r.stdout + r.stderr, /rank 0\//);
+  assert.ok(Date.now() - t0 < 15_000);
+});
+
+test('SIGTERM to the launcher: ranks that do not stop are killed when the grace period ends; none is left', async () => {
+  const l = startLauncher(['train'], { nproc: 2, graceMs: 800 }, { '*': 'hang' });
+  try {
+    await l.waitFor(/ready$/m, 2);
+    const ranks = childrenOf(l.proc.pid!);
+    assert.equal(ranks.length, 2, `the launcher's children: ${ranks.join(' ')}`);
+    l.proc.kill('SIGTERM');
+    const sent = Date.now();
+    const { code } = await l.exit;
+    assert.equal(code, 130, l.stderr());
+    assert.ok(Date.now() - sent < 800 + 4000, `${Date.now() - sent} ms after SIGTERM`);
+    assert.match(
+      l.stderr(),
+      /^\[launcher\] SIGTERM: every rank stops after its current step .*still running in 0\.8 s get SIGKILL\)$/m,
+    );
+    assert.match(l.stderr(), /^\[launcher\] killing ranks 0, 1$/m);
+    assert.deepEqual(await gone(ranks, 1000), [], 'no rank is left running');
+  } finally {
+    cleanUp(l.stdout());
+  }
+});
+
+test('SIGKILL to the launcher: ranks blocked in a native call still exit by themselves within seconds', async () => {
+  const l = startLauncher(['train'], { nproc: 2 }, { '*': 'blocked' });
+  try {
+    await l.waitFor(/ready$/m, 2);
+    const ranks = childrenOf(l.proc.pid!);
+    assert.equal(ranks.length, 2);
+    // Their JS threads are stuck: only the watcher's thread sees the launcher go.
+    await new Promise((r) => setTimeout(r, 300));
+    l.proc.kill('SIGKILL');
+    await l.exit;
+    assert.deepEqual(await gone(ranks, 5000), [], 'the ranks outlived their launcher');
+  } finally {
+    cleanUp(l.stdout());
+  }
+});
+
+test('a rank killed by a signal: the launcher names it and its signal, stops the others, exits 1', async () => {
+  const l = startLauncher(['train'], { nproc: 2, graceMs: 1000 }, { 1: 'die:SIGKILL', '*': 'hang' });
+  try {
+    const { code } = await l.exit;
+    assert.equal(code, 1);
+    assert.match(l.stderr(), /^\[launcher\] rank 1 was killed by SIGKILL; the other ranks get 1 s to stop/m);
+    const pids = [...rankLines(l.stdout()).values()].map(({ env }) => env.pid as number);
+    assert.equal(pids.length, 2);
+    assert.deepEqual(await gone(pids, 1000), []);
+  } finally {
+    cleanUp(l.stdout());
+  }
+});
+
+test('ranks that differ: each differing field as "field: value here, value on rank N", no JSON cut', () => {
+  const settings = (lr: number, root: string) => ({
+    model: 'alexnet-d2l',
+    'model options': { widths: [16, 32, 32, 32, 32], dropout: 0 },
+    'data set': 'fashion-mnist',
+    folder: root ? { root, valSplit: 0.1 } : undefined,
+    optimisation: { epochs: 1, lr, momentum: 0.9, schedule: { kind: 'constant' } },
+    precision: 'fp32',
+    resume: undefined,
+  });
+  const long = `/data/${'x'.repeat(120)}`;
+  assert.equal(
+    settingsDifference(settings(0.01, ''), settings(0.5, ''), 0, 1),
+    'the ranks were started with different settings: rank 0 and rank 1 differ in optimisation — lr: 0.01 here, ' +
+      '0.5 on rank 1 (every rank must run the same command on the same data)',
+  );
+  assert.equal(
+    settingsDifference(settings(0.5, long), settings(0.5, ''), 1, 0),
+    'the ranks were started with different settings: rank 1 and rank 0 differ in folder — ' +
+      `root: ${long} here, not set on rank 0; valSplit: 0.1 here, not set on rank 0 ` +
+      '(every rank must run the same command on the same data)',
+  );
+  // Names two settings share are told apart by their parent's; past `most`, a count.
+  const a = { x: { n: 1 }, y: { n: 1 }, z: [1, 2], w: 'a b' };
+  const b = { x: { n: 2 }, y: { n: 3 }, z: Array.from({ length: 30 }, (_, i) => i), w: ' a b' };
+  assert.equal(
+    settingsDifference(a, b, 0, 2, { most: 3 }),
+    'the ranks were started with different settings: rank 0 and rank 2 differ in x, y, z, w — x.n: 1 here, 2 on ' +
+      'rank 2; y.n: 1 here, 3 on rank 2; z: [1, 2] here, [0, 1, 2, 3, … (30 values)] on rank 2; and 1 more ' +
+      '(every rank must run the same command on the same data)',
+  );
+});
+
+test('a hand-started rank other than 0 says its --save and --metrics are ignored; a launched one does not', () => {
+  const d = readDistEnv({}, { MASTER_ADDR: 'h', MASTER_PORT: '1', RANK: '1', WORLD_SIZE: '2' })!;
+  assert.equal(
+    ignoredOutputs(d, { save: 'a.safetensors', metrics: 'm.jsonl' }, {}),
+    'rank 1: --save a.safetensors and --metrics m.jsonl are ignored here: only rank 0 writes files (give them to rank 0)',
+  );
+  assert.equal(
+    ignoredOutputs(d, { save: 'a.safetensors' }, {}),
+    'rank 1: --save a.safetensors is ignored here: only rank 0 writes files (give them to rank 0)',
+  );
+  assert.equal(ignoredOutputs(d, {}, {}), undefined);
+  assert.equal(ignoredOutputs(d, { save: 'a' }, { ALEXNET_LAUNCHER_PID: '7' }), undefined);
+  assert.equal(ignoredOutputs({ ...d, rank: 0 }, { save: 'a' }, {}), undefined);
+});
+
+test('a lone rank 0 (its peers never started) stops within its timeout: exit 2, one line', async () => {
+  const port = await freePort();
+  const env = { ...process.env, RANK: '0', WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) };
+  const args = [BIN, ...TINY_TRAIN, '--threads', '1', '--dist-timeout', '2'];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', env, timeout: 30_000 });
+  assert.equal(r.status, 2, r.stderr);
+  const errors = r.stderr.split('\n').filter((l) => l.startsWith('alexnet: error'));
+  assert.deepEqual(errors, [
+    `alexnet: error: not every rank reached the master at 127.0.0.1:${port} within 2 s (world size 2): start all 2 ranks with the same master address and port`,
+  ]);
+  // The time from the banner to the error is the timeout's, not twice it (the process group waited again).
+  assert.doesNotMatch(r.stderr, /process group/);
 });

@@ -1,7 +1,7 @@
 // alexnet train
 import { UserError } from '../errors';
 import { AUGMENTS } from '../data/transforms';
-import { listModels } from '../models/registry';
+import { describeModel, listModels } from '../models/registry';
 import { PRECISIONS } from '../runtime/precision';
 import {
   buildRunConfig,
@@ -13,11 +13,11 @@ import {
 } from '../train/config';
 import { variantOf } from '../train/reuse';
 import { resume, train, TrainHooks, TrainResult } from '../train/run';
-import { DistEnv, distRole } from '../distributed/env';
+import { DistEnv, distRole, ignoredOutputs, watchLauncher } from '../distributed/env';
 import { trainModelParallel } from '../distributed/model-parallel-train';
 import { DdpGroup } from '../distributed/data-parallel';
 import { asRank } from '../distributed/group';
-import { launch } from '../distributed/launch';
+import { launch, rankBytes } from '../distributed/launch';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
 import {
   choice,
@@ -166,9 +166,10 @@ const RUN = {
 const DIST = {
   nproc: int(
     'N',
-    'start N processes here, each training on its shard (data-parallel, as PyTorch DDP), the cores\nshared between them',
+    'start N processes here, each training on its shard (data-parallel, as PyTorch DDP), the cores\nshared between them; at most one a core, and as many as the free memory holds',
     { min: 1, max: 1024 },
   ),
+  oversubscribe: flag('let --nproc start more ranks than the cores or the free memory allow'),
   nnodes: int('N', 'machines in the run (default 1); each runs the same command with its --node-rank', {
     min: 1,
     max: 65536,
@@ -251,7 +252,8 @@ function resumeOverrides(v: TrainValues): Record<string, unknown> {
 export async function trainCommand(argv: string[]): Promise<void> {
   const { values, help } = parseCommand('train', argv, OPTIONS);
   if (help) return console.log(HELP);
-  const { nproc, nnodes, nodeRank, masterAddr, masterPort, distTimeout, modelParallel, ...rest } = values;
+  const { nproc, nnodes, nodeRank, masterAddr, masterPort, distTimeout, modelParallel, oversubscribe, ...rest } =
+    values;
   const role = distRole({ nproc, nnodes, nodeRank, masterAddr, masterPort });
   if (modelParallel !== undefined && modelParallel !== 2)
     throw new UserError(`--model-parallel takes 2 (the paper's two GPUs), got ${modelParallel}`);
@@ -260,8 +262,20 @@ export async function trainCommand(argv: string[]): Promise<void> {
       '--model-parallel 2 runs as 2 ranks: add --nproc 2 (or start the ranks with RANK and WORLD_SIZE)',
     );
   if (role.kind === 'launcher') {
-    process.exitCode = await launch({ ...role, argv: ['train', ...argv], threads: values.threads });
+    const graceMs = (distTimeout ?? 60) * 1000;
+    const perRank = rankEstimate(values);
+    const o = { ...role, argv: ['train', ...argv], threads: values.threads, graceMs, oversubscribe };
+    process.exitCode = await launch({ ...o, rankBytes: perRank });
     return;
+  }
+  if (role.kind === 'rank') {
+    // A rank whose launcher is killed outright stops (the launcher's SIGKILL cannot be passed on).
+    watchLauncher(() => {
+      process.stderr.write(`rank ${role.env.rank}: the launcher is gone; stopping\n`);
+      process.exit(1);
+    });
+    const ignored = ignoredOutputs(role.env, values);
+    if (ignored) console.error(`warning: ${ignored}`);
   }
   if (modelParallel && role.kind === 'rank') return towersCommand(rest, role.env, distTimeout);
   const stop = stopOnSignals();
@@ -298,6 +312,16 @@ async function towersCommand(
     if (r.stopped === 'interrupted') process.exitCode = EXIT_INTERRUPTED;
   } finally {
     stop.dispose();
+  }
+}
+
+/** Memory a rank needs for the model asked for (the recipe's default model otherwise), for the launcher's bound. */
+function rankEstimate(v: TrainValues): number | undefined {
+  const name = v.model ?? (v.dataset?.startsWith('folder:') ? 'alexnet-bn' : 'alexnet-d2l');
+  try {
+    return rankBytes(describeModel(name).totalParams);
+  } catch {
+    return undefined;
   }
 }
 

@@ -51,11 +51,16 @@ export class Store {
   constructor(opts: StoreOptions) {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const { C10dStore } = c10dClasses();
+    const started = Date.now();
     try {
       this.native = new C10dStore({ ...opts, timeoutMs });
     } catch (e) {
       throw storeError(e, opts, timeoutMs);
     }
+    // libtorch 1.13's master stops waiting for the ranks at the timeout without a word (later ones throw): a rank 0
+    // whose peers never came would wait a second timeout in the process group, then fail as if a peer stopped.
+    if (opts.isMaster && opts.worldSize > 1 && Date.now() - started >= timeoutMs)
+      throw storeError(new Error('timed out waiting for the workers'), opts, timeoutMs);
     this.host = opts.host;
     this.port = this.native.port();
     this.timeoutMs = timeoutMs;

@@ -10,6 +10,7 @@ import { Tensor, tensor, tidy } from '../tensor/tensor';
 import { EvalSums } from '../train/evaluate';
 import { Strategy } from '../train/parallel';
 import { GradientReducer, ProcessGroup, Store } from './c10d';
+import { settingsDifference } from './env';
 
 /** DDP's default bucket size (MB): the first bucket is smaller, so communication starts early in backward. */
 export const BUCKET_MB = 25;
@@ -78,7 +79,7 @@ export class DdpGroup implements Strategy {
     for (let r = 0; r < this.worldSize; r++) {
       if (r === this.rank) continue;
       const theirs = this.store.get(`alexnet/config/${r}`);
-      if (theirs !== mine) throw new UserError(configDifference(summary, JSON.parse(theirs), this.rank, r));
+      if (theirs !== mine) throw new UserError(settingsDifference(summary, JSON.parse(theirs), this.rank, r));
     }
   }
 
@@ -152,23 +153,4 @@ function broadcastInPlace(pg: ProcessGroup, tensors: Tensor[]): void {
       if (packed[i] !== t) t.copy_(packed[i]);
     });
   });
-}
-
-/** "rank 1 differs from rank 0 in data set: folder:/a vs fashion-mnist" (the first few fields that differ). */
-export function configDifference(
-  mine: Record<string, unknown>,
-  theirs: Record<string, unknown>,
-  rank: number,
-  other: number,
-): string {
-  const keys = [...new Set([...Object.keys(mine), ...Object.keys(theirs)])];
-  const show = (v: unknown) => (v === undefined ? 'not set' : JSON.stringify(v).slice(0, 80));
-  const diffs = keys
-    .filter((k) => JSON.stringify(mine[k]) !== JSON.stringify(theirs[k]))
-    .map((k) => `${k}: ${show(mine[k])} here, ${show(theirs[k])} on rank ${other}`);
-  return (
-    `the ranks were started with different settings: rank ${rank} and rank ${other} differ in ` +
-    (diffs.slice(0, 3).join('; ') || 'their configuration') +
-    ' (every rank must run the same command on the same data)'
-  );
 }

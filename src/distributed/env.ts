@@ -34,6 +34,9 @@ export interface DistFlags {
 /** The launcher's own flags: a launcher removes them from the command line it gives its ranks. */
 export const LAUNCHER_FLAGS = ['--nproc', '--nnodes', '--node-rank', '--master-addr', '--master-port'] as const;
 
+/** The launcher's switches (flags without a value), removed the same way. */
+export const LAUNCHER_SWITCHES = ['--oversubscribe'] as const;
+
 /** The launcher's process id, in each rank's environment (see `watchLauncher`). */
 export const LAUNCHER_PID_ENV = 'ALEXNET_LAUNCHER_PID';
 
@@ -164,23 +167,133 @@ export function hostPort(host: string, port: number): string {
 
 /**
  * Calls `onGone` once when the launcher that started this rank (LAUNCHER_PID_ENV) is no longer its parent — it
- * was killed without passing the signal on — so the rank can stop instead of training on unseen. No-op for a rank
- * started some other way. Returns the function that stops watching.
+ * was killed without passing the signal on — so the rank can stop instead of training on unseen; a launcher gone
+ * before the rank got here counts too. The parent is watched from a worker thread, so a rank blocked in a native
+ * call (a rendezvous, a collective) still stops: if `onGone` has not ended the process `killAfterMs` later
+ * (default 3 s), the worker kills it. No-op for a rank started some other way. Returns the function that stops
+ * watching (the thread ends when no one watches).
  */
 export function watchLauncher(
   onGone: () => void,
-  o: { env?: NodeJS.ProcessEnv; intervalMs?: number } = {},
+  o: { env?: NodeJS.ProcessEnv; intervalMs?: number; killAfterMs?: number } = {},
 ): () => void {
   const pid = Number((o.env ?? process.env)[LAUNCHER_PID_ENV]);
-  if (!Number.isInteger(pid) || pid <= 0 || process.ppid !== pid) return () => {};
-  const timer = setInterval(() => {
-    if (process.ppid === pid) return;
-    clearInterval(timer);
-    onGone();
-  }, o.intervalMs ?? 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+  if (!Number.isInteger(pid) || pid <= 0) return () => {};
+  if (!watcher) {
+    const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
+    const worker = new Worker(WATCHER, {
+      eval: true,
+      workerData: { pid, intervalMs: o.intervalMs ?? 200, killAfterMs: o.killAfterMs ?? 3000 },
+    });
+    const w = { worker, listeners: new Set<() => void>() };
+    worker.on('message', () => [...w.listeners].forEach((f) => f()));
+    worker.on('error', () => {});
+    // After the listener: adding one refs the worker again, and the watcher must never keep a rank alive.
+    worker.unref();
+    watcher = w;
+  }
+  const w = watcher;
+  const listener = () => onGone();
+  w.listeners.add(listener);
+  return () => {
+    w.listeners.delete(listener);
+    if (w.listeners.size || watcher !== w) return;
+    watcher = undefined;
+    void w.worker.terminate();
+  };
 }
+
+/** One watcher thread a process, however many parts of it watch (the first one's intervals). */
+let watcher: { worker: import('node:worker_threads').Worker; listeners: Set<() => void> } | undefined;
+
+/** The watcher's thread: polls the parent's pid (process.ppid asks the kernel each time). */
+const WATCHER = `
+const { parentPort, workerData: w } = require('node:worker_threads');
+const timer = setInterval(() => {
+  if (process.ppid === w.pid) return;
+  clearInterval(timer);
+  parentPort.postMessage('gone');
+  setTimeout(() => {
+    try {
+      // stderr may be a pipe to the launcher, closed now (EPIPE).
+      require('node:fs').writeSync(2, 'the launcher (pid ' + w.pid + ') is gone and this rank did not stop: killing it\\n');
+    } finally {
+      process.kill(process.pid, 'SIGKILL');
+    }
+  }, w.killAfterMs);
+}, w.intervalMs);
+`;
+
+/**
+ * The line a rank other than 0 prints when it was given outputs it will not write (only rank 0 writes the checkpoint
+ * and the metrics), or undefined: nothing given, rank 0, or a rank of `--nproc`, whose ranks all get the command
+ * line rank 0 got.
+ */
+export function ignoredOutputs(
+  d: DistEnv,
+  given: { save?: string; metrics?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
+  if (d.rank === 0 || env[LAUNCHER_PID_ENV] !== undefined) return undefined;
+  const flags = (['save', 'metrics'] as const).filter((k) => given[k] !== undefined).map((k) => `--${k} ${given[k]}`);
+  if (!flags.length) return undefined;
+  const are = flags.length > 1 ? 'are' : 'is';
+  return `rank ${d.rank}: ${flags.join(' and ')} ${are} ignored here: only rank 0 writes files (give them to rank 0)`;
+}
+
+/**
+ * Why two ranks' settings differ, one line: each differing field (the innermost name, with its parent's where two
+ * fields share a name) as "lr: 0.01 here, 0.5 on rank 1", under the top-level settings that hold them.
+ */
+export function settingsDifference(
+  mine: Record<string, unknown>,
+  theirs: Record<string, unknown>,
+  rank: number,
+  other: number,
+  o: { most?: number } = {},
+): string {
+  const a = leaves(mine);
+  const b = leaves(theirs);
+  const all = [...new Set([...a.keys(), ...b.keys()])];
+  const paths = all.filter((k) => a.get(k) !== b.get(k));
+  const counts = new Map<string, number>();
+  for (const k of all) counts.set(last(k), (counts.get(last(k)) ?? 0) + 1);
+  // A name that two settings share is told apart by its parent's.
+  const name = (k: string) =>
+    k
+      .split('\u0000')
+      .slice(counts.get(last(k))! > 1 ? -2 : -1)
+      .join('.');
+  const groups = [...new Set(paths.map((k) => k.split('\u0000')[0]))];
+  const most = o.most ?? 4;
+  const shown = paths
+    .slice(0, most)
+    .map((k) => `${name(k)}: ${a.get(k) ?? 'not set'} here, ${b.get(k) ?? 'not set'} on rank ${other}`);
+  const more = paths.length > most ? `; and ${paths.length - most} more` : '';
+  return (
+    `the ranks were started with different settings: rank ${rank} and rank ${other} differ in ` +
+    `${groups.join(', ') || 'their configuration'}${shown.length ? ` — ${shown.join('; ')}${more}` : ''}` +
+    ' (every rank must run the same command on the same data)'
+  );
+}
+
+/** Every scalar (or array) of a settings object by its path (names joined by NUL), written as a user reads it. */
+function leaves(v: unknown, prefix = '', out = new Map<string, string>()): Map<string, string> {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v)) leaves(x, prefix ? `${prefix}\u0000${k}` : k, out);
+  } else if (v !== undefined && prefix) out.set(prefix, showValue(v));
+  return out;
+}
+
+function showValue(v: unknown): string {
+  if (typeof v === 'string') return v === '' || /^\s|\s$/.test(v) ? JSON.stringify(v) : v;
+  if (!Array.isArray(v)) return String(v);
+  const items = v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x)));
+  const all = `[${items.join(', ')}]`;
+  return all.length <= 60 ? all : `[${items.slice(0, 4).join(', ')}, … (${v.length} values)]`;
+}
+
+const last = (k: string): string => k.slice(k.lastIndexOf('\u0000') + 1);
 
 const flagName = (k: keyof DistFlags): string => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 

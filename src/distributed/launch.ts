@@ -1,7 +1,10 @@
 // The launcher (`alexnet train --nproc N`), torchrun's conventions: N child processes of the same command, each
 // told its place through RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT, with this
-// machine's cores shared out between them. It relays their output (rank 0's unchanged, the others' prefixed),
-// passes Ctrl-C and SIGTERM on, and when a rank fails it names it and stops the rest: never a silent hang.
+// machine's cores shared out between them. It starts no more ranks than the machine's cores and memory hold
+// (unless told --oversubscribe), relays their output (rank 0's unchanged, the others' prefixed), passes Ctrl-C and
+// SIGTERM on, and when a rank fails it names it and stops the rest; ranks still running a grace period (the
+// --dist-timeout) after a failure or a signal are killed: never a silent hang, never a rank left behind. Ranks
+// watch their launcher and stop when it is killed outright (env.ts, watchLauncher).
 import { ChildProcess, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -9,7 +12,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { UserError } from '../errors';
 import { EXIT_INTERRUPTED } from '../train/signals';
-import { LAUNCHER_FLAGS, LAUNCHER_PID_ENV } from './env';
+import { LAUNCHER_FLAGS, LAUNCHER_PID_ENV, LAUNCHER_SWITCHES } from './env';
 
 export interface LaunchOptions {
   /** Ranks on this machine. */
@@ -28,10 +31,19 @@ export interface LaunchOptions {
   env?: NodeJS.ProcessEnv;
   /** The script each rank runs with this Node (default bin/alexnet.js). */
   bin?: string;
-  /** How long the other ranks get to stop by themselves after one fails, before they are killed (default 30 s). */
+  /**
+   * How long the ranks get to stop by themselves after one fails or a signal asked them to, before they are
+   * killed (default 60 s, the default --dist-timeout: a rank waits that long for a peer before it gives up).
+   */
   graceMs?: number;
   /** This machine's cores (default os.availableParallelism()). */
   cores?: number;
+  /** Memory one rank needs, estimated (default DEFAULT_RANK_BYTES; see rankBytes()). */
+  rankBytes?: number;
+  /** Memory free for the ranks (default os.freemem(): Linux's MemAvailable). */
+  freeBytes?: number;
+  /** Start --nproc ranks even where they exceed the cores or the memory (--oversubscribe). */
+  oversubscribe?: boolean;
   /** The launcher's own messages (default: stderr). */
   log?: (line: string) => void;
 }
@@ -53,17 +65,61 @@ export interface LaunchPlan {
   ranks: RankSpec[];
 }
 
-export const DEFAULT_GRACE_MS = 30_000;
+export const DEFAULT_GRACE_MS = 60_000;
+
+/** After the ranks are killed, how long their output may take to drain before the launcher exits anyway. */
+const DRAIN_MS = 3000;
+
+/** A rank's memory without its model: Node, libtorch, the data set and the batches (measured: 250–400 MB). */
+export const DEFAULT_RANK_BYTES = 400 * 2 ** 20;
+
+/** A rank's memory for a model of `params` float32 parameters: weights, gradients and two optimiser states. */
+export function rankBytes(params: number): number {
+  return DEFAULT_RANK_BYTES + 16 * params;
+}
+
+const gb = (bytes: number): string => `${+(bytes / 2 ** 30).toFixed(1)} GB`;
+
+/**
+ * Refuses more ranks than the machine runs side by side — more than its cores, or more than its free memory holds
+ * at `rankBytes` each — with a one-line UserError naming the limit and the override (--oversubscribe).
+ */
+export function checkCapacity(o: {
+  nproc: number;
+  cores: number;
+  freeBytes: number;
+  rankBytes: number;
+  oversubscribe?: boolean;
+}): void {
+  const byMemory = Math.floor(o.freeBytes / o.rankBytes);
+  const limit = Math.max(1, Math.min(o.cores, byMemory));
+  if (o.nproc <= limit || o.oversubscribe) return;
+  throw new UserError(
+    `--nproc ${o.nproc} is more ranks than this machine runs side by side: its ${o.cores} core${o.cores === 1 ? '' : 's'} ` +
+      `and ${gb(o.freeBytes)} of free memory (about ${gb(o.rankBytes)} a rank) allow at most ${limit}; give ` +
+      `--nproc ${limit} or fewer, or add --oversubscribe to start them anyway`,
+  );
+}
+
+/**
+ * The launcher's exit code for a rank that ended with `code` or `signal`: 2 (a usage or setup error) and 130
+ * (interrupted) as the rank said; any other failure, a death by signal included, is 1.
+ */
+export function launcherExitCode(code: number | null, signal: NodeJS.Signals | null): number {
+  if (signal) return 1;
+  return code === 0 || code === 2 || code === EXIT_INTERRUPTED ? code : 1;
+}
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'alexnet.js');
 
-/** The command line without the launcher's flags (`--nproc 2` and `--nproc=2` alike), up to a `--`. */
+/** The command line without the launcher's flags (`--nproc 2` and `--nproc=2` alike) and switches, up to a `--`. */
 export function stripLauncherFlags(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') return out.concat(argv.slice(i));
     const name = a.split('=', 1)[0];
+    if ((LAUNCHER_SWITCHES as readonly string[]).includes(name)) continue;
     if (!(LAUNCHER_FLAGS as readonly string[]).includes(name)) out.push(a);
     else if (!a.includes('=')) i++;
   }
@@ -107,11 +163,19 @@ export async function planLaunch(o: LaunchOptions): Promise<LaunchPlan> {
     throw new UserError(`--node-rank must be an integer from 0 to ${nnodes - 1}, got ${nodeRank}`);
   if (nnodes > 1 && (o.masterAddr === undefined || o.masterPort === undefined))
     throw new UserError(`--nnodes ${nnodes} needs --master-addr and --master-port: node 0's address and port`);
+  const cores = o.cores ?? os.availableParallelism();
+  checkCapacity({
+    nproc: o.nproc,
+    cores,
+    freeBytes: o.freeBytes ?? os.freemem(),
+    rankBytes: o.rankBytes ?? DEFAULT_RANK_BYTES,
+    oversubscribe: o.oversubscribe,
+  });
   const masterAddr = o.masterAddr ?? '127.0.0.1';
   const masterPort = o.masterPort ?? (await freePort());
   let args = stripLauncherFlags(o.argv);
   const given = o.threads ?? threadsIn(args);
-  const threads = given ?? threadsPerRank(o.cores ?? os.availableParallelism(), o.nproc);
+  const threads = given ?? threadsPerRank(cores, o.nproc);
   if (threadsIn(args) === undefined) args = withOption(args, '--threads', String(threads));
   const base = o.env ?? process.env;
   const worldSize = nnodes * o.nproc;
@@ -143,10 +207,11 @@ function withOption(args: string[], name: string, value: string): string[] {
 }
 
 /**
- * Starts this machine's ranks and resolves, once every one has exited, to the launcher's exit code: 0 when all
- * finished; the first failed rank's code (128 + the signal's number if a signal ended it; 2 for a usage error
- * that every rank saw); 130 (EXIT_INTERRUPTED, as `alexnet train` alone) after Ctrl-C or SIGTERM, whose first
- * arrival every rank receives (they stop after their step and rank 0 saves) and whose second kills them.
+ * Starts this machine's ranks and resolves, once every one has exited, to the launcher's exit code, one of the
+ * documented four: 0 when all finished; for the first failed rank launcherExitCode's (1, or its 2 or 130); 130
+ * (EXIT_INTERRUPTED, as `alexnet train` alone) after Ctrl-C or SIGTERM, whose first arrival every rank receives
+ * (they stop after their step and rank 0 saves) and whose second kills them. Ranks still running `graceMs` after
+ * a failure or a signal are killed; the launcher then exits within a few seconds.
  */
 export async function launch(o: LaunchOptions): Promise<number> {
   const plan = await planLaunch(o);
@@ -168,6 +233,7 @@ class RankGroup {
   #interrupts = 0;
   #failure: { rank: number; code: number } | undefined;
   #grace: NodeJS.Timeout | undefined;
+  #drain: NodeJS.Timeout | undefined;
   #finished: (code: number) => void = () => {};
 
   constructor(
@@ -223,30 +289,52 @@ class RankGroup {
   }
 
   #failed(rank: number, code: number | null, signal: NodeJS.Signals | null): void {
-    const exitCode = signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 1);
-    this.#failure = { rank, code: exitCode };
+    this.#failure = { rank, code: launcherExitCode(code, signal) };
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const alive = this.#procs.filter((q) => !q.done).length;
     if (!alive) return this.o.log(`[launcher] rank ${rank} ${how}`);
     const s = Math.round(this.o.graceMs / 100) / 10;
     this.o.log(`[launcher] rank ${rank} ${how}; the other ranks get ${s} s to stop, then they are killed`);
-    this.#grace = setTimeout(() => {
+    this.#killAfterGrace();
+  }
+
+  /** Kills the ranks still running when the grace period ends (one timer, for a failure or a signal). */
+  #killAfterGrace(): void {
+    this.#grace ??= setTimeout(() => {
       const left = this.#procs.filter((q) => !q.done).map((q) => q.rank);
       if (left.length) this.o.log(`[launcher] killing rank${left.length > 1 ? 's' : ''} ${left.join(', ')}`);
-      this.#signalAll('SIGKILL');
+      this.#kill();
     }, this.o.graceMs);
+  }
+
+  /** SIGKILL to every rank; their ends are awaited for a few seconds at most (a pipe held open must not hang us). */
+  #kill(): void {
+    this.#signalAll('SIGKILL');
+    this.#drain ??= setTimeout(() => {
+      this.o.log('[launcher] the killed ranks did not close their output: exiting without it');
+      for (const p of this.#procs.filter((q) => !q.done)) {
+        p.child.stdout?.destroy();
+        p.child.stderr?.destroy();
+        p.child.unref();
+      }
+      this.#finish();
+    }, DRAIN_MS);
   }
 
   #interrupt(signal: NodeJS.Signals): void {
     this.#interrupts++;
     if (this.#interrupts > 1) {
       this.o.log('[launcher] killing every rank');
-      return this.#signalAll('SIGKILL');
+      return this.#kill();
     }
     // SIGHUP (the terminal went away) asks the ranks to save and stop, as SIGTERM does.
     const forward = signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
-    this.o.log(`[launcher] ${signal}: every rank stops after its current step (again to kill them)`);
+    const s = Math.round(this.o.graceMs / 100) / 10;
+    this.o.log(
+      `[launcher] ${signal}: every rank stops after its current step (again to kill them; any still running in ${s} s get SIGKILL)`,
+    );
     this.#signalAll(forward);
+    this.#killAfterGrace();
   }
 
   #signalAll(signal: NodeJS.Signals): void {
@@ -256,6 +344,7 @@ class RankGroup {
 
   #finish(): void {
     clearTimeout(this.#grace);
+    clearTimeout(this.#drain);
     this.#finished(this.#failure?.code ?? (this.#interrupts > 0 ? EXIT_INTERRUPTED : 0));
   }
 }

@@ -4,13 +4,15 @@
 // stdout and a line on stderr, then does what LAUNCH_TEST_ACTIONS (JSON: rank or "*" → action) says:
 //   exit:N          exit with code N at once
 //   exit-after:MS:N exit with code N after MS milliseconds
-//   hang            ignore SIGINT and SIGTERM and never exit (a rank stuck in a collective)
+//   hang            ignore SIGINT and SIGTERM, print "ready" and never exit (a rank stuck in a collective)
 //   save            print "ready"; print "got <signal>" for every SIGINT or SIGTERM, and 300 ms after the first
 //                   print "saved <signal>" and exit 0
 //   stuck           print "ready"; print "got <signal>" for every signal and never exit (needs the second Ctrl-C)
 //   die:SIGNAL      kill itself with SIGNAL
 //   watch           print "ready"; once its launcher is gone (watchLauncher), write a file named after the rank
 //                   in LAUNCH_TEST_DIR and exit
+//   blocked         watchLauncher as a rank does, print "ready", then block the JS thread for good (a rank stuck
+//                   in a native call): only the watcher's own thread can end it
 //   (none)          print "bye" without a newline and exit 0
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -49,6 +51,7 @@ function asRank(): void {
     process.on('SIGINT', () => {});
     process.on('SIGTERM', () => {});
     keepAlive();
+    console.log('ready');
   } else if (what === 'save' || what === 'stuck') {
     const timer = keepAlive();
     let stopping = false;
@@ -75,6 +78,13 @@ function asRank(): void {
       { intervalMs: 50 },
     );
     console.log('ready');
+  } else if (what === 'blocked') {
+    process.on('SIGINT', () => {});
+    process.on('SIGTERM', () => {});
+    watchLauncher(() => process.exit(1), { intervalMs: 50, killAfterMs: 500 });
+    console.log('ready');
+    // Once stdout has taken the line: then nothing on this thread runs again.
+    setTimeout(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0), 100);
   } else process.stdout.write('bye');
 }
 
