@@ -263,7 +263,7 @@ test('every error code is in the README with its status, and 405s come from the 
   try {
     for (const [method, url, allow] of [
       ['PUT', '/v2/models/fake-net/infer', 'POST'],
-      ['DELETE', '/predictions/anything', 'POST'],
+      ['DELETE', '/predictions/anything', 'POST, PUT'],
       ['POST', '/v1/filters', 'GET, HEAD'],
       ['POST', '/v1/runs', 'GET, HEAD'],
       ['POST', '/v1/runs/some-run/events', 'GET, HEAD'],

@@ -97,7 +97,8 @@ Endpoints:
                                keeps the old model (500, code reload_failed)
   GET  /healthz, /readyz       liveness; readiness (200 only when loaded, warmed and not shutting down)
   GET  /metrics                Prometheus metrics
-  TorchServe: POST /predictions/MODEL (top 5 as {label: prob}), GET /ping
+  TorchServe: POST or PUT /predictions/MODEL[/VERSION] (top 5 as {label: prob}): the image as the body of any
+              Content-Type (its bytes decide) or a multipart file under any field name; GET /ping
   KServe v2:  GET /v2/health/live|ready, GET /v2/models/MODEL, POST /v2/models/MODEL/infer (the image as the
               raw body; answers the probabilities of all classes as one FP32 output)
 Errors are JSON {error, code}: 413 too large or too many pixels, 415 not JPEG/PNG/WebP/GIF/TIFF (SVG refused),
