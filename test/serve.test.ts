@@ -730,3 +730,36 @@ test('alexnet serve: usage mistakes are one line with exit code 2', () => {
   }
   assert.match(cli(['serve', '--help']).stdout, /POST \/v1\/predict/);
 });
+
+test("/metrics passes Prometheus's own check (promtool check metrics), after answers and refusals", async (t) => {
+  const promtool = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((f) => fs.existsSync(f));
+  if (!promtool) {
+    assert.notEqual(process.env.CI, 'true', 'promtool is missing (scripts/setup.sh --test installs prometheus)');
+    return t.skip('promtool is not installed (scripts/setup.sh --test installs prometheus)');
+  }
+  const app = await fakeServer();
+  try {
+    assert.equal((await post(app, await gray(10), 'image/png')).statusCode, 200);
+    assert.equal((await post(app, Buffer.from('<svg/>'), 'image/png')).statusCode, 415);
+    const page = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    // The by-type gauges stay; their `*_total` sums (gauges with a counter's suffix) are gone.
+    assert.match(page, /^# TYPE alexnet_nodejs_active_handles gauge$/m);
+    assert.doesNotMatch(page, /^# TYPE \S+_total gauge$/m);
+    const check = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (out += d));
+      p.on('close', (code) => resolve({ code, out }));
+      p.stdin.end(page);
+    });
+    assert.equal(check.code, 0, check.out);
+    // The check can fail: the page as prom-client would have written it (a gauge named `*_total`) is refused.
+    const bad = `# HELP x_active_total a gauge\n# TYPE x_active_total gauge\nx_active_total 1\n`;
+    const refused = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    refused.stdin.end(bad);
+    assert.notEqual(await new Promise((r) => refused.on('close', r)), 0);
+  } finally {
+    await app.close();
+  }
+});

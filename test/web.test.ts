@@ -573,6 +573,35 @@ describe('the page in Chromium', { skip: noBrowser }, () => {
     assert.deepEqual(await shownTop5(), expected);
   });
 
+  test('without --gallery: no failed request in the console, and no image box before an upload', async () => {
+    const plain = buildServer({
+      engine: () => openEngine({ weights, runtime: 'libtorch', precision: 'fp32', threads: 1 }),
+      evaluationFile: path.join(dir, 'eval.json'),
+      runsDir: path.join(dir, 'runs'),
+      log: () => undefined,
+    });
+    const tab = await browser.newPage();
+    try {
+      await plain.serving.host.ready;
+      const url = await plain.listen({ port: 0, host: '127.0.0.1' });
+      const failed: string[] = [];
+      tab.on('console', (m) => m.type() === 'error' && failed.push(m.text()));
+      tab.on('response', (r) => r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`));
+      await tab.goto(url);
+      await tab.waitForSelector('body[data-ready="true"]');
+      assert.deepEqual(failed, []);
+      assert.equal(await tab.isVisible('#tab-predict'), true);
+      assert.equal(await tab.isVisible('#predict-result'), false, 'the result box waits for an upload');
+      assert.equal(await tab.isVisible('#preview'), false, 'no broken image before an upload');
+      await tab.setInputFiles('#file', await fashionPng(2));
+      await tab.waitForFunction(() => document.querySelectorAll('#top5 li').length === 5);
+      assert.equal(await tab.isVisible('#preview'), true);
+    } finally {
+      await tab.close();
+      await plain.close();
+    }
+  });
+
   test("the filter grid has the kernels' size and is not blank", async () => {
     await page.click('button[data-tab="filters"]');
     await page.waitForFunction(() => (document.getElementById('filters-canvas') as unknown as Shown).width > 300);
