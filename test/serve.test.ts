@@ -731,6 +731,81 @@ test('alexnet serve: usage mistakes are one line with exit code 2', () => {
   assert.match(cli(['serve', '--help']).stdout, /POST \/v1\/predict/);
 });
 
+test('--cors: preflight answered with the routes methods, the origin on every answer (errors, early 413s), no other', async () => {
+  const page = 'http://localhost:5173';
+  const app = await fakeServer({ cors: [page, 'https://example.org'], maxUploadMb: 0.01 });
+  const off = await fakeServer();
+  try {
+    const preflight = {
+      method: 'OPTIONS' as const,
+      url: '/v1/predict?k=2',
+      headers: {
+        origin: page,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type',
+      },
+    };
+    const p = await app.inject(preflight);
+    assert.equal(p.statusCode, 204, p.body);
+    assert.equal(p.headers['access-control-allow-origin'], page);
+    assert.equal(p.headers['access-control-allow-methods'], 'POST');
+    assert.equal(p.headers['access-control-allow-headers'], 'content-type');
+    assert.match(String(p.headers.vary), /Origin/);
+    const ts = await app.inject({ ...preflight, url: '/predictions/fake-net' });
+    assert.equal(ts.headers['access-control-allow-methods'], 'POST, PUT');
+    // Every answer to a listed origin carries it: a prediction, a 404, a 405, a 415.
+    for (const [method, url, status, body] of [
+      ['POST', '/v1/predict', 200, await gray(40)],
+      ['GET', '/no/such/route', 404, undefined],
+      ['GET', '/v1/predict', 405, undefined],
+      ['POST', '/v1/predict', 415, Buffer.from('<svg/>')],
+    ] as const) {
+      const r = await app.inject({
+        method,
+        url,
+        payload: body,
+        headers: { origin: page, 'content-type': 'image/png' },
+      });
+      assert.deepEqual([r.statusCode, r.headers['access-control-allow-origin']], [status, page], `${method} ${url}`);
+      assert.match(String(r.headers.vary), /Origin/);
+    }
+    // An origin not listed, and a server without --cors: no CORS headers, and the preflight is not answered.
+    for (const [server, origin] of [
+      [app, 'http://evil.example'],
+      [off, page],
+    ] as const) {
+      const r = await server.inject({ ...preflight, headers: { ...preflight.headers, origin } });
+      assert.equal(r.statusCode, 405);
+      assert.equal(r.headers['access-control-allow-origin'], undefined);
+      const g = await server.inject({ method: 'GET', url: '/healthz', headers: { origin } });
+      assert.equal(g.headers['access-control-allow-origin'], undefined);
+    }
+    // The 413 written on the socket before the body is read carries the origin too.
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const big = Buffer.alloc(64 * 1024, 1);
+    const r = await httpRequest(port, {
+      method: 'POST',
+      path: '/v1/predict',
+      headers: { origin: page, 'content-type': 'image/png', 'content-length': big.length },
+      body: big,
+    });
+    assert.deepEqual([r.status, r.headers['access-control-allow-origin']], [413, page]);
+  } finally {
+    await app.close();
+    await off.close();
+  }
+});
+
+test('--cors takes origins only: anything else is a one-line usage mistake', () => {
+  for (const bad of ['localhost:3000', 'http://a.example/path', 'ftp://a.example', 'http://a.example,']) {
+    const r = cli(['serve', '--runs', os.tmpdir(), '--port', '0', '--cors', bad]);
+    assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+    assert.match(r.stderr, /--cors takes origins such as/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});
+
 test("/metrics passes Prometheus's own check (promtool check metrics), after answers and refusals", async (t) => {
   const promtool = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((f) => fs.existsSync(f));
   if (!promtool) {

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { buildServer, DEFAULTS, ServeApp } from '../serve/app';
+import { parseOrigins } from '../serve/cors';
 import { chooseEngine, EngineOptions, openEngine } from '../serve/engine';
 import { installSignals } from '../serve/lifecycle';
 import { MAX_PIXELS } from '../data/image';
@@ -19,6 +20,10 @@ const OPTIONS = {
   queries: text('FILE', 'embeddings of test images (alexnet features) whose neighbours the page shows'),
   port: int('N', 'TCP port (default 8080; 0: any free port, printed when listening)', { min: 0, max: 65535 }),
   host: text('ADDR', 'address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)'),
+  cors: text(
+    'ORIGINS',
+    'origins whose pages may call the API, comma-separated (e.g. http://localhost:3000); default: none',
+  ),
   runtime: choice(
     'R',
     'libtorch, onnx (onnxruntime; weights that are not .onnx are exported to a temporary ONNX file)\n' +
@@ -155,6 +160,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     evaluationFile: v.eval ?? defaultEval(v.weights),
     galleryFile: v.gallery,
     queriesFile: v.queries,
+    cors: v.cors === undefined ? undefined : parseOrigins(v.cors),
     log,
   });
   try {

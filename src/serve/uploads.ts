@@ -73,9 +73,11 @@ function answerAndLinger(req: FastifyRequest, reply: FastifyReply, e: ServeError
   reply.hijack();
   const socket = req.raw.socket;
   const body = JSON.stringify(errorBody(e));
+  // Headers set before (CORS) go with it.
+  const set = Object.entries(reply.raw.getHeaders()).map(([k, v]) => `${k}: ${[v].flat().join(', ')}\r\n`);
   socket.end(
-    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\n${set.join('')}content-type: application/json; ` +
+      `charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
   req.raw.resume();
   socket.setTimeout(LINGER_IDLE_MS, () => socket.destroy());
