@@ -838,3 +838,45 @@ test("/metrics passes Prometheus's own check (promtool check metrics), after ans
     await app.close();
   }
 });
+
+test('under a supervisor: `exec node bin/alexnet.js serve` gets SIGTERM and exits 0; npx says it should not be used', async (t) => {
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-supervised-'));
+  const root = path.resolve(__dirname, '..', '..');
+  /** Starts a command line in its own process group; resolves with its stderr once it listens. */
+  const start = (line: string) => {
+    // Not npm's environment, whatever ran these tests (npx sets its own for its child).
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_')));
+    const child = spawn('/bin/sh', ['-c', line], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const out = lines(child.stdout!);
+    const err = lines(child.stderr!);
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    return { child, out, err, exited, listening: out.wait(/listening on http:\/\/127\.0\.0\.1:\d+/) };
+  };
+  // The README's line: the shell is replaced by node, so the supervisor's SIGTERM reaches the server.
+  const direct = start(`exec "${process.execPath}" bin/alexnet.js serve --runs ${runs} --port 0`);
+  try {
+    await direct.listening;
+    direct.child.kill('SIGTERM');
+    assert.equal(await direct.exited, 0, direct.err.text());
+    assert.match(direct.err.text(), /stopped/);
+    assert.doesNotMatch(direct.err.text(), /npx/);
+  } finally {
+    if (direct.child.exitCode === null) process.kill(-direct.child.pid!, 'SIGKILL');
+  }
+  // npx sets npm_command=exec for what it runs (checked here with npm's own npx): the server says, in one line.
+  const npx = ['/usr/bin/npx', '/usr/local/bin/npx'].find((f) => fs.existsSync(f));
+  if (!npx) return t.skip('npx is not installed');
+  const viaNpx = start(`"${npx}" alexnet serve --runs ${runs} --port 0`);
+  try {
+    await viaNpx.listening;
+    const said = viaNpx.err
+      .text()
+      .split('\n')
+      .filter((l) => /npx/.test(l));
+    assert.equal(said.length, 1, viaNpx.err.text());
+    assert.match(said[0], /does not pass SIGTERM on: a supervisor .* must run the alexnet bin itself/);
+  } finally {
+    process.kill(-viaNpx.child.pid!, 'SIGKILL');
+    fs.rmSync(runs, { recursive: true, force: true });
+  }
+});

@@ -113,6 +113,7 @@ Dynamic batching (as Triton): a batch runs when --max-batch images wait or the o
 one forward pass at a time while the next batch forms. Inference never blocks the server: libtorch runs in a
 worker thread, onnxruntime on its own threads. SIGTERM/SIGINT: readiness fails at once, queued and in-flight
 requests finish, live streams end, exit 0 (exit 1 after --shutdown-timeout, saying what was cut).
+Under a supervisor, run the bin itself (or exec node bin/alexnet.js serve), never npx: npm does not pass SIGTERM on.
 
 Options:
 ${optionHelp(OPTIONS)}`;
@@ -124,9 +125,23 @@ function defaultEval(weights: string | undefined): string | undefined {
   return fs.existsSync(f) ? f : undefined;
 }
 
+/**
+ * One line for a server started through npx (npm exec, which sets npm_command=exec in its child's environment):
+ * npm does not pass SIGTERM on, so a supervisor that stops npx leaves the server running. Else undefined.
+ */
+export function npxWarning(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.npm_command !== 'exec') return undefined;
+  return (
+    'alexnet: started through npx (npm exec), which does not pass SIGTERM on: a supervisor (systemd, a container, ' +
+    'Kubernetes) must run the alexnet bin itself or `exec node …/bin/alexnet.js serve` (README: Running under a supervisor)'
+  );
+}
+
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values: v, help } = parseCommand('serve', argv, OPTIONS);
   if (help) return console.log(HELP);
+  const npx = npxWarning(process.env);
+  if (npx) console.error(npx);
   if (!v.weights && !v.runs)
     throw new UserError('--weights FILE (a model to serve) or --runs DIR (training runs to show) is required');
   if (v.runs && !fs.statSync(v.runs, { throwIfNoEntry: false })?.isDirectory())
