@@ -5,7 +5,7 @@
 #   --test adds python3-torch, python3-torchvision and python3-onnx (the oracles the parity tests compare against)
 #   clang-format (the lint step checks the C++ formatting), libjemalloc2 (npm run bench's tuned PyTorch peer)
 #   chromium (the web page's browser tests, driven by playwright-core; never a downloaded browser) and iproute2
-#   (the two-machine data-parallel test's network namespaces)
+#   (the two-machine data-parallel test's network namespaces), prometheus (promtool checks the server's /metrics)
 #   then: npm ci, the native addon (npm run build:addon), the TypeScript build (npm run build:ts).
 # LIBTORCH=/path or LIBTORCH_USE_PYTORCH=1 build the addon against another libtorch (then libtorch-dev is skipped).
 set -euo pipefail
@@ -33,7 +33,10 @@ if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=
 # libjemalloc2: npm run bench's "PyTorch, allocator tuned" peer (LD_PRELOAD, as Intel's CPU tuning guide recommends).
 # chromium: the web page's tests run in a real browser (playwright-core drives Debian's, never a downloaded one).
 # iproute2: the two-machine test joins two network namespaces with a veth pair (ip netns, ip link).
-if [ "$want_tests" = 1 ]; then pkgs+=(python3-torch python3-torchvision python3-onnx clang-format libjemalloc2 chromium iproute2); fi
+# prometheus: its promtool checks the server's /metrics page (`promtool check metrics`); the service is not started.
+if [ "$want_tests" = 1 ]; then
+  pkgs+=(python3-torch python3-torchvision python3-onnx clang-format libjemalloc2 chromium iproute2 prometheus)
+fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 
 missing=()

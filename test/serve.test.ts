@@ -263,7 +263,7 @@ test('every error code is in the README with its status, and 405s come from the 
   try {
     for (const [method, url, allow] of [
       ['PUT', '/v2/models/fake-net/infer', 'POST'],
-      ['DELETE', '/predictions/anything', 'POST'],
+      ['DELETE', '/predictions/anything', 'POST, PUT'],
       ['POST', '/v1/filters', 'GET, HEAD'],
       ['POST', '/v1/runs', 'GET, HEAD'],
       ['POST', '/v1/runs/some-run/events', 'GET, HEAD'],
@@ -729,4 +729,154 @@ test('alexnet serve: usage mistakes are one line with exit code 2', () => {
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   }
   assert.match(cli(['serve', '--help']).stdout, /POST \/v1\/predict/);
+});
+
+test('--cors: preflight answered with the routes methods, the origin on every answer (errors, early 413s), no other', async () => {
+  const page = 'http://localhost:5173';
+  const app = await fakeServer({ cors: [page, 'https://example.org'], maxUploadMb: 0.01 });
+  const off = await fakeServer();
+  try {
+    const preflight = {
+      method: 'OPTIONS' as const,
+      url: '/v1/predict?k=2',
+      headers: {
+        origin: page,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type',
+      },
+    };
+    const p = await app.inject(preflight);
+    assert.equal(p.statusCode, 204, p.body);
+    assert.equal(p.headers['access-control-allow-origin'], page);
+    assert.equal(p.headers['access-control-allow-methods'], 'POST');
+    assert.equal(p.headers['access-control-allow-headers'], 'content-type');
+    assert.match(String(p.headers.vary), /Origin/);
+    const ts = await app.inject({ ...preflight, url: '/predictions/fake-net' });
+    assert.equal(ts.headers['access-control-allow-methods'], 'POST, PUT');
+    // Every answer to a listed origin carries it: a prediction, a 404, a 405, a 415.
+    for (const [method, url, status, body] of [
+      ['POST', '/v1/predict', 200, await gray(40)],
+      ['GET', '/no/such/route', 404, undefined],
+      ['GET', '/v1/predict', 405, undefined],
+      ['POST', '/v1/predict', 415, Buffer.from('<svg/>')],
+    ] as const) {
+      const r = await app.inject({
+        method,
+        url,
+        payload: body,
+        headers: { origin: page, 'content-type': 'image/png' },
+      });
+      assert.deepEqual([r.statusCode, r.headers['access-control-allow-origin']], [status, page], `${method} ${url}`);
+      assert.match(String(r.headers.vary), /Origin/);
+    }
+    // An origin not listed, and a server without --cors: no CORS headers, and the preflight is not answered.
+    for (const [server, origin] of [
+      [app, 'http://evil.example'],
+      [off, page],
+    ] as const) {
+      const r = await server.inject({ ...preflight, headers: { ...preflight.headers, origin } });
+      assert.equal(r.statusCode, 405);
+      assert.equal(r.headers['access-control-allow-origin'], undefined);
+      const g = await server.inject({ method: 'GET', url: '/healthz', headers: { origin } });
+      assert.equal(g.headers['access-control-allow-origin'], undefined);
+    }
+    // The 413 written on the socket before the body is read carries the origin too.
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const big = Buffer.alloc(64 * 1024, 1);
+    const r = await httpRequest(port, {
+      method: 'POST',
+      path: '/v1/predict',
+      headers: { origin: page, 'content-type': 'image/png', 'content-length': big.length },
+      body: big,
+    });
+    assert.deepEqual([r.status, r.headers['access-control-allow-origin']], [413, page]);
+  } finally {
+    await app.close();
+    await off.close();
+  }
+});
+
+test('--cors takes origins only: anything else is a one-line usage mistake', () => {
+  for (const bad of ['localhost:3000', 'http://a.example/path', 'ftp://a.example', 'http://a.example,']) {
+    const r = cli(['serve', '--runs', os.tmpdir(), '--port', '0', '--cors', bad]);
+    assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+    assert.match(r.stderr, /--cors takes origins such as/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});
+
+test("/metrics passes Prometheus's own check (promtool check metrics), after answers and refusals", async (t) => {
+  const promtool = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((f) => fs.existsSync(f));
+  if (!promtool) {
+    assert.notEqual(process.env.CI, 'true', 'promtool is missing (scripts/setup.sh --test installs prometheus)');
+    return t.skip('promtool is not installed (scripts/setup.sh --test installs prometheus)');
+  }
+  const app = await fakeServer();
+  try {
+    assert.equal((await post(app, await gray(10), 'image/png')).statusCode, 200);
+    assert.equal((await post(app, Buffer.from('<svg/>'), 'image/png')).statusCode, 415);
+    const page = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    // The by-type gauges stay; their `*_total` sums (gauges with a counter's suffix) are gone.
+    assert.match(page, /^# TYPE alexnet_nodejs_active_handles gauge$/m);
+    assert.doesNotMatch(page, /^# TYPE \S+_total gauge$/m);
+    const check = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (out += d));
+      p.on('close', (code) => resolve({ code, out }));
+      p.stdin.end(page);
+    });
+    assert.equal(check.code, 0, check.out);
+    // The check can fail: the page as prom-client would have written it (a gauge named `*_total`) is refused.
+    const bad = `# HELP x_active_total a gauge\n# TYPE x_active_total gauge\nx_active_total 1\n`;
+    const refused = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    refused.stdin.end(bad);
+    assert.notEqual(await new Promise((r) => refused.on('close', r)), 0);
+  } finally {
+    await app.close();
+  }
+});
+
+test('under a supervisor: `exec node bin/alexnet.js serve` gets SIGTERM and exits 0; npx says it should not be used', async (t) => {
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-supervised-'));
+  const root = path.resolve(__dirname, '..', '..');
+  /** Starts a command line in its own process group; resolves with its stderr once it listens. */
+  const start = (line: string) => {
+    // Not npm's environment, whatever ran these tests (npx sets its own for its child).
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_')));
+    const child = spawn('/bin/sh', ['-c', line], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const out = lines(child.stdout!);
+    const err = lines(child.stderr!);
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    return { child, out, err, exited, listening: out.wait(/listening on http:\/\/127\.0\.0\.1:\d+/) };
+  };
+  // The README's line: the shell is replaced by node, so the supervisor's SIGTERM reaches the server.
+  const direct = start(`exec "${process.execPath}" bin/alexnet.js serve --runs ${runs} --port 0`);
+  try {
+    await direct.listening;
+    direct.child.kill('SIGTERM');
+    assert.equal(await direct.exited, 0, direct.err.text());
+    assert.match(direct.err.text(), /stopped/);
+    assert.doesNotMatch(direct.err.text(), /npx/);
+  } finally {
+    if (direct.child.exitCode === null) process.kill(-direct.child.pid!, 'SIGKILL');
+  }
+  // npx sets npm_command=exec for what it runs (checked here with npm's own npx): the server says, in one line.
+  const npx = ['/usr/bin/npx', '/usr/local/bin/npx'].find((f) => fs.existsSync(f));
+  if (!npx) return t.skip('npx is not installed');
+  const viaNpx = start(`"${npx}" alexnet serve --runs ${runs} --port 0`);
+  try {
+    await viaNpx.listening;
+    const said = viaNpx.err
+      .text()
+      .split('\n')
+      .filter((l) => /npx/.test(l));
+    assert.equal(said.length, 1, viaNpx.err.text());
+    assert.match(said[0], /does not pass SIGTERM on: a supervisor .* must run the alexnet bin itself/);
+  } finally {
+    process.kill(-viaNpx.child.pid!, 'SIGKILL');
+    fs.rmSync(runs, { recursive: true, force: true });
+  }
 });

@@ -2,6 +2,8 @@
 // files), then the page itself in real Chromium against the real server (buildServer) with a small trained model.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -571,6 +573,85 @@ describe('the page in Chromium', { skip: noBrowser }, () => {
       expected[0][1],
     );
     assert.deepEqual(await shownTop5(), expected);
+  });
+
+  test('without --gallery: no failed request in the console, and no image box before an upload', async () => {
+    const plain = buildServer({
+      engine: () => openEngine({ weights, runtime: 'libtorch', precision: 'fp32', threads: 1 }),
+      evaluationFile: path.join(dir, 'eval.json'),
+      runsDir: path.join(dir, 'runs'),
+      log: () => undefined,
+    });
+    const tab = await browser.newPage();
+    try {
+      await plain.serving.host.ready;
+      const url = await plain.listen({ port: 0, host: '127.0.0.1' });
+      const failed: string[] = [];
+      tab.on('console', (m) => m.type() === 'error' && failed.push(m.text()));
+      tab.on('response', (r) => r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`));
+      await tab.goto(url);
+      await tab.waitForSelector('body[data-ready="true"]');
+      assert.deepEqual(failed, []);
+      assert.equal(await tab.isVisible('#tab-predict'), true);
+      assert.equal(await tab.isVisible('#predict-result'), false, 'the result box waits for an upload');
+      assert.equal(await tab.isVisible('#preview'), false, 'no broken image before an upload');
+      await tab.setInputFiles('#file', await fashionPng(2));
+      await tab.waitForFunction(() => document.querySelectorAll('#top5 li').length === 5);
+      assert.equal(await tab.isVisible('#preview'), true);
+    } finally {
+      await tab.close();
+      await plain.close();
+    }
+  });
+
+  test('--cors: a page on a second origin calls the API it names; without --cors the browser blocks it', async () => {
+    // A second origin: a tiny server on another port whose page calls the API with fetch.
+    const other = http.createServer((_req, res) => res.end('<!doctype html><title>another origin</title>'));
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    const origin = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    const open = buildServer({
+      engine: () => openEngine({ weights, runtime: 'libtorch', precision: 'fp32', threads: 1 }),
+      cors: [origin],
+      log: () => undefined,
+    });
+    const tab = await browser.newPage();
+    try {
+      await open.serving.host.ready;
+      const url = await open.listen({ port: 0, host: '127.0.0.1' });
+      await tab.goto(origin);
+      const png = fs.readFileSync(await fashionPng(2)).toString('base64');
+      // A preflighted upload (Content-Type image/png) and a 404: both readable from the listed origin.
+      const call = (base: string) =>
+        tab.evaluate(
+          async ([b, b64]) => {
+            const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const out: string[] = [];
+            for (const [u, init] of [
+              ['/v1/predict?k=3', { method: 'POST', body: data, headers: { 'content-type': 'image/png' } }],
+              ['/no/such/route', {}],
+            ] as const)
+              try {
+                const r = await fetch(b + u, init);
+                const j = (await r.json()) as { top?: unknown[]; code?: string };
+                out.push(`${r.status} ${j.top ? `top ${j.top.length}` : j.code}`);
+              } catch (e) {
+                out.push(`blocked: ${(e as Error).name}`);
+              }
+            return out;
+          },
+          [base, png] as const,
+        );
+      assert.deepEqual(await call(url), ['200 top 3', '404 not_found']);
+      // The suite's server has no --cors.
+      assert.deepEqual(await call(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`), [
+        'blocked: TypeError',
+        'blocked: TypeError',
+      ]);
+    } finally {
+      await tab.close();
+      await open.close();
+      other.close();
+    }
   });
 
   test("the filter grid has the kernels' size and is not blank", async () => {

@@ -1,5 +1,6 @@
-// The page: tabs over one server. It asks the server what it serves (GET /v1/models and the views' endpoints) and
-// shows only the tabs that have something behind them; each tab loads its data the first time it is opened.
+// The page: tabs over one server. It asks the server what it serves (GET /v1/views, then /v1/models and the views'
+// endpoints that have data) and shows only the tabs that have something behind them; each tab loads its data the
+// first time it is opened.
 (function () {
   'use strict';
   const $ = (id) => document.getElementById(id);
@@ -50,11 +51,16 @@
   }
 
   async function discover() {
+    // The server says which views have data; only those are asked for (no 404s in the console). A server that
+    // does not say: every view is asked.
+    const offered = await api('/v1/views').catch(() => ({ ok: false }));
+    const ask = (view, url) =>
+      offered.ok && !offered.body[view] ? { ok: false } : api(url).catch(() => ({ ok: false }));
     const [models, neighbours, evaluation, runs] = await Promise.all([
-      api('/v1/models').catch(() => ({ ok: false })),
-      api('/v1/neighbours').catch(() => ({ ok: false })),
-      api('/v1/evaluation').catch(() => ({ ok: false })),
-      api('/v1/runs').catch(() => ({ ok: false })),
+      ask('model', '/v1/models'),
+      ask('neighbours', '/v1/neighbours'),
+      ask('evaluation', '/v1/evaluation'),
+      ask('runs', '/v1/runs'),
     ]);
     state.card = models.ok ? firstCard(models.body) : undefined;
     state.neighbours = neighbours.ok ? neighbours.body : undefined;

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { buildServer, DEFAULTS, ServeApp } from '../serve/app';
+import { parseOrigins } from '../serve/cors';
 import { chooseEngine, EngineOptions, openEngine } from '../serve/engine';
 import { installSignals } from '../serve/lifecycle';
 import { MAX_PIXELS } from '../data/image';
@@ -19,6 +20,10 @@ const OPTIONS = {
   queries: text('FILE', 'embeddings of test images (alexnet features) whose neighbours the page shows'),
   port: int('N', 'TCP port (default 8080; 0: any free port, printed when listening)', { min: 0, max: 65535 }),
   host: text('ADDR', 'address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)'),
+  cors: text(
+    'ORIGINS',
+    'origins whose pages may call the API, comma-separated (e.g. http://localhost:3000); default: none',
+  ),
   runtime: choice(
     'R',
     'libtorch, onnx (onnxruntime; weights that are not .onnx are exported to a temporary ONNX file)\n' +
@@ -97,7 +102,8 @@ Endpoints:
                                keeps the old model (500, code reload_failed)
   GET  /healthz, /readyz       liveness; readiness (200 only when loaded, warmed and not shutting down)
   GET  /metrics                Prometheus metrics
-  TorchServe: POST /predictions/MODEL (top 5 as {label: prob}), GET /ping
+  TorchServe: POST or PUT /predictions/MODEL[/VERSION] (top 5 as {label: prob}): the image as the body of any
+              Content-Type (its bytes decide) or a multipart file under any field name; GET /ping
   KServe v2:  GET /v2/health/live|ready, GET /v2/models/MODEL, POST /v2/models/MODEL/infer (the image as the
               raw body; answers the probabilities of all classes as one FP32 output)
 Errors are JSON {error, code}: 413 too large or too many pixels, 415 not JPEG/PNG/WebP/GIF/TIFF (SVG refused),
@@ -107,6 +113,7 @@ Dynamic batching (as Triton): a batch runs when --max-batch images wait or the o
 one forward pass at a time while the next batch forms. Inference never blocks the server: libtorch runs in a
 worker thread, onnxruntime on its own threads. SIGTERM/SIGINT: readiness fails at once, queued and in-flight
 requests finish, live streams end, exit 0 (exit 1 after --shutdown-timeout, saying what was cut).
+Under a supervisor, run the bin itself (or exec node bin/alexnet.js serve), never npx: npm does not pass SIGTERM on.
 
 Options:
 ${optionHelp(OPTIONS)}`;
@@ -118,9 +125,23 @@ function defaultEval(weights: string | undefined): string | undefined {
   return fs.existsSync(f) ? f : undefined;
 }
 
+/**
+ * One line for a server started through npx (npm exec, which sets npm_command=exec in its child's environment):
+ * npm does not pass SIGTERM on, so a supervisor that stops npx leaves the server running. Else undefined.
+ */
+export function npxWarning(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.npm_command !== 'exec') return undefined;
+  return (
+    'alexnet: started through npx (npm exec), which does not pass SIGTERM on: a supervisor (systemd, a container, ' +
+    'Kubernetes) must run the alexnet bin itself or `exec node …/bin/alexnet.js serve` (README: Running under a supervisor)'
+  );
+}
+
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values: v, help } = parseCommand('serve', argv, OPTIONS);
   if (help) return console.log(HELP);
+  const npx = npxWarning(process.env);
+  if (npx) console.error(npx);
   if (!v.weights && !v.runs)
     throw new UserError('--weights FILE (a model to serve) or --runs DIR (training runs to show) is required');
   if (v.runs && !fs.statSync(v.runs, { throwIfNoEntry: false })?.isDirectory())
@@ -154,6 +175,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     evaluationFile: v.eval ?? defaultEval(v.weights),
     galleryFile: v.gallery,
     queriesFile: v.queries,
+    cors: v.cors === undefined ? undefined : parseOrigins(v.cors),
     log,
   });
   try {

@@ -6,6 +6,7 @@
 import Fastify, { FastifyInstance } from 'fastify';
 import { Admission } from './admission';
 import { DEFAULTS, Limits, ServeContext } from './context';
+import { allowOrigins } from './cors';
 import { ErrorOptions, RouteTable, useErrorCatalogue } from './errors';
 import { DecodeGate } from './images';
 import { ModelHost } from './lifecycle';
@@ -38,6 +39,8 @@ export interface ServerOptions extends PageData {
   requestTimeoutMs?: number;
   /** Images decoded at once (default: libuv's pool size, 4, where sharp runs them anyway). */
   decodeThreads?: number;
+  /** Origins whose pages may call the API (--cors); default: none. */
+  cors?: string[];
   /** Log lines (reloads, failures); default: stderr. */
   log?: (line: string) => void;
 }
@@ -77,7 +80,9 @@ export function buildServer(options: ServerOptions): ServeApp {
   };
 
   // Every route registered from here on is in the route table (the 405 answers), admitted and counted.
-  useErrorCatalogue(app, errors, RouteTable.collect(app));
+  const routes = RouteTable.collect(app);
+  useErrorCatalogue(app, errors, routes);
+  allowOrigins(app, options.cors ?? [], routes);
   refuseOversized(app, { ...errors, requestTimeoutMs: limits.requestTimeoutMs });
   admission.install(app);
   continueWhenAccepted(app);

@@ -6,6 +6,9 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 /** Latency buckets in seconds: 1 ms to 10 s. */
 const SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** prom-client's default gauges that also come as a `*_total` sum. */
+const TOTAL_GAUGES = ['nodejs_active_handles', 'nodejs_active_requests', 'nodejs_active_resources'];
+
 export class ServerMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'route' | 'method' | 'status'>;
@@ -63,6 +66,9 @@ export class ServerMetrics {
       registers,
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'alexnet_' });
+    // prom-client names three gauges `*_total`, a counter's suffix (`promtool check metrics` refuses them); each is
+    // the sum of its by-type gauge (alexnet_nodejs_active_handles{type} …), which stays.
+    for (const name of TOTAL_GAUGES) this.registry.removeSingleMetric(`alexnet_${name}_total`);
   }
 }
 

@@ -75,6 +75,13 @@ export const pagePlugin: FastifyPluginAsync<PageRoutesOptions> = async (app, o) 
   await app.register(async (sub) => registerFeatureMaps(sub, o));
   registerNeighbours(app, o);
   app.get('/v1/evaluation', async () => readEvaluation(o.evaluationFile));
+  // Which views have data: the page asks only for those (an endpoint without data would be a 404 in its console).
+  app.get('/v1/views', async () => ({
+    model: Boolean(o.engine?.()),
+    neighbours: Boolean(o.galleryFile && o.queriesFile),
+    evaluation: Boolean(o.evaluationFile),
+    runs: Boolean(o.runsDir),
+  }));
 };
 
 const DEFAULT_UPLOAD_BYTES = 10 * 1024 * 1024;

@@ -17,6 +17,19 @@ export function parseUploads(app: FastifyInstance, maxUploadMb: number): void {
   void app.register(multipart, { limits: { fileSize: bodyLimit, files: 1, fields: 16, parts: 32 } });
 }
 
+/**
+ * On `app`'s scope (a route plugin): a body of any other Content-Type, or of none, is read as bytes up to
+ * --max-upload-mb — text/plain (fastify's own parser would decode it as UTF-8), curl's --data-binary default
+ * (application/x-www-form-urlencoded), `curl -T` (none): the image's magic bytes decide what it is.
+ */
+export function parseAnyBody(app: FastifyInstance, maxUploadMb: number): void {
+  const bodyLimit = Math.round(maxUploadMb * 1024 * 1024);
+  const asBytes = (_r: FastifyRequest, b: Buffer, done: (e: Error | null, body?: Buffer) => void) => done(null, b);
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('text/plain', { parseAs: 'buffer', bodyLimit }, asBytes);
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, asBytes);
+}
+
 /** Bytes a multipart form may add to its file (boundaries, part headers, small fields) before it is refused unread. */
 const MULTIPART_FRAMING = 64 * 1024;
 /** After an early 413, how long the rest of a body is read and dropped while the client goes on sending. */
@@ -60,9 +73,11 @@ function answerAndLinger(req: FastifyRequest, reply: FastifyReply, e: ServeError
   reply.hijack();
   const socket = req.raw.socket;
   const body = JSON.stringify(errorBody(e));
+  // Headers set before (CORS) go with it.
+  const set = Object.entries(reply.raw.getHeaders()).map(([k, v]) => `${k}: ${[v].flat().join(', ')}\r\n`);
   socket.end(
-    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\n${set.join('')}content-type: application/json; ` +
+      `charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
   req.raw.resume();
   socket.setTimeout(LINGER_IDLE_MS, () => socket.destroy());
@@ -71,9 +86,15 @@ function answerAndLinger(req: FastifyRequest, reply: FastifyReply, e: ServeError
   socket.once('close', () => clearTimeout(cap));
 }
 
-/** The upload's bytes: a raw body, or the multipart field 'image'. */
-export async function uploadOf(req: FastifyRequest): Promise<Buffer> {
-  if (req.isMultipart()) return multipartImage(req);
+/** Where an upload route finds the image in a multipart form. */
+export interface UploadForm {
+  /** The first file under any field name (TorchServe's handlers read 'data' or 'body'), not only 'image'. */
+  anyField?: boolean;
+}
+
+/** The upload's bytes: a raw body, or the multipart field 'image' (any field with `anyField`). */
+export async function uploadOf(req: FastifyRequest, form: UploadForm = {}): Promise<Buffer> {
+  if (req.isMultipart()) return multipartImage(req, form);
   const body = req.body as unknown;
   if (body === undefined || body === null) throw new ServeError('empty_body', `no image in the request: ${MEDIA}`);
   if (Buffer.isBuffer(body)) return body;
@@ -85,10 +106,10 @@ export async function uploadOf(req: FastifyRequest): Promise<Buffer> {
  * The file field 'image' of a multipart form. The parser's own errors (no boundary, a body or part cut short) are
  * the client's: 400 bad_multipart; its limits keep their 413s.
  */
-async function multipartImage(req: FastifyRequest): Promise<Buffer> {
+async function multipartImage(req: FastifyRequest, form: UploadForm): Promise<Buffer> {
   try {
     for await (const part of req.parts()) {
-      if (part.type === 'file' && part.fieldname === 'image') return await part.toBuffer();
+      if (part.type === 'file' && (form.anyField || part.fieldname === 'image')) return await part.toBuffer();
       if (part.type === 'file') await part.toBuffer();
     }
   } catch (e) {
@@ -96,6 +117,7 @@ async function multipartImage(req: FastifyRequest): Promise<Buffer> {
     const why = String((e as Error)?.message ?? e).split('\n')[0];
     throw new ServeError('bad_multipart', `the multipart body cannot be read (${why}); ${MEDIA}`);
   }
+  if (form.anyField) throw new ServeError('missing_image', 'a multipart upload needs the image as a file field');
   throw new ServeError('missing_image', "a multipart upload needs the image in the form field 'image'");
 }
 
@@ -106,7 +128,7 @@ export interface Classified {
 }
 
 /** Upload → checks → decode → batch → logits, within the handler timeout. */
-export async function classify(req: FastifyRequest, c: ServeContext): Promise<Classified> {
+export async function classify(req: FastifyRequest, c: ServeContext, form: UploadForm = {}): Promise<Classified> {
   const { limits: o, metrics } = c;
   const slot = slotOf(c.host);
   const start = performance.now();
@@ -123,7 +145,7 @@ export async function classify(req: FastifyRequest, c: ServeContext): Promise<Cl
     );
   });
   const work = async (): Promise<Classified> => {
-    const bytes = await uploadOf(req);
+    const bytes = await uploadOf(req, form);
     const pixels = await o.decodeGate.run(async () => {
       await checkUpload(bytes, o.maxPixels);
       return decodeUpload(bytes, slot.engine.card.geometry);
