@@ -14,10 +14,13 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { decodeInput } from '../src/infer/predictor';
 import { preprocessPixels } from '../src/infer/onnx';
+import { buildServer } from '../src/serve/app';
+import { openEngine } from '../src/serve/engine';
 import { BIN, cli, TINY_TRAIN } from './helpers/cli';
 
 const MAX_BATCH = 4;
 let dir = '';
+let weights = '';
 let server: ChildProcess | undefined;
 let base = '';
 let stderr = '';
@@ -35,7 +38,7 @@ const garment = (shade = 0xdd) =>
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'oip-test-'));
-  const weights = path.join(dir, 'w.safetensors');
+  weights = path.join(dir, 'w.safetensors');
   const r = cli([...TINY_TRAIN, '--save', weights]);
   assert.equal(r.code, 0, r.stderr);
   server = spawn(
@@ -63,7 +66,9 @@ before(async () => {
     server!.stdout!.on('data', (d) => {
       out += d;
       const m = out.match(/listening on http:\/\/127\.0\.0\.1:\d+ \(port (\d+)\)/);
-      if (m) (clearTimeout(t), resolve(m[1]));
+      if (!m) return;
+      clearTimeout(t);
+      resolve(m[1]);
     });
   });
   base = `http://127.0.0.1:${port}`;
@@ -76,9 +81,21 @@ after(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+/** A response tensor as the specification gives it. */
+interface Tensor {
+  name: string;
+  datatype: string;
+  shape: number[];
+  data: number[] & string[];
+  parameters?: { binary_data_size?: number };
+}
+
+/** A JSON answer: an $inference_response, metadata, or {error}. */
+type Answer = Record<string, unknown> & { error?: string; id?: string; outputs: Tensor[] };
+
 const getJson = async (url: string) => {
   const r = await fetch(base + url);
-  return { status: r.status, body: (await r.json()) as Record<string, any> };
+  return { status: r.status, body: (await r.json()) as Answer };
 };
 
 /** One request over a socket with the headers given as they are; the body comes back as bytes. */
@@ -90,11 +107,14 @@ function request(
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const u = new URL(base + url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-    });
+    const req = http.request(
+      { host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -106,7 +126,7 @@ const postJson = async (url: string, payload: unknown) => {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
   });
-  return { status: r.status, body: JSON.parse(r.body.toString()) as Record<string, any> };
+  return { status: r.status, body: JSON.parse(r.body.toString()) as Answer };
 };
 
 /** The binary form: the JSON header, then each tensor's bytes, with Inference-Header-Content-Length. */
@@ -125,7 +145,7 @@ async function postBinary(url: string, header: unknown, data: Buffer[], o: { con
 function readBinaryResponse(r: { headers: http.IncomingHttpHeaders; body: Buffer }) {
   const h = Number(r.headers['inference-header-content-length']);
   assert.ok(h > 0, 'Inference-Header-Content-Length on a response with binary outputs');
-  const head = JSON.parse(r.body.subarray(0, h).toString()) as { outputs: any[]; [k: string]: unknown };
+  const head = JSON.parse(r.body.subarray(0, h).toString()) as Answer;
   let at = h;
   const data: Record<string, Buffer> = {};
   for (const o of head.outputs) {
@@ -153,7 +173,7 @@ interface Meta {
 }
 
 async function modelMeta(): Promise<Meta> {
-  return (await getJson('/v2/models/alexnet-d2l')).body as Meta;
+  return (await getJson('/v2/models/alexnet-d2l')).body as unknown as Meta;
 }
 
 /** The image as the model's tensor input, made as the metadata's parameters say (size, mean, std). */
@@ -205,7 +225,7 @@ test('server: GET /v2 is the server metadata (name, version, extensions with bin
 test('model: ready and metadata, also under every version the metadata lists; unknown ones 404 with {error}', async () => {
   const meta = await getJson('/v2/models/alexnet-d2l');
   assert.equal(meta.status, 200);
-  const m = meta.body as Meta & { versions: string[]; platform: string };
+  const m = meta.body as unknown as Meta & { versions: string[]; platform: string };
   assert.equal(m.name, 'alexnet-d2l');
   assert.equal(typeof m.platform, 'string');
   assert.ok(m.versions.length >= 1);
@@ -258,7 +278,7 @@ test("inference, JSON: flat and nested data, id echoed, outputs chosen; the numb
       assert.equal(r.body.id, `req-${form}`);
       assert.equal(r.body.model_name, 'alexnet-d2l');
       assert.deepEqual(
-        r.body.outputs.map((o: any) => [o.name, o.datatype, o.shape]),
+        r.body.outputs.map((o) => [o.name, o.datatype, o.shape]),
         [['probabilities', 'FP32', [1, 10]]],
       );
       close(r.body.outputs[0].data, expected, 1e-5, `${form} ${url}`);
@@ -268,9 +288,9 @@ test("inference, JSON: flat and nested data, id echoed, outputs chosen; the numb
     inputs: [{ name: 'input', shape, datatype: 'FP32', data: Array.from(x) }],
   });
   assert.equal(all.status, 200);
-  assert.deepEqual(all.body.outputs.map((o: any) => o.name).sort(), meta.outputs.map((o) => o.name).sort());
+  assert.deepEqual(all.body.outputs.map((o) => o.name).sort(), meta.outputs.map((o) => o.name).sort());
   assert.equal(all.body.id, undefined);
-  const logits = all.body.outputs.find((o: any) => o.name === 'logits').data as number[];
+  const logits = all.body.outputs.find((o) => o.name === 'logits')!.data as number[];
   const z = logits.map((l) => Math.exp(l - Math.max(...logits)));
   close(
     z.map((v) => v / z.reduce((a, b) => a + b)),
@@ -297,11 +317,11 @@ test('inference, binary tensor data: inputs and outputs in binary give the same 
     assert.equal(r.status, 200, r.body.toString());
     assert.match(String(r.headers['content-type']), /application\/octet-stream/);
     const { head, data } = readBinaryResponse(r);
-    const probs = head.outputs.find((o) => o.name === 'probabilities');
-    assert.deepEqual([probs.datatype, probs.shape, probs.parameters.binary_data_size], ['FP32', [1, 10], 40]);
+    const probs = head.outputs.find((o) => o.name === 'probabilities')!;
+    assert.deepEqual([probs.datatype, probs.shape, probs.parameters?.binary_data_size], ['FP32', [1, 10], 40]);
     close(fp32(data.probabilities), expected, 1e-5, 'binary probabilities');
     // logits asked without binary_data: JSON data in the same response.
-    assert.equal(head.outputs.find((o) => o.name === 'logits').data.length, 10);
+    assert.equal(head.outputs.find((o) => o.name === 'logits')!.data.length, 10);
   }
   // binary_data_output: every output binary unless one says otherwise; JSON input with binary outputs.
   const json = Buffer.from(
@@ -468,6 +488,13 @@ test('oversized: a 413 names the limit in bytes, and a request of exactly that m
   const above = await postJson('/v2/models/alexnet-d2l/infer', text + ' '.repeat(limit - text.length + 1));
   assert.equal(above.status, 413);
   assert.equal(above.body.error, message);
+  // Without a Content-Length (chunked): the same 413 once the body passes the limit.
+  const chunked = await request('POST', '/v2/models/alexnet-d2l/infer', text + ' '.repeat(limit - text.length + 1), {
+    'content-type': 'application/json',
+    'transfer-encoding': 'chunked',
+  });
+  assert.equal(chunked.status, 413);
+  assert.equal(JSON.parse(chunked.body.toString()).error, message);
   // The binary form: its own limit, named likewise.
   const bin = le(new Float32Array(65 * 65));
   const pad = (n: number) => ({
@@ -481,4 +508,38 @@ test('oversized: a 413 names the limit in bytes, and a request of exactly that m
   const base = JSON.stringify(pad(0)).length + bin.length;
   assert.equal((await postBinary('/v2/models/alexnet-d2l/infer', pad(binLimit - base), [bin])).status, 200);
   assert.equal((await postBinary('/v2/models/alexnet-d2l/infer', pad(binLimit - base + 1), [bin])).status, 413);
+});
+
+test('the libtorch engine takes the tensor input too (through its worker), in fp32 and bf16', async () => {
+  const meta = await modelMeta();
+  const img = await garment();
+  const x = await tensorOf(img, meta);
+  for (const [precision, tol] of [
+    ['fp32', 1e-5],
+    ['bf16', 2e-2],
+  ] as const) {
+    const eo = { weights, runtime: 'libtorch', precision, threads: 2 } as const;
+    const app = buildServer({ engine: () => openEngine(eo), log: () => undefined, maxBatch: 2 });
+    try {
+      await app.serving.host.ready;
+      const v1 = await app.inject({
+        method: 'POST',
+        url: '/v1/predict?k=10',
+        payload: img,
+        headers: { 'content-type': 'image/png' },
+      });
+      const top = v1.json().top as { index: number; prob: number }[];
+      const expected = top.sort((a, b) => a.index - b.index).map((t) => t.prob);
+      const r = await app.inject({
+        method: 'POST',
+        url: '/v2/models/alexnet-d2l/infer',
+        payload: { inputs: [{ name: 'input', shape: [1, 1, 65, 65], datatype: 'FP32', data: Array.from(x) }] },
+      });
+      assert.equal(r.statusCode, 200, r.body);
+      const probs = (r.json() as Answer).outputs.find((o) => o.name === 'probabilities')!;
+      close(probs.data, expected, tol, `libtorch ${precision}`);
+    } finally {
+      await app.close();
+    }
+  }
 });

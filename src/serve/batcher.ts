@@ -1,7 +1,8 @@
 // Dynamic batching as Triton does it: requests wait in a queue; a batch runs when it is full (`maxBatch`) or when
 // its oldest request has waited `maxDelayMs`; one forward pass at a time per engine, while the next batch forms.
-// Each request gets its own rows of the batch's logits; an engine error fails only that batch's requests. An item is
-// an image's pixels or a preprocessed input tensor (the Open Inference Protocol's); a batch holds one kind, oldest first.
+// Each request gets its own rows of the batch's logits; an engine error fails only that batch's requests. An item
+// is an image's pixels or a preprocessed input tensor (the Open Inference Protocol's); a batch holds one kind, oldest
+// first.
 import { Engine } from './types';
 
 export interface BatcherOptions {

@@ -22,7 +22,7 @@ const MULTIPART_FRAMING = 64 * 1024;
 /** After an early 413, how long the rest of a body is read and dropped while the client goes on sending. */
 const LINGER_IDLE_MS = 2000;
 
-/** A route's own size rule (`config.oversized`), in place of --max-upload-mb: the 413 for a declared length, or none. */
+/** A route's own size rule (`config.oversized`) in place of --max-upload-mb: the 413 for a declared length, or none. */
 export type Oversized = (req: FastifyRequest, declared: number) => ServeError | undefined;
 
 /**

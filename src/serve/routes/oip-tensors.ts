@@ -1,6 +1,7 @@
 // The Open Inference Protocol's tensors on the wire: the JSON `$inference_request` (KServe's required_api.md) and
-// Triton's binary tensor data extension (extension_binary_data.md: the JSON header of Inference-Header-Content-Length
-// bytes, then each tensor's bytes in order, little-endian, row-major; a BYTES element is a 4-byte length and its bytes).
+// Triton's binary tensor data extension (extension_binary_data.md: the JSON header of Inference-Header-Content-
+// Length bytes, then each tensor's bytes in order, little-endian, row-major; a BYTES element is a 4-byte length and
+// its bytes).
 // Parsing checks the request's form only (400 bad_inference_request); what the model takes is the route's to check.
 import * as os from 'node:os';
 import { ServeError } from '../errors';

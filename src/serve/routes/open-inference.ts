@@ -129,9 +129,10 @@ const oversized =
     if (!engine || !(declared > 0)) return undefined;
     const l = limitsOf(c, engine);
     const form = formOf(req);
-    const upload = c.limits.maxUploadMb * MIB + (form === 'upload' ? 64 * 1024 : 0);
-    const limit =
-      form === 'json' || form === 'sniff' ? Math.max(l.json, upload) : form === 'binary' ? l.binary : upload;
+    const upload =
+      c.limits.maxUploadMb * MIB + (/^multipart\//i.test(req.headers['content-type'] ?? '') ? 64 * 1024 : 0);
+    const limits = { json: l.json, sniff: Math.max(l.json, upload), binary: l.binary, upload };
+    const limit = limits[form];
     if (declared <= limit) return undefined;
     return tooLarge(c, l, form === 'sniff' ? 'json' : form);
   };
@@ -165,7 +166,9 @@ function parseBodies(app: FastifyInstance, c: ServeContext): void {
     const header = req.headers[HEADER_LENGTH] as string | undefined;
     if (form === 'binary')
       return { oip: parseInferenceRequest(await readBody(payload, l.binary, () => tooLarge(c, l, 'binary')), header) };
-    const body = await readBody(payload, Math.max(l.json, upload), () => tooLarge(c, l, 'json'));
+    const body = await readBody(payload, form === 'json' ? l.json : Math.max(l.json, upload), () =>
+      tooLarge(c, l, 'json'),
+    );
     const text = body.subarray(0, 64).toString('latin1').trimStart();
     if (form === 'json' || text.startsWith('{')) {
       if (body.length > l.json) throw tooLarge(c, l, 'json');
