@@ -7,7 +7,7 @@ import { FormatError, SetupError, UserError } from '../errors';
 import { Preprocess } from '../data/loader';
 import { readOnnxMetadata } from '../io/onnx-metadata';
 import { ModelRecord, readRecord } from '../persist/record';
-import { InputGeometry, inputGeometry, Predictor } from './predictor';
+import { InputGeometry, inputGeometry, Predictor, tensorShape } from './predictor';
 
 /** Bilinear resize of one plane with half-pixel centres and edge clamping (PyTorch's align_corners=False). */
 export function resizeBilinear(src: Float32Array, h: number, w: number, oh: number, ow: number): Float32Array {
@@ -131,7 +131,13 @@ export class OnnxPredictor implements Predictor {
       );
       batch.set(one, i * c * oh * ow);
     }
-    const out = await this.session.run({ input: new this.ort.Tensor('float32', batch, [n, c, oh, ow]) });
+    return this.forward(batch, n);
+  }
+
+  /** Logits of N preprocessed inputs (float32 N × C × H × W at the model's input size). */
+  async forward(input: Float32Array, n: number): Promise<Float32Array> {
+    const shape = [n, ...tensorShape(this.record, this.geometry)];
+    const out = await this.session.run({ input: new this.ort.Tensor('float32', input, shape) });
     return out.logits.data as Float32Array;
   }
 

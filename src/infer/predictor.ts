@@ -28,7 +28,18 @@ export interface Predictor {
   readonly geometry: InputGeometry;
   /** Logits (N × classes, row-major) of N preprocessed inputs given as uint8 planar pixels of `geometry`. */
   logits(pixels: Uint8Array, n: number): Promise<Float32Array>;
+  /**
+   * Logits of N inputs preprocessed already (decoded, resized, normalised: what `logits` makes of pixels), given as
+   * float32 N × C × H × W at the model's input size (`tensorShape`). Absent where an engine takes pixels only.
+   */
+  forward?(input: Float32Array, n: number): Promise<Float32Array>;
   close(): Promise<void>;
+}
+
+/** The model's own input, C × H × W: the geometry's channels at the preprocessing's input size. */
+export function tensorShape(record: ModelRecord, g: InputGeometry): [number, number, number] {
+  const [h, w] = record.preprocess.inputSize;
+  return [g.channels, h, w];
 }
 
 /** How a raw image becomes a model input: decoded to C×H×W, directly or by short side + centre crop. */

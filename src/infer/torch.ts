@@ -18,7 +18,7 @@ import {
   Insight,
   LayerOutput,
 } from './introspect';
-import { InputGeometry, inputGeometry, Predictor } from './predictor';
+import { InputGeometry, inputGeometry, Predictor, tensorShape } from './predictor';
 
 export interface TorchOptions {
   /** 'fp32' (default) or 'bf16'. */
@@ -77,6 +77,13 @@ export class TorchPredictor implements Predictor, Insight {
 
   async logits(pixels: Uint8Array, n: number): Promise<Float32Array> {
     return noGrad(() => tidy(() => float32Data(this.runner.forward(this.input(pixels, n)))));
+  }
+
+  /** Logits of N preprocessed inputs (float32 N × C × H × W at the model's input size). */
+  async forward(input: Float32Array, n: number): Promise<Float32Array> {
+    const x = () =>
+      tensor(input, [n, ...tensorShape(this.record, this.geometry)], 'float32').to({ device: this.device });
+    return noGrad(() => tidy(() => float32Data(this.runner.forward(x()))));
   }
 
   /** The first convolution's kernels, named by the layer. */

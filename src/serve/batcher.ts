@@ -1,6 +1,8 @@
 // Dynamic batching as Triton does it: requests wait in a queue; a batch runs when it is full (`maxBatch`) or when
 // its oldest request has waited `maxDelayMs`; one forward pass at a time per engine, while the next batch forms.
-// Each request gets its own rows of the batch's logits; an engine error fails only that batch's requests.
+// Each request gets its own rows of the batch's logits; an engine error fails only that batch's requests. An item
+// is an image's pixels or a preprocessed input tensor (the Open Inference Protocol's); a batch holds one kind, oldest
+// first.
 import { Engine } from './types';
 
 export interface BatcherOptions {
@@ -20,8 +22,10 @@ export interface BatchResult {
   batchSize: number;
 }
 
+type Input = { kind: 'pixels'; data: Uint8Array } | { kind: 'tensor'; data: Float32Array };
+
 interface Item {
-  pixels: Uint8Array;
+  input: Input;
   at: number;
   resolve: (r: BatchResult) => void;
   reject: (e: Error) => void;
@@ -46,8 +50,21 @@ export class Batcher {
 
   /** Classifies one image (planar uint8 of the engine's geometry) in the next batch with room. */
   submit(pixels: Uint8Array): Promise<BatchResult> {
+    return this.enqueue({ kind: 'pixels', data: pixels });
+  }
+
+  /**
+   * Classifies one preprocessed input (float32 C × H × W at the model's input size) in the next batch of inputs with
+   * room; the engine must offer `forward`.
+   */
+  submitTensor(input: Float32Array): Promise<BatchResult> {
+    if (!this.engine.forward) return Promise.reject(new Error('this engine takes decoded images only'));
+    return this.enqueue({ kind: 'tensor', data: input });
+  }
+
+  private enqueue(input: Input): Promise<BatchResult> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ pixels, at: performance.now(), resolve, reject });
+      this.queue.push({ input, at: performance.now(), resolve, reject });
       this.o.onQueue?.(this.queue.length);
       this.pump();
     });
@@ -75,7 +92,7 @@ export class Batcher {
     if (this.queue.length >= this.o.maxBatch || waited >= this.o.maxDelayMs) {
       clearTimeout(this.timer);
       this.timer = undefined;
-      const batch = this.queue.splice(0, this.o.maxBatch);
+      const batch = this.takeBatch();
       this.o.onQueue?.(this.queue.length);
       this.running = this.run(batch).finally(() => {
         this.running = undefined;
@@ -89,15 +106,38 @@ export class Batcher {
     }
   }
 
+  /** Up to maxBatch items of the oldest item's kind, oldest first; the others keep their places. */
+  private takeBatch(): Item[] {
+    const kind = this.queue[0].input.kind;
+    const batch: Item[] = [];
+    const rest: Item[] = [];
+    for (const item of this.queue)
+      (item.input.kind === kind && batch.length < this.o.maxBatch ? batch : rest).push(item);
+    this.queue = rest;
+    return batch;
+  }
+
+  /** The batch's inputs in one array, through the engine. */
+  private forward(batch: Item[]): Promise<Float32Array> {
+    const n = batch.length;
+    const first = batch[0].input;
+    const size = first.data.length;
+    if (first.kind === 'pixels') {
+      const pixels = new Uint8Array(n * size);
+      batch.forEach((b, i) => pixels.set(b.input.data as Uint8Array, i * size));
+      return this.engine.logits(pixels, n);
+    }
+    const input = new Float32Array(n * size);
+    batch.forEach((b, i) => input.set(b.input.data as Float32Array, i * size));
+    return this.engine.forward!(input, n);
+  }
+
   private async run(batch: Item[]): Promise<void> {
     const n = batch.length;
-    const size = batch[0].pixels.length;
-    const pixels = new Uint8Array(n * size);
-    batch.forEach((b, i) => pixels.set(b.pixels, i * size));
     const start = performance.now();
     this.forwards++;
     try {
-      const logits = await this.engine.logits(pixels, n);
+      const logits = await this.forward(batch);
       const end = performance.now();
       this.o.onBatch?.(n, (end - start) / 1000);
       const c = logits.length / n;

@@ -41,3 +41,31 @@ export function modelNamed(host: ModelHost, name: string): ModelCard {
     throw new ServeError('unknown_model', `this server serves '${card.model}', not '${name}'`);
   return card;
 }
+
+/** Bytes of JSON text one FP32 value takes at most, with its separator (`-0.48235294222831726, `). */
+const JSON_BYTES_PER_VALUE = 24;
+/** Room for an inference request's JSON besides its tensor data (names, shapes, parameters). */
+const REQUEST_HEADER_BYTES = 64 * 1024;
+
+/** An Open Inference Protocol request's body limits, in bytes, and the words a 413 says them in. */
+export interface InferenceBodyLimits {
+  json: number;
+  binary: number;
+  /** "--max-batch 8 inputs of 3×224×224 FP32 values". */
+  sizedFrom: string;
+}
+
+/**
+ * The body limits of an inference request, sized from the model's input (C × H × W FP32 values per input) and
+ * --max-batch: as JSON text (a 3×224×224 input is about 3 MB of it) or in the binary form (4 bytes a value); both
+ * leave room for a batch of encoded images of up to --max-upload-mb each (base64 in JSON).
+ */
+export function inferenceBodyLimits(o: Limits, input: readonly number[]): InferenceBodyLimits {
+  const values = input.reduce((a, b) => a * b, 1) * o.maxBatch;
+  const upload = Math.round(o.maxUploadMb * 1024 * 1024);
+  return {
+    json: Math.max(values * JSON_BYTES_PER_VALUE, Math.ceil(upload / 3) * 4) + REQUEST_HEADER_BYTES,
+    binary: Math.max(values * 4, upload + 4) + REQUEST_HEADER_BYTES,
+    sizedFrom: `--max-batch ${o.maxBatch} inputs of ${input.join('×')} FP32 values`,
+  };
+}

@@ -23,9 +23,13 @@ export interface WorkerSetup {
   exportTo?: string;
 }
 
-/** A request from the main thread: `pixels` is n planar uint8 images of the model's input geometry. */
+/**
+ * A request from the main thread: `pixels` is n planar uint8 images of the model's input geometry, `input` n
+ * preprocessed float32 inputs at the model's input size.
+ */
 export type WorkerRequest =
   | { id: number; op: 'infer'; pixels: ArrayBuffer; n: number }
+  | { id: number; op: 'forward'; input: ArrayBuffer; n: number }
   | { id: number; op: 'featureMaps' | 'embedding'; pixels: ArrayBuffer }
   | { id: number; op: 'filters' }
   | { id: number; op: 'close' };
@@ -61,6 +65,10 @@ async function answer(p: TorchPredictor, r: WorkerRequest): Promise<Output[] | u
   switch (r.op) {
     case 'infer': {
       const logits = await p.logits(new Uint8Array(r.pixels), r.n);
+      return [output('logits', [r.n, logits.length / r.n], logits)];
+    }
+    case 'forward': {
+      const logits = await p.forward(new Float32Array(r.input), r.n);
       return [output('logits', [r.n, logits.length / r.n], logits)];
     }
     case 'featureMaps':

@@ -189,6 +189,12 @@ export class TorchEngine implements Engine, Insight {
     return new Float32Array(r.outputs![0].data);
   }
 
+  async forward(input: Float32Array, n: number): Promise<Float32Array> {
+    const buf = input.slice().buffer;
+    const r = await this.call({ op: 'forward', input: buf, n } as WorkerRequest, [buf]);
+    return new Float32Array(r.outputs![0].data);
+  }
+
   async filters(): Promise<TensorData> {
     const o = (await this.call({ op: 'filters' } as WorkerRequest)).outputs![0];
     return { shape: o.shape, data: new Float32Array(o.data) };
@@ -246,6 +252,10 @@ export class OnnxEngine implements Engine {
 
   logits(pixels: Uint8Array, n: number): Promise<Float32Array> {
     return this.predictor.logits(pixels, n);
+  }
+
+  forward(input: Float32Array, n: number): Promise<Float32Array> {
+    return this.predictor.forward!(input, n);
   }
 
   close(): Promise<void> {

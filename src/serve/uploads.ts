@@ -35,6 +35,9 @@ const MULTIPART_FRAMING = 64 * 1024;
 /** After an early 413, how long the rest of a body is read and dropped while the client goes on sending. */
 const LINGER_IDLE_MS = 2000;
 
+/** A route's own size rule (`config.oversized`) in place of --max-upload-mb: the 413 for a declared length, or none. */
+export type Oversized = (req: FastifyRequest, declared: number) => ServeError | undefined;
+
 /**
  * An upload (a route with `config: { admit: true }`) whose Content-Length is over the limit is answered 413 before
  * its body is read, and the connection is closed gracefully — the answer and a FIN, then what the client still
@@ -45,10 +48,15 @@ export function refuseOversized(app: FastifyInstance, o: ErrorOptions & { reques
   const limit = o.maxUploadBytes ?? 10 * 1024 * 1024;
   app.addHook('onRequest', async (req, reply) => {
     const declared = Number(req.headers['content-length']);
-    const upload = (req.routeOptions.config as { admit?: boolean } | undefined)?.admit;
+    const config = req.routeOptions.config as { admit?: boolean; oversized?: Oversized } | undefined;
     const framing = /^multipart\//i.test(req.headers['content-type'] ?? '') ? MULTIPART_FRAMING : 0;
-    if (!upload || !(declared > limit + framing)) return;
-    const e = asServeError({ statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, o);
+    if (!config?.admit) return;
+    const e = config.oversized
+      ? config.oversized(req, declared)
+      : declared > limit + framing
+        ? asServeError({ statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }, o)
+        : undefined;
+    if (!e) return;
     // An injected request (tests) has no socket to linger on: the error handler answers it.
     if (!(req.raw.socket instanceof Socket)) throw e;
     o.onRejection?.(e.code);
