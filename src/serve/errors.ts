@@ -9,7 +9,10 @@ export const CODES = {
   bad_request: [400, 'a malformed request or parameter (fastify keeps its own 4xx status for the rest of its errors)'],
   bad_k: [400, '`k` is not a whole number of at least 1'],
   empty_body: [400, 'no image in the request'],
-  missing_image: [400, "a multipart upload without its image file (the field 'image'; any field on TorchServe's routes)"],
+  missing_image: [
+    400,
+    "a multipart upload without its image file (the field 'image'; any field on TorchServe's routes)",
+  ],
   bad_multipart: [400, 'a multipart body that cannot be read (no boundary, the body or a part cut short)'],
   corrupt_image: [400, 'the image is damaged or truncated'],
   bad_run_id: [400, 'a run id that is a path rather than a folder name'],
