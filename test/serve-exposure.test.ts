@@ -131,7 +131,7 @@ test('--host 0.0.0.0 prints the real bind address and a warning; the token guard
   }
 });
 
-test('a cross-site text/plain POST cannot reload; a bad Host is refused; the server\'s own page may reload', async () => {
+test("a cross-site text/plain POST cannot reload; a bad Host is refused; the server's own page may reload", async () => {
   const s = await serve([], { ALEXNET_TOKEN: '' });
   try {
     assert.match(s.stdout(), new RegExp(`listening on http://127\\.0\\.0\\.1:${s.port} \\(port ${s.port}\\)`));
@@ -210,37 +210,55 @@ test('the guard in process: no token on a non-loopback bind refuses reload; --to
   assert.equal(hostAllowed('anything', { allowedHosts: ['*'] }), true);
 });
 
+/** `bytes` as the form field 'image'. */
+function multipart(bytes: Buffer) {
+  const b = 'exposure-boundary';
+  const body = Buffer.concat([
+    Buffer.from(`--${b}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n`),
+    Buffer.from('Content-Type: image/png\r\n\r\n'),
+    bytes,
+    Buffer.from(`\r\n--${b}--\r\n`),
+  ]);
+  return { headers: { 'content-type': `multipart/form-data; boundary=${b}` }, body };
+}
+
 interface Slow {
   socket: net.Socket;
   received: string;
   closedAt?: number;
 }
 
-/** A client that sends headers and 10 bytes of a 100 kB upload (or, with `headersOnly`, part of its headers). */
-function slowClient(port: number, headersOnly: boolean): Slow {
+/** A client that sends headers and 10 bytes of a 100 kB upload (raw or multipart), or part of its headers. */
+function slowClient(port: number, kind: 'body' | 'multipart' | 'headers'): Slow {
   const socket = net.connect(port, '127.0.0.1');
   const s: Slow = { socket, received: '' };
   socket.on('data', (d: Buffer) => (s.received += d.toString('latin1')));
   socket.on('error', () => undefined);
   socket.on('close', () => (s.closedAt = performance.now()));
-  const head = `POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: image/png\r\n`;
-  if (headersOnly) socket.write(head);
-  else socket.write(`${head}Content-Length: 100000\r\n\r\n0123456789`);
+  const type = kind === 'multipart' ? 'multipart/form-data; boundary=XYZ' : 'image/png';
+  const head = `POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: ${type}\r\n`;
+  if (kind === 'headers') socket.write(head);
+  else socket.write(`${head}Content-Length: 100000\r\n\r\n${kind === 'multipart' ? '--XYZ\r\n' : '0123456789'}`);
   return s;
 }
 
-test('64 stalled bodies and 64 stalled headers take no place: a normal client is answered, they are cut in time', async () => {
+test('64 stalled bodies, 32 multipart, 64 stalled headers take no place: a client is answered, they are cut in time', async () => {
   const s = await serve(['--request-timeout-ms', '2000']);
   try {
     const t0 = performance.now();
     const slow = [
-      ...Array.from({ length: 64 }, () => slowClient(s.port, false)),
-      ...Array.from({ length: 64 }, () => slowClient(s.port, true)),
+      ...Array.from({ length: 64 }, () => slowClient(s.port, 'body')),
+      ...Array.from({ length: 32 }, () => slowClient(s.port, 'multipart')),
+      ...Array.from({ length: 64 }, () => slowClient(s.port, 'headers')),
     ];
     await new Promise((r) => setTimeout(r, 300));
     const t = performance.now();
     const p = await predict(s.port);
     assert.equal(p.status, 200, p.body);
+    const form = multipart(image);
+    const m = await request(s.port, { method: 'POST', path: '/v1/predict', headers: form.headers, body: form.body });
+    assert.equal(m.status, 200, m.body);
+    assert.deepEqual(JSON.parse(m.body).top, JSON.parse(p.body).top, 'the same image as a form');
     assert.ok(performance.now() - t < 1500, `answered in ${performance.now() - t} ms`);
     const ready = await request(s.port, { path: '/readyz' });
     assert.equal(ready.status, 200, 'no admission place is taken by a body that has not arrived');
@@ -253,7 +271,10 @@ test('64 stalled bodies and 64 stalled headers take no place: a normal client is
       assert.ok(after > 1500 && after < 4300, `cut after ${after} ms`);
       assert.ok(c.received === '' || /^HTTP\/1\.1 408 /.test(c.received), c.received.slice(0, 40));
     }
-    assert.ok(slow.some((c) => /^HTTP\/1\.1 408 /.test(c.received)), 'at least the stalled bodies hear 408');
+    assert.ok(
+      slow.some((c) => /^HTTP\/1\.1 408 /.test(c.received)),
+      'at least the stalled bodies hear 408',
+    );
     assert.equal((await predict(s.port)).status, 200);
   } finally {
     s.child.kill('SIGKILL');
@@ -263,7 +284,7 @@ test('64 stalled bodies and 64 stalled headers take no place: a normal client is
 test('uploads still arriving are capped per address (2 × --max-inflight): 503 too_many_uploads, then served again', async () => {
   const s = await serve(['--request-timeout-ms', '2000', '--max-inflight', '2']);
   try {
-    const slow = Array.from({ length: 4 }, () => slowClient(s.port, false));
+    const slow = Array.from({ length: 4 }, (_, i) => slowClient(s.port, i % 2 ? 'multipart' : 'body'));
     await new Promise((r) => setTimeout(r, 300));
     const refused = await predict(s.port);
     assert.deepEqual([refused.status, codeOf(refused), refused.headers['retry-after']], [503, 'too_many_uploads', '1']);

@@ -202,7 +202,10 @@ function exposure(v: { token?: string; tokenAll: boolean; allowedHosts?: string;
   if (token !== undefined && token.length < 8)
     throw new UserError(`--token (or ALEXNET_TOKEN) must be at least 8 characters, got ${token.length}`);
   if (v.tokenAll && token === undefined) throw new UserError('--token-all needs --token TOKEN (or ALEXNET_TOKEN)');
-  const allowedHosts = v.allowedHosts?.split(',').map((h) => h.trim()).filter((h) => h !== '');
+  const allowedHosts = v.allowedHosts
+    ?.split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
   return { token, tokenAll: v.tokenAll, bindHost: v.host ?? '127.0.0.1', allowedHosts };
 }
 

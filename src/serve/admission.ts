@@ -1,11 +1,14 @@
 // Admission: requests to the routes that decode and infer (those with `config: { admit: true }`) take a place once
-// their body has arrived (raw bodies: read by the parser before the handler; multipart forms are read by the
-// handler), until their answer; over --max-inflight the answer is 503 with Retry-After — at once, before the body
-// is read, when every place is already taken (decoding queued without bound would be overload too). An upload
-// still being received takes no place, so that slow or stalled clients cannot lock the others out: they are cut at
-// --request-timeout-ms (node's receive timeouts, set in app.ts), and at most 2 × --max-inflight uploads from one
-// address and 8 × in all are received at once (503 too_many_uploads beyond).
+// their body has arrived (raw bodies are read by the parser before the handler; multipart forms, which the handler
+// reads, are read here first and handed back to the stream) until their answer. Over --max-inflight the answer is
+// 503 with Retry-After — at once, before the body is read, when every place is already taken (decoding queued
+// without bound would be overload too). An upload still being received takes no place, so that slow or stalled
+// clients cannot lock the others out: they are cut at --request-timeout-ms (node's receive timeouts, set in
+// app.ts), and at most 2 × --max-inflight uploads from one address and 8 × in all are received at once (503
+// too_many_uploads beyond).
 import type { FastifyContextConfig, FastifyInstance, FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
 import { ServeError } from './errors';
 
 /** The route config that puts a route under admission. */
@@ -27,6 +30,8 @@ export class Admission {
     readonly maxInflight: number,
     /** Told the number in flight whenever it changes (the metrics gauge). */
     private readonly onChange: (inflight: number) => void = () => undefined,
+    /** The most bytes of a multipart body read before it is handed to the parser (its own limits refuse the rest). */
+    private readonly maxBodyBytes = Infinity,
   ) {
     this.maxReceivingPerAddress = 2 * maxInflight;
     this.maxReceiving = 8 * maxInflight;
@@ -67,9 +72,11 @@ export class Admission {
       // A client that goes away mid-request gets no onResponse: the socket's close releases its place.
       reply.raw.once('close', () => this.release(req));
     });
-    // The body has arrived (a raw body is parsed by now): the request takes a place or is refused.
+    // The body has arrived (a raw body is parsed by now, a multipart one is awaited): it takes a place or is refused.
     app.addHook('preHandler', async (req) => {
       if (!this.receiving.has(req)) return;
+      // An injected request (tests) has its whole body at once, and no `complete` to wait for.
+      if (req.isMultipart() && req.raw.socket instanceof Socket) await arrived(req.raw, this.maxBodyBytes);
       this.received(req);
       this.refuseIfFull();
       this.admitted.add(req);
@@ -101,4 +108,34 @@ export class Admission {
     this.received(req);
     if (this.admitted.delete(req)) this.onChange(--this.count);
   }
+}
+
+/**
+ * Waits until the whole body of `raw` has arrived, reading it (at most `max` bytes; past that the parser's limits
+ * answer), and puts what it read back at the front of the stream, unconsumed: the multipart parser reads it next.
+ */
+async function arrived(raw: IncomingMessage, max: number): Promise<void> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  await new Promise<void>((resolve, reject) => {
+    const settle = (e?: Error) => {
+      raw.off('readable', onReadable);
+      raw.off('close', onClose);
+      raw.off('error', settle);
+      if (e) return reject(e);
+      // At once: the stream would end on the next tick if what was read were not back in it.
+      if (bytes > 0) raw.unshift(Buffer.concat(chunks));
+      resolve();
+    };
+    const onClose = () => settle(new ServeError('bad_request', 'the connection closed before the upload arrived'));
+    const onReadable = () => {
+      for (let c: Buffer | null; bytes <= max && (c = raw.read() as Buffer | null) !== null; bytes += c.length)
+        chunks.push(c);
+      if (raw.complete || bytes > max) settle();
+    };
+    raw.on('readable', onReadable);
+    raw.once('close', onClose);
+    raw.once('error', settle);
+    onReadable();
+  });
 }

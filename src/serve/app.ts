@@ -68,7 +68,8 @@ export function buildServer(options: ServerOptions): ServeApp {
     http: { headersTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: checkEvery(limits.requestTimeoutMs) },
     return503OnClosing: true,
   }) as unknown as ServeApp;
-  const admission = new Admission(limits.maxInflight, (n) => metrics.inflight.set(n));
+  const maxBody = Math.round(limits.maxUploadMb * 1024 * 1024) + 64 * 1024;
+  const admission = new Admission(limits.maxInflight, (n) => metrics.inflight.set(n), maxBody);
   const streams = new EventStreams();
   const serving = drainable(host, metrics, admission, streams);
   app.decorate('serving', serving);
