@@ -1,15 +1,17 @@
 // alexnet serve --weights FILE [--runs DIR]: the HTTP inference server and the page that shows the model and its
 // training runs.
 import * as fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { buildServer, DEFAULTS, ServeApp } from '../serve/app';
 import { parseOrigins } from '../serve/cors';
 import { chooseEngine, EngineOptions, openEngine } from '../serve/engine';
+import { isLoopback } from '../serve/guard';
 import { installSignals } from '../serve/lifecycle';
 import { MAX_PIXELS } from '../data/image';
-import { choice, COMMON, int, num, optionHelp, parseCommand, text, withHelp } from './options';
+import { choice, COMMON, flag, int, num, optionHelp, parseCommand, text, withHelp } from './options';
 
 const OPTIONS = {
   weights: withHelp(COMMON.weights, 'the model to serve: a checkpoint, weights file, PyTorch state dict or .onnx file'),
@@ -24,6 +26,9 @@ const OPTIONS = {
     'ORIGINS',
     'origins whose pages may call the API, comma-separated (e.g. http://localhost:3000); default: none',
   ),
+  token: text('TOKEN', 'bearer token that reload and other state-changing requests need (or ALEXNET_TOKEN)'),
+  tokenAll: flag('every request needs the token, health probes aside (predictions too)'),
+  allowedHosts: text('A,B', 'more names the Host header may carry (default: loopback names, IP addresses, --host)'),
   runtime: choice(
     'R',
     'libtorch, onnx (onnxruntime; weights that are not .onnx are exported to a temporary ONNX file)\n' +
@@ -171,6 +176,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxPixels: v.maxPixels,
     maxInflight: v.maxInflight,
     requestTimeoutMs: v.requestTimeoutMs,
+    ...exposure(v),
     runsDir: v.runs,
     evaluationFile: v.eval ?? defaultEval(v.weights),
     galleryFile: v.gallery,
@@ -196,18 +202,54 @@ export async function serveCommand(argv: string[]): Promise<void> {
     },
     { timeoutMs: (v.shutdownTimeout ?? 30) * 1000, log, exit: stopped },
   );
-  const url = await listen(app, v.port ?? 8080, v.host ?? '127.0.0.1').catch((e) => {
+  await listen(app, v.port ?? 8080, v.host ?? '127.0.0.1').catch((e) => {
     removeSignals();
     throw e;
   });
   const port = (app.server.address() as { port: number }).port;
   const c = app.serving.host.slot?.engine.card;
   const what = c ? `${c.model} (${c.weights}) on ${c.runtime} ${c.precision} [${c.selection}]` : `runs in ${v.runs}`;
-  console.log(`alexnet: listening on ${url} (port ${port}): ${what}`);
+  const bound = addressesOf(app).map((a) => urlOf(a.address, a.port));
+  if (!isLoopback(v.host ?? '127.0.0.1')) warnExposed(app, v.host!, port, v.token ?? process.env.ALEXNET_TOKEN);
+  console.log(`alexnet: listening on ${bound.join(', ')} (port ${port}): ${what}`);
   const code = await done;
   process.exitCode = code;
   // Worker threads and onnxruntime's pools must not keep a stopped server alive.
   setImmediate(() => process.exit(code));
+}
+
+/** The guard's settings: the token from --token or ALEXNET_TOKEN, the bound address, more Host names. */
+function exposure(v: { token?: string; tokenAll: boolean; allowedHosts?: string; host?: string }) {
+  const token = v.token ?? (process.env.ALEXNET_TOKEN || undefined);
+  if (token !== undefined && token.length < 8)
+    throw new UserError(`--token (or ALEXNET_TOKEN) must be at least 8 characters, got ${token.length}`);
+  if (v.tokenAll && token === undefined) throw new UserError('--token-all needs --token TOKEN (or ALEXNET_TOKEN)');
+  const allowedHosts = v.allowedHosts
+    ?.split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
+  return { token, tokenAll: v.tokenAll, bindHost: v.host ?? '127.0.0.1', allowedHosts };
+}
+
+const addressesOf = (app: ServeApp) => app.addresses().filter((a): a is AddressInfo => typeof a !== 'string');
+const urlOf = (address: string, port: number) => `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+
+/** The loud line of a server other machines can reach: where, and what they may do. */
+function warnExposed(app: ServeApp, host: string, port: number, token: string | undefined): void {
+  const wildcard = addressesOf(app).some((a) => a.address === '0.0.0.0' || a.address === '::');
+  const reach = wildcard
+    ? Object.values(os.networkInterfaces())
+        .flat()
+        .filter((i) => i && !i.internal)
+        .map((i) => urlOf(i!.address, port))
+    : [];
+  const who = token
+    ? 'reload and other state-changing requests need the token'
+    : 'anyone who reaches it can send predictions; reload is refused over HTTP without --token (SIGHUP still reloads)';
+  console.error(
+    `alexnet: WARNING: listening on ${host}, not only this machine${reach.length ? ` (${reach.join(', ')})` : ''}: ` +
+      `${who}. See "Exposing the server" in the README.`,
+  );
 }
 
 /** Listens, or says in one line why not (the port is taken, the address is not this machine's). */

@@ -8,6 +8,7 @@ import { Admission } from './admission';
 import { DEFAULTS, Limits, ServeContext } from './context';
 import { allowOrigins } from './cors';
 import { ErrorOptions, RouteTable, useErrorCatalogue } from './errors';
+import { guard, GuardOptions } from './guard';
 import { DecodeGate } from './images';
 import { ModelHost } from './lifecycle';
 import { countRequests, ServerMetrics } from './metrics';
@@ -22,7 +23,7 @@ import { continueWhenAccepted, parseUploads, refuseOversized } from './uploads';
 
 export { DEFAULTS } from './context';
 
-export interface ServerOptions extends PageData {
+export interface ServerOptions extends PageData, Omit<GuardOptions, 'cors'> {
   /** Opens the engine: called at start and on every reload. Absent: the server shows training runs only. */
   engine?: () => Promise<Engine>;
   /** Images per forward pass at most (default 8). */
@@ -65,14 +66,23 @@ export function buildServer(options: ServerOptions): ServeApp {
   const host = modelHost(options.engine, limits, metrics, log);
   const app = Fastify({
     logger: false,
+    // Receiving a request (headers, then body) is cut at --request-timeout-ms: node checks every second at most.
     requestTimeout: limits.requestTimeoutMs,
+    http: { headersTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: checkEvery(limits.requestTimeoutMs) },
     return503OnClosing: true,
   }) as unknown as ServeApp;
-  const admission = new Admission(limits.maxInflight, (n) => metrics.inflight.set(n));
+  const maxBody = Math.round(limits.maxUploadMb * 1024 * 1024) + 64 * 1024;
+  const admission = new Admission(limits.maxInflight, (n) => metrics.inflight.set(n), maxBody);
   const streams = new EventStreams();
   const serving = drainable(host, metrics, admission, streams);
   app.decorate('serving', serving);
-  const context: ServeContext = { limits, host, metrics, draining: () => serving.draining };
+  const context: ServeContext = {
+    limits,
+    host,
+    metrics,
+    draining: () => serving.draining,
+    saturated: () => admission.saturated,
+  };
   const errors: ErrorOptions = {
     maxUploadBytes: Math.round(limits.maxUploadMb * 1024 * 1024),
     onRejection: (code) => metrics.rejections.inc({ reason: code }),
@@ -83,6 +93,7 @@ export function buildServer(options: ServerOptions): ServeApp {
   const routes = RouteTable.collect(app);
   useErrorCatalogue(app, errors, routes);
   allowOrigins(app, options.cors ?? [], routes);
+  guard(app, options);
   refuseOversized(app, { ...errors, requestTimeoutMs: limits.requestTimeoutMs });
   admission.install(app);
   continueWhenAccepted(app);
@@ -108,6 +119,9 @@ export function buildServer(options: ServerOptions): ServeApp {
   drainOnClose(app, admission, host);
   return app;
 }
+
+/** How often node looks for requests past their receive timeout: a tenth of it, 50 ms to 1 s. */
+const checkEvery = (timeoutMs: number) => Math.min(1000, Math.max(50, Math.round(timeoutMs / 10)));
 
 function limitsOf(o: ServerOptions): Limits {
   const given = Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in DEFAULTS));

@@ -24,6 +24,8 @@ export type ServeContext = {
   metrics: ServerMetrics;
   /** True from the start of a shutdown on. */
   draining: () => boolean;
+  /** True while every admission place is taken (what /readyz says). */
+  saturated?: () => boolean;
 };
 
 /** The served slot, or why there is none (runs only: 404; loading or failed: 503). */

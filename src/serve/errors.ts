@@ -45,6 +45,11 @@ export const CODES = {
   timeout: [503, 'no answer within --request-timeout-ms (Retry-After)'],
   not_ready: [503, 'the model is loading, warming up, failed or the server is draining'],
   shutting_down: [503, 'the server is shutting down'],
+  unauthorized: [401, "no bearer token or not the server's (--token; WWW-Authenticate: Bearer)"],
+  token_required: [403, 'a state-changing request to a server on a non-loopback address started without --token'],
+  cross_origin: [403, "a state-changing request from a web page of another origin than the server's or --cors"],
+  unknown_host: [421, 'a Host header that is not a name of the server (--allowed-hosts)'],
+  too_many_uploads: [503, 'too many uploads still being received, from this address or in all (Retry-After)'],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorCode = keyof typeof CODES;

@@ -9,6 +9,12 @@ export function readiness(c: ServeContext): { ready: true } | { ready: false; st
   const broken = host.slot?.engine.failure;
   if (c.draining()) return { ready: false, status: 'draining', error: 'the server is shutting down' };
   if (broken) return { ready: false, status: 'failed', error: `the model failed: ${broken.message}` };
+  if (c.saturated?.())
+    return {
+      ready: false,
+      status: 'saturated',
+      error: 'every admission place is taken (--max-inflight); retry shortly',
+    };
   if (host.state === 'ready' || host.state === 'runs-only') return { ready: true };
   if (host.state === 'failed')
     return { ready: false, status: 'failed', error: `the model failed: ${host.error?.message}` };
