@@ -30,6 +30,8 @@ export class ModelHost {
   /** Resolves when the first engine is ready (rejects with its error); runs-only: at once. */
   readonly ready: Promise<void>;
   private reloading: Promise<ReloadResult> | undefined;
+  /** Replaced engines still finishing what they admitted, then closing. */
+  private readonly retiring = new Set<Promise<void>>();
 
   constructor(
     private readonly open: (() => Promise<Engine>) | undefined,
@@ -93,17 +95,30 @@ export class ModelHost {
       return { ok: false, error, ms: ms() };
     }
     const old = this.slot;
+    // One tick: the new slot serves new requests, and the old batcher forwards to it whatever arrives late.
     this.slot = next;
+    old?.batcher.retire(next.batcher);
     this.state = 'ready';
     const c = next.engine.card;
     this.log(`alexnet: reloaded ${c.weights} (${c.model}, ${c.runtime} ${c.precision}) in ${ms()} ms`);
-    if (old) void old.batcher.drained().then(() => old.engine.close().catch(() => undefined));
+    if (old) this.retire(old);
     return { ok: true, ms: ms() };
   }
 
-  /** Waits for queued batches, then closes the engine (at shutdown). */
+  /** The old engine answers every batch it admitted, then closes (its close waits for calls in flight). */
+  private retire(old: Slot): void {
+    const done: Promise<void> = old.batcher
+      .drained()
+      .then(() => old.engine.close())
+      .catch((e: Error) => this.log(`alexnet: closing the replaced engine: ${String(e?.message ?? e).split('\n')[0]}`))
+      .finally(() => this.retiring.delete(done));
+    this.retiring.add(done);
+  }
+
+  /** Waits for queued batches, then closes the engine (at shutdown), and the engines replaced before it. */
   async close(): Promise<void> {
     await this.reloading;
+    await Promise.all([...this.retiring]);
     const s = this.slot;
     if (!s) return;
     await s.batcher.drained();
