@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
+import { loadModel } from '../src/persist/load';
 import { ModelHost } from '../src/serve/lifecycle';
 import { Engine } from '../src/serve/types';
 import { BIN, cli, TINY_TRAIN } from './helpers/cli';
@@ -217,4 +218,173 @@ test('the old engine closes only after the batches it admitted are answered', as
   );
   await host.close();
   assert.deepEqual([engines[0].closed, engines[1].closed], [true, true]);
+});
+
+// ---- files of another model, and gallery images moved after `alexnet features` ran ----------------------------
+
+/** A safetensors embeddings file as `alexnet features` writes it: features N × D float32, labels int64. */
+function embeddingsFile(file: string, rows: number[][], meta: Record<string, string>, files: string[]): void {
+  const n = rows.length;
+  const d = rows[0].length;
+  const features = Buffer.from(new Float32Array(rows.flat()).buffer);
+  const labels = Buffer.from(new BigInt64Array(n).buffer);
+  const header = {
+    __metadata__: {
+      format: 'alexnet-ts/features',
+      classes: JSON.stringify(['a', 'b']),
+      files: JSON.stringify(files),
+      ...meta,
+    },
+    features: { dtype: 'F32', shape: [n, d], data_offsets: [0, features.length] },
+    labels: { dtype: 'I64', shape: [n], data_offsets: [features.length, features.length + labels.length] },
+  };
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  fs.writeFileSync(file, Buffer.concat([len, Buffer.from(json), features, labels]));
+}
+
+const D2L = { model: 'alexnet-d2l', layer: 'classifier.4', weights: 'ckpt.safetensors' };
+
+/** An evaluation as `alexnet eval --json` writes it, of `model` with `classes`. */
+function evaluation(file: string, model: string, classes: string[]): void {
+  const confusion = classes.map((_, i) => classes.map((__, j) => (i === j ? 1 : 0)));
+  const perClass = classes.map((name) => ({ name, accuracy: 1, count: 1 }));
+  fs.writeFileSync(file, JSON.stringify({ model, weights: `/elsewhere/${model}.safetensors`, confusion, perClass }));
+}
+
+test('serve refuses unreadable page files and another embedding space (exit 2), and warns about another model', async () => {
+  const g = path.join(dir, 'gallery.safetensors');
+  const q = path.join(dir, 'queries.safetensors');
+  const other = path.join(dir, 'other-layer.safetensors');
+  embeddingsFile(g, [[0, 1, 2]], { ...D2L, dataset: 'fashion-mnist' }, ['train:0']);
+  embeddingsFile(q, [[1, 1, 1]], { ...D2L, dataset: 'fashion-mnist' }, ['val:0']);
+  embeddingsFile(other, [[1, 1, 1, 1]], { ...D2L, layer: 'features.12', dataset: 'fashion-mnist' }, ['val:0']);
+  const png = path.join(dir, 'some.png');
+  fs.writeFileSync(png, await garment());
+  const foreignEval = path.join(dir, 'foreign-eval.json');
+  evaluation(
+    foreignEval,
+    'alexnet-2012',
+    Array.from({ length: 1000 }, (_, i) => `c${i}`),
+  );
+  const w = ['serve', '--weights', ckpt, '--port', '0', '--threads', '1'];
+  for (const [args, re] of [
+    [['--eval', path.join(dir, 'missing.json')], /--eval must be an evaluation .*missing\.json/],
+    [['--eval', png], /--eval must be an evaluation/],
+    [['--gallery', png, '--queries', q], /--gallery must be an embeddings file .*some\.png/],
+    [['--gallery', g], /--gallery and --queries go together .*only --gallery/],
+    [['--queries', q], /only --queries/],
+    [['--gallery', g, '--queries', other], /one embedding space, got alexnet-d2l classifier\.4, 3 .* features\.12, 4/],
+    [
+      ['--eval', foreignEval],
+      /--eval must be an evaluation of the served model, got foreign-eval\.json of alexnet-2012/,
+    ],
+  ] as const) {
+    const r = cli([...w, ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  // another model's gallery and an eval.json found beside the weights: served, with a loud warning each
+  const beside = fs.mkdtempSync(path.join(dir, 'beside-'));
+  fs.copyFileSync(ckpt, path.join(beside, 'ckpt.safetensors'));
+  evaluation(path.join(beside, 'eval.json'), 'alexnet-2012', ['x', 'y']);
+  const g2012 = path.join(dir, 'gallery-2012.safetensors');
+  const q2012 = path.join(dir, 'queries-2012.safetensors');
+  const m2012 = { model: 'alexnet-2012', layer: 'classifier.4', weights: 'paper.safetensors', dataset: 'mnist' };
+  embeddingsFile(g2012, [[0, 1]], m2012, ['train:0']);
+  embeddingsFile(q2012, [[0, 1]], m2012, ['val:0']);
+  const s = await serve([
+    '--weights',
+    path.join(beside, 'ckpt.safetensors'),
+    '--threads',
+    '1',
+    '--gallery',
+    g2012,
+    '--queries',
+    q2012,
+  ]);
+  try {
+    assert.match(s.err.text(), /WARNING: eval\.json is an evaluation of alexnet-2012, not alexnet-d2l/);
+    assert.match(s.err.text(), /WARNING: the gallery's embeddings are of alexnet-2012, not alexnet-d2l/);
+    assert.equal((await fetch(`${s.url}/v1/evaluation`)).status, 200);
+  } finally {
+    s.child.kill('SIGKILL');
+  }
+});
+
+test('a gallery image moved or damaged after features ran is a 404 naming it; nothing outside the data set is read', async () => {
+  const root = fs.mkdtempSync(path.join(dir, 'photos-'));
+  fs.mkdirSync(path.join(root, 'a'));
+  const img = await sharp({ create: { width: 20, height: 10, channels: 3, background: '#f80' } })
+    .png()
+    .toBuffer();
+  const names = ['a/one.png', 'a/two.png', 'a/three.png'].map((n) => path.join(root, n));
+  names.forEach((n) => fs.writeFileSync(n, img));
+  const outside = path.join(dir, 'outside.png');
+  fs.writeFileSync(outside, img);
+  fs.symlinkSync(outside, path.join(root, 'a', 'link.png'));
+  const files = [...names, path.join(root, 'a', 'link.png'), '../outside.png', outside, 'train:0'];
+  const meta = { ...D2L, dataset: `folder:${root}` };
+  const rows = files.map((_, i) => [i, 0, 0]);
+  const g = path.join(dir, 'photos-gallery.safetensors');
+  embeddingsFile(g, rows, meta, files);
+  const s = await serve(['--weights', ckpt, '--threads', '1', '--gallery', g, '--queries', g]);
+  try {
+    const get = async (i: number) => {
+      const r = await fetch(`${s.url}/v1/images/gallery/${i}`);
+      return { status: r.status, type: r.headers.get('content-type') ?? '', body: Buffer.from(await r.arrayBuffer()) };
+    };
+    const first = await get(0);
+    assert.equal(first.status, 200);
+    assert.equal((await sharp(first.body).metadata()).width, 20);
+    fs.rmSync(names[1]);
+    fs.writeFileSync(names[2], img.subarray(0, 40));
+    for (const [i, re] of [
+      [1, /the gallery image two\.png \(row 1\) is missing: it was moved or deleted after alexnet features ran/],
+      [2, /the gallery image three\.png \(row 2\) cannot be decoded/],
+      [3, /link\.png \(row 3\) is outside the data set's folder: refused/],
+      [4, /outside\.png \(row 4\) is outside the data set's folder: refused/],
+      [5, /outside\.png \(row 5\) is outside the data set's folder: refused/],
+      [6, /train:0 \(row 6\) is missing/],
+    ] as const) {
+      const r = await get(i);
+      assert.equal(r.status, 404, `row ${i}: ${r.body}`);
+      const e = JSON.parse(r.body.toString());
+      assert.equal(e.code, 'not_found');
+      assert.match(e.error, re);
+      assert.ok(!e.error.includes(dir), `row ${i} leaks a path: ${e.error}`);
+    }
+    assert.equal(s.child.exitCode, null);
+  } finally {
+    s.child.kill('SIGKILL');
+  }
+});
+
+test('report leaves out an eval.json of another model, saying so', () => {
+  const run = fs.mkdtempSync(path.join(dir, 'run-'));
+  fs.copyFileSync(ckpt, path.join(run, 'checkpoint.safetensors'));
+  fs.writeFileSync(path.join(run, 'metrics.jsonl'), JSON.stringify({ epoch: 1, split: 'train', loss: 2.3 }) + '\n');
+  evaluation(
+    path.join(run, 'eval.json'),
+    'alexnet-2012',
+    Array.from({ length: 1000 }, (_, i) => `c${i}`),
+  );
+  const r = cli(['report', run]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stderr,
+    /warning: eval\.json: an evaluation of alexnet-2012, but this run's model is alexnet-d2l; left out/,
+  );
+  assert.doesNotMatch(r.stdout, /eval\.json/);
+  // the run's own evaluation (its classes) is shown
+  const loaded = loadModel(ckpt);
+  const classes = [...loaded.record.classes];
+  loaded.model.dispose();
+  evaluation(path.join(run, 'eval.json'), 'alexnet-d2l', classes);
+  const ok = cli(['report', run, '--overwrite']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /eval\.json/);
 });

@@ -203,7 +203,7 @@ function registerNeighbours(app: FastifyInstance, o: PageRoutesOptions): void {
     return reply
       .type('image/png')
       .header('cache-control', 'public, max-age=3600')
-      .send(await renderer.png(s, index));
+      .send(await renderer.png(s, index, set === 'gallery' ? 'gallery' : 'query'));
   });
 }
 
