@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { UserError } from '../errors';
 import { buildServer, DEFAULTS, ServeApp } from '../serve/app';
 import { chooseEngine, EngineOptions, openEngine } from '../serve/engine';
-import { installSignals } from '../serve/lifecycle';
+import { checkPageFiles, installSignals } from '../serve/lifecycle';
 import { MAX_PIXELS } from '../data/image';
 import { choice, COMMON, int, num, optionHelp, parseCommand, text, withHelp } from './options';
 
@@ -158,6 +158,16 @@ export async function serveCommand(argv: string[]): Promise<void> {
   });
   try {
     await app.serving.host.ready;
+    checkPageFiles(
+      {
+        eval: v.eval,
+        defaultEval: v.eval ? undefined : defaultEval(v.weights),
+        gallery: v.gallery,
+        queries: v.queries,
+      },
+      app.serving.host.slot?.engine.card,
+      log,
+    );
   } catch (e) {
     await app.close().catch(() => undefined);
     throw e;
