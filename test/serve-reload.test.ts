@@ -2,7 +2,7 @@
 // sockets: every request the server admitted is answered 200 across POST /v1/reload and SIGHUP (libtorch and
 // onnxruntime), and the process survives the engines it replaces.
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -402,4 +402,36 @@ test('report leaves out an eval.json of another model, saying so', () => {
   const ok = cli(['report', run, '--overwrite']);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /eval\.json/);
+});
+
+test('worker threads terminated in the middle of tensor work never abort the process (the addon never throws out)', () => {
+  // Each worker loads the addon and multiplies matrices without end, keeping some results alive so that their
+  // finalizers run while its environment is torn down; terminate() lands at varying points of that work. Before
+  // the addon swallowed exceptions it could not throw, this aborted: terminate called after throwing 'Napi::Error'.
+  const tensorModule = path.resolve(__dirname, '..', 'src', 'tensor', 'tensor.js');
+  const script = `
+const { Worker } = require('node:worker_threads');
+const code = \`
+const { parentPort } = require('node:worker_threads');
+const t = require(${JSON.stringify(tensorModule)});
+parentPort.postMessage('go');
+const keep = [];
+for (;;) {
+  keep.push(t.randn([64, 64]).matmul(t.randn([64, 64])));
+  if (keep.length > 200) keep.splice(0, 100);
+}\`;
+(async () => {
+  for (let i = 0; i < 30; i++) {
+    const w = new Worker(code, { eval: true });
+    await new Promise((r) => w.once('message', r));
+    await new Promise((r) => setTimeout(r, 5 + ((i * 37) % 60)));
+    await w.terminate();
+  }
+  console.log('survived 30');
+})();`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
+  assert.doesNotMatch(r.stderr, /terminate called/);
+  assert.equal(r.signal, null, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /survived 30/);
 });
