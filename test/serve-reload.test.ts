@@ -435,3 +435,22 @@ for (;;) {
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /survived 30/);
 });
+
+test('a failed reload names files by their base names to clients, in full in the log', async () => {
+  let opened = 0;
+  const logged: string[] = [];
+  const host = new ModelHost(
+    async () => {
+      if (opened++ === 0) return fake(1);
+      throw new Error(`/srv/models/secret/w.safetensors: is not a valid safetensors file (read '/srv/x.bin')`);
+    },
+    { maxBatch: 1, maxDelayMs: 1 },
+    (l) => logged.push(l),
+  );
+  await host.ready;
+  const r = await host.reload();
+  assert.equal(r.ok, false);
+  assert.equal(r.error, `w.safetensors: is not a valid safetensors file (read 'x.bin')`);
+  assert.match(logged.join('\n'), /\/srv\/models\/secret\/w\.safetensors/);
+  await host.close();
+});

@@ -96,7 +96,8 @@ export class ModelHost {
     } catch (e) {
       const error = String((e as Error)?.message ?? e).split('\n')[0];
       this.log(`alexnet: reload failed, still serving the old model: ${error}`);
-      return { ok: false, error, ms: ms() };
+      // The answer goes to HTTP clients: files by their base names, as everywhere else.
+      return { ok: false, error: baseNames(error), ms: ms() };
     }
     const old = this.slot;
     // One tick: the new slot serves new requests, and the old batcher forwards to it whatever arrives late.
@@ -128,6 +129,11 @@ export class ModelHost {
     await s.batcher.drained();
     await s.engine.close();
   }
+}
+
+/** `text` with every absolute path shortened to its base name (for answers to clients). */
+export function baseNames(text: string): string {
+  return text.replace(/(?:^|(?<=[\s'"(=:]))(?:[A-Za-z]:)?[\\/](?:[^\s'"\\/]+[\\/])*([^\s'"\\/:,)]+)/g, '$1');
 }
 
 /** What the signal handlers need from the server. */
