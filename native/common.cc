@@ -17,13 +17,23 @@ HandleCounts CountHandles() { return {g_wraps.load(), g_live.load()}; }
 
 TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) { g_wraps++; }
 
+// Tells V8 about native memory without throwing: napi_adjust_external_memory's status is ignored, since a failure
+// here (an environment being torn down) must not become an exception in a finalizer.
+static void AdjustQuietly(napi_env env, int64_t change) {
+  int64_t total = 0;
+  if (env != nullptr && change != 0) napi_adjust_external_memory(env, change, &total);
+}
+
 TensorWrap::~TensorWrap() {
-  g_wraps--;
-  if (tensor_.defined()) g_live--;
-  // Finalizer path: V8 is collecting the object. The at::Tensor destructor drops our reference.
-  if (accounted_ != 0) {
-    Napi::MemoryManagement::AdjustExternalMemory(Env(), -accounted_);
+  // Finalizer path: V8 is collecting the object, possibly while a worker thread's environment is torn down.
+  // The at::Tensor destructor drops our reference. Nothing here may throw.
+  try {
+    g_wraps--;
+    if (tensor_.defined()) g_live--;
+    AdjustQuietly(Env(), -accounted_);
     accounted_ = 0;
+    tensor_ = at::Tensor();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor has nowhere to report to
   }
 }
 
@@ -34,15 +44,13 @@ void TensorWrap::Set(Napi::Env env, at::Tensor t) {
   // Views share their base's storage: only owners are reported, so V8 sees roughly the real native memory.
   if (tensor_.defined() && !tensor_.is_view() && tensor_.device().is_cpu()) {
     accounted_ = static_cast<int64_t>(tensor_.nbytes());
-    if (accounted_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, accounted_);
+    if (accounted_ > 0) AdjustQuietly(env, accounted_);
   }
 }
 
 void TensorWrap::Release(Napi::Env env) {
-  if (accounted_ != 0) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, -accounted_);
-    accounted_ = 0;
-  }
+  AdjustQuietly(env, -accounted_);
+  accounted_ = 0;
   if (tensor_.defined()) g_live--;
   tensor_ = at::Tensor();
 }
@@ -293,6 +301,8 @@ Napi::Value Guard(const Napi::CallbackInfo& info, const char* op, const std::fun
     ThrowEngineError(info, op, FirstLines(e.what_without_backtrace()));
   } catch (const std::exception& e) {
     ThrowEngineError(info, op, FirstLines(e.what()));
+  } catch (...) {
+    ThrowEngineError(info, op, "a native exception of unknown type");
   }
   return info.Env().Undefined();
 }

@@ -3,6 +3,13 @@
 // part's registration function. Definitions are in common.cc.
 #pragma once
 
+// A JavaScript exception that cannot be thrown because the environment is going away (a worker thread being
+// terminated mid-call) is dropped instead of becoming a C++ exception that escapes the callback and aborts the
+// whole process ("terminate called after throwing an instance of 'Napi::Error'").
+#ifndef NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#endif
+
 #include <napi.h>
 #include <torch/torch.h>
 
@@ -49,7 +56,9 @@ struct ArgError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Runs `body`, converting exceptions into EngineError(op, message, shapes of tensor arguments).
+// Runs `body`, converting exceptions into EngineError(op, message, shapes of tensor arguments); an exception of no
+// known type becomes one too. Finalizers and destructors never throw (they run during worker teardown, where a
+// throw would terminate the process): they report memory with the C API and catch everything.
 Napi::Value Guard(const Napi::CallbackInfo& info, const char* op, const std::function<Napi::Value()>& body);
 
 // ---- conversions -------------------------------------------------------------------------------------------

@@ -318,7 +318,13 @@ Layer ParseLayer(const Napi::Object& o, const std::vector<at::Tensor>& tensors) 
   return l;
 }
 
-void DeletePlan(Napi::Env, Plan* p) { delete p; }
+// The External's finalizer (garbage collection or worker teardown): must not throw.
+void DeletePlan(Napi::Env, Plan* p) {
+  try {
+    delete p;
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a finalizer has nowhere to report to
+  }
+}
 
 Plan& GetPlan(const Napi::CallbackInfo& info) {
   if (!info[0].IsExternal()) throw ArgError("argument 1 must be a oneDNN plan");

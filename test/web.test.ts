@@ -728,6 +728,30 @@ describe('the page in Chromium', { skip: noBrowser }, () => {
     );
   });
 
+  test('a neighbour image the server cannot show is a placeholder saying why', async () => {
+    const why = 'the gallery image shirt.png (row 3) is missing: it was moved or deleted after alexnet features ran';
+    const fresh = await browser.newPage();
+    try {
+      await fresh.route('**/v1/images/queries/0', (r) =>
+        r.fulfill({
+          status: 404,
+          contentType: 'application/json',
+          body: JSON.stringify({ error: why, code: 'not_found' }),
+        }),
+      );
+      await fresh.goto(new URL(page.url()).origin);
+      await fresh.click('button[data-tab="neighbours"]');
+      const box = '.neighbour-row[data-query="0"] figure.query .missing-image';
+      await fresh.waitForSelector(box);
+      assert.equal(await fresh.textContent(box), 'image unavailable');
+      await fresh.waitForFunction((sel) => document.querySelector(sel)?.getAttribute('title') !== null, box);
+      assert.equal(await fresh.getAttribute(box, 'title'), why);
+      assert.equal(await fresh.$$eval('.neighbour-row[data-query="0"] figure.neighbour img', (i) => i.length), 8);
+    } finally {
+      await fresh.close();
+    }
+  });
+
   test('the confusion matrix toggles to row-normalised fractions', async () => {
     await page.click('button[data-tab="evaluation"]');
     const cell = 'td[data-true="3"][data-pred="5"]';

@@ -214,7 +214,23 @@
 
   function thumb(set, item, cls, caption) {
     const fig = el('figure', { class: cls, title: `${item.file}: ${item.class}` });
-    fig.appendChild(el('img', { src: `/v1/images/${set}/${item.index}`, alt: item.class, loading: 'lazy' }));
+    const src = `/v1/images/${set}/${item.index}`;
+    const img = el('img', { src, alt: item.class, loading: 'lazy' });
+    // An image moved or damaged since the embeddings were made: a placeholder box, and the server's reason as its
+    // tooltip (the 404's JSON message names the file).
+    img.addEventListener('error', () => {
+      const box = el(
+        'div',
+        { class: 'missing-image', role: 'img', 'aria-label': 'image unavailable' },
+        'image unavailable',
+      );
+      img.replaceWith(box);
+      fetch(src)
+        .then((r) => r.json())
+        .then((b) => b && b.error && box.setAttribute('title', b.error))
+        .catch(() => undefined);
+    });
+    fig.appendChild(img);
     fig.appendChild(el('figcaption', {}, caption));
     return fig;
   }

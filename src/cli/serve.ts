@@ -9,7 +9,7 @@ import { buildServer, DEFAULTS, ServeApp } from '../serve/app';
 import { parseOrigins } from '../serve/cors';
 import { chooseEngine, EngineOptions, openEngine } from '../serve/engine';
 import { isLoopback } from '../serve/guard';
-import { installSignals } from '../serve/lifecycle';
+import { checkPageFiles, installSignals } from '../serve/lifecycle';
 import { MAX_PIXELS } from '../data/image';
 import { choice, COMMON, flag, int, num, optionHelp, parseCommand, text, withHelp } from './options';
 
@@ -151,21 +151,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     throw new UserError('--weights FILE (a model to serve) or --runs DIR (training runs to show) is required');
   if (v.runs && !fs.statSync(v.runs, { throwIfNoEntry: false })?.isDirectory())
     throw new UserError(`--runs must be a folder of training runs, got '${v.runs}'`);
-  const eo: EngineOptions | undefined = v.weights
-    ? {
-        weights: v.weights,
-        model: v.model,
-        runtime: v.runtime,
-        precision: v.precision,
-        device: v.device,
-        threads: v.threads,
-      }
-    : undefined;
-  const engineChoice = eo ? chooseEngine(eo) : undefined;
-  const cores = os.availableParallelism();
-  // libtorch leaves one core to the server (HTTP, decoding) unless --threads says otherwise: see DecodeGate.
-  // onnxruntime keeps every core: its preprocessing runs on the server's thread, and one thread measured slower.
-  if (eo && eo.threads === undefined && engineChoice?.runtime === 'libtorch') eo.threads = Math.max(1, cores - 1);
+  const { eo, engineChoice, cores } = engineSettings(v);
   const log = (l: string) => console.error(l);
   const app = buildServer({
     engine: eo ? () => openEngine(eo, engineChoice) : undefined,
@@ -186,6 +172,16 @@ export async function serveCommand(argv: string[]): Promise<void> {
   });
   try {
     await app.serving.host.ready;
+    checkPageFiles(
+      {
+        eval: v.eval,
+        defaultEval: v.eval ? undefined : defaultEval(v.weights),
+        gallery: v.gallery,
+        queries: v.queries,
+      },
+      app.serving.host.slot?.engine.card,
+      log,
+    );
   } catch (e) {
     await app.close().catch(() => undefined);
     throw e;
@@ -216,6 +212,26 @@ export async function serveCommand(argv: string[]): Promise<void> {
   process.exitCode = code;
   // Worker threads and onnxruntime's pools must not keep a stopped server alive.
   setImmediate(() => process.exit(code));
+}
+
+/** The engine to open (none for a runs-only server), the runtime chosen, and the cores the threads are split from. */
+function engineSettings(v: { weights?: string } & Omit<EngineOptions, 'weights'>) {
+  const eo: EngineOptions | undefined = v.weights
+    ? {
+        weights: v.weights,
+        model: v.model,
+        runtime: v.runtime,
+        precision: v.precision,
+        device: v.device,
+        threads: v.threads,
+      }
+    : undefined;
+  const engineChoice = eo ? chooseEngine(eo) : undefined;
+  const cores = os.availableParallelism();
+  // libtorch leaves one core to the server (HTTP, decoding) unless --threads says otherwise: see DecodeGate.
+  // onnxruntime keeps every core: its preprocessing runs on the server's thread, and one thread measured slower.
+  if (eo && eo.threads === undefined && engineChoice?.runtime === 'libtorch') eo.threads = Math.max(1, cores - 1);
+  return { eo, engineChoice, cores };
 }
 
 /** The guard's settings: the token from --token or ALEXNET_TOKEN, the bound address, more Host names. */

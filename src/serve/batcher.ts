@@ -3,6 +3,7 @@
 // Each request gets its own rows of the batch's logits; an engine error fails only that batch's requests. An item
 // is an image's pixels or a preprocessed input tensor (the Open Inference Protocol's); a batch holds one kind, oldest
 // first.
+import { tensorShape } from '../infer/predictor';
 import { Engine } from './types';
 
 export interface BatcherOptions {
@@ -38,6 +39,8 @@ export class Batcher {
   private idle: (() => void)[] = [];
   /** Forward passes run so far. */
   forwards = 0;
+  /** Set by a reload: new work goes there, while what this batcher had admitted drains on its own engine. */
+  private successor: Batcher | undefined;
 
   constructor(
     readonly engine: Engine,
@@ -48,16 +51,24 @@ export class Batcher {
     return this.queue.length;
   }
 
-  /** Classifies one image (planar uint8 of the engine's geometry) in the next batch with room. */
+  /**
+   * Classifies one image (planar uint8 of the engine's geometry) in the next batch with room. After `retire`, an
+   * image of the successor's geometry goes to the successor (a request that took this batcher before a reload and
+   * submits after it is answered by the new model, never by a closed engine).
+   */
   submit(pixels: Uint8Array): Promise<BatchResult> {
+    const next = this.successor;
+    if (next && pixels.length === Batcher.imageSize(next.engine)) return next.submit(pixels);
     return this.enqueue({ kind: 'pixels', data: pixels });
   }
 
   /**
    * Classifies one preprocessed input (float32 C × H × W at the model's input size) in the next batch of inputs with
-   * room; the engine must offer `forward`.
+   * room; the engine must offer `forward`. After `retire`, an input of the successor's size goes to the successor.
    */
   submitTensor(input: Float32Array): Promise<BatchResult> {
+    const next = this.successor;
+    if (next && input.length === Batcher.tensorSize(next.engine)) return next.submitTensor(input);
     if (!this.engine.forward) return Promise.reject(new Error('this engine takes decoded images only'));
     return this.enqueue({ kind: 'tensor', data: input });
   }
@@ -70,10 +81,26 @@ export class Batcher {
     });
   }
 
+  /**
+   * Hands new work to `next` (a reload; called in the same tick as the swap, so no image is lost between them):
+   * batches running and images queued here still run on this engine, and `drained()` then says it may close.
+   */
+  retire(next: Batcher): void {
+    this.successor = next;
+  }
+
+  private static tensorSize(engine: Engine): number {
+    return tensorShape(engine.record, engine.geometry).reduce((a, b) => a * b, 1);
+  }
+
+  private static imageSize(engine: Engine): number {
+    const g = engine.card.geometry;
+    return g.channels * g.height * g.width;
+  }
+
   /** Runs every batch size 1..maxBatch once: a size's first forward pass is slow (kernels chosen, memory grown). */
   async warm(): Promise<void> {
-    const g = this.engine.card.geometry;
-    const size = g.channels * g.height * g.width;
+    const size = Batcher.imageSize(this.engine);
     for (let n = 1; n <= this.o.maxBatch; n++) await this.engine.logits(new Uint8Array(n * size), n);
   }
 

@@ -133,6 +133,10 @@ export class TorchEngine implements Engine, Insight {
   private next = 1;
   private readonly pending = new Map<number, Pending>();
   failure: Error | undefined;
+  /** Set once close() began: no new call is sent to the worker after its close request. */
+  private closing: Promise<void> | undefined;
+  /** Resolved when the last pending call is answered (close waits for calls in flight). */
+  private settled: (() => void) | undefined;
 
   private constructor(
     private readonly worker: Worker,
@@ -145,6 +149,7 @@ export class TorchEngine implements Engine, Insight {
     worker.on('message', (r: WorkerReply) => {
       const p = this.pending.get(r.id);
       this.pending.delete(r.id);
+      if (!this.pending.size) this.settled?.();
       if (!p) return;
       if (r.error) p.reject(new EngineError(r.error));
       else p.resolve(r);
@@ -153,6 +158,7 @@ export class TorchEngine implements Engine, Insight {
       this.failure = new EngineError(`the engine worker stopped: ${e.message}`);
       for (const p of this.pending.values()) p.reject(this.failure);
       this.pending.clear();
+      this.settled?.();
     };
     worker.on('error', stop);
     worker.on('exit', (code) => stop(new Error(`exit code ${code}`)));
@@ -171,6 +177,7 @@ export class TorchEngine implements Engine, Insight {
 
   private call(r: Omit<WorkerRequest, 'id'>, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
     if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new EngineError('the engine was closed (a reload replaced it)'));
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -212,9 +219,20 @@ export class TorchEngine implements Engine, Insight {
     return new Float32Array(r.outputs![0].data);
   }
 
-  async close(): Promise<void> {
-    if (!this.failure) await this.call({ op: 'close' } as WorkerRequest).catch(() => undefined);
-    await this.worker.terminate();
+  /** Waits for the calls in flight, lets the worker dispose of the model, then ends the thread. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.pending.size) await new Promise<void>((resolve) => (this.settled = resolve));
+      if (!this.failure) {
+        const id = this.next++;
+        await new Promise<unknown>((resolve) => {
+          this.pending.set(id, { resolve, reject: resolve });
+          this.worker.postMessage({ op: 'close', id });
+        });
+      }
+      await this.worker.terminate();
+    })();
+    return this.closing;
   }
 }
 
@@ -224,6 +242,9 @@ export class OnnxEngine implements Engine {
   readonly record: ModelRecord;
   readonly runtime: string;
   readonly geometry: InputGeometry;
+  /** Runs not yet answered: close waits for them (disposing a session mid-run fails the run). */
+  private readonly running = new Set<Promise<unknown>>();
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly predictor: Predictor,
@@ -251,15 +272,26 @@ export class OnnxEngine implements Engine {
   }
 
   logits(pixels: Uint8Array, n: number): Promise<Float32Array> {
-    return this.predictor.logits(pixels, n);
+    return this.track(() => this.predictor.logits(pixels, n));
   }
 
   forward(input: Float32Array, n: number): Promise<Float32Array> {
-    return this.predictor.forward!(input, n);
+    return this.track(() => this.predictor.forward!(input, n));
   }
 
+  /** Runs `f` unless closing, and keeps its promise until it settles (close waits for it). */
+  private track(f: () => Promise<Float32Array>): Promise<Float32Array> {
+    if (this.closing) return Promise.reject(new EngineError('the engine was closed (a reload replaced it)'));
+    const run = f();
+    const tracked = run.catch(() => undefined).finally(() => this.running.delete(tracked));
+    this.running.add(tracked);
+    return run;
+  }
+
+  /** Waits for the runs in flight, then disposes of the session. */
   close(): Promise<void> {
-    return this.predictor.close();
+    this.closing ??= Promise.all([...this.running]).then(() => this.predictor.close());
+    return this.closing;
   }
 }
 

@@ -9,6 +9,7 @@ import { readIdx } from '../data/idx';
 import { sharpModule } from '../data/image';
 import { folderPath } from '../data/image-folder';
 import { EmbeddingSet, readEmbeddings } from '../persist/embeddings';
+import { ServeError } from './errors';
 
 // The file `alexnet features` writes, read by src/persist/embeddings.ts.
 export { readEmbeddings };
@@ -67,6 +68,44 @@ export function row(set: EmbeddingSet, i: number): Float32Array {
 
 const IDX_SPLITS: Record<string, string> = { val: 't10k', test: 't10k', train: 'train' };
 
+const unavailable = (message: string) => new ServeError('not_found', message);
+
+/** Whether `file` is `root` or lies under it. */
+const inside = (root: string, file: string) => {
+  const r = path.relative(root, file);
+  return r === '' || (!r.startsWith('..') && !path.isAbsolute(r));
+};
+
+/**
+ * Row `i`'s photo file, checked to lie inside the data set's folder both as written and with symbolic links
+ * resolved; a 404 naming it (base name only) when it is outside, gone, or the set has no folder.
+ */
+function photoPath(set: EmbeddingSet, i: number, what: string): string {
+  const f = set.files[i];
+  const name = `the ${what} image ${path.basename(f)} (row ${i})`;
+  const root = folderPath(set.dataset);
+  if (root === undefined)
+    throw unavailable(`${name} is not in a folder data set (the embeddings name '${set.dataset || 'none'}')`);
+  const base = path.resolve(root);
+  const file = path.resolve(base, f);
+  if (!inside(base, file)) throw unavailable(`${name} is outside the data set's folder: refused`);
+  let real: string;
+  try {
+    real = fs.realpathSync(file);
+  } catch {
+    throw unavailable(`${name} is missing: it was moved or deleted after alexnet features ran`);
+  }
+  let realBase = base;
+  try {
+    realBase = fs.realpathSync(base);
+  } catch {
+    // the folder itself is gone: the file above was not found either
+  }
+  if (!inside(realBase, real)) throw unavailable(`${name} is outside the data set's folder: refused`);
+  if (!fs.statSync(real).isFile()) throw unavailable(`${name} is not a file`);
+  return real;
+}
+
 /**
  * Renders a data-set item as a PNG: an IDX image (`split:index`, read from `dataDir`, each split's file loaded once)
  * or a photo file (fitted inside 160 × 160). The file names come from the embeddings file, never from a request.
@@ -76,15 +115,28 @@ export class ImageRenderer {
 
   constructor(readonly dataDir: string = DEFAULT_FASHION_MNIST_DIR) {}
 
-  async png(set: EmbeddingSet, i: number): Promise<Buffer> {
+  /**
+   * Row `i`'s image as a PNG. A photo must lie inside the data set's folder (symbolic links resolved): a crafted file
+   * list never reads anything else. A photo moved, deleted or damaged since `alexnet features` ran is a 404 that
+   * names it by its base name (`set` names the file list in the message: gallery or queries).
+   */
+  async png(set: EmbeddingSet, i: number, what = 'image'): Promise<Buffer> {
     const f = set.files[i];
     const m = /^(\w+):(\d+)$/.exec(f);
     if (m && IDX_SPLITS[m[1]] && folderPath(set.dataset) === undefined) return this.#idxPng(IDX_SPLITS[m[1]], +m[2]);
-    return sharpModule()(f, { limitInputPixels: 100_000_000, failOn: 'error' })
-      .rotate()
-      .resize(160, 160, { fit: 'inside', withoutEnlargement: true })
-      .png()
-      .toBuffer();
+    const file = photoPath(set, i, what);
+    try {
+      return await sharpModule()(file, { limitInputPixels: 100_000_000, failOn: 'error' })
+        .rotate()
+        .resize(160, 160, { fit: 'inside', withoutEnlargement: true })
+        .png()
+        .toBuffer();
+    } catch (e) {
+      const why = String((e as Error)?.message ?? e).split('\n')[0];
+      throw unavailable(
+        `the ${what} image ${path.basename(f)} (row ${i}) cannot be decoded (${why}): it changed after alexnet features ran`,
+      );
+    }
   }
 
   #idxPng(prefix: string, index: number): Promise<Buffer> {

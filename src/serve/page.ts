@@ -108,12 +108,22 @@ function registerFeatureMaps(app: FastifyInstance, o: PageRoutesOptions): void {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
   app.post('/v1/feature-maps', { config: ADMIT }, async (req) => {
-    const { engine, insight } = insightOf(o);
-    const pixels = await uploadedPixels(req, engine, o.maxPixels ?? MAX_PIXELS);
+    const first = insightOf(o);
+    const pixels = await uploadedPixels(req, first.engine, o.maxPixels ?? MAX_PIXELS);
+    // A reload while the image decoded: the new engine answers (the old one may be closing), when it takes the
+    // same input; else the old one (which answers unless it has closed meanwhile).
+    const now = insightOf(o);
+    const same = sameGeometry(now.engine, first.engine);
+    const { engine, insight } = same ? now : first;
     const layers = await insight.featureMaps(pixels);
     return { model: engine.card.model, layers: layers.map((l) => compactLayer(l, MAX_MAP_CHANNELS)) };
   });
 }
+
+const sameGeometry = (a: Engine, b: Engine) => {
+  const [g, h] = [a.card.geometry, b.card.geometry];
+  return g.channels === h.channels && g.height === h.height && g.width === h.width;
+};
 
 /** The body of an image upload, checked as POST /v1/predict checks it (src/serve/images.ts) and decoded. */
 async function uploadedPixels(req: FastifyRequest, engine: Engine, maxPixels: number): Promise<Uint8Array> {
@@ -210,7 +220,7 @@ function registerNeighbours(app: FastifyInstance, o: PageRoutesOptions): void {
     return reply
       .type('image/png')
       .header('cache-control', 'public, max-age=3600')
-      .send(await renderer.png(s, index));
+      .send(await renderer.png(s, index, set === 'gallery' ? 'gallery' : 'query'));
   });
 }
 

@@ -17,6 +17,9 @@ export interface FilterData {
   layer: string;
   shape: number[];
   data: number[];
+  /** The variant and classes of the model they come from (to check the run folder's eval.json against). */
+  model?: string;
+  classes?: string[];
 }
 
 /** What a report shows. */
@@ -66,13 +69,14 @@ export function readFilters(runDir: string, warn: (m: string) => void = () => un
       warn(`${name}: no filters from it (${(e as Error).message})`);
       continue;
     }
-    const { model } = loaded;
+    const { model, record } = loaded;
     try {
       const conv = firstConvolution(model);
       if (!conv) continue;
       const w = conv.weight;
       const data = tidy(() => w.float().cpu().contiguous().toArray()).map((x) => Number(x.toPrecision(6)));
-      return { file: name, layer: conv.layer, shape: [...w.shape], data };
+      const owner = { model: record.model, classes: [...record.classes] };
+      return { file: name, layer: conv.layer, shape: [...w.shape], data, ...owner };
     } finally {
       model.dispose();
     }
@@ -80,13 +84,27 @@ export function readFilters(runDir: string, warn: (m: string) => void = () => un
   return undefined;
 }
 
-/** eval.json of the run folder when there is one and it is a JSON object. */
-export function readEvaluation(runDir: string, warn: (m: string) => void = () => undefined): ReportData['evaluation'] {
+/**
+ * eval.json of the run folder when there is one and it is a JSON object. When the run's model is known (`run`: the
+ * folder's weights, else its metrics records), an evaluation of another variant or other classes is left out with
+ * a warning: a report never shows another model's confusion matrix as this run's.
+ */
+export function readEvaluation(
+  runDir: string,
+  warn: (m: string) => void = () => undefined,
+  run: { model?: string; classes?: string[] } = {},
+): ReportData['evaluation'] {
   const file = path.join(runDir, 'eval.json');
   if (!fs.existsSync(file)) return undefined;
   try {
     const v: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const e = v as Record<string, unknown>;
+      const differs = evaluationDifference(e, run);
+      if (!differs) return e;
+      warn(`eval.json: an evaluation of ${differs}; left out`);
+      return undefined;
+    }
     warn('eval.json: expected a JSON object; left out');
   } catch (e) {
     warn(`eval.json: left out (${(e as Error).message})`);
@@ -94,17 +112,37 @@ export function readEvaluation(runDir: string, warn: (m: string) => void = () =>
   return undefined;
 }
 
+/** How an evaluation's model differs from the run's, in words ('' when it does not or cannot be told). */
+function evaluationDifference(e: Record<string, unknown>, run: { model?: string; classes?: string[] }): string {
+  if (typeof e.model === 'string' && run.model && e.model !== run.model)
+    return `${e.model}, but this run's model is ${run.model}`;
+  const names = Array.isArray(e.perClass) ? e.perClass.map((c: { name?: unknown }) => String(c?.name)) : undefined;
+  if (!names || !run.classes) return '';
+  if (names.length !== run.classes.length)
+    return `${names.length} classes, but this run's model has ${run.classes.length}`;
+  const i = names.findIndex((n, k) => n !== run.classes![k]);
+  return i < 0 ? '' : `class ${i} '${names[i]}', but this run's model calls it '${run.classes[i]}'`;
+}
+
+/** The model the run's metrics records name (the first record with a string `model`), if any. */
+function recordsModel(records: MetricsRecord[]): string | undefined {
+  const r = records.find((x) => typeof x.model === 'string');
+  return r?.model as string | undefined;
+}
+
 /** Everything a report of `runDir` shows, read now. */
 export function collectReport(runDir: string, warn: (m: string) => void = () => undefined): ReportData {
   const metrics = checkRunDir(runDir);
   const { records, malformed } = readMetricsFile(metrics);
   if (malformed) warn(`${METRICS_FILE}: ${malformed} malformed line${malformed === 1 ? '' : 's'} skipped`);
+  const filters = readFilters(runDir, warn);
+  const run = { model: filters?.model ?? recordsModel(records), classes: filters?.classes };
   return {
     name: path.basename(path.resolve(runDir)),
     records,
     malformed,
-    filters: readFilters(runDir, warn),
-    evaluation: readEvaluation(runDir, warn),
+    filters,
+    evaluation: readEvaluation(runDir, warn, run),
     created: new Date().toISOString(),
   };
 }
