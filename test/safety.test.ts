@@ -211,7 +211,20 @@ test('signals that arrive mid-step, a handled one every few milliseconds, leave 
   const listener = path.join(dir, 'listen-usr2.js');
   fs.writeFileSync(listener, "process.on('SIGUSR2', () => {});\n");
   const args = ['train', '--model', 'alexnet-d2l', '--widths', '16-32-32-32-32', '--input-size', '65'];
-  args.push('--train-limit', '1024', '--test-limit', '32', '--batch-size', '8', '--threads', '1', '--max-steps', '40');
+  args.push(
+    '--train-limit',
+    '1024',
+    '--test-limit',
+    '32',
+    '--batch-size',
+    '16',
+    '--threads',
+    '1',
+    '--max-steps',
+    '80',
+    '--precision',
+    'fp32',
+  );
   const p = spawn(process.execPath, ['-r', listener, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   p.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -222,13 +235,14 @@ test('signals that arrive mid-step, a handled one every few milliseconds, leave 
   const deadline = Date.now() + 120_000;
   while (running && !STARTED.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   let sent = 0;
-  // Until the last line: once the listener's handle is closed at exit, the signal's default action would kill it.
-  while (running && !/stopped after step/.test(out)) {
+  // Through the training steps, up to the evaluation: once the listener's handle is closed at exit, the signal's
+  // default action would kill the process.
+  while (running && !/evaluating|stopped after step/.test(out)) {
     if (p.kill('SIGUSR2')) sent++;
-    await new Promise((r) => setTimeout(r, 2));
+    await new Promise((r) => setTimeout(r, 1));
   }
   const code = await exited;
   assert.equal(code, 0, `after ${sent} signals:\n${out}`);
-  assert.match(out, /stopped after step 40/);
+  assert.match(out, /stopped after step 80/);
   assert.ok(sent >= 100, `only ${sent} signals were sent`);
 });
