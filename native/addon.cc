@@ -9,6 +9,7 @@ constexpr int kAbiVersion = 5;
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SetUpCpuMemory();
+  RouteSignalsAway();
   exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));
   RegisterCommon(env, exports);
   RegisterTensor(env, exports);

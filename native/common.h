@@ -113,6 +113,7 @@ void RegisterOptim(Napi::Env env, Napi::Object exports);        // optim.cc: who
 void RegisterAmp(Napi::Env env, Napi::Object exports);          // amp.cc: autocast, gradient unscaling
 void RegisterRuntime(Napi::Env env, Napi::Object exports);      // runtime.cc: RNG, threads, CUDA, memory stats
 void SetUpCpuMemory();                                          // allocator.cc: malloc settings, caching allocator
+void RouteSignalsAway();                                        // signals.cc: Ctrl-C and co. go to an idle thread
 void RegisterAllocator(Napi::Env env, Napi::Object exports);    // allocator.cc: allocatorStats
 void RegisterCudaGraph(Napi::Env env, Napi::Object exports);    // cuda_graph.cc: record and replay (CUDA builds)
 void RegisterDistributed(Napi::Env env, Napi::Object exports);  // distributed.cc: c10d store, Gloo group, Reducer
