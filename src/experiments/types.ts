@@ -3,7 +3,10 @@ import { Device } from '../tensor/dtype';
 import { Summary } from './stats';
 
 export interface ExperimentOptions {
-  /** quick: a smoke run; medium: the ablations past the point where training error falls below test error; full: the paper's size. */
+  /**
+   * quick: a smoke run; medium: the ablations past the point where training error falls below test error; full: the
+   * paper's size.
+   */
   budget: 'quick' | 'medium' | 'full';
   seeds: number;
   device: Device;
