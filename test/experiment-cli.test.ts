@@ -82,6 +82,18 @@ test('lrn on CIFAR-10: --net cifar needs the data; with it, both arms train to t
     assert.equal(missing.code, 2);
     assert.equal(missing.stderr.trim().split('\n').length, 1);
     assert.match(missing.stderr, /lrn --net cifar needs CIFAR-10: --dataset cifar10:DIR/);
+    const alex = cli([
+      'experiment',
+      'lrn',
+      '--net',
+      'alexnet',
+      '--dataset',
+      'cifar10:/x',
+      '--out',
+      path.join(dir, 'b'),
+    ]);
+    assert.equal(alex.code, 2);
+    assert.match(alex.stderr, /lrn --net alexnet runs on Fashion-MNIST: leave out --dataset/);
     const data = writeCifar(dir);
     const out = path.join(dir, 'c');
     // 64 training images are one step of 128 an epoch: --steps 3 caps each run at 3 epochs.

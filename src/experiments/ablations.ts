@@ -1,6 +1,7 @@
 // The paper's ablations as comparisons of two arms (compare.ts): each names the paper's sentence, its number, and
 // the one option of the model's configuration (or of the data) that differs between the arms.
 import { cifar10Dir } from '../data/cifar10';
+import { UserError } from '../errors';
 import { comparison } from './compare';
 import { lrnPlan, runLrnCifar } from './lrn-cifar';
 import { Experiment, ExperimentOptions } from './types';
@@ -28,7 +29,14 @@ export const lrnNetOf = (o: ExperimentOptions): 'alexnet' | 'cifar' =>
 export const lrn: Experiment = {
   ...lrnAblation,
   seeds: (o) => (lrnNetOf(o) === 'cifar' && o.budget === 'full' ? 5 : 3),
-  run: (o) => (lrnNetOf(o) === 'cifar' ? runLrnCifar(o) : lrnAblation.run(o)),
+  run: (o) => {
+    if (lrnNetOf(o) === 'cifar') return runLrnCifar(o);
+    if (o.dataset !== undefined)
+      throw new UserError(
+        `lrn --net alexnet runs on Fashion-MNIST: leave out --dataset, or use --net cifar for CIFAR-10 (got --dataset ${o.dataset})`,
+      );
+    return lrnAblation.run(o);
+  },
   cost: (o) => {
     if (lrnNetOf(o) === 'alexnet') return lrnAblation.cost(o);
     const p = lrnPlan(o);
