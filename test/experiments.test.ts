@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { TensorDataset } from '../src/data/fashion-mnist';
 import { EXPERIMENTS } from '../src/experiments';
-import { equivalent, intensityNoise } from '../src/experiments/compare';
+import { budgetOf, equivalent, intensityNoise, pastOverfitting } from '../src/experiments/compare';
+import { lrnPlan, settled } from '../src/experiments/lrn-cifar';
 import { verdict } from '../src/experiments/types';
 import { lineChartSvg, ticks } from '../src/experiments/plot';
 import { fiveCropOffsets, randomCropFlip, testViews, topOneError } from '../src/experiments/views';
@@ -222,4 +223,43 @@ test('alexnet experiment dropout writes its report with training and test error 
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("lrn on CIFAR-10: the settling rule (the last 3 epochs' test error within 0.5 points) and the budgets", () => {
+  assert.equal(settled([0.5, 0.4]), false, 'fewer than 3 evaluations');
+  assert.equal(settled([0.5, 0.302, 0.3, 0.304]), true, 'span 0.4 points');
+  assert.equal(settled([0.31, 0.3, 0.305]), false, 'span exactly 1 point');
+  assert.equal(settled([0.3, 0.3, 0.306]), false, 'span 0.6 points');
+  const o = { seeds: 3, device: 'cpu' as const, log: () => {} };
+  // quick: 8192 images are 64 steps of 128 an epoch, at most 10 epochs; --steps caps the epochs (rounded up).
+  assert.deepEqual(lrnPlan({ ...o, budget: 'quick' }), {
+    trainLimit: 8192,
+    testLimit: 2000,
+    batchSize: 128,
+    maxEpochs: 10,
+    lr: 0.01,
+    momentum: 0.9,
+  });
+  assert.equal(lrnPlan({ ...o, budget: 'quick', steps: 65 }).maxEpochs, 2);
+  assert.equal(lrnPlan({ ...o, budget: 'full' }).maxEpochs, 120);
+  assert.equal(lrnPlan({ ...o, budget: 'full' }).trainLimit, 50000);
+  assert.equal(lrnPlan({ ...o, budget: 'medium' }).maxEpochs, 30);
+  assert.equal(EXPERIMENTS.find((e) => e.name === 'lrn')!.seeds!({ ...o, budget: 'full', net: 'cifar' }), 5);
+  assert.equal(EXPERIMENTS.find((e) => e.name === 'lrn')!.seeds!({ ...o, budget: 'full' }), 3);
+});
+
+test('--budget medium: 4096 images for 720 steps of 64 at 67×67, whatever the quick overrides; --steps still wins', () => {
+  const o = { seeds: 3, device: 'cpu' as const, log: () => {} };
+  const b = budgetOf({ ...o, budget: 'medium' }, { trainLimit: 1024, steps: 240 });
+  assert.deepEqual(b, { inputSize: 67, steps: 720, batchSize: 64, window: 48, trainLimit: 4096, testLimit: 2000 });
+  assert.equal(720 / (4096 / 64), 11.25, 'epochs');
+  assert.equal(budgetOf({ ...o, budget: 'medium', steps: 30 }).window, 3);
+  assert.equal(pastOverfitting([{ test: [0.2, 0.22], train: [0.1, 0.12] }]), true);
+  assert.equal(
+    pastOverfitting([
+      { test: [0.2, 0.22], train: [0.1, 0.12] },
+      { test: [0.2], train: [0.25] },
+    ]),
+    false,
+  );
 });

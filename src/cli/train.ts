@@ -53,7 +53,7 @@ const normalize: Opt<{ mean: number; std: number } | undefined> = {
 const DATA = {
   dataset: text(
     'D',
-    "fashion-mnist (default), mnist, or folder:PATH — an image folder in torchvision's\nImageFolder layout: one subfolder per class (class index by sorted name), or train/ and val/\n(or test/) folders that hold them. JPEG, PNG, WebP, GIF, TIFF, AVIF.",
+    "fashion-mnist (default), mnist, cifar10:DIR (CIFAR-10's binary version: data_batch_1.bin …\ntest_batch.bin, at the model's input size: 32×32 for convnet-cifar), or folder:PATH — an image\nfolder in torchvision's ImageFolder layout: one subfolder per class (class index by sorted name),\nor train/ and val/ (or test/) folders that hold them. JPEG, PNG, WebP, GIF, TIFF, AVIF.",
   ),
   data: text(
     'DIR',

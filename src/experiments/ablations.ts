@@ -1,8 +1,12 @@
 // The paper's ablations as comparisons of two arms (compare.ts): each names the paper's sentence, its number, and
 // the one option of the model's configuration (or of the data) that differs between the arms.
+import { cifar10Dir } from '../data/cifar10';
+import { UserError } from '../errors';
 import { comparison } from './compare';
+import { lrnPlan, runLrnCifar } from './lrn-cifar';
+import { Experiment, ExperimentOptions } from './types';
 
-export const lrn = comparison({
+const lrnAblation = comparison({
   name: 'lrn',
   title: 'Local response normalisation',
   claim: 'LRN lowers the top-1 error (the paper: by 1.4 points, top-5 by 1.2)',
@@ -16,6 +20,30 @@ export const lrn = comparison({
   ],
   note: 'The inputs are scaled to [0, 1] (the paper fed 0–255 pixels minus the mean), so with α 1e-4 the normalisation is close to a constant division by 2^0.75.',
 });
+
+/** lrn's network: Section 3.3's CIFAR-10 net (the default when CIFAR-10 is given) or the AlexNet-size ablation. */
+export const lrnNetOf = (o: ExperimentOptions): 'alexnet' | 'cifar' =>
+  o.net ?? (cifar10Dir(o.dataset) ? 'cifar' : 'alexnet');
+
+/** LRN: on CIFAR-10 in Section 3.3's setting (lrn-cifar.ts, --net cifar), or as an AlexNet-size ablation. */
+export const lrn: Experiment = {
+  ...lrnAblation,
+  seeds: (o) => (lrnNetOf(o) === 'cifar' && o.budget === 'full' ? 5 : 3),
+  run: (o) => {
+    if (lrnNetOf(o) === 'cifar') return runLrnCifar(o);
+    if (o.dataset !== undefined)
+      throw new UserError(
+        `lrn --net alexnet runs on Fashion-MNIST: leave out --dataset, or use --net cifar for CIFAR-10 (got --dataset ${o.dataset})`,
+      );
+    return lrnAblation.run(o);
+  },
+  cost: (o) => {
+    if (lrnNetOf(o) === 'alexnet') return lrnAblation.cost(o);
+    const p = lrnPlan(o);
+    const steps = p.maxEpochs * Math.ceil(p.trainLimit / p.batchSize);
+    return { runs: 2 * o.seeds, steps, model: 'convnet-cifar', inputSize: 32, batchSize: p.batchSize, channels: 3 };
+  },
+};
 
 export const overlappingPooling = comparison({
   name: 'overlapping-pooling',

@@ -36,6 +36,8 @@ export interface CurveSetting {
   precision?: Precision;
   /** Training augmentation of a batch (e.g. random crops to the model's input); returns a new tensor. */
   augment?: (x: Tensor) => Tensor;
+  /** Called after each whole epoch (0-based) with the model; true stops training there (e.g. once it settled). */
+  afterEpoch?: (model: AlexNet, epoch: number) => Promise<boolean>;
 }
 
 /** Points (step at the window's end, training error over the window). */
@@ -89,6 +91,8 @@ export async function trainModel(ds: TensorDataset, s: CurveSetting): Promise<{ 
         afterStep: (p, sums) => windows.afterStep(p, sums, source.numBatches),
       });
       progress = { epoch: progress.epoch + 1, batch: 0, globalStep: r.progress.globalStep };
+      const whole = r.stopped === 'completed' || r.progress.batch === source.numBatches;
+      if (whole && (await s.afterEpoch?.(model, progress.epoch - 1))) break;
     }
   } catch (e) {
     model.dispose();

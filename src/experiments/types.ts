@@ -3,7 +3,11 @@ import { Device } from '../tensor/dtype';
 import { Summary } from './stats';
 
 export interface ExperimentOptions {
-  budget: 'quick' | 'full';
+  /**
+   * quick: a smoke run; medium: the ablations past the point where training error falls below test error; full: the
+   * paper's size.
+   */
+  budget: 'quick' | 'medium' | 'full';
   seeds: number;
   device: Device;
   /** Overrides of the budget's size (tests run tiny ones). */
@@ -60,6 +64,8 @@ export interface Experiment {
   claim: string;
   run(o: ExperimentOptions): Promise<ExperimentResult>;
   cost(o: ExperimentOptions): ExperimentCost;
+  /** The default of --seeds for these options (seeds, budget, net and data set; default 3). */
+  seeds?(o: ExperimentOptions): number;
 }
 
 /** Runs done of a total, and the time left at the pace so far: "[3/6, 40 s left]". */

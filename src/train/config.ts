@@ -136,10 +136,19 @@ function resolveDataset(dataset: string): { dataset: string; root?: string } {
   if (root === '')
     throw new OptionError('dataset', (n) => `${n('dataset')} folder:PATH needs the folder, e.g. folder:./photos`);
   if (root !== undefined) return { dataset: `folder:${path.resolve(root)}`, root: path.resolve(root) };
+  if (dataset.startsWith('cifar10:')) {
+    const dir = dataset.slice('cifar10:'.length);
+    if (!dir)
+      throw new OptionError(
+        'dataset',
+        (n) => `${n('dataset')} cifar10:DIR needs the folder of data_batch_1.bin … test_batch.bin`,
+      );
+    return { dataset: `cifar10:${path.resolve(dir)}` };
+  }
   if (dataset !== 'fashion-mnist' && dataset !== 'mnist')
     throw new OptionError(
       'dataset',
-      (n) => `${n('dataset')} must be fashion-mnist, mnist or folder:PATH, got '${dataset}'`,
+      (n) => `${n('dataset')} must be fashion-mnist, mnist, cifar10:DIR or folder:PATH, got '${dataset}'`,
     );
   return { dataset };
 }
@@ -155,6 +164,11 @@ function checkDataOptions(o: TrainOptions, dataset: string, folder: boolean): vo
       );
     }
   }
+  if (dataset.startsWith('cifar10:') && o.data !== undefined)
+    throw new OptionError(
+      'data',
+      (n) => `${n('data')} is for IDX data sets: ${n('dataset')} cifar10:DIR names its folder`,
+    );
   if (dataset === 'mnist' && o.data === undefined) {
     throw new OptionError(
       'data',
@@ -177,7 +191,12 @@ export function buildRunConfig(o: TrainOptions): RunConfig {
     // Image folders take the model's own input size unless one is asked for; IDX data is resized to 224.
     model: {
       name: recipe.model,
-      options: { ...o.architecture, inputSize: folder ? o.inputSize : size, dropout: o.dropout },
+      // CIFAR-10 too (32×32: convnet-cifar's own; other variants resize it to theirs).
+      options: {
+        ...o.architecture,
+        inputSize: folder || dataset.startsWith('cifar10:') ? o.inputSize : size,
+        dropout: o.dropout,
+      },
       initFrom: o.initFrom === undefined ? undefined : path.resolve(o.initFrom),
       freeze: o.freeze,
     },

@@ -1,7 +1,8 @@
 // The data a run trains and validates on: an IDX data set in memory (Fashion-MNIST, MNIST) or an image folder
 // decoded by worker threads. Both end up as BatchSources of model-ready batches on the run's device.
 import * as path from 'node:path';
-import { loadIdxDataset } from '../data/fashion-mnist';
+import { cifar10Dir, loadCifar10 } from '../data/cifar10';
+import { loadIdxDataset, TensorDataset } from '../data/fashion-mnist';
 import { folderPath, Problem, scanImageFolder } from '../data/image-folder';
 import { Preprocess } from '../data/loader';
 import { DecodePool, defaultWorkers, FolderSource } from '../data/pipeline';
@@ -12,7 +13,7 @@ import { Augment, PhotoTransform, presetTransform } from '../data/transforms';
 import { Device } from '../tensor/dtype';
 import { UserError } from '../errors';
 import { ModelRecord } from '../persist/record';
-import { keep, tidy } from '../tensor/tensor';
+import { keep, noGrad, Tensor, tidy } from '../tensor/tensor';
 
 /** Settings of an image-folder data set (`--dataset folder:PATH`). */
 export interface FolderConfig {
@@ -97,15 +98,60 @@ export function folderTransform(f: FolderConfig, inputShape: number[]): PhotoTra
 export function prepareData(spec: DataSpec): PreparedData {
   const root = folderPath(spec.dataset);
   if (root !== undefined) return prepareFolder(spec, root);
+  const cifar = cifar10Dir(spec.dataset);
+  if (cifar !== undefined) return prepareCifar10(spec, cifar);
   if (spec.dataset !== 'fashion-mnist' && spec.dataset !== 'mnist')
-    throw new UserError(`unknown data set '${spec.dataset}' (expected fashion-mnist, mnist or folder:PATH)`);
+    throw new UserError(
+      `unknown data set '${spec.dataset}' (expected fashion-mnist, mnist, cifar10:DIR or folder:PATH)`,
+    );
   return prepareIdx(spec, spec.dataset);
+}
+
+/**
+ * CIFAR-10's binary version, in memory like the IDX sets: resized to the model's input (32×32 for convnet-cifar),
+ * normalised per channel by the training images' mean and standard deviation (or --normalize's), which the model
+ * record keeps.
+ */
+function prepareCifar10(spec: DataSpec, dir: string): PreparedData {
+  const train = loadCifar10({ dir, split: 'train', limit: spec.trainLimit });
+  const test = loadCifar10({ dir, split: 'test', limit: spec.testLimit });
+  const stats = channelStats(train.images);
+  const idx = prepareIdxSets(spec, `cifar10:${dir}`, train, test);
+  return {
+    ...idx,
+    open: (o) => {
+      const [, h, w] = o.inputShape;
+      const given = o.preprocess.mean.length > 0;
+      const preprocess: Preprocess = {
+        ...o.preprocess,
+        inputSize: [h, w],
+        mean: given ? [0, 1, 2].map(() => o.preprocess.mean[0]) : stats.mean,
+        std: given ? [0, 1, 2].map(() => o.preprocess.std[0]) : stats.std,
+      };
+      return idx.open({ ...o, preprocess });
+    },
+  };
+}
+
+/** Per-channel mean and standard deviation of uint8 images (N, C, H, W), in [0, 1] units. */
+function channelStats(images: Tensor): { mean: number[]; std: number[] } {
+  return noGrad(() =>
+    tidy(() => {
+      const x = images.float().div(255).transpose(0, 1).reshape(images.size(1), -1);
+      return { mean: x.mean(1).toArray(), std: x.std(1).toArray() };
+    }),
+  );
 }
 
 /** An IDX data set, in memory; batches are preprocessed in the engine (on the device). */
 function prepareIdx(spec: DataSpec, name: 'fashion-mnist' | 'mnist'): PreparedData {
   const train = loadIdxDataset({ dir: spec.dir, split: 'train', name, limit: spec.trainLimit });
   const test = loadIdxDataset({ dir: spec.dir, split: 'test', name, limit: spec.testLimit });
+  return prepareIdxSets(spec, name, train, test);
+}
+
+/** Data sets held in memory (IDX, CIFAR-10): tensor sources on the run's device. */
+function prepareIdxSets(spec: DataSpec, name: string, train: TensorDataset, test: TensorDataset): PreparedData {
   return {
     name,
     classes: train.classes,
@@ -271,6 +317,25 @@ export interface EvalSourceOptions {
   onProblem?: (p: Problem) => void;
 }
 
+/** CIFAR-10's test split (val) or training split (train), preprocessed as the model was trained. */
+function cifarEvalSource(record: ModelRecord, dir: string, o: EvalSourceOptions) {
+  if (!record.dataset?.startsWith('cifar10:'))
+    throw new UserError(
+      `--dataset cifar10:DIR is for models trained on CIFAR-10, this one was trained on ${record.dataset}`,
+    );
+  if (o.split === 'all')
+    throw new UserError('--split all is for image folders; CIFAR-10 models take --split val or train');
+  const ds = loadCifar10({ dir, split: o.split === 'train' ? 'train' : 'test', limit: o.limit });
+  ds.classes = record.classes;
+  const source = new TensorSource(ds, record.preprocess, {
+    batchSize: o.batchSize,
+    shuffle: false,
+    seed: 0,
+    device: o.device,
+  });
+  return { source, close: () => source.close() };
+}
+
 /**
  * The images to evaluate a trained model on: for photo models their folder's validation images (or another
  * split or folder), for IDX models the test split (val) or the training split (train) of their data set.
@@ -294,6 +359,8 @@ export function openEvalSource(
   }
   if (o.tenCrop)
     throw new UserError('--ten-crop is for models trained on image folders (photos), not on Fashion-MNIST/MNIST');
+  const cifar = cifar10Dir(dataset);
+  if (cifar !== undefined) return cifarEvalSource(record, cifar, o);
   if (o.split === 'all')
     throw new UserError(
       '--split all is for image folders; Fashion-MNIST/MNIST models take --split val (the test split) or train',
