@@ -9,9 +9,10 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import sharp from 'sharp';
 import { FormatError } from '../src/errors';
-import { loadIdxDataset } from '../src/data/fashion-mnist';
+import { FASHION_MNIST_CLASSES, loadIdxDataset } from '../src/data/fashion-mnist';
 import { loadPth } from '../src/io/pth';
 import { loadSafetensors, saveSafetensors } from '../src/io/safetensors';
+import { readEmbeddings } from '../src/persist/embeddings';
 import { loadModel } from '../src/persist/load';
 import { manualSeed, noGrad, randn, Tensor } from '../src/tensor/tensor';
 import { cli } from './helpers/cli';
@@ -182,6 +183,21 @@ test(
     );
     assert.equal(got.top1, ref.get('e.top1')!.item());
 
+    // features of the same state dict need no class match and no preprocessing in the file: torchvision's last
+    // hidden layer on the same images, labelled with Fashion-MNIST's classes
+    const emb = path.join(dir, 'tv10-features.safetensors');
+    const fe = cli(['features', '--weights', tv10, '--limit', '24', '--out', emb]);
+    assert.equal(fe.code, 0, fe.stderr);
+    const set = readEmbeddings(emb);
+    const want = ref.get('e.features')!;
+    assert.deepEqual([set.rows, set.dim], want.shape);
+    const wanted = want.data() as Float32Array;
+    const scale = wanted.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    const err = set.features.reduce((m, x, i) => Math.max(m, Math.abs(x - wanted[i])), 0);
+    assert.ok(scale > 0 && err <= 1e-4 * scale, `features differ from torchvision's by ${err} (largest ${scale})`);
+    assert.deepEqual(set.labels, Array.from(ds.labels.data() as Uint8Array, Number));
+    assert.deepEqual(set.classes, [...FASHION_MNIST_CLASSES]);
+
     // ImageNet's 1000 classes on folders named by ImageNet class names: they are matched by name
     const photos = path.join(dir, 'photos');
     for (const [cls, colour] of [
@@ -213,6 +229,13 @@ test(
     // what does not fit: one line each, saying what was expected and what was found
     fs.mkdirSync(path.join(photos, 'my cat'));
     fs.copyFileSync(path.join(photos, 'tabby', '0.png'), path.join(photos, 'my cat', '0.png'));
+    // features take any folder: its own class names label the rows, though ImageNet's head does not know 'my cat'
+    const femb = path.join(dir, 'photos-features.safetensors');
+    const ff = cli(['features', '--weights', tv, '--dataset', `folder:${photos}`, '--split', 'all', '--out', femb]);
+    assert.equal(ff.code, 0, ff.stderr);
+    const fset = readEmbeddings(femb);
+    assert.deepEqual([fset.rows, fset.dim], [5, 4096]);
+    assert.deepEqual(fset.classes, ['goldfish', 'my cat', 'tabby']);
     for (const [args, re] of [
       [['eval', '--weights', tv], /1000 classes \(counted from classifier\.6\) but fashion-mnist has 10/],
       [['eval', '--weights', tv, '--dataset', `folder:${photos}`], /folders named otherwise: my cat/],

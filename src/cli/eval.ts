@@ -2,8 +2,7 @@
 import { UserError } from '../errors';
 import { checkBatchFits } from '../models/budget';
 import { AlexNet } from '../models/alexnet';
-import { loadModel } from '../persist/load';
-import { fitStateDictRecord } from '../persist/variants';
+import { loadModelFor } from '../persist/load';
 import { ModelRecord } from '../persist/record';
 import { prepareDevice, prepareModel } from '../runtime/device';
 import { openEvalSource, problemLogger } from '../train/data';
@@ -52,13 +51,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (!v.weights) throw new UserError("--weights PATH is required (a checkpoint from 'alexnet train --save')");
   const files = [v.weights, ...positionals];
   const { device } = prepareDevice(v.device, v.threads);
-  const loaded = files.map((f) => {
-    const l = loadModel(f);
-    if (!l.stateDict) return l;
-    const { record, note } = fitStateDictRecord({ ...l, stateDict: l.stateDict }, f, { dataset: v.dataset });
-    console.error(note);
-    return { ...l, record };
-  });
+  const loaded = files.map((f) => loadModelFor(f, { dataset: v.dataset }, (l) => console.error(l)));
   checkEnsemble(files, loaded);
   const models = loaded.map((l) => prepareModel(l.model, device));
   const { model, record } = loaded[0];

@@ -4,7 +4,7 @@ import { UserError } from '../errors';
 import { extractFeatures } from '../infer/features';
 import { embeddingLayer } from '../infer/introspect';
 import { writeEmbeddings } from '../persist/embeddings';
-import { loadModel } from '../persist/load';
+import { loadModelFor } from '../persist/load';
 import { prepareDevice, prepareModel } from '../runtime/device';
 import { openEvalSource, problemLogger } from '../train/data';
 import { ProgressBar } from '../train/progress';
@@ -12,7 +12,10 @@ import { planOutputs } from '../util/outputs';
 import { choice, COMMON, flag, optionHelp, parseCommand, text, withHelp } from './options';
 
 const OPTIONS = {
-  weights: withHelp(COMMON.weights, 'the trained model (alexnet-ts file or a PyTorch state dict)'),
+  weights: withHelp(
+    COMMON.weights,
+    "the trained model (alexnet-ts file or a PyTorch state dict: then ImageNet's preprocessing for 3 channels)",
+  ),
   out: text(
     'FILE',
     'where the embeddings go (safetensors): features (N × D), labels (N), and in the metadata the\nfile list, the classes, the model and the layer',
@@ -51,7 +54,10 @@ export async function featuresCommand(argv: string[]): Promise<void> {
   if (!v.weights) throw new UserError('--weights PATH is required (a trained model)');
   if (!v.out) throw new UserError('--out FILE is required (where the embeddings go, .safetensors)');
   const { device } = prepareDevice(v.device, v.threads);
-  const { model, record } = loadModel(v.weights);
+  // A plain state dict's classes need not match the data set's: the data set's label the rows.
+  const { model, record } = loadModelFor(v.weights, { dataset: v.dataset, matchClasses: false }, (l) =>
+    console.error(l),
+  );
   const names = model.layers().map(([n]) => n);
   const layer = v.layer ?? embeddingLayer(model);
   if (!names.includes(layer))

@@ -9,7 +9,7 @@ import { AlexNet } from '../models/alexnet';
 import { getModel } from '../models/registry';
 import { CHECKPOINT_FORMAT, ModelRecord, readRecord, WEIGHTS_FORMAT } from './record';
 import { tensorsWithPrefix } from './checkpoint';
-import { modelFromStateDict, StateDictFacts } from './variants';
+import { DataChoice, fitStateDictRecord, modelFromStateDict, StateDictFacts } from './variants';
 import { weightsKind } from './kind';
 
 export { weightsKind };
@@ -50,4 +50,20 @@ export function loadModel(
   } finally {
     for (const t of sd.values()) t.dispose();
   }
+}
+
+/**
+ * A model file loaded to run on a data set: a plain PyTorch state dict, which carries no preprocessing and no class
+ * names, gets its record fitted to the data set (fitStateDictRecord), and `say` is told how in one line.
+ */
+export function loadModelFor(
+  file: string,
+  data: DataChoice,
+  say: (line: string) => void,
+): { model: AlexNet; record: ModelRecord; stateDict?: StateDictFacts } {
+  const l = loadModel(file);
+  if (!l.stateDict) return l;
+  const { record, note } = fitStateDictRecord({ ...l, stateDict: l.stateDict }, file, data);
+  say(note);
+  return { ...l, record };
 }

@@ -98,7 +98,10 @@ export interface StateDictFacts {
 /** The data a plain state dict is run on: `folder:PATH`, `fashion-mnist` or `mnist`. */
 export interface DataChoice {
   dataset?: string;
-  /** false: keep the model's own classes when the data set's differ in number (features need no class match). */
+  /**
+   * false: the data set's classes label the images whatever the model's head (features need no class match); the
+   * head's names are kept only where they name the data set's classes (ImageNet's names on class folders).
+   */
   matchClasses?: boolean;
 }
 
@@ -133,30 +136,27 @@ export function fitStateDictRecord(
     const same = classes.length === n;
     if (!same && o.matchClasses !== false) throw classMismatch(file, heads, `${name} has ${classes.length}`);
     const preprocess: Preprocess = c === 3 ? record.preprocess : { ...record.preprocess, mean: [], std: [] };
-    const fitted = { ...record, dataset: name, preprocess, classes: same ? [...classes] : record.classes };
-    return { record: fitted, note: `${lead}; ${same ? `${name}'s class names` : 'numbered classes'}` };
+    const own = same || o.matchClasses === false;
+    const fitted = { ...record, dataset: name, preprocess, classes: own ? [...classes] : record.classes };
+    return { record: fitted, note: `${lead}; ${own ? `${name}'s class names` : 'numbered classes'}` };
   }
   const folder = scanImageFolder(root, { valSplit: 0.1, seed: 0 });
   let classIds = folder.classIds;
   let classes = folder.classes;
-  if (imagenetHead) {
-    const unknown = folder.classIds.filter((id) => !record.classes.includes(id));
-    if (unknown.length && o.matchClasses !== false)
-      throw new UserError(
-        `${file} has ImageNet's 1000 classes, matched to class folders by ImageNet's class names (tench, goldfish, …), but ${root} has folders named otherwise: ${unknown.slice(0, 5).join(', ')}`,
-      );
-    classIds = classes = record.classes;
-  } else if (folder.classIds.length !== n) {
-    if (o.matchClasses !== false) throw classMismatch(file, heads, `${root} has ${folder.classIds.length}`);
-    classIds = classes = record.classes;
-  }
+  const unknown = imagenetHead ? folder.classIds.filter((id) => !record.classes.includes(id)) : [];
+  if (unknown.length && o.matchClasses !== false)
+    throw new UserError(
+      `${file} has ImageNet's 1000 classes, matched to class folders by ImageNet's class names (tench, goldfish, …), but ${root} has folders named otherwise: ${unknown.slice(0, 5).join(', ')}`,
+    );
+  if (!imagenetHead && folder.classIds.length !== n && o.matchClasses !== false)
+    throw classMismatch(file, heads, `${root} has ${folder.classIds.length}`);
+  const byName = imagenetHead && !unknown.length;
+  if (byName) classIds = classes = record.classes;
   const grey = c === 1 ? { mean: [0.449], std: [0.226], pcaStd: 0, eigval: [], eigvec: [] } : {};
   const transform = presetTransform('torchvision', h, { channels: c, shortSide: record.preprocess.shortSide, ...grey });
   const preprocess: Preprocess = { ...record.preprocess, mean: transform.mean, std: transform.std };
   const fitted = { ...record, dataset: `folder:${root}`, classIds, classes, transform, preprocess };
-  const named = imagenetHead
-    ? "ImageNet's class names (the folders' names)"
-    : "the class folders' names, in sorted order";
+  const named = byName ? "ImageNet's class names (the folders' names)" : "the class folders' names, in sorted order";
   return { record: fitted, note: `${lead}; ${named}` };
 }
 

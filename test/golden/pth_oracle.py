@@ -7,7 +7,8 @@ Ops:
   save_tv       torchvision's AlexNet from a seed, its state dict saved with real torch.save (legacy: True for
                 _use_new_zipfile_serialization=False); its logits for ID.x
   eval_idx      a saved torchvision state dict evaluated on grey IDX images (ID.images, ID.labels) as alexnet eval
-                does it: repeated in 3 channels, bilinear resize, ImageNet mean/std; the mean loss and top-1
+                does it: repeated in 3 channels, bilinear resize, ImageNet mean/std; the mean loss and top-1, and the
+                last hidden layer's outputs (features)
   save_mixed    a legacy file written by torch.save with shared storages, views and mixed dtypes; torch.load's tensors
   write_views   a legacy file as PyTorch before 1.0 wrote them (storage views in the persistent ids), written by hand
                 below; torch.load's tensors
@@ -150,9 +151,11 @@ def run_case(op, a, t):
             1, 3, 1, 1)
         with torch.no_grad():
             y = net(x)
+            # the last hidden layer (classifier.5, the 4096 numbers of the paper's Figure 4): alexnet features' default
+            h = net.classifier[:6](torch.flatten(net.avgpool(net.features(x)), 1))
         labels = t["labels"].long()
         return {"loss": F.cross_entropy(y, labels).reshape(1),
-                "top1": (y.argmax(1) == labels).double().mean().reshape(1)}
+                "top1": (y.argmax(1) == labels).double().mean().reshape(1), "features": h}
     if op == "save_mixed":
         base = torch.arange(24, dtype=torch.float64).reshape(4, 6)
         g = torch.Generator().manual_seed(3)
