@@ -327,13 +327,7 @@ function cifarEvalSource(record: ModelRecord, dir: string, o: EvalSourceOptions)
     throw new UserError('--split all is for image folders; CIFAR-10 models take --split val or train');
   const ds = loadCifar10({ dir, split: o.split === 'train' ? 'train' : 'test', limit: o.limit });
   ds.classes = record.classes;
-  const source = new TensorSource(ds, record.preprocess, {
-    batchSize: o.batchSize,
-    shuffle: false,
-    seed: 0,
-    device: o.device,
-  });
-  return { source, close: () => source.close() };
+  return evalTensorSource(ds, record, o);
 }
 
 /**
@@ -383,6 +377,15 @@ export function openEvalSource(
     ds.images = keep(tidy(() => grey.expand(grey.shape[0], 3, hw[0], hw[1]).contiguous()));
     grey.dispose();
   }
+  return evalTensorSource(ds, record, o);
+}
+
+/** An in-memory data set (IDX, CIFAR-10) in order, preprocessed as the model's record says, for evaluation. */
+function evalTensorSource(
+  ds: TensorDataset,
+  record: ModelRecord,
+  o: { batchSize: number; device: Device },
+): { source: TensorSource; close: () => Promise<void> } {
   const source = new TensorSource(ds, record.preprocess, {
     batchSize: o.batchSize,
     shuffle: false,
