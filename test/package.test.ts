@@ -159,7 +159,7 @@ test('npm pack gives a tarball that installs into a fresh project, builds its ad
     path.join(proj, 'main.mjs'),
     "import { getModel, listModels } from 'alexnet-ts';\nconsole.log(typeof getModel, listModels().length);\n",
   );
-  assert.equal(run(process.execPath, ['main.mjs'], proj).stdout.trim(), 'function 5');
+  assert.equal(run(process.execPath, ['main.mjs'], proj).stdout.trim(), 'function 6');
   took('the library from CommonJS and ES modules');
 
   // 5. The commands through npx, from the project; a dead registry proves that nothing is fetched.
