@@ -12,6 +12,7 @@ import { loadModel } from '../src/persist/load';
 import { ModelHost } from '../src/serve/lifecycle';
 import { Engine } from '../src/serve/types';
 import { BIN, cli, TINY_TRAIN } from './helpers/cli';
+import { lines } from './helpers/lines';
 
 let dir = '';
 let ckpt = '';
@@ -25,30 +26,6 @@ before(() => {
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** A child's stream as text, with a wait for a line that matches. */
-function lines(stream: NodeJS.ReadableStream) {
-  let text = '';
-  const waiters: [RegExp, (m: RegExpMatchArray) => void][] = [];
-  stream.on('data', (d) => {
-    text += d;
-    for (const [re, f] of waiters.splice(0)) {
-      const m = text.match(re);
-      if (m) f(m);
-      else waiters.push([re, f]);
-    }
-  });
-  return {
-    text: () => text,
-    wait: (re: RegExp, ms = 60_000) =>
-      new Promise<RegExpMatchArray>((resolve, reject) => {
-        const m = text.match(re);
-        if (m) return resolve(m);
-        const t = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms in: ${text}`)), ms);
-        waiters.push([re, (x) => (clearTimeout(t), resolve(x))]);
-      }),
-  };
-}
-
 interface Served {
   child: ChildProcess;
   url: string;
@@ -61,8 +38,8 @@ async function serve(args: string[]): Promise<Served> {
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
     child.on('exit', (code, signal) => r({ code, signal })),
   );
-  const out = lines(child.stdout!);
-  const err = lines(child.stderr!);
+  const out = lines(child.stdout!, 60_000);
+  const err = lines(child.stderr!, 60_000);
   const port = await Promise.race([
     out.wait(/listening on http:\/\/127\.0\.0\.1:\d+ \(port (\d+)\)/).then((m) => Number(m[1])),
     exited.then((e) => {

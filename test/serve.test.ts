@@ -15,6 +15,7 @@ import { CODES } from '../src/serve/errors';
 import { Engine } from '../src/serve/types';
 import { parseCpu } from '../src/runtime/cpu';
 import { BIN, cli, TINY_TRAIN } from './helpers/cli';
+import { lines } from './helpers/lines';
 
 // ---- a fake engine whose logits depend on the input: one-hot at the image's mean pixel value ----------------------
 
@@ -646,30 +647,6 @@ async function checkInsight(app: ServeApp): Promise<void> {
   assert.ok(e.every((v) => v >= 0));
 }
 
-/** Lines of a child's stream as they come, with a wait for one that matches. */
-function lines(stream: NodeJS.ReadableStream) {
-  let text = '';
-  const waiters: [RegExp, (m: RegExpMatchArray) => void][] = [];
-  stream.on('data', (d) => {
-    text += d;
-    for (const [re, f] of waiters.splice(0)) {
-      const m = text.match(re);
-      if (m) f(m);
-      else waiters.push([re, f]);
-    }
-  });
-  return {
-    text: () => text,
-    wait: (re: RegExp, ms = 45_000) =>
-      new Promise<RegExpMatchArray>((resolve, reject) => {
-        const m = text.match(re);
-        if (m) return resolve(m);
-        const t = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms in: ${text}`)), ms);
-        waiters.push([re, (x) => (clearTimeout(t), resolve(x))]);
-      }),
-  };
-}
-
 test('alexnet serve reloads on SIGHUP, and on SIGTERM finishes a queued request and exits 0', async () => {
   const child = spawn(
     process.execPath,
@@ -692,8 +669,8 @@ test('alexnet serve reloads on SIGHUP, and on SIGTERM finishes a queued request 
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  const out = lines(child.stdout!);
-  const err = lines(child.stderr!);
+  const out = lines(child.stdout!, 45_000);
+  const err = lines(child.stderr!, 45_000);
   try {
     const port = Number((await out.wait(/listening on http:\/\/127\.0\.0\.1:\d+ \(port (\d+)\): alexnet-d2l/))[1]);
     const url = `http://127.0.0.1:${port}`;
@@ -847,8 +824,8 @@ test('under a supervisor: `exec node bin/alexnet.js serve` gets SIGTERM and exit
     // Not npm's environment, whatever ran these tests (npx sets its own for its child).
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_')));
     const child = spawn('/bin/sh', ['-c', line], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const out = lines(child.stdout!);
-    const err = lines(child.stderr!);
+    const out = lines(child.stdout!, 45_000);
+    const err = lines(child.stderr!, 45_000);
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     return { child, out, err, exited, listening: out.wait(/listening on http:\/\/127\.0\.0\.1:\d+/) };
   };
