@@ -59,7 +59,7 @@ test('relu-vs-tanh --net cifar says plainly that it needs CIFAR-10, and runs on 
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stdout,
-      /learning-rate search, tanh lr 0\.1: training error \d\.\d+ after 1 step \(seed 1000, not measured\)/,
+      /learning-rate search, tanh lr 0\.01: training error \d\.\d+ after 1 step \(seed 1000, not measured\)/,
     );
     assert.match(r.stdout, /chosen: relu lr [\d.]+, tanh lr [\d.]+/);
     const report = fs.readFileSync(path.join(out, 'report.md'), 'utf8');

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { equivalent, stillLearning } from '../src/experiments/compare';
 import { lineChartSvg } from '../src/experiments/plot';
 import { chanceWarnings, errorCurvesSvg, plotWindow } from '../src/experiments/report';
-import { chooseThreshold, pickRate } from '../src/experiments/relu-vs-tanh';
+import { chooseThreshold, figureThreshold, levelRatios, pickRate } from '../src/experiments/relu-vs-tanh';
 import { censored, ciText, summarize, summarizeRatios, t975 } from '../src/experiments/stats';
 import { verdict } from '../src/experiments/types';
 
@@ -84,6 +84,36 @@ test('runs that never reached the threshold are censored, not measured', () => {
   ] as [number, number][];
   assert.equal(chooseThreshold([reach, never]), 0.25, "the paper's threshold when a run reached it");
   assert.equal(chooseThreshold([never, [[10, 0.333]]]), 0.4, 'else the lowest every run reached, rounded up');
+  // Figure 1's setting: 25% only when every ReLU run got there (tanh may be censored), else the lowest common level.
+  assert.equal(figureThreshold([reach, reach], [never, never]), 0.25);
+  assert.equal(figureThreshold([reach, never], [never, never]), 0.4);
+  assert.equal(figureThreshold([[[5, 0.2]]], [[[9, 0.1]]]), 0.25, "never below the paper's level");
+});
+
+test("the ratio at each error level every seed's two arms reached: a geometric mean, by hand", () => {
+  // seed 0: ReLU reaches 70% at 2, 60% at 4; tanh at 6 and 16 -> 3 and 4. Seed 1: 1, 3 and 3, 12 -> 3 and 4.
+  const relu: [number, number][][] = [
+    [
+      [2, 0.65],
+      [4, 0.55],
+    ],
+    [
+      [1, 0.7],
+      [3, 0.6],
+    ],
+  ];
+  const tanh: [number, number][][] = [
+    [
+      [6, 0.69],
+      [16, 0.58],
+    ],
+    [
+      [3, 0.69],
+      [12, 0.6],
+    ],
+  ];
+  assert.deepEqual(levelRatios(relu, tanh), ['70%: 3.00', '60%: 4.00']);
+  assert.deepEqual(levelRatios(relu, [[[6, 0.69]], tanh[1]]), ['70%: 3.00'], 'a level one seed missed is left out');
 });
 
 test('warnings for an arm at chance; a run still learning is too early for a regulariser', () => {

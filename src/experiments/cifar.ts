@@ -20,6 +20,8 @@ export interface CifarSetting {
   window: number;
   seed: number;
   device: Device;
+  /** Stop once a window's training error is at most this. */
+  stopBelow?: number;
 }
 
 /** The per-pixel mean of the training images in 0–255, (1, 3, 32, 32): what cuda-convnet subtracted. */
@@ -41,6 +43,7 @@ export async function trainCifarCurve(ds: TensorDataset, mean: Tensor, s: CifarS
       momentum: s.momentum,
       seed: s.seed,
       device: s.device,
+      stopBelow: s.stopBelow,
       // The source gives pixels / 255: back to 0–255, minus the mean image.
       augment: (x) => tidy(() => x.mul(255).sub(m).keep()),
     });

@@ -38,6 +38,8 @@ export interface CurveSetting {
   augment?: (x: Tensor) => Tensor;
   /** Called after each whole epoch (0-based) with the model; true stops training there (e.g. once it settled). */
   afterEpoch?: (model: AlexNet, epoch: number) => Promise<boolean>;
+  /** Stop once a window's training error is at most this (a time-to-threshold run needs nothing after it). */
+  stopBelow?: number;
 }
 
 /** Points (step at the window's end, training error over the window). */
@@ -89,7 +91,9 @@ export async function trainModel(ds: TensorDataset, s: CurveSetting): Promise<{ 
         maxSteps: s.steps,
         statsEvery: 0,
         afterStep: (p, sums) => windows.afterStep(p, sums, source.numBatches),
+        shouldStop: () => windows.reached(s.stopBelow),
       });
+      if (windows.reached(s.stopBelow)) break;
       progress = { epoch: progress.epoch + 1, batch: 0, globalStep: r.progress.globalStep };
       const whole = r.stopped === 'completed' || r.progress.batch === source.numBatches;
       if (whole && (await s.afterEpoch?.(model, progress.epoch - 1))) break;
@@ -117,6 +121,12 @@ class Windows {
     readonly window: number,
     readonly steps: number,
   ) {}
+
+  /** Whether the last closed window's error is at most `threshold` (never, without one). */
+  reached(threshold: number | undefined): boolean {
+    const last = this.curve.at(-1);
+    return threshold !== undefined && last !== undefined && last[1] <= threshold;
+  }
 
   afterStep(p: Progress, sums: StepSums, batches: number): void {
     const ends = p.globalStep % this.window === 0 || p.globalStep === this.steps;
