@@ -575,6 +575,36 @@ describe('the page in Chromium', { skip: noBrowser }, () => {
     assert.deepEqual(await shownTop5(), expected);
   });
 
+  test('a refused upload hides the previous top-5 and shows why', async () => {
+    await page.setInputFiles('#file', await fashionPng(3));
+    await page.waitForFunction(() => document.querySelectorAll('#top5 li').length === 5);
+    assert.equal(await page.isVisible('#top5'), true);
+    assert.equal(await page.isVisible('#predict-error'), false);
+    // Bytes that are no image, named and typed as a PNG: the server refuses them, and says so.
+    const junk = Buffer.from('this is not an image, whatever its name says');
+    const refused = await app.inject({
+      method: 'POST',
+      url: '/v1/predict?k=5',
+      payload: junk,
+      headers: { 'content-type': 'image/png' },
+    });
+    assert.equal(refused.statusCode, 415, refused.body);
+    await page.setInputFiles('#file', { name: 'junk.png', mimeType: 'image/png', buffer: junk });
+    await page.waitForSelector('#predict-error', { state: 'visible' });
+    assert.equal(await page.textContent('#predict-error'), refused.json().error);
+    // Not shown, however the style sheet lays the result box out (display: flex against the hidden attribute).
+    assert.equal(await page.isVisible('#predict-result'), false);
+    assert.equal(await page.isVisible('#top5'), false);
+    assert.equal(await page.$$eval('#top5 li', (l) => l.length), 0, 'no earlier top-5 left to show');
+    // A good upload after it: its top-5, and the error gone.
+    const good = await fashionPng(0);
+    await page.setInputFiles('#file', good);
+    await page.waitForFunction(() => document.querySelectorAll('#top5 li').length === 5);
+    assert.equal(await page.isVisible('#predict-error'), false);
+    assert.equal(await page.isVisible('#top5'), true);
+    assert.deepEqual(await shownTop5(), await served(good));
+  });
+
   test('without --gallery: no failed request in the console, and no image box before an upload', async () => {
     const plain = buildServer({
       engine: () => openEngine({ weights, runtime: 'libtorch', precision: 'fp32', threads: 1 }),
