@@ -235,7 +235,8 @@
         .catch(() => undefined);
     });
     fig.appendChild(img);
-    fig.appendChild(el('figcaption', {}, caption));
+    // One line within the thumbnail's width, a long class name cut with an ellipsis and whole in the tooltip.
+    fig.appendChild(el('figcaption', { title: caption }, caption));
     return fig;
   }
 
