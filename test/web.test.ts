@@ -413,17 +413,31 @@ interface Shown {
   dataset: Record<string, string | undefined>;
   getAttribute(name: string): string | null;
   querySelector(selector: string): Shown | null;
+  getBoundingClientRect(): Rect;
   dispatchEvent(event: unknown): boolean;
   getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } };
 }
 declare const window: unknown;
 declare const document: {
   createElement(tag: 'canvas'): Shown;
+  createRange(): { selectNodeContents(node: unknown): void; getBoundingClientRect(): Rect };
   querySelector(selector: string): Shown | null;
   querySelectorAll(selector: string): ArrayLike<Shown> & Iterable<Shown>;
   getElementById(id: string): Shown | null;
 };
 declare const DataTransfer: new () => { items: { add(file: unknown): void } };
+interface Rect {
+  left: number;
+  right: number;
+  top: number;
+  bottom: number;
+  height: number;
+}
+interface Caption extends Shown {
+  parentElement: Shown;
+  getBoundingClientRect(): Rect;
+}
+declare function getComputedStyle(e: unknown): { overflowX: string; textOverflow: string; fontSize: string };
 declare const DragEvent: new (type: string, init: object) => unknown;
 
 const noBrowser =
@@ -573,6 +587,36 @@ describe('the page in Chromium', { skip: noBrowser }, () => {
       expected[0][1],
     );
     assert.deepEqual(await shownTop5(), expected);
+  });
+
+  test('a refused upload hides the previous top-5 and shows why', async () => {
+    await page.setInputFiles('#file', await fashionPng(3));
+    await page.waitForFunction(() => document.querySelectorAll('#top5 li').length === 5);
+    assert.equal(await page.isVisible('#top5'), true);
+    assert.equal(await page.isVisible('#predict-error'), false);
+    // Bytes that are no image, named and typed as a PNG: the server refuses them, and says so.
+    const junk = Buffer.from('this is not an image, whatever its name says');
+    const refused = await app.inject({
+      method: 'POST',
+      url: '/v1/predict?k=5',
+      payload: junk,
+      headers: { 'content-type': 'image/png' },
+    });
+    assert.equal(refused.statusCode, 415, refused.body);
+    await page.setInputFiles('#file', { name: 'junk.png', mimeType: 'image/png', buffer: junk });
+    await page.waitForSelector('#predict-error', { state: 'visible' });
+    assert.equal(await page.textContent('#predict-error'), refused.json().error);
+    // Not shown, however the style sheet lays the result box out (display: flex against the hidden attribute).
+    assert.equal(await page.isVisible('#predict-result'), false);
+    assert.equal(await page.isVisible('#top5'), false);
+    assert.equal(await page.$$eval('#top5 li', (l) => l.length), 0, 'no earlier top-5 left to show');
+    // A good upload after it: its top-5, and the error gone.
+    const good = await fashionPng(0);
+    await page.setInputFiles('#file', good);
+    await page.waitForFunction(() => document.querySelectorAll('#top5 li').length === 5);
+    assert.equal(await page.isVisible('#predict-error'), false);
+    assert.equal(await page.isVisible('#top5'), true);
+    assert.deepEqual(await shownTop5(), await served(good));
   });
 
   test('without --gallery: no failed request in the console, and no image box before an upload', async () => {
@@ -747,6 +791,64 @@ describe('the page in Chromium', { skip: noBrowser }, () => {
       await fresh.waitForFunction((sel) => document.querySelector(sel)?.getAttribute('title') !== null, box);
       assert.equal(await fresh.getAttribute(box, 'title'), why);
       assert.equal(await fresh.$$eval('.neighbour-row[data-query="0"] figure.neighbour img', (i) => i.length), 8);
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  test('long class names in the neighbours captions end in an ellipsis within their thumbnail, whole in a tooltip', async () => {
+    const fresh = await browser.newPage();
+    // 60 characters, no space to wrap at; each class its own, so that the captions differ.
+    const long = (name: string) => `${name}-`.padEnd(60, 'abcdefghij').slice(0, 60);
+    try {
+      await fresh.route('**/v1/neighbours?*', async (r) => {
+        const body = (await (await r.fetch()).json()) as {
+          query: { class: string };
+          neighbours: { class: string }[];
+        };
+        body.query.class = long(body.query.class);
+        for (const n of body.neighbours) n.class = long(n.class);
+        await r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) });
+      });
+      await fresh.goto(new URL(page.url()).origin);
+      await fresh.click('button[data-tab="neighbours"]');
+      await fresh.waitForSelector('.neighbour-row[data-query="0"] figure.neighbour');
+      const captions = await fresh.$$eval('.neighbour-row[data-query="0"] figcaption', (cs) =>
+        cs.map((c) => {
+          const e = c as unknown as Caption;
+          const style = getComputedStyle(e);
+          const range = document.createRange();
+          range.selectNodeContents(e);
+          const box = (r: Rect) => ({ left: r.left, right: r.right, top: r.top, bottom: r.bottom });
+          return {
+            text: e.textContent,
+            title: e.getAttribute('title'),
+            box: box(e.getBoundingClientRect()),
+            ink: box(range.getBoundingClientRect()),
+            image: box(e.parentElement.querySelector('img')!.getBoundingClientRect()),
+            clipped: style.overflowX === 'hidden' || style.overflowX === 'clip',
+            ellipsis: style.textOverflow === 'ellipsis',
+            fontSize: parseFloat(style.fontSize),
+          };
+        }),
+      );
+      assert.equal(captions.length, 1 + 8);
+      for (const c of captions) {
+        assert.equal(c.text!.split(' · ')[0].length, 60, 'the whole name in the text');
+        assert.equal(c.title, c.text, 'and in the tooltip');
+        assert.ok(c.ellipsis && c.clipped, `${c.text}: cut with an ellipsis`);
+        assert.ok(c.box.left >= c.image.left - 0.5 && c.box.right <= c.image.right + 0.5, "within the image's width");
+        assert.ok(c.box.bottom - c.box.top < 2 * c.fontSize, `${c.text}: on one line`);
+      }
+      // What shows of each caption: its box where it clips, else all of its text. No two overlap.
+      const seen = captions.map((c) => (c.clipped ? c.box : c.ink));
+      for (let i = 0; i < seen.length; i++)
+        for (let j = i + 1; j < seen.length; j++) {
+          const [a, b] = [seen[i], seen[j]];
+          const apart =
+            a.right <= b.left + 0.5 || b.right <= a.left + 0.5 || a.bottom <= b.top + 0.5 || b.bottom <= a.top + 0.5;
+          assert.ok(apart, `captions ${i} and ${j} overlap: ${JSON.stringify([a, b])}`);
+        }
     } finally {
       await fresh.close();
     }

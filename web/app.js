@@ -90,19 +90,23 @@
     if (!$('tab-maps').hidden) openMaps();
   }
 
+  let predictions = 0;
+
+  /** The top-5 of the latest upload only: no earlier top-5 beside its picture while it is computed or refused. */
   async function predict(file) {
+    const asked = ++predictions;
     showError('predict-error');
+    const list = $('top5');
+    list.textContent = '';
+    $('timings').textContent = '';
+    $('predict-result').hidden = true;
     const r = await api('/v1/predict?k=5', {
       method: 'POST',
       headers: { 'content-type': file.type || 'application/octet-stream' },
       body: file,
     }).catch((e) => ({ ok: false, status: 0, body: { error: String(e) } }));
-    if (!r.ok) {
-      $('predict-result').hidden = true;
-      return showError('predict-error', errorText(r));
-    }
-    const list = $('top5');
-    list.textContent = '';
+    if (asked !== predictions) return; // a later upload's answer is the one to show
+    if (!r.ok) return showError('predict-error', errorText(r));
     for (const t of r.body.top) {
       list.appendChild(views.barRow('li', { 'data-index': t.index, 'data-prob': t.prob }, t.label, t.prob));
     }
@@ -231,7 +235,8 @@
         .catch(() => undefined);
     });
     fig.appendChild(img);
-    fig.appendChild(el('figcaption', {}, caption));
+    // One line within the thumbnail's width, a long class name cut with an ellipsis and whole in the tooltip.
+    fig.appendChild(el('figcaption', { title: caption }, caption));
     return fig;
   }
 

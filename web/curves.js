@@ -13,6 +13,9 @@
 //       smoothing: initial weight (default 0.6)
 //     It returns {addRecords(id, records), reset(id), setSmoothing(w), pointCount(), runs(), resize(), destroy()}
 //     and keeps data-records (records received) and data-runs on `el` for tests to watch.
+// One legend above the charts names each run once, in its colour, and keys the line styles (legend.js); the y axes
+// tick at 1/2/5 × 10^k steps (ticks.js). Both load before this script; without them the charts have no legend and
+// uPlot's own ticks. A series with a single value is drawn as a dot.
 (function (root) {
   'use strict';
 
@@ -88,7 +91,7 @@
       key: 'loss',
       title: 'loss',
       lines: [
-        { label: 'train', src: 'step', field: 'loss', smooth: true },
+        { label: 'train (step)', src: 'step', field: 'loss', smooth: true },
         { label: 'train (epoch)', src: 'epoch', field: 'train_loss', dash: [6, 4], points: true },
         { label: 'test (epoch)', src: 'epoch', field: 'test_loss', dash: [2, 3], points: true },
       ],
@@ -98,7 +101,7 @@
       title: 'accuracy',
       range: [0, 1],
       lines: [
-        { label: 'train', src: 'step', field: 'acc', smooth: true },
+        { label: 'train (step)', src: 'step', field: 'acc', smooth: true },
         { label: 'train (epoch)', src: 'epoch', field: 'train_acc', dash: [6, 4], points: true },
         { label: 'test (epoch)', src: 'epoch', field: 'test_acc', dash: [2, 3], points: true },
       ],
@@ -175,7 +178,7 @@
   // ---- the view ----------------------------------------------------------------------------------------------
   // One state object `v` per view, passed to named functions: {el, o, doc, base, weight, folders (id → {id, name,
   // source?}), series (folder id + '\n' + run id → Series), received, charts, structureChanged, timer, poller,
-  // destroyed, status, slider, sliderValue, grid, observer, view (the object createRunsView returns)}.
+  // destroyed, status, slider, sliderValue, legend, grid, observer, view (the object createRunsView returns)}.
 
   function createRunsView(el, options) {
     var o = options || {};
@@ -220,11 +223,12 @@
     label.appendChild(v.sliderValue);
     controls.appendChild(label);
     controls.appendChild(v.status);
+    v.legend = element(doc, 'div', 'curves-legend');
     v.grid = element(doc, 'div', 'curves-grid');
     // Laid out here (not only in a style sheet) so that the view looks the same on the page and in a report.
     controls.style.cssText = 'display:flex;flex-wrap:wrap;gap:1em 2em;align-items:center';
     v.grid.style.cssText = 'display:flex;flex-wrap:wrap;gap:16px;margin-top:0.5em';
-    v.el.replaceChildren(controls, v.grid);
+    v.el.replaceChildren(controls, v.legend, v.grid);
     slider.addEventListener('input', function () {
       v.view.setSmoothing(Number(slider.value));
     });
@@ -287,6 +291,35 @@
     return align(tables);
   }
 
+  /** The index of a series' only value, drawn as a dot (a line needs two); null otherwise (no dots). */
+  function lonePoint(u, si, show) {
+    if (show) return null;
+    var ys = u.data[si];
+    var at = -1;
+    for (var i = 0; i < ys.length; i++) {
+      if (ys[i] === null || ys[i] === undefined) continue;
+      if (at >= 0) return null;
+      at = i;
+    }
+    return at >= 0 ? [at] : null;
+  }
+
+  /** The y axis: ticks.js's nice steps, 25 pixels apart or more (uPlot's 30 leaves two labels too often). */
+  function yAxis() {
+    var T = root.AlexnetTicks;
+    if (!T) return { size: 64 };
+    return {
+      size: 64,
+      splits: function (u, _axis, min, max) {
+        var h = u.bbox && u.bbox.height ? u.bbox.height / (root.uPlot.pxRatio || 1) : 175;
+        return T.ticks(min, max, Math.max(2, Math.floor(h / 25))).values;
+      },
+      values: function (_u, splits) {
+        return T.labels(splits);
+      },
+    };
+  }
+
   function chartOptions(v, def) {
     var list = [{ label: xLabel(v) }];
     v.series.forEach(function (s) {
@@ -298,7 +331,7 @@
           width: line.points ? 1 : 1.5,
           dash: line.dash,
           spanGaps: true,
-          points: { show: !!line.points, size: 5, fill: s.color },
+          points: { show: !!line.points, size: line.points ? 5 : 6, fill: s.color, filter: lonePoint },
         });
       });
     });
@@ -308,22 +341,38 @@
       width: chartWidth(v),
       height: 240,
       scales: { x: { time: false }, y: y },
-      axes: [
-        { label: xLabel(v), incrs: STEP_INCREMENTS },
-        { values: tickLabels, size: 64 },
-      ],
+      axes: [{ label: xLabel(v), incrs: STEP_INCREMENTS }, yAxis()],
       series: list,
-      legend: { show: true },
+      // One legend for all charts (buildLegend); a readout below each chart gives the values under the cursor.
+      legend: { show: false },
+      hooks: { setCursor: [readout] },
     };
   }
 
-  // Small values (a learning rate of 1e-4) in exponent form: uPlot's default labels would round them to 0.
-  function tickLabels(_u, splits) {
-    return splits.map(function (x) {
-      if (x === 0 || x == null) return String(x);
-      var a = Math.abs(x);
-      return a < 0.01 || a >= 1e6 ? x.toExponential(1) : String(+x.toPrecision(4));
+  /** The values under the cursor, over the top of the chart below: x, then each series that has one there. */
+  function readout(u) {
+    var out = u.root.parentNode && u.root.parentNode.querySelector('.curves-readout');
+    var i = u.cursor.idx;
+    if (!out) return;
+    out.hidden = i === null || i === undefined;
+    if (out.hidden) return;
+    var parts = [u.series[0].label + ' ' + u.data[0][i]];
+    for (var si = 1; si < u.series.length; si++) {
+      var y = u.data[si][i];
+      if (y === null || y === undefined) continue;
+      parts.push(u.series[si].label + ' ' + (y !== 0 && Math.abs(y) < 1e-3 ? y.toExponential(3) : y.toPrecision(5)));
+    }
+    out.textContent = parts.join(' \u00b7 ');
+  }
+
+  /** The legend (legend.js): the runs in their colours, the line styles of the loss chart in gray. */
+  function buildLegend(v) {
+    if (!root.AlexnetLegend) return;
+    var runs = [];
+    v.series.forEach(function (s) {
+      runs.push({ name: runLabel(v, s), color: s.color });
     });
+    root.AlexnetLegend.draw(v.legend, runs, CHARTS[0].lines);
   }
 
   function destroyCharts(v) {
@@ -336,12 +385,19 @@
   function build(v) {
     destroyCharts(v);
     v.grid.replaceChildren();
+    buildLegend(v);
     if (!v.series.size) return;
     CHARTS.forEach(function (def) {
       var box = element(v.doc, 'div', 'curves-chart curves-' + def.key);
       box.setAttribute('data-chart', def.key);
       v.grid.appendChild(box);
       v.charts.push({ def: def, plot: new root.uPlot(chartOptions(v, def), chartData(v, def), box) });
+      var out = element(v.doc, 'div', 'curves-readout');
+      out.hidden = true;
+      box.style.position = 'relative';
+      out.style.cssText =
+        'position:absolute;top:100%;left:0;right:0;z-index:1;font-size:0.8em;color:#333;background:#fff;padding:2px';
+      box.appendChild(out);
     });
   }
 

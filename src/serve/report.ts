@@ -1,6 +1,7 @@
 // `alexnet report RUN_DIR`: a run's figures as one self-contained HTML file, for people who would rather not run
-// a server. The page's own scripts are inlined (uPlot, web/curves.js, and web/filters.js and web/confusion.js
-// when they are there) with the data embedded as JSON: the file opens offline and fetches nothing.
+// a server. The page's own scripts are inlined (uPlot, web/curves.js with its ticks.js and legend.js, and
+// web/filters.js and web/confusion.js when they are there) with the data embedded as JSON: the file opens offline
+// and fetches nothing.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
@@ -162,6 +163,9 @@ export interface ReportAssets {
   uplotJs: string;
   uplotCss: string;
   curvesJs: string;
+  /** The curves' axis ticks and legend (web/ticks.js, web/legend.js), inlined before curves.js. */
+  ticksJs: string;
+  legendJs: string;
   filtersJs?: string;
   confusionJs?: string;
   /** The page's style sheet (web/style.css), so the views look as they do on the page. */
@@ -175,6 +179,8 @@ export function loadAssets(dir = webDir()): ReportAssets {
     uplotJs: read(require.resolve('uplot/dist/uPlot.iife.min.js')),
     uplotCss: read(require.resolve('uplot/dist/uPlot.min.css')),
     curvesJs: read(path.join(dir, 'curves.js')),
+    ticksJs: read(path.join(dir, 'ticks.js')),
+    legendJs: read(path.join(dir, 'legend.js')),
     filtersJs: optional('filters.js'),
     confusionJs: optional('confusion.js'),
     pageCss: optional('style.css'),
@@ -274,6 +280,8 @@ export function renderReport(d: ReportData, a: ReportAssets = loadAssets()): str
     ...sections(d, a),
     `<script type="application/json" id="alexnet-report-data">${jsonForScript(embedded)}</script>`,
     inlineScript(a.uplotJs),
+    inlineScript(a.ticksJs),
+    inlineScript(a.legendJs),
     inlineScript(a.curvesJs),
     ...(a.filtersJs ? [inlineScript(a.filtersJs)] : []),
     ...(a.confusionJs ? [inlineScript(a.confusionJs)] : []),
