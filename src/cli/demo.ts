@@ -12,6 +12,9 @@ import { buildRunConfig, demoOptions } from '../train/config';
 import { formatDuration } from '../train/progress';
 import { train } from '../train/run';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
+import { UserError } from '../errors';
+import { nonDirectoryAncestor } from '../util/files';
+import { planOutputs } from '../util/outputs';
 import { formatEval } from './format';
 import { COMMON, optionHelp, parseCommand, text, withHelp } from './options';
 
@@ -62,6 +65,22 @@ async function writeSamples(dir: string): Promise<{ files: string[]; labels: num
   return { files, labels, classes: test.classes };
 }
 
+/**
+ * The demo's files in DIR, checked before training under the flag the user typed (--out; the run inside names its
+ * checkpoint --save): each a file that can be replaced, samples/ a folder.
+ */
+function checkOut(out: string): void {
+  const bad = nonDirectoryAncestor(out);
+  if (bad) throw new UserError(`--out ${out}: expected a folder, but ${bad} is a file`);
+  const file = (name: string) => ({ option: '--out', path: path.join(out, name), kind: 'file' as const });
+  const names = ['checkpoint.safetensors', 'metrics.jsonl', 'eval.json'];
+  planOutputs(names.map(file), { warn: () => undefined }).release();
+  const samples = path.join(out, 'samples');
+  const st = fs.statSync(samples, { throwIfNoEntry: false });
+  if (st && !st.isDirectory())
+    throw new UserError(`--out ${out}: ${samples} is not a folder (the demo writes its sample images there)`);
+}
+
 export async function demoCommand(argv: string[]): Promise<void> {
   const { values, help } = parseCommand('demo', argv, OPTIONS);
   if (help) return console.log(HELP);
@@ -73,6 +92,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const save = path.join(out, 'checkpoint.safetensors');
   const metrics = path.join(out, 'metrics.jsonl');
   const cfg = buildRunConfig({ ...options, device, threads: values.threads, save, metrics, overwrite: true });
+  checkOut(out);
   // A fresh run each time: an earlier demo's metrics would otherwise be appended to.
   fs.rmSync(metrics, { force: true });
   console.log(`alexnet demo: ${description}.\n`);
