@@ -3,11 +3,12 @@
 // message offers a flag the mode refuses; a report reads only its run folder's own regular files; --freeze is
 // checked before any weights are read; an ensemble never holds the same file twice.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import ts from 'typescript';
 import { BIN } from './helpers/cli';
 
@@ -149,6 +150,31 @@ test('demo --out: its errors name --out, before any training', () => {
   fs.writeFileSync(path.join(samples, 'samples'), '');
   assertOneLine(alexnet(['demo', '--out', samples]), /^alexnet: error: --out .*samples is not a folder/);
   fs.rmSync(dir, { recursive: true });
+});
+
+test('a demo running in --out DIR: another is refused under --out; stopped, it points at alexnet train --resume', async () => {
+  const out = path.join(tmp(), 'demo');
+  const child = spawn(process.execPath, [BIN, 'demo', '--out', out, '--threads', '1'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    // The run takes the checkpoint's lock once its data is loaded, just before the first step.
+    const lock = path.join(out, 'checkpoint.safetensors.lock');
+    for (const end = Date.now() + 120_000; !fs.existsSync(lock) && Date.now() < end;) await sleep(200);
+    assert.ok(fs.existsSync(lock), output);
+    const second = alexnet(['demo', '--out', out]);
+    assertOneLine(second, /another run \(PID \d+.*\) is writing .*checkpoint\.safetensors: .*choose another --out$/);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 130, output);
+    assert.match(output, /checkpoint saved to .*; continue with alexnet train --resume .*checkpoint\.safetensors/);
+  } finally {
+    child.kill('SIGKILL');
+    fs.rmSync(path.dirname(out), { recursive: true, force: true });
+  }
 });
 
 test('report reads only the run folder’s own regular files: a link out is refused by name, never echoed', () => {

@@ -73,8 +73,9 @@ function checkOut(out: string): void {
   const bad = nonDirectoryAncestor(out);
   if (bad) throw new UserError(`--out ${out}: expected a folder, but ${bad} is a file`);
   const file = (name: string) => ({ option: '--out', path: path.join(out, name), kind: 'file' as const });
-  const names = ['checkpoint.safetensors', 'metrics.jsonl', 'eval.json'];
-  planOutputs(names.map(file), { warn: () => undefined }).release();
+  // The checkpoint's lock too: a demo still running in DIR is named here, under --out.
+  const specs = [{ ...file('checkpoint.safetensors'), lock: true }, file('metrics.jsonl'), file('eval.json')];
+  planOutputs(specs, { warn: () => undefined }).release();
   const samples = path.join(out, 'samples');
   const st = fs.statSync(samples, { throwIfNoEntry: false });
   if (st && !st.isDirectory())
@@ -97,7 +98,10 @@ export async function demoCommand(argv: string[]): Promise<void> {
   fs.rmSync(metrics, { force: true });
   console.log(`alexnet demo: ${description}.\n`);
   const stop = stopOnSignals();
-  const r = await train(cfg, { shouldStop: stop.requested }).finally(() => stop.dispose());
+  // The run's lines name train's flags; the demo has no --resume: `alexnet train` continues its checkpoint.
+  const log = (line: string) =>
+    console.log(line.replace(/continue with --resume /g, 'continue with alexnet train --resume '));
+  const r = await train(cfg, { shouldStop: stop.requested, log }).finally(() => stop.dispose());
   r.model.dispose();
   if (r.stopped === 'interrupted') {
     process.exitCode = EXIT_INTERRUPTED;
