@@ -69,6 +69,18 @@ function flagsInStrings(dir: string): { file: string; flag: string }[] {
   return found;
 }
 
+/** The flags of the README's alexnet command lines: inline code and code-block lines that run `alexnet CMD …`. */
+function flagsInReadme(): string[] {
+  const text = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const spans = [...text.matchAll(/`([^`\n]+)`/g)].map((m) => m[1]);
+  const blocks = [...text.matchAll(/```[a-z]*\n([\s\S]*?)```/g)].flatMap((m) => m[1].split('\n'));
+  return [...spans, ...blocks].flatMap((t) => {
+    const command = t.match(/(?:^|\s)alexnet [a-z-]+(.*)$/);
+    if (!command) return [];
+    return [...command[1].replace(/#.*$/, '').matchAll(/(?<![\w-])--[a-z][a-z0-9-]*/g)].map((m) => m[0]);
+  });
+}
+
 /** Every flag of every command, from their --help (the option tables' own rows). */
 function knownFlags(): Set<string> {
   const usage = alexnet(['--help']).stdout;
@@ -87,7 +99,7 @@ function knownFlags(): Set<string> {
 // is the flag; the lead's merge changes the message and removes this entry (the test then holds it to none).
 const PENDING_ELSEWHERE = [{ file: 'src/serve/page.ts', flag: '--evaluation' }];
 
-test('every --flag the messages, help and page scripts name is a flag of some command', () => {
+test('every --flag the messages, page scripts and README command lines name is a flag of some command', () => {
   const known = knownFlags();
   assert.ok(known.has('--eval') && known.has('--model-parallel') && known.has('--out'), [...known].join(' '));
   assert.ok(!known.has('--evaluation'));
@@ -95,6 +107,12 @@ test('every --flag the messages, help and page scripts name is a flag of some co
   assert.ok(named.length > 200, `only ${named.length} flags found in the sources`);
   const unknown = named.filter((n) => !known.has(n.flag));
   assert.deepEqual(unknown, PENDING_ELSEWHERE);
+  const readme = flagsInReadme();
+  assert.ok(readme.length > 50, `only ${readme.length} flags found in the README's command lines`);
+  assert.deepEqual(
+    readme.filter((f) => !known.has(f)),
+    [],
+  );
 });
 
 test('a model-parallel usage error is one line at once, before any rank starts, and offers no --resume', () => {
