@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import ts from 'typescript';
 import { BIN } from './helpers/cli';
+import { mountSkip, mountTmpfs, unmountAll } from './helpers/mounts';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -169,6 +170,27 @@ test('demo --out: its errors name --out, before any training', () => {
   assertOneLine(alexnet(['demo', '--out', samples]), /^alexnet: error: --out .*samples is not a folder/);
   fs.rmSync(dir, { recursive: true });
 });
+
+test(
+  'demo --out on a full file system: the run’s refusal names --out, not --save or --metrics',
+  { skip: mountSkip },
+  () => {
+    const dir = tmp();
+    const tiny = path.join(dir, 'tiny');
+    try {
+      mountTmpfs(tiny, 'size=256k');
+      const r = alexnet(['demo', '--out', path.join(tiny, 'demo'), '--threads', '1'], { limitMs: 120_000 });
+      assert.equal(r.code, 2, r.stderr);
+      const lines = r.stderr.trimEnd().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0], /^alexnet: error: --out .* needs about .* but only .* is free .*choose another --out$/);
+      assert.doesNotMatch(lines[0], /--save|--metrics/);
+    } finally {
+      unmountAll();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 test('a demo running in --out DIR: another is refused under --out; stopped, it points at alexnet train --resume', async () => {
   const out = path.join(tmp(), 'demo');

@@ -66,6 +66,16 @@ async function writeSamples(dir: string): Promise<{ files: string[]; labels: num
 }
 
 /**
+ * A line of the run inside the demo in the demo's words: its files are --out's (the run calls them --save and
+ * --metrics), and the demo has no --resume: `alexnet train --resume` continues its checkpoint.
+ */
+function inDemoWords(line: string): string {
+  return line
+    .replace(/(?<![\w-])--(save|metrics)(?![\w-])/g, '--out')
+    .replace(/continue (it )?with --resume /g, 'continue $1with alexnet train --resume ');
+}
+
+/**
  * The demo's files in DIR, checked before training under the flag the user typed (--out; the run inside names its
  * checkpoint --save): each a file that can be replaced, samples/ a folder.
  */
@@ -98,10 +108,12 @@ export async function demoCommand(argv: string[]): Promise<void> {
   fs.rmSync(metrics, { force: true });
   console.log(`alexnet demo: ${description}.\n`);
   const stop = stopOnSignals();
-  // The run's lines name train's flags; the demo has no --resume: `alexnet train` continues its checkpoint.
-  const log = (line: string) =>
-    console.log(line.replace(/continue with --resume /g, 'continue with alexnet train --resume '));
-  const r = await train(cfg, { shouldStop: stop.requested, log }).finally(() => stop.dispose());
+  const log = (line: string) => console.log(inDemoWords(line));
+  const r = await train(cfg, { shouldStop: stop.requested, log })
+    .catch((e: unknown) => {
+      throw e instanceof UserError ? new UserError(inDemoWords(e.message)) : e;
+    })
+    .finally(() => stop.dispose());
   r.model.dispose();
   if (r.stopped === 'interrupted') {
     process.exitCode = EXIT_INTERRUPTED;
