@@ -12,6 +12,9 @@ import { buildRunConfig, demoOptions } from '../train/config';
 import { formatDuration } from '../train/progress';
 import { train } from '../train/run';
 import { EXIT_INTERRUPTED, stopOnSignals } from '../train/signals';
+import { UserError } from '../errors';
+import { nonDirectoryAncestor } from '../util/files';
+import { planOutputs } from '../util/outputs';
 import { formatEval } from './format';
 import { COMMON, optionHelp, parseCommand, text, withHelp } from './options';
 
@@ -62,6 +65,33 @@ async function writeSamples(dir: string): Promise<{ files: string[]; labels: num
   return { files, labels, classes: test.classes };
 }
 
+/**
+ * A line of the run inside the demo in the demo's words: its files are --out's (the run calls them --save and
+ * --metrics), and the demo has no --resume: `alexnet train --resume` continues its checkpoint.
+ */
+function inDemoWords(line: string): string {
+  return line
+    .replace(/(?<![\w-])--(save|metrics)(?![\w-])/g, '--out')
+    .replace(/continue (it )?with --resume /g, 'continue $1with alexnet train --resume ');
+}
+
+/**
+ * The demo's files in DIR, checked before training under the flag the user typed (--out; the run inside names its
+ * checkpoint --save): each a file that can be replaced, samples/ a folder.
+ */
+function checkOut(out: string): void {
+  const bad = nonDirectoryAncestor(out);
+  if (bad) throw new UserError(`--out ${out}: expected a folder, but ${bad} is a file`);
+  const file = (name: string) => ({ option: '--out', path: path.join(out, name), kind: 'file' as const });
+  // The checkpoint's lock too: a demo still running in DIR is named here, under --out.
+  const specs = [{ ...file('checkpoint.safetensors'), lock: true }, file('metrics.jsonl'), file('eval.json')];
+  planOutputs(specs, { warn: () => undefined }).release();
+  const samples = path.join(out, 'samples');
+  const st = fs.statSync(samples, { throwIfNoEntry: false });
+  if (st && !st.isDirectory())
+    throw new UserError(`--out ${out}: ${samples} is not a folder (the demo writes its sample images there)`);
+}
+
 export async function demoCommand(argv: string[]): Promise<void> {
   const { values, help } = parseCommand('demo', argv, OPTIONS);
   if (help) return console.log(HELP);
@@ -73,11 +103,17 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const save = path.join(out, 'checkpoint.safetensors');
   const metrics = path.join(out, 'metrics.jsonl');
   const cfg = buildRunConfig({ ...options, device, threads: values.threads, save, metrics, overwrite: true });
+  checkOut(out);
   // A fresh run each time: an earlier demo's metrics would otherwise be appended to.
   fs.rmSync(metrics, { force: true });
   console.log(`alexnet demo: ${description}.\n`);
   const stop = stopOnSignals();
-  const r = await train(cfg, { shouldStop: stop.requested }).finally(() => stop.dispose());
+  const log = (line: string) => console.log(inDemoWords(line));
+  const r = await train(cfg, { shouldStop: stop.requested, log })
+    .catch((e: unknown) => {
+      throw e instanceof UserError ? new UserError(inDemoWords(e.message)) : e;
+    })
+    .finally(() => stop.dispose());
   r.model.dispose();
   if (r.stopped === 'interrupted') {
     process.exitCode = EXIT_INTERRUPTED;

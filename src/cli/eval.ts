@@ -5,6 +5,7 @@ import { AlexNet } from '../models/alexnet';
 import { loadModelFor } from '../persist/load';
 import { ModelRecord } from '../persist/record';
 import { prepareDevice, prepareModel } from '../runtime/device';
+import { sameFile } from '../util/outputs';
 import { openEvalSource, problemLogger } from '../train/data';
 import { evaluate } from '../train/evaluate';
 import { formatEval } from './format';
@@ -50,6 +51,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (help) return console.log(HELP);
   if (!v.weights) throw new UserError("--weights PATH is required (a checkpoint from 'alexnet train --save')");
   const files = [v.weights, ...positionals];
+  refuseRepeats(files);
   const { device } = prepareDevice(v.device, v.threads);
   const loaded = files.map((f) => loadModelFor(f, { dataset: v.dataset }, (l) => console.error(l)));
   checkEnsemble(files, loaded);
@@ -94,6 +96,26 @@ export async function evalCommand(argv: string[]): Promise<void> {
     await close();
     models.forEach((m) => m.dispose());
   }
+}
+
+/** The same file twice (by path, link or real path) would be an ensemble of one model weighted twice: refused. */
+function refuseRepeats(files: string[]): void {
+  // A path that cannot be looked at (under a file, say) is no repeat: loading it names the problem.
+  const same = (a: string, b: string) => {
+    try {
+      return sameFile(a, b);
+    } catch {
+      return false;
+    }
+  };
+  files.forEach((f, i) => {
+    const j = files.findIndex((g, k) => k < i && same(g, f));
+    if (j < 0) return;
+    const what = files[j] === f ? `${f} twice` : `${files[j]} and ${f}, the same file`;
+    throw new UserError(
+      `--weights: an ensemble of different models was expected, got ${what}: give each weights file once`,
+    );
+  });
 }
 
 /** An ensemble's models must agree on what they classify and how their input is prepared. */

@@ -11,10 +11,12 @@ import {
   RESUME_OVERRIDES,
   TrainOptions,
 } from '../train/config';
-import { variantOf } from '../train/reuse';
+import { recipeFor } from '../train/recipes';
+import { checkFreeze, variantOf } from '../train/reuse';
 import { resume, train, TrainHooks, TrainResult } from '../train/run';
 import { DistEnv, distRole, ignoredOutputs, watchLauncher } from '../distributed/env';
-import { trainModelParallel } from '../distributed/model-parallel-train';
+import { checkModelParallel, trainModelParallel } from '../distributed/model-parallel-train';
+import { checkRunOutputs } from '../distributed/preflight';
 import { DdpGroup } from '../distributed/data-parallel';
 import { asRank } from '../distributed/group';
 import { launch, rankBytes } from '../distributed/launch';
@@ -261,7 +263,11 @@ export async function trainCommand(argv: string[]): Promise<void> {
     throw new UserError(
       '--model-parallel 2 runs as 2 ranks: add --nproc 2 (or start the ranks with RANK and WORLD_SIZE)',
     );
+  // Refusals that need no data, weights or peer come first: before --init-from is read, before any rank starts.
+  if (values.freeze !== undefined)
+    checkFreeze(values.freeze, modelAsked(values, !!modelParallel), architectureOf(values));
   if (role.kind === 'launcher') {
+    beforeLaunch(values, role, !!modelParallel);
     const graceMs = (distTimeout ?? 60) * 1000;
     const perRank = rankEstimate(values);
     const o = { ...role, argv: ['train', ...argv], threads: values.threads, graceMs, oversubscribe };
@@ -290,6 +296,26 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (saved && (role.kind !== 'rank' || role.env.rank === 0)) console.log(`checkpoint: ${saved}`);
   r.model.dispose();
   if (r.stopped === 'interrupted') process.exitCode = EXIT_INTERRUPTED;
+}
+
+/** The model a new run trains, known before any file is read: --model or the recipe's; not yet --init-from's. */
+function modelAsked(v: TrainValues, towers: boolean): string | undefined {
+  if (v.model !== undefined || v.initFrom !== undefined) return v.model;
+  // The paper's network is the one with two towers (as towersCommand).
+  return towers ? 'alexnet-2012' : recipeFor(undefined, v.dataset?.startsWith('folder:') ?? false).model;
+}
+
+/**
+ * What the launcher refuses before it starts a rank, so that no rank waits for a peer that has already stopped:
+ * model parallelism's refusals, and on rank 0's machine rank 0's outputs (only rank 0 checks them otherwise).
+ */
+function beforeLaunch(v: TrainValues, place: { nproc: number; nnodes: number; nodeRank: number }, towers: boolean) {
+  if (towers) {
+    const { resume, precision, cudaGraph, freeze } = v;
+    checkModelParallel({ worldSize: place.nproc * place.nnodes, resume, precision, cudaGraph, freeze });
+  }
+  const { save, metrics, overwrite, resume } = v;
+  if (place.nodeRank === 0) checkRunOutputs({ save, metrics, overwrite, resume, weightsOnly: towers });
 }
 
 /** `--model-parallel 2`: this rank's tower of alexnet-2012 (the run calls asRank itself). */

@@ -17,6 +17,7 @@ import { StepSums } from '../train/step';
 import { DdpGroup } from './data-parallel';
 import { DistEnv } from './env';
 import { asLateRank } from './group';
+import { checkRunOutputs } from './preflight';
 import {
   assembleStateDict,
   buildTower,
@@ -44,7 +45,7 @@ export const MODEL_PARALLEL_LINE =
 /**
  * Trains `cfg` as rank `env.rank` of the paper's two-GPU model parallelism. Every refusal that needs no peer
  * (world size, --resume, precision, CUDA graphs, --freeze, a model that cannot be split, a bad --save path) comes
- * before the rendezvous, the same on both ranks.
+ * before the rendezvous, the same on both ranks (--save, which rank 0 alone writes, on rank 0).
  */
 export async function trainModelParallel(
   cfg: RunConfig,
@@ -53,6 +54,8 @@ export async function trainModelParallel(
   o: { timeoutSeconds?: number; resume?: string } = {},
 ): Promise<ModelParallelResult> {
   checkRequest(cfg, env, o.resume);
+  // Rank 0 writes --save, a weights file: refused here, before the other rank waits for it, and in those words.
+  if (env.rank === 0) checkRunOutputs({ ...cfg.output, weightsOnly: true });
   return asLateRank(env, { timeoutSeconds: o.timeoutSeconds }, async (join) => {
     const r = await trainWith(cfg, { ...hooks, strategy: new TowerStrategy(env.rank, cfg, join) });
     return { stopped: r.stopped, globalStep: r.globalStep, history: r.history };
@@ -61,19 +64,40 @@ export async function trainModelParallel(
 
 /** The one-line refusals that need neither data nor a model. */
 function checkRequest(cfg: RunConfig, env: DistEnv, resume?: string): void {
-  if (env.worldSize !== 2)
-    throw new UserError(`--model-parallel 2 needs exactly 2 ranks: --nproc 2 (this run has ${env.worldSize})`);
-  if (resume !== undefined)
+  const { precision, model, runtime } = cfg;
+  checkModelParallel({
+    worldSize: env.worldSize,
+    resume,
+    precision,
+    cudaGraph: runtime.cudaGraph,
+    freeze: model.freeze,
+  });
+}
+
+/**
+ * Model parallelism's refusals from the flags alone, the same on every rank and in the launcher (which makes them
+ * before any rank starts): the world size, --resume, a precision or CUDA graph it cannot run, --freeze.
+ */
+export function checkModelParallel(o: {
+  worldSize: number;
+  resume?: string;
+  precision?: string;
+  cudaGraph?: string;
+  freeze?: string;
+}): void {
+  if (o.worldSize !== 2)
+    throw new UserError(`--model-parallel 2 needs exactly 2 ranks: --nproc 2 (this run has ${o.worldSize})`);
+  if (o.resume !== undefined)
     throw new UserError(
       '--resume is not supported with --model-parallel yet: start a new run, or continue from the saved weights with --init-from',
     );
-  if (cfg.precision === 'fp16' || cfg.precision === 'bf16')
+  if (o.precision === 'fp16' || o.precision === 'bf16')
     throw new UserError(
-      `--model-parallel runs in fp32 (its towers have no autocast yet), got --precision ${cfg.precision}: give --precision fp32 or leave it out`,
+      `--model-parallel runs in fp32 (its towers have no autocast yet), got --precision ${o.precision}: give --precision fp32 or leave it out`,
     );
-  if (cfg.runtime.cudaGraph === 'on')
+  if (o.cudaGraph === 'on')
     throw new UserError('--cuda-graph on cannot record a model-parallel step (it waits on the other rank)');
-  if (cfg.model.freeze) throw new UserError('--freeze is not supported with --model-parallel yet');
+  if (o.freeze) throw new UserError('--freeze is not supported with --model-parallel yet');
 }
 
 /**

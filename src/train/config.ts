@@ -17,6 +17,7 @@ export type CudaGraphMode = 'off' | 'on';
 export const CUDA_GRAPH_MODES: CudaGraphMode[] = ['off', 'on'];
 import { defaultLr, Optimization, OptimizerName, recipeFor } from './recipes';
 import { FolderConfig } from './data';
+import { checkFreeze } from './reuse';
 
 export const OPTIMIZERS: OptimizerName[] = ['sgd', 'sgd-paper', 'adam'];
 
@@ -242,6 +243,8 @@ export function buildRunConfig(o: TrainOptions): RunConfig {
     output: { save: o.save, metrics: o.metrics, metricsEvery: o.metricsEvery ?? 50, overwrite: o.overwrite },
     recipe: `${recipe.name} for ${recipe.model}${folder ? `, ${o.augment ?? recipe.augment} augmentation` : ''} (options given take precedence)`,
   };
+  // Before any weights are read (--init-from's, then the layers frozen).
+  if (o.freeze !== undefined) checkFreeze(o.freeze, cfg.model.name, cfg.model.options);
   return checkRunConfig(cfg, 'the run configuration');
 }
 

@@ -2,8 +2,9 @@
 // dict such as torchvision's alexnet-owt-7be5be79.pth) with a new head sized for this data set, and optionally
 // freeze the layers up to a point so that only the rest learns.
 import { UserError } from '../errors';
-import { AlexNet } from '../models/alexnet';
-import { Module } from '../nn/module';
+import { AlexNet, AlexNetOptions } from '../models/alexnet';
+import { getModel, listModels } from '../models/registry';
+import { Module, withoutWeights } from '../nn/module';
 import { readSafetensorsMetadata } from '../io/safetensors';
 import { loadModel, weightsKind } from '../persist/load';
 import { CHECKPOINT_FORMAT, readRecord, WEIGHTS_FORMAT } from '../persist/record';
@@ -65,18 +66,49 @@ export function initFrom(model: AlexNet, file: string, variant: string): InitRep
  */
 export function freeze(model: AlexNet, upTo: string): Module[] {
   const layers = model.layers();
-  const names = layers.map(([n]) => n);
-  let chosen: typeof layers;
-  if (upTo === 'features') chosen = layers.filter(([n]) => n.startsWith('features.'));
+  const chosen = new Set(
+    frozenLayers(
+      layers.map(([n]) => n),
+      upTo,
+      model.name,
+    ),
+  );
+  const frozen = layers.filter(([n]) => chosen.has(n)).map(([, layer]) => layer);
+  for (const layer of frozen) for (const p of layer.parameters()) p.requiresGrad_(false);
+  return frozen;
+}
+
+/** The names of the layers `upTo` freezes among `names` (a model's layers in order); a UserError if none or all. */
+function frozenLayers(names: string[], upTo: string, model: string): string[] {
+  let chosen: string[];
+  if (upTo === 'features') chosen = names.filter((n) => n.startsWith('features.'));
   else {
     const i = names.indexOf(upTo);
-    if (i < 0) {
-      throw new UserError(`--freeze must be features or a layer of ${model.name}: ${names.join(', ')}; got '${upTo}'`);
-    }
-    chosen = layers.slice(0, i + 1);
+    if (i < 0)
+      throw new UserError(`--freeze must be features or a layer of ${model}: ${names.join(', ')}; got '${upTo}'`);
+    chosen = names.slice(0, i + 1);
   }
-  if (chosen.length === layers.length)
+  if (chosen.length === names.length)
     throw new UserError(`--freeze ${upTo} would freeze every layer: nothing to train`);
-  for (const [, layer] of chosen) for (const p of layer.parameters()) p.requiresGrad_(false);
-  return chosen.map(([, layer]) => layer);
+  return chosen;
+}
+
+const layerNames = (model: string, options: AlexNetOptions = {}): string[] =>
+  withoutWeights(() => getModel(model, options))
+    .layers()
+    .map(([n]) => n);
+
+/**
+ * Checks --freeze before any weights are read: against the layers of `model` (built without weights), or, while
+ * the model is not known yet (it will be the --init-from file's), against the layer names of every variant.
+ */
+export function checkFreeze(upTo: string, model?: string, options: AlexNetOptions = {}): void {
+  if (model !== undefined) {
+    frozenLayers(layerNames(model, options), upTo, model);
+    return;
+  }
+  if (upTo === 'features' || listModels().some((m) => layerNames(m.name).includes(upTo))) return;
+  throw new UserError(
+    `--freeze must be features or a layer name (e.g. classifier.4; alexnet summary --model NAME lists a model's), got '${upTo}'`,
+  );
 }
