@@ -73,9 +73,11 @@ const OPTIONS = {
   requestTimeoutMs: int('MS', `time to receive a request, and to answer it (default ${DEFAULTS.requestTimeoutMs})`, {
     min: 1,
   }),
-  shutdownTimeout: num('S', 'seconds to finish queued and in-flight requests on SIGTERM/SIGINT (default 30)', {
-    min: 0,
-  }),
+  shutdownTimeout: num(
+    'S',
+    'seconds to finish queued and in-flight requests on SIGTERM/SIGINT (default 30; 0: do not wait for them)',
+    { min: 0 },
+  ),
   device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
   threads: withHelp(
     COMMON.threads,
@@ -117,7 +119,8 @@ Errors are JSON {error, code}: 413 too large or too many pixels, 415 not JPEG/PN
 Dynamic batching (as Triton): a batch runs when --max-batch images wait or the oldest has waited --max-delay-ms;
 one forward pass at a time while the next batch forms. Inference never blocks the server: libtorch runs in a
 worker thread, onnxruntime on its own threads. SIGTERM/SIGINT: readiness fails at once, queued and in-flight
-requests finish, live streams end, exit 0 (exit 1 after --shutdown-timeout, saying what was cut).
+requests finish, live streams end at once, exit 0 (after --shutdown-timeout, exit 1 saying what was cut:
+requests, queued images, uploads still arriving; --shutdown-timeout 0 waits for none of them).
 Under a supervisor, run the bin itself (or exec node bin/alexnet.js serve), never npx: npm does not pass SIGTERM on.
 
 Options:
@@ -194,6 +197,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       close: () => app.close(),
       beginDrain: () => app.serving.beginDrain(),
       describeWork: () => app.serving.describeWork(),
+      busy: () => app.serving.busy(),
       reload: () => app.serving.host.reload(),
     },
     { timeoutMs: (v.shutdownTimeout ?? 30) * 1000, log, exit: stopped },
