@@ -14,6 +14,8 @@ import { chooseEngine, openEngine } from '../src/serve/engine';
 import { CODES } from '../src/serve/errors';
 import { Engine } from '../src/serve/types';
 import { parseCpu } from '../src/runtime/cpu';
+import { writeEmbeddings } from '../src/persist/embeddings';
+import { tensor } from '../src/tensor/tensor';
 import { BIN, cli, TINY_TRAIN } from './helpers/cli';
 import { lines } from './helpers/lines';
 
@@ -176,6 +178,81 @@ test('a raw or multipart PNG is classified, each format of the allow-list is acc
     assert.deepEqual([badK.statusCode, badK.json().code], [400, 'bad_k']);
   } finally {
     await app.close();
+  }
+});
+
+/** An embeddings file of `rows` rows of 2 numbers (row i at (i, 0)), for the neighbours routes. */
+function embeddingsFile(file: string, rows: number): string {
+  const features = tensor(
+    Float32Array.from({ length: rows * 2 }, (_, i) => (i % 2 ? 0 : i / 2)),
+    [rows, 2],
+  );
+  const labels = tensor(
+    BigInt64Array.from({ length: rows }, () => 0n),
+    [rows],
+  );
+  writeEmbeddings(file, {
+    ...{ features, labels, files: Array.from({ length: rows }, (_, i) => `val:${i}`), classes: LEVELS },
+    ...{ model: 'fake-net', layer: 'classifier.4', weights: 'fake', dataset: 'fashion-mnist', split: 'val' },
+  });
+  features.dispose();
+  labels.dispose();
+  return file;
+}
+
+test('one rule for k on every route: an integer from 1 to the maximum, else 400 bad_k worded the same', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-k-'));
+  const queriesFile = embeddingsFile(path.join(dir, 'q.safetensors'), 1);
+  const app = await fakeServer({ queriesFile, galleryFile: embeddingsFile(path.join(dir, 'g.safetensors'), 70) });
+  const small = await fakeServer({ queriesFile, galleryFile: embeddingsFile(path.join(dir, 's.safetensors'), 3) });
+  try {
+    const img = await gray(40);
+    const predict = (k: string) => post(app, img, 'image/png', `/v1/predict?k=${k}`);
+    const classify = (k: unknown) =>
+      app.inject({
+        method: 'POST',
+        url: '/v2/models/fake-net/infer',
+        payload: {
+          inputs: [{ name: 'image_bytes', shape: [1], datatype: 'BYTES', data: [img.toString('base64')] }],
+          outputs: [{ name: 'probabilities', parameters: { classification: k } }],
+        },
+      });
+    // The largest k is allowed everywhere, and answered in full.
+    assert.equal((await predict('256')).json().top.length, 256);
+    const all = await classify(256);
+    assert.deepEqual(all.json().outputs?.[0].shape, [1, 256], all.body);
+    assert.equal((await app.inject('/v1/neighbours?query=0&k=64')).json().neighbours.length, 64);
+    assert.equal((await small.inject('/v1/neighbours?query=0&k=3')).json().neighbours.length, 3);
+    const refusals: [string, Promise<{ statusCode: number; json(): { code: string; error: string } }>][] = [
+      ["k must be an integer from 1 to 256, got '257': the model has 256 classes", predict('257')],
+      ["k must be an integer from 1 to 256, got '0': the model has 256 classes", predict('0')],
+      ["k must be an integer from 1 to 256, got '2.5': the model has 256 classes", predict('2.5')],
+      ["k must be an integer from 1 to 256, got '1e1': the model has 256 classes", predict('1e1')],
+      ["k must be an integer from 1 to 256, got '-1': the model has 256 classes", predict('-1')],
+      ['classification must be an integer from 1 to 256, got 257: the model has 256 classes', classify(257)],
+      ['classification must be an integer from 1 to 256, got 0: the model has 256 classes', classify(0)],
+      ['classification must be an integer from 1 to 256, got 1.5: the model has 256 classes', classify(1.5)],
+      [
+        "k must be an integer from 1 to 64, got '65': at most 64 neighbours are answered per query",
+        app.inject('/v1/neighbours?query=0&k=65'),
+      ],
+      [
+        "k must be an integer from 1 to 64, got '0': at most 64 neighbours are answered per query",
+        app.inject('/v1/neighbours?query=0&k=0'),
+      ],
+      [
+        "k must be an integer from 1 to 3, got '4': the gallery has 3 images",
+        small.inject('/v1/neighbours?query=0&k=4'),
+      ],
+    ];
+    for (const [error, answer] of refusals) {
+      const r = await answer;
+      assert.deepEqual([r.statusCode, r.json().code, r.json().error], [400, 'bad_k', error]);
+    }
+  } finally {
+    await app.close();
+    await small.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -7,7 +7,10 @@ import { UserError } from '../errors';
 /** Every error code the server answers with: its HTTP status and what it means. */
 export const CODES = {
   bad_request: [400, 'a malformed request or parameter (fastify keeps its own 4xx status for the rest of its errors)'],
-  bad_k: [400, '`k` is not a whole number of at least 1'],
+  bad_k: [
+    400,
+    '`k` (`classification` on /v2) is not an integer from 1 to the classes (neighbours: to 64 or the gallery size)',
+  ],
   empty_body: [400, 'no image in the request'],
   missing_image: [
     400,

@@ -11,6 +11,7 @@ import { readInputFile } from '../util/files';
 import { ADMIT } from './admission';
 import { ErrorOptions, ServeError, useErrorCatalogue } from './errors';
 import { checkUpload, decodeUpload } from './images';
+import { KBounds, kParam } from './params';
 import { describeRow, EmbeddingSet, ImageRenderer, nearest, readEmbeddings, row } from './neighbours';
 import { Engine, InsightEngine, LayerOutput, PageData } from './types';
 
@@ -201,7 +202,7 @@ function registerNeighbours(app: FastifyInstance, o: PageRoutesOptions): void {
     const counts = { queries: queries.rows, gallery: gallery.rows };
     if (req.query.query === undefined) return { ...info, ...counts };
     const q = intParam('query', req.query.query, 0, queries.rows - 1);
-    const k = req.query.k === undefined ? 8 : intParam('k', req.query.k, 1, Math.min(MAX_NEIGHBOURS, gallery.rows));
+    const k = req.query.k === undefined ? Math.min(8, gallery.rows) : kParam(req.query.k, neighbourBounds(gallery));
     const near = ranked(gallery, queries, q).slice(0, k);
     return {
       ...info,
@@ -223,6 +224,12 @@ function registerNeighbours(app: FastifyInstance, o: PageRoutesOptions): void {
       .send(await renderer.png(s, index, set === 'gallery' ? 'gallery' : 'query'));
   });
 }
+
+/** The bounds of k for neighbours: MAX_NEIGHBOURS, or the gallery's rows when it has fewer. */
+const neighbourBounds = (gallery: EmbeddingSet): KBounds =>
+  gallery.rows < MAX_NEIGHBOURS
+    ? { max: gallery.rows, why: `the gallery has ${gallery.rows} images` }
+    : { max: MAX_NEIGHBOURS, why: `at most ${MAX_NEIGHBOURS} neighbours are answered per query` };
 
 /** An integer parameter in [lo, hi], or the error that says what was expected and what was received. */
 function intParam(name: string, value: string, lo: number, hi: number, notFound = false): number {

@@ -14,6 +14,7 @@ import { inferenceBodyLimits, InferenceBodyLimits, modelNamed, ServeContext, slo
 import { ServeError } from '../errors';
 import { checkUpload, decodeUpload } from '../images';
 import { Slot } from '../lifecycle';
+import { classBounds, kParam } from '../params';
 import { Engine } from '../types';
 import { classify, Oversized } from '../uploads';
 import { notReadyBody, readiness } from './health';
@@ -241,10 +242,9 @@ function wantedOutputs(asked: RequestOutput[] | undefined, allBinary: unknown, c
     const binary = o.parameters?.binary_data ?? allBinary ?? false;
     if (typeof binary !== 'boolean')
       throw new ServeError('bad_inference_request', `outputs '${o.name}': binary_data must be true or false`);
-    const k = o.parameters?.classification;
-    if (k !== undefined && !(Number.isInteger(k) && (k as number) >= 1 && (k as number) <= classes))
-      throw new ServeError('bad_inference_request', `classification must be a whole number from 1 to ${classes}`);
-    return { name: o.name as Wanted['name'], binary, classification: k as number | undefined };
+    const raw = o.parameters?.classification;
+    const k = raw === undefined ? undefined : kParam(raw, classBounds(classes, 'classification'));
+    return { name: o.name as Wanted['name'], binary, classification: k };
   });
 }
 
