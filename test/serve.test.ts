@@ -280,7 +280,7 @@ test('bad uploads get 400, 413 and 415 with a JSON code naming the limit, never 
         'unsupported_format',
       ],
       ['text as image/png', 'hello, I am not a picture', 'image/png', 415, 'unsupported_format'],
-      ['text/plain', 'hello', 'text/plain', 415, 'unsupported_format'],
+      ['text/plain', 'hello', 'text/plain', 415, 'unsupported_media_type'],
       ['text/html', '<p>hi</p>', 'text/html', 415, 'unsupported_media_type'],
       ['BMP', Buffer.concat([Buffer.from('BM'), Buffer.alloc(100)]), 'image/bmp', 415, 'unsupported_format'],
     ];
@@ -297,6 +297,43 @@ test('bad uploads get 400, 413 and 415 with a JSON code naming the limit, never 
       ...multipart('image', Buffer.concat([good, Buffer.alloc(60_000)])),
     });
     assert.deepEqual([big.statusCode, big.json().code], [413, 'too_large']);
+  } finally {
+    await app.close();
+  }
+});
+
+test('an upload is bytes whatever its Content-Type says: a JPEG as text/plain is never mangled to UTF-8', async () => {
+  const jpeg = await gray(90, 'jpeg');
+  const insight = { featureMaps: async () => [], filters: async () => undefined, embedding: async () => undefined };
+  const app = await fakeServer({}, Object.assign(fakeEngine(), { insight }) as unknown as Fake);
+  try {
+    const taken = 'send the image as the request body (Content-Type image/* or application/octet-stream)';
+    // The server's own routes take the types they document and name them, with the type received.
+    for (const [url, type, error] of [
+      ['/v1/predict', 'text/plain', `${taken} or as the multipart form field 'image'; got 'text/plain'`],
+      ['/v1/predict', 'text/plain; charset=utf-8', `${taken} or as the multipart form field 'image'; got 'text/plain'`],
+      ['/v1/predict', 'text/html', `${taken} or as the multipart form field 'image'; got 'text/html'`],
+      ['/v1/feature-maps', 'text/plain', `${taken}; got 'text/plain'`],
+      ['/v1/feature-maps', 'multipart/form-data; boundary=x', `${taken}; got 'multipart/form-data'`],
+    ]) {
+      const r = await post(app, jpeg, type, url);
+      assert.deepEqual([r.statusCode, r.json().code, r.json().error], [415, 'unsupported_media_type', error], url);
+    }
+    // TorchServe's and the Open Inference Protocol's routes take any type and judge the bytes: the JPEG is read.
+    for (const url of ['/predictions/fake-net', '/v2/models/fake-net/infer']) {
+      const r = await post(app, jpeg, 'text/plain', url);
+      assert.equal(r.statusCode, 200, `${url}: ${r.body}`);
+      const j = r.json();
+      // TorchServe's answer lists the top 5 best first; the protocol's, every class's probability in class order.
+      const best = url.startsWith('/v2')
+        ? j.outputs[0].data.indexOf(Math.max(...j.outputs[0].data))
+        : Number(Object.keys(j)[0].slice(1));
+      assert.ok(Math.abs(best - 90) <= 2, `${url}: ${r.body.slice(0, 200)}`);
+    }
+    // The image types and octet-stream are the upload, on both of the server's own routes.
+    for (const url of ['/v1/predict', '/v1/feature-maps'])
+      for (const type of ['image/jpeg', 'application/octet-stream'])
+        assert.equal((await post(app, jpeg, type, url)).statusCode, 200, `${url} ${type}`);
   } finally {
     await app.close();
   }

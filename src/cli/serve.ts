@@ -103,7 +103,7 @@ nearest neighbours, the confusion matrix) and training runs' curves, live while 
 Endpoints:
   POST /v1/predict?k=5         an image as the body (image/*, application/octet-stream) or the multipart field
                                'image' → {model, top: [{index, label, prob}], timing_ms: {decode, queue, inference,
-                               total}}
+                               total}}; k from 1 to the classes
   GET  /v1/models              the model: classes, input, preprocessing, runtime, precision, batching, limits
   POST /v1/reload              load the weights file anew and swap atomically (also on SIGHUP); a failed reload
                                keeps the old model (500, code reload_failed)

@@ -11,6 +11,7 @@ import { readInputFile } from '../util/files';
 import { ADMIT } from './admission';
 import { ErrorOptions, ServeError, useErrorCatalogue } from './errors';
 import { checkUpload, decodeUpload } from './images';
+import { uploadOf } from './uploads';
 import { KBounds, kParam } from './params';
 import { describeRow, EmbeddingSet, ImageRenderer, nearest, readEmbeddings, row } from './neighbours';
 import { Engine, InsightEngine, LayerOutput, PageData } from './types';
@@ -126,18 +127,12 @@ const sameGeometry = (a: Engine, b: Engine) => {
   return g.channels === h.channels && g.height === h.height && g.width === h.width;
 };
 
-/** The body of an image upload, checked as POST /v1/predict checks it (src/serve/images.ts) and decoded. */
+/**
+ * The body of an image upload, taken (uploads.ts) and checked (images.ts) as POST /v1/predict takes and checks it,
+ * raw bodies only, and decoded.
+ */
 async function uploadedPixels(req: FastifyRequest, engine: Engine, maxPixels: number): Promise<Uint8Array> {
-  const type = String(req.headers['content-type'] ?? '')
-    .split(';')[0]
-    .trim()
-    .toLowerCase();
-  if (!type.startsWith('image/') && type !== 'application/octet-stream')
-    throw new ServeError(
-      'unsupported_media_type',
-      `expected an image/* body (the image's bytes), got '${type || 'none'}'`,
-    );
-  const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+  const body = await uploadOf(req, { multipart: false });
   await checkUpload(body, maxPixels);
   return decodeUpload(body, engine.card.geometry);
 }

@@ -209,8 +209,9 @@ async function infer(c: ServeContext, req: FastifyRequest<Model>, reply: Fastify
   const { card } = modelOf(c, req.params);
   const body = req.body as { oip?: ParsedRequest } | undefined;
   if (!body?.oip) {
-    // A raw image body or a multipart upload: all class probabilities of the one image.
-    const r = await classify(req, c);
+    // A raw image body (of any Content-Type: the parser read it as bytes) or a multipart upload: all class
+    // probabilities of the one image.
+    const r = await classify(req, c, { anyType: true });
     const probs = topK(r.logits, card.classes, card.classes.length)[0].sort((a, b) => a.index - b.index);
     const data = probs.map((p) => p.probability);
     const out = { name: 'probabilities', datatype: 'FP32', shape: [1, card.classes.length], data };
