@@ -807,6 +807,44 @@ test('alexnet serve reloads on SIGHUP, and on SIGTERM finishes a queued request 
   }
 });
 
+test('alexnet predict and the server make one decision on the same SVG and truncated JPEG, in the same words', async () => {
+  const svg = path.join(dir, 'drawing.svg');
+  fs.writeFileSync(
+    svg,
+    '<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"><rect width="32" height="32"/></svg>',
+  );
+  const whole = await gray(120, 'jpeg', 64);
+  const cut = path.join(dir, 'cut.jpg');
+  fs.writeFileSync(cut, whole.subarray(0, Math.floor(whole.length / 2)));
+  const ok = path.join(dir, 'whole.jpg');
+  fs.writeFileSync(ok, whole);
+  const r = cli(['predict', '--weights', ckpt, svg, cut, ok]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stdout, /whole\.jpg/, 'the good image is still classified');
+  const said = (file: string) => {
+    const line = r.stderr.split('\n').find((l) => l.includes(`${file}: `));
+    assert.ok(line, `${file} in: ${r.stderr}`);
+    return line.slice(line.indexOf(`${file}: `) + file.length + 2);
+  };
+  assert.equal(
+    said(svg),
+    'not an image that can be read (expected a JPEG, PNG, WebP, GIF or TIFF image, got an SVG image)',
+  );
+  assert.match(said(cut), /^damaged or truncated image \(.+\)$/);
+  const app = await fakeServer();
+  try {
+    for (const [file, type, status, code] of [
+      [svg, 'image/svg+xml', 415, 'unsupported_format'],
+      [cut, 'image/jpeg', 400, 'corrupt_image'],
+    ] as const) {
+      const a = await post(app, fs.readFileSync(file), type);
+      assert.deepEqual([a.statusCode, a.json().code, a.json().error], [status, code, said(file)], file);
+    }
+  } finally {
+    await app.close();
+  }
+});
+
 test('alexnet serve: usage mistakes are one line with exit code 2', () => {
   for (const [args, re] of [
     [['serve'], /--weights FILE .* or --runs DIR/],
