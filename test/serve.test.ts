@@ -611,7 +611,8 @@ test('/readyz is 503 while loading and warming, 200 when warm, 503 again while d
     const p = await post(app, await gray(1));
     assert.deepEqual([p.statusCode, p.json().code], [503, 'not_ready']);
     await app.serving.host.ready;
-    assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+    const ready = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.deepEqual([ready.statusCode, ready.json()], [200, { status: 'ready', model: 'fake-net' }]);
     app.serving.beginDrain();
     const late = await app.inject({ method: 'GET', url: '/readyz' });
     assert.deepEqual([late.statusCode, late.json().status], [503, 'draining']);
@@ -625,9 +626,23 @@ test('without weights the server shows runs only: ready, and prediction routes s
   const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-runs-'));
   const app = buildServer({ runsDir: runs, log: () => undefined });
   try {
-    assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+    const ready = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(ready.statusCode, 200);
+    // As the README's API table says: ready at once, serving no model; so say the other protocols' probes.
+    assert.deepEqual(ready.json(), { status: 'ready', model: 'none' });
+    assert.deepEqual((await app.inject('/v2/health/ready')).json(), { ready: true });
+    assert.deepEqual((await app.inject('/ping')).json(), { status: 'Healthy' });
     const r = await post(app, await gray(1));
     assert.deepEqual([r.statusCode, r.json().code], [404, 'no_model']);
+    // The flag it names is serve's own (--eval).
+    const e = await app.inject('/v1/evaluation');
+    assert.deepEqual(
+      [e.statusCode, e.json()],
+      [404, { code: 'no_evaluation', error: 'no evaluation is configured (serve with --eval FILE)' }],
+    );
+    app.serving.beginDrain();
+    const late = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.deepEqual([late.statusCode, late.json().status], [503, 'draining']);
   } finally {
     await app.close();
     fs.rmSync(runs, { recursive: true, force: true });

@@ -107,7 +107,8 @@ Endpoints:
   GET  /v1/models              the model: classes, input, preprocessing, runtime, precision, batching, limits
   POST /v1/reload              load the weights file anew and swap atomically (also on SIGHUP); a failed reload
                                keeps the old model (500, code reload_failed)
-  GET  /healthz, /readyz       liveness; readiness (200 only when loaded, warmed and not shutting down)
+  GET  /healthz, /readyz       liveness; readiness (200 only when loaded, warmed and not shutting down;
+                               runs only: 200 at once, {model: 'none'})
   GET  /metrics                Prometheus metrics
   TorchServe: POST or PUT /predictions/MODEL[/VERSION] (top 5 as {label: prob}): the image as the body of any
               Content-Type (its bytes decide) or a multipart file under any field name; GET /ping

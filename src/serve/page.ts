@@ -239,7 +239,7 @@ function intParam(name: string, value: string, lo: number, hi: number, notFound 
 
 /** The evaluation file's JSON, without the full path of the weights it names. */
 function readEvaluation(file: string | undefined): unknown {
-  if (!file) throw new ServeError('no_evaluation', 'no evaluation is configured (serve with --evaluation FILE)');
+  if (!file) throw new ServeError('no_evaluation', 'no evaluation is configured (serve with --eval FILE)');
   let e: { confusion?: unknown; perClass?: unknown; weights?: unknown };
   try {
     e = JSON.parse(readInputFile(file).toString('utf8'));
