@@ -313,6 +313,7 @@ test('an upload is bytes whatever its Content-Type says: a JPEG as text/plain is
       ['/v1/predict', 'text/plain', `${taken} or as the multipart form field 'image'; got 'text/plain'`],
       ['/v1/predict', 'text/plain; charset=utf-8', `${taken} or as the multipart form field 'image'; got 'text/plain'`],
       ['/v1/predict', 'text/html', `${taken} or as the multipart form field 'image'; got 'text/html'`],
+      ['/v1/predict', 'Text/HTML; charset=utf-8', `${taken} or as the multipart form field 'image'; got 'text/html'`],
       ['/v1/feature-maps', 'text/plain', `${taken}; got 'text/plain'`],
       ['/v1/feature-maps', 'multipart/form-data; boundary=x', `${taken}; got 'multipart/form-data'`],
     ]) {

@@ -118,7 +118,8 @@ export function asServeError(e: unknown, o: ErrorOptions & { contentType?: strin
     const code = FRAMEWORK_CODES[f.code ?? ''] ?? 'bad_request';
     if (code === 'too_large')
       return new ServeError(code, `uploads are at most ${uploadLimit(o.maxUploadBytes ?? 10 * MIB)} (--max-upload-mb)`);
-    if (code === 'unsupported_media_type') return new ServeError(code, `${MEDIA}; got '${o.contentType || 'none'}'`);
+    if (code === 'unsupported_media_type')
+      return new ServeError(code, `${MEDIA}; got '${o.contentType || 'no Content-Type'}'`);
     // A client error fastify answers with another 4xx than the code's keeps its status (bad_request only).
     return new ServeError(code, f.message ?? 'bad request', code === 'bad_request' ? { status: f.statusCode } : {});
   }
@@ -129,7 +130,11 @@ export function asServeError(e: unknown, o: ErrorOptions & { contentType?: strin
 export function errorHandler(o: ErrorOptions) {
   const log = o.log ?? ((l: string) => console.error(l));
   return async (e: unknown, req: FastifyRequest, reply: FastifyReply) => {
-    const s = asServeError(e, { ...o, contentType: req.headers['content-type'] });
+    const type = String(req.headers['content-type'] ?? '')
+      .split(';')[0]
+      .trim()
+      .toLowerCase();
+    const s = asServeError(e, { ...o, contentType: type });
     if (s.code === 'internal') log(`alexnet: ${req.method} ${req.url}: ${s.message}`);
     if (s.status !== 500) o.onRejection?.(s.code);
     return reply.code(s.status).headers(s.headers).send(errorBody(s));
