@@ -75,7 +75,7 @@ const OPTIONS = {
   }),
   shutdownTimeout: num(
     'S',
-    'seconds to finish queued and in-flight requests on SIGTERM/SIGINT (default 30; 0: do not wait for them)',
+    'seconds to finish queued and in-flight requests on SIGTERM/SIGINT (default 30; 0: do not\nwait for them)',
     { min: 0 },
   ),
   device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
