@@ -190,7 +190,7 @@ async function tensorOf(img: Buffer, meta: Meta): Promise<Float32Array> {
 
 /** /v1/predict's probabilities for the image, in class order. */
 async function v1Probabilities(img: Buffer): Promise<number[]> {
-  const r = await request('POST', '/v1/predict?k=1000', img, { 'content-type': 'image/png' });
+  const r = await request('POST', '/v1/predict?k=10', img, { 'content-type': 'image/png' });
   const top = JSON.parse(r.body.toString()).top as { index: number; prob: number }[];
   return top.sort((a, b) => a.index - b.index).map((t) => t.prob);
 }

@@ -325,6 +325,64 @@ test('idle streams get heartbeat comments, and closing the server ends them', as
   }
 });
 
+test('a slow reader of a long stream leaves no listeners behind: no MaxListenersExceededWarning, the count stays bounded', async () => {
+  const runs = fresh('slow');
+  const file = path.join(runs, 'metrics.jsonl');
+  // 14 MiB of records: the follower reads 1 MiB at a time and waits for the socket to drain after each chunk.
+  const pad = 'x'.repeat(1000);
+  const n = 14 * 1024;
+  fs.writeFileSync(
+    file,
+    Array.from({ length: n }, (_, i) => `${JSON.stringify({ ...step('a', i + 1), pad })}\n`).join(''),
+  );
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('warning', onWarning);
+  const { app, end, port } = await listen(runs);
+  const responses: http.ServerResponse[] = [];
+  app.server.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => responses.push(res));
+  const most = { close: 0, drain: 0 };
+  let records = 0;
+  let rest = '';
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port, path: `/v1/runs/${path.basename(runs)}/events` }, (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          const blocks = (rest + chunk).split('\n\n');
+          rest = blocks.pop()!;
+          records += blocks.filter((b) => b.startsWith('id: ')).length;
+          for (const r of responses) {
+            most.close = Math.max(most.close, r.listenerCount('close'));
+            most.drain = Math.max(most.drain, r.listenerCount('drain'));
+          }
+          // The slow reader: a pause after every chunk, so the server's writes wait for the socket to drain.
+          res.pause();
+          setImmediate(() => res.resume());
+          if (records === n) {
+            req.destroy();
+            resolve();
+          }
+        });
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+    });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(records, n);
+    assert.deepEqual(
+      warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
+      [],
+    );
+    // fastify's and node's own listeners and one wait's two at most: never one per chunk.
+    assert.ok(most.close <= 4 && most.drain <= 2, JSON.stringify(most));
+  } finally {
+    process.off('warning', onWarning);
+    end();
+    await app.close();
+  }
+});
+
 test('GET /v1/runs lists the folder and its subfolders with metrics, and no id reaches outside it', async () => {
   const root = fresh('list');
   const outside = fresh('secret');

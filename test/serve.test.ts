@@ -14,6 +14,8 @@ import { chooseEngine, openEngine } from '../src/serve/engine';
 import { CODES } from '../src/serve/errors';
 import { Engine } from '../src/serve/types';
 import { parseCpu } from '../src/runtime/cpu';
+import { writeEmbeddings } from '../src/persist/embeddings';
+import { tensor } from '../src/tensor/tensor';
 import { BIN, cli, TINY_TRAIN } from './helpers/cli';
 import { lines } from './helpers/lines';
 
@@ -179,6 +181,81 @@ test('a raw or multipart PNG is classified, each format of the allow-list is acc
   }
 });
 
+/** An embeddings file of `rows` rows of 2 numbers (row i at (i, 0)), for the neighbours routes. */
+function embeddingsFile(file: string, rows: number): string {
+  const features = tensor(
+    Float32Array.from({ length: rows * 2 }, (_, i) => (i % 2 ? 0 : i / 2)),
+    [rows, 2],
+  );
+  const labels = tensor(
+    BigInt64Array.from({ length: rows }, () => 0n),
+    [rows],
+  );
+  writeEmbeddings(file, {
+    ...{ features, labels, files: Array.from({ length: rows }, (_, i) => `val:${i}`), classes: LEVELS },
+    ...{ model: 'fake-net', layer: 'classifier.4', weights: 'fake', dataset: 'fashion-mnist', split: 'val' },
+  });
+  features.dispose();
+  labels.dispose();
+  return file;
+}
+
+test('one rule for k on every route: an integer from 1 to the maximum, else 400 bad_k worded the same', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-k-'));
+  const queriesFile = embeddingsFile(path.join(dir, 'q.safetensors'), 1);
+  const app = await fakeServer({ queriesFile, galleryFile: embeddingsFile(path.join(dir, 'g.safetensors'), 70) });
+  const small = await fakeServer({ queriesFile, galleryFile: embeddingsFile(path.join(dir, 's.safetensors'), 3) });
+  try {
+    const img = await gray(40);
+    const predict = (k: string) => post(app, img, 'image/png', `/v1/predict?k=${k}`);
+    const classify = (k: unknown) =>
+      app.inject({
+        method: 'POST',
+        url: '/v2/models/fake-net/infer',
+        payload: {
+          inputs: [{ name: 'image_bytes', shape: [1], datatype: 'BYTES', data: [img.toString('base64')] }],
+          outputs: [{ name: 'probabilities', parameters: { classification: k } }],
+        },
+      });
+    // The largest k is allowed everywhere, and answered in full.
+    assert.equal((await predict('256')).json().top.length, 256);
+    const all = await classify(256);
+    assert.deepEqual(all.json().outputs?.[0].shape, [1, 256], all.body);
+    assert.equal((await app.inject('/v1/neighbours?query=0&k=64')).json().neighbours.length, 64);
+    assert.equal((await small.inject('/v1/neighbours?query=0&k=3')).json().neighbours.length, 3);
+    const refusals: [string, Promise<{ statusCode: number; json(): { code: string; error: string } }>][] = [
+      ["k must be an integer from 1 to 256, got '257': the model has 256 classes", predict('257')],
+      ["k must be an integer from 1 to 256, got '0': the model has 256 classes", predict('0')],
+      ["k must be an integer from 1 to 256, got '2.5': the model has 256 classes", predict('2.5')],
+      ["k must be an integer from 1 to 256, got '1e1': the model has 256 classes", predict('1e1')],
+      ["k must be an integer from 1 to 256, got '-1': the model has 256 classes", predict('-1')],
+      ['classification must be an integer from 1 to 256, got 257: the model has 256 classes', classify(257)],
+      ['classification must be an integer from 1 to 256, got 0: the model has 256 classes', classify(0)],
+      ['classification must be an integer from 1 to 256, got 1.5: the model has 256 classes', classify(1.5)],
+      [
+        "k must be an integer from 1 to 64, got '65': at most 64 neighbours are answered per query",
+        app.inject('/v1/neighbours?query=0&k=65'),
+      ],
+      [
+        "k must be an integer from 1 to 64, got '0': at most 64 neighbours are answered per query",
+        app.inject('/v1/neighbours?query=0&k=0'),
+      ],
+      [
+        "k must be an integer from 1 to 3, got '4': the gallery has 3 images",
+        small.inject('/v1/neighbours?query=0&k=4'),
+      ],
+    ];
+    for (const [error, answer] of refusals) {
+      const r = await answer;
+      assert.deepEqual([r.statusCode, r.json().code, r.json().error], [400, 'bad_k', error]);
+    }
+  } finally {
+    await app.close();
+    await small.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad uploads get 400, 413 and 415 with a JSON code naming the limit, never a 5xx', async () => {
   const app = await fakeServer({ maxUploadMb: 0.05, maxPixels: 1_000_000 });
   try {
@@ -203,7 +280,7 @@ test('bad uploads get 400, 413 and 415 with a JSON code naming the limit, never 
         'unsupported_format',
       ],
       ['text as image/png', 'hello, I am not a picture', 'image/png', 415, 'unsupported_format'],
-      ['text/plain', 'hello', 'text/plain', 415, 'unsupported_format'],
+      ['text/plain', 'hello', 'text/plain', 415, 'unsupported_media_type'],
       ['text/html', '<p>hi</p>', 'text/html', 415, 'unsupported_media_type'],
       ['BMP', Buffer.concat([Buffer.from('BM'), Buffer.alloc(100)]), 'image/bmp', 415, 'unsupported_format'],
     ];
@@ -220,6 +297,44 @@ test('bad uploads get 400, 413 and 415 with a JSON code naming the limit, never 
       ...multipart('image', Buffer.concat([good, Buffer.alloc(60_000)])),
     });
     assert.deepEqual([big.statusCode, big.json().code], [413, 'too_large']);
+  } finally {
+    await app.close();
+  }
+});
+
+test('an upload is bytes whatever its Content-Type says: a JPEG as text/plain is never mangled to UTF-8', async () => {
+  const jpeg = await gray(90, 'jpeg');
+  const insight = { featureMaps: async () => [], filters: async () => undefined, embedding: async () => undefined };
+  const app = await fakeServer({}, Object.assign(fakeEngine(), { insight }) as unknown as Fake);
+  try {
+    const taken = 'send the image as the request body (Content-Type image/* or application/octet-stream)';
+    // The server's own routes take the types they document and name them, with the type received.
+    for (const [url, type, error] of [
+      ['/v1/predict', 'text/plain', `${taken} or as the multipart form field 'image'; got 'text/plain'`],
+      ['/v1/predict', 'text/plain; charset=utf-8', `${taken} or as the multipart form field 'image'; got 'text/plain'`],
+      ['/v1/predict', 'text/html', `${taken} or as the multipart form field 'image'; got 'text/html'`],
+      ['/v1/predict', 'Text/HTML; charset=utf-8', `${taken} or as the multipart form field 'image'; got 'text/html'`],
+      ['/v1/feature-maps', 'text/plain', `${taken}; got 'text/plain'`],
+      ['/v1/feature-maps', 'multipart/form-data; boundary=x', `${taken}; got 'multipart/form-data'`],
+    ]) {
+      const r = await post(app, jpeg, type, url);
+      assert.deepEqual([r.statusCode, r.json().code, r.json().error], [415, 'unsupported_media_type', error], url);
+    }
+    // TorchServe's and the Open Inference Protocol's routes take any type and judge the bytes: the JPEG is read.
+    for (const url of ['/predictions/fake-net', '/v2/models/fake-net/infer']) {
+      const r = await post(app, jpeg, 'text/plain', url);
+      assert.equal(r.statusCode, 200, `${url}: ${r.body}`);
+      const j = r.json();
+      // TorchServe's answer lists the top 5 best first; the protocol's, every class's probability in class order.
+      const best = url.startsWith('/v2')
+        ? j.outputs[0].data.indexOf(Math.max(...j.outputs[0].data))
+        : Number(Object.keys(j)[0].slice(1));
+      assert.ok(Math.abs(best - 90) <= 2, `${url}: ${r.body.slice(0, 200)}`);
+    }
+    // The image types and octet-stream are the upload, on both of the server's own routes.
+    for (const url of ['/v1/predict', '/v1/feature-maps'])
+      for (const type of ['image/jpeg', 'application/octet-stream'])
+        assert.equal((await post(app, jpeg, type, url)).statusCode, 200, `${url} ${type}`);
   } finally {
     await app.close();
   }
@@ -497,7 +612,8 @@ test('/readyz is 503 while loading and warming, 200 when warm, 503 again while d
     const p = await post(app, await gray(1));
     assert.deepEqual([p.statusCode, p.json().code], [503, 'not_ready']);
     await app.serving.host.ready;
-    assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+    const ready = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.deepEqual([ready.statusCode, ready.json()], [200, { status: 'ready', model: 'fake-net' }]);
     app.serving.beginDrain();
     const late = await app.inject({ method: 'GET', url: '/readyz' });
     assert.deepEqual([late.statusCode, late.json().status], [503, 'draining']);
@@ -511,9 +627,23 @@ test('without weights the server shows runs only: ready, and prediction routes s
   const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-runs-'));
   const app = buildServer({ runsDir: runs, log: () => undefined });
   try {
-    assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+    const ready = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(ready.statusCode, 200);
+    // As the README's API table says: ready at once, serving no model; so say the other protocols' probes.
+    assert.deepEqual(ready.json(), { status: 'ready', model: 'none' });
+    assert.deepEqual((await app.inject('/v2/health/ready')).json(), { ready: true });
+    assert.deepEqual((await app.inject('/ping')).json(), { status: 'Healthy' });
     const r = await post(app, await gray(1));
     assert.deepEqual([r.statusCode, r.json().code], [404, 'no_model']);
+    // The flag it names is serve's own (--eval).
+    const e = await app.inject('/v1/evaluation');
+    assert.deepEqual(
+      [e.statusCode, e.json()],
+      [404, { code: 'no_evaluation', error: 'no evaluation is configured (serve with --eval FILE)' }],
+    );
+    app.serving.beginDrain();
+    const late = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.deepEqual([late.statusCode, late.json().status], [503, 'draining']);
   } finally {
     await app.close();
     fs.rmSync(runs, { recursive: true, force: true });
@@ -690,6 +820,44 @@ test('alexnet serve reloads on SIGHUP, and on SIGTERM finishes a queued request 
     assert.match(err.text(), /stopped/);
   } finally {
     child.kill('SIGKILL');
+  }
+});
+
+test('alexnet predict and the server make one decision on the same SVG and truncated JPEG, in the same words', async () => {
+  const svg = path.join(dir, 'drawing.svg');
+  fs.writeFileSync(
+    svg,
+    '<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"><rect width="32" height="32"/></svg>',
+  );
+  const whole = await gray(120, 'jpeg', 64);
+  const cut = path.join(dir, 'cut.jpg');
+  fs.writeFileSync(cut, whole.subarray(0, Math.floor(whole.length / 2)));
+  const ok = path.join(dir, 'whole.jpg');
+  fs.writeFileSync(ok, whole);
+  const r = cli(['predict', '--weights', ckpt, svg, cut, ok]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stdout, /whole\.jpg/, 'the good image is still classified');
+  const said = (file: string) => {
+    const line = r.stderr.split('\n').find((l) => l.includes(`${file}: `));
+    assert.ok(line, `${file} in: ${r.stderr}`);
+    return line.slice(line.indexOf(`${file}: `) + file.length + 2);
+  };
+  assert.equal(
+    said(svg),
+    'not an image that can be read (expected a JPEG, PNG, WebP, GIF or TIFF image, got an SVG image)',
+  );
+  assert.match(said(cut), /^damaged or truncated image \(.+\)$/);
+  const app = await fakeServer();
+  try {
+    for (const [file, type, status, code] of [
+      [svg, 'image/svg+xml', 415, 'unsupported_format'],
+      [cut, 'image/jpeg', 400, 'corrupt_image'],
+    ] as const) {
+      const a = await post(app, fs.readFileSync(file), type);
+      assert.deepEqual([a.statusCode, a.json().code, a.json().error], [status, code, said(file)], file);
+    }
+  } finally {
+    await app.close();
   }
 });
 

@@ -24,10 +24,10 @@ export const HELP = `Usage: alexnet predict --weights PATH [--top K] [--json] IM
        alexnet predict --runtime onnx --model-file MODEL.onnx IMAGE…
 
 Classifies images with a trained model: prints the top K classes (default 5) with their probabilities, each
-image's as soon as its batch is done. Each image (PNG, JPEG, WebP, …) is converted the way the training
-data was: to the model's channels (grayscale for Fashion-MNIST models), to the data set's image size (28×28),
-then resized and normalised as in training. Fashion-MNIST shows light garments on a black background:
-photos of dark objects on white backgrounds need inverting first.
+image's as soon as its batch is done. Each image (JPEG, PNG, WebP, GIF or TIFF; SVG is refused, as the server
+does) is converted the way the training data was: to the model's channels (grayscale for Fashion-MNIST models),
+to the data set's image size (28×28), then resized and normalised as in training. Fashion-MNIST shows light
+garments on a black background: photos of dark objects on white backgrounds need inverting first.
 
 Weights can be an alexnet-ts checkpoint or weights file, or a PyTorch state dict saved with torch.save
 (e.g. torchvision's alexnet-owt-7be5be79.pth): its variant is recognised from its keys, and 1000-class RGB

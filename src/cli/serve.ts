@@ -73,9 +73,11 @@ const OPTIONS = {
   requestTimeoutMs: int('MS', `time to receive a request, and to answer it (default ${DEFAULTS.requestTimeoutMs})`, {
     min: 1,
   }),
-  shutdownTimeout: num('S', 'seconds to finish queued and in-flight requests on SIGTERM/SIGINT (default 30)', {
-    min: 0,
-  }),
+  shutdownTimeout: num(
+    'S',
+    'seconds to finish queued and in-flight requests on SIGTERM/SIGINT (default 30; 0: do not\nwait for them)',
+    { min: 0 },
+  ),
   device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
   threads: withHelp(
     COMMON.threads,
@@ -101,11 +103,12 @@ nearest neighbours, the confusion matrix) and training runs' curves, live while 
 Endpoints:
   POST /v1/predict?k=5         an image as the body (image/*, application/octet-stream) or the multipart field
                                'image' → {model, top: [{index, label, prob}], timing_ms: {decode, queue, inference,
-                               total}}
+                               total}}; k from 1 to the classes
   GET  /v1/models              the model: classes, input, preprocessing, runtime, precision, batching, limits
   POST /v1/reload              load the weights file anew and swap atomically (also on SIGHUP); a failed reload
                                keeps the old model (500, code reload_failed)
-  GET  /healthz, /readyz       liveness; readiness (200 only when loaded, warmed and not shutting down)
+  GET  /healthz, /readyz       liveness; readiness (200 only when loaded, warmed and not shutting down;
+                               runs only: 200 at once, {model: 'none'})
   GET  /metrics                Prometheus metrics
   TorchServe: POST or PUT /predictions/MODEL[/VERSION] (top 5 as {label: prob}): the image as the body of any
               Content-Type (its bytes decide) or a multipart file under any field name; GET /ping
@@ -117,7 +120,8 @@ Errors are JSON {error, code}: 413 too large or too many pixels, 415 not JPEG/PN
 Dynamic batching (as Triton): a batch runs when --max-batch images wait or the oldest has waited --max-delay-ms;
 one forward pass at a time while the next batch forms. Inference never blocks the server: libtorch runs in a
 worker thread, onnxruntime on its own threads. SIGTERM/SIGINT: readiness fails at once, queued and in-flight
-requests finish, live streams end, exit 0 (exit 1 after --shutdown-timeout, saying what was cut).
+requests finish, live streams end at once, exit 0 (after --shutdown-timeout, exit 1 saying what was cut:
+requests, queued images, uploads still arriving; --shutdown-timeout 0 waits for none of them).
 Under a supervisor, run the bin itself (or exec node bin/alexnet.js serve), never npx: npm does not pass SIGTERM on.
 
 Options:
@@ -194,6 +198,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       close: () => app.close(),
       beginDrain: () => app.serving.beginDrain(),
       describeWork: () => app.serving.describeWork(),
+      busy: () => app.serving.busy(),
       reload: () => app.serving.host.reload(),
     },
     { timeoutMs: (v.shutdownTimeout ?? 30) * 1000, log, exit: stopped },

@@ -20,6 +20,63 @@ export class ImageError extends UserError {
   }
 }
 
+/**
+ * The formats a single image to classify may have (`alexnet predict`, the server's uploads): an allow-list read
+ * from the first bytes, because sharp would also render SVG (which can pull in other files) and a dozen formats
+ * nobody meant to accept. The one decision both the CLI and the server call.
+ */
+export const ALLOWED_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff'] as const;
+
+const starts = (b: Buffer, ...bytes: number[]) => bytes.every((x, i) => b[i] === x);
+const ascii = (b: Buffer, at: number, s: string) => b.toString('latin1', at, at + s.length) === s;
+
+/** The format the first bytes announce, or undefined for anything outside the allow-list. */
+export function sniffFormat(b: Buffer): (typeof ALLOWED_FORMATS)[number] | undefined {
+  if (starts(b, 0xff, 0xd8, 0xff)) return 'jpeg';
+  if (starts(b, 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return 'png';
+  if (ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return 'webp';
+  if (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a')) return 'gif';
+  if (starts(b, 0x49, 0x49, 0x2a, 0x00) || starts(b, 0x4d, 0x4d, 0x00, 0x2a)) return 'tiff';
+  return undefined;
+}
+
+/** A few words on what bytes outside the allow-list look like. */
+function describeBytes(b: Buffer): string {
+  const head = b.toString('utf8', 0, Math.min(b.length, 512)).trimStart().toLowerCase();
+  if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg'))) return 'an SVG image';
+  if (head.startsWith('<')) return 'HTML or XML';
+  if (starts(b, 0x25, 0x50, 0x44, 0x46)) return 'a PDF';
+  if (ascii(b, 4, 'ftyp')) return 'an HEIF/AVIF or video file';
+  if (starts(b, 0x42, 0x4d)) return 'a BMP image';
+  if (/^[\x09\x0a\x0d\x20-\x7e]*$/.test(b.toString('latin1', 0, Math.min(b.length, 64)))) return 'text';
+  return `unknown bytes (${b.subarray(0, 4).toString('hex')})`;
+}
+
+/** Why an image whose first bytes are `head` is refused, or undefined when its format is on the allow-list. */
+export function formatProblem(head: Buffer): string | undefined {
+  if (sniffFormat(head)) return undefined;
+  return `not an image that can be read (expected a JPEG, PNG, WebP, GIF or TIFF image, got ${describeBytes(head)})`;
+}
+
+/** The first bytes of an input (512 of a file). */
+function headOf(input: ImageInput): Buffer {
+  if (typeof input !== 'string') return input.data.subarray(0, 512);
+  const fd = fs.openSync(input, 'r');
+  try {
+    const b = Buffer.alloc(512);
+    return b.subarray(0, fs.readSync(fd, b, 0, b.length, 0));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Throws the ImageError of an input that is not a file of the allow-list (see ALLOWED_FORMATS). */
+export function checkAllowedFormat(input: ImageInput): void {
+  checkFile(input);
+  const problem = formatProblem(headOf(input));
+  if (problem) throw new ImageError(inputName(input), problem);
+}
+
 type SharpFn = typeof import('sharp');
 let sharpFn: SharpFn | undefined;
 export function sharpModule(): SharpFn {
@@ -52,7 +109,8 @@ function checkFile(input: ImageInput): void {
   if (stat.size === 0) throw new ImageError(file, 'empty (0 bytes), not an image');
 }
 
-function decodeFailure(file: string, e: unknown): ImageError {
+/** A decoding failure of `file` as the ImageError that says in a few words what is wrong (the CLI and the server). */
+export function decodeFailure(file: string, e: unknown): ImageError {
   if (e instanceof ImageError) return e;
   const msg = String((e as Error)?.message ?? e)
     .replace(/^Input file /, '')
@@ -165,6 +223,7 @@ export async function loadImageAs(
   shortSide?: number,
 ): Promise<Uint8Array> {
   if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
+  checkAllowedFormat(file);
   const size = await imageSize(file);
   let plan: Plan;
   if (shortSide) {

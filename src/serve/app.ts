@@ -55,6 +55,8 @@ export interface Serving {
   /** Readiness fails at once and live streams end (called by close() too). */
   beginDrain(): void;
   describeWork(): string;
+  /** Admitted requests, queued images or uploads still arriving: what a shutdown that does not wait would cut. */
+  busy(): boolean;
 }
 
 export type ServeApp = FastifyInstance & { serving: Serving };
@@ -167,8 +169,11 @@ function drainable(host: ModelHost, metrics: ServerMetrics, admission: Admission
     },
     describeWork: () => {
       const n = admission.inflight;
-      return `${n} request${n === 1 ? '' : 's'} in flight, ${host.slot?.batcher.queued ?? 0} queued`;
+      const u = admission.uploading;
+      const arriving = u ? `, ${u} upload${u === 1 ? '' : 's'} still arriving` : '';
+      return `${n} request${n === 1 ? '' : 's'} in flight, ${host.slot?.batcher.queued ?? 0} queued${arriving}`;
     },
+    busy: () => admission.inflight + admission.uploading + (host.slot?.batcher.queued ?? 0) > 0,
   };
 }
 

@@ -7,7 +7,10 @@ import { UserError } from '../errors';
 /** Every error code the server answers with: its HTTP status and what it means. */
 export const CODES = {
   bad_request: [400, 'a malformed request or parameter (fastify keeps its own 4xx status for the rest of its errors)'],
-  bad_k: [400, '`k` is not a whole number of at least 1'],
+  bad_k: [
+    400,
+    '`k` (`classification` on /v2) is not an integer from 1 to the classes (neighbours: to 64 or the gallery size)',
+  ],
   empty_body: [400, 'no image in the request'],
   missing_image: [
     400,
@@ -74,9 +77,8 @@ export class ServeError extends Error {
 export const errorBody = (e: ServeError) => ({ error: e.message, code: e.code });
 
 /** The bodies an upload route takes, for the 415's message. */
-export const MEDIA =
-  'send the image as the request body (Content-Type image/* or application/octet-stream) or as the multipart ' +
-  "form field 'image'";
+export const RAW_MEDIA = 'send the image as the request body (Content-Type image/* or application/octet-stream)';
+export const MEDIA = `${RAW_MEDIA} or as the multipart form field 'image'`;
 
 /** fastify's and its plugins' own errors with a code of the catalogue each. */
 const FRAMEWORK_CODES: Record<string, ErrorCode> = {
@@ -108,7 +110,7 @@ function uploadLimit(bytes: number): string {
 }
 
 /** Any thrown value as a ServeError: ours as they are, fastify's by the table, a UserError as 400, else 500. */
-export function asServeError(e: unknown, o: ErrorOptions): ServeError {
+export function asServeError(e: unknown, o: ErrorOptions & { contentType?: string }): ServeError {
   if (e instanceof ServeError) return e;
   if (e instanceof UserError) return new ServeError('bad_request', e.message);
   const f = e as Partial<FastifyError>;
@@ -116,7 +118,8 @@ export function asServeError(e: unknown, o: ErrorOptions): ServeError {
     const code = FRAMEWORK_CODES[f.code ?? ''] ?? 'bad_request';
     if (code === 'too_large')
       return new ServeError(code, `uploads are at most ${uploadLimit(o.maxUploadBytes ?? 10 * MIB)} (--max-upload-mb)`);
-    if (code === 'unsupported_media_type') return new ServeError(code, MEDIA);
+    if (code === 'unsupported_media_type')
+      return new ServeError(code, `${MEDIA}; got '${o.contentType || 'no Content-Type'}'`);
     // A client error fastify answers with another 4xx than the code's keeps its status (bad_request only).
     return new ServeError(code, f.message ?? 'bad request', code === 'bad_request' ? { status: f.statusCode } : {});
   }
@@ -127,7 +130,11 @@ export function asServeError(e: unknown, o: ErrorOptions): ServeError {
 export function errorHandler(o: ErrorOptions) {
   const log = o.log ?? ((l: string) => console.error(l));
   return async (e: unknown, req: FastifyRequest, reply: FastifyReply) => {
-    const s = asServeError(e, o);
+    const type = String(req.headers['content-type'] ?? '')
+      .split(';')[0]
+      .trim()
+      .toLowerCase();
+    const s = asServeError(e, { ...o, contentType: type });
     if (s.code === 'internal') log(`alexnet: ${req.method} ${req.url}: ${s.message}`);
     if (s.status !== 500) o.onRejection?.(s.code);
     return reply.code(s.status).headers(s.headers).send(errorBody(s));

@@ -2,36 +2,11 @@
 // and an SVG can pull in other files), the pixel count from the header alone (an image bomb is refused before
 // any decoding), and then decoding as `alexnet predict` does it (EXIF rotation, alpha, grayscale, CMYK, 16-bit).
 import { decodeInput, InputGeometry } from '../infer/predictor';
-import { ImageError, sharpModule } from '../data/image';
+import { ALLOWED_FORMATS, decodeFailure, formatProblem, ImageError, sharpModule } from '../data/image';
 import { ServeError } from './errors';
 
-export const ALLOWED_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff'] as const;
+export { ALLOWED_FORMATS } from '../data/image';
 const EXPECTED = 'expected a JPEG, PNG, WebP, GIF or TIFF image';
-
-const starts = (b: Buffer, ...bytes: number[]) => bytes.every((x, i) => b[i] === x);
-const ascii = (b: Buffer, at: number, s: string) => b.toString('latin1', at, at + s.length) === s;
-
-/** The format the first bytes announce, or undefined for anything outside the allow-list. */
-export function sniffFormat(b: Buffer): (typeof ALLOWED_FORMATS)[number] | undefined {
-  if (starts(b, 0xff, 0xd8, 0xff)) return 'jpeg';
-  if (starts(b, 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return 'png';
-  if (ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return 'webp';
-  if (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a')) return 'gif';
-  if (starts(b, 0x49, 0x49, 0x2a, 0x00) || starts(b, 0x4d, 0x4d, 0x00, 0x2a)) return 'tiff';
-  return undefined;
-}
-
-/** A few words on what a refused upload looks like, for the 415's message. */
-function describe(b: Buffer): string {
-  const head = b.toString('utf8', 0, Math.min(b.length, 512)).trimStart().toLowerCase();
-  if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg'))) return 'an SVG image';
-  if (head.startsWith('<')) return 'HTML or XML';
-  if (starts(b, 0x25, 0x50, 0x44, 0x46)) return 'a PDF';
-  if (ascii(b, 4, 'ftyp')) return 'an HEIF/AVIF or video file';
-  if (starts(b, 0x42, 0x4d)) return 'a BMP image';
-  if (/^[\x09\x0a\x0d\x20-\x7e]*$/.test(b.toString('latin1', 0, Math.min(b.length, 64)))) return 'text';
-  return `unknown bytes (${b.subarray(0, 4).toString('hex')})`;
-}
 
 export interface CheckedImage {
   format: string;
@@ -42,16 +17,18 @@ export interface CheckedImage {
 /** Checks an upload's format and size from its header only; throws a ServeError (415, 413 or 400). */
 export async function checkUpload(b: Buffer, maxPixels: number): Promise<CheckedImage> {
   if (!b.length) throw new ServeError('empty_body', `${EXPECTED}, got an empty body`);
-  const format = sniffFormat(b);
-  if (!format) throw new ServeError('unsupported_format', `${EXPECTED}, got ${describe(b)}`);
+  // The allow-list and its words are `alexnet predict`'s (src/data/image.ts).
+  const problem = formatProblem(b);
+  if (problem) throw new ServeError('unsupported_format', problem);
   let m: { width?: number; height?: number; format?: string };
   try {
     // No pixel limit here: the header is read, never the pixels, and the count is checked below with our limit.
     m = await sharpModule()(b, { limitInputPixels: false }).metadata();
   } catch (e) {
-    throw new ServeError('corrupt_image', `a damaged ${format.toUpperCase()} header (${firstLine(e)})`);
+    throw new ServeError('corrupt_image', decodeFailure('upload', e).reason);
   }
-  if (!m.width || !m.height) throw new ServeError('corrupt_image', `a ${format.toUpperCase()} without a size`);
+  if (!m.width || !m.height)
+    throw new ServeError('corrupt_image', 'damaged or truncated image (no size in the header)');
   const seen = m.format === 'jpg' ? 'jpeg' : m.format;
   if (!seen || !(ALLOWED_FORMATS as readonly string[]).includes(seen))
     throw new ServeError('unsupported_format', `${EXPECTED}, got ${m.format ?? 'an unknown format'}`);
@@ -64,8 +41,6 @@ export async function checkUpload(b: Buffer, maxPixels: number): Promise<Checked
   return { format: seen, width: m.width, height: m.height };
 }
 
-const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split('\n')[0];
-
 /**
  * Decodes a checked upload to the model's planar uint8 input, exactly as `alexnet predict` decodes a file
  * (sharp runs on libuv's threadpool: the event loop is not blocked). Damaged or truncated data: 400.
@@ -74,8 +49,9 @@ export async function decodeUpload(b: Buffer, g: InputGeometry): Promise<Uint8Ar
   try {
     return await decodeInput({ name: 'upload', data: b }, g);
   } catch (e) {
-    const reason = e instanceof ImageError ? e.reason : firstLine(e);
-    throw new ServeError('corrupt_image', `the image cannot be decoded: ${reason}`);
+    // As `alexnet predict` words it (src/data/image.ts): 'damaged or truncated image (…)'.
+    const reason = e instanceof ImageError ? e.reason : decodeFailure('upload', e).reason;
+    throw new ServeError('corrupt_image', reason);
   }
 }
 

@@ -144,12 +144,15 @@ export interface Drainable {
   beginDrain(): void;
   /** For the line that says what a timed-out shutdown cut. */
   describeWork(): string;
+  /** Work that exiting now would cut: admitted requests, queued images, uploads still arriving. */
+  busy(): boolean;
   reload(): Promise<ReloadResult>;
 }
 
 /**
- * SIGTERM/SIGINT: drain and exit 0, or exit 1 after `timeoutMs` saying what was cut (a second signal exits at
- * once); SIGHUP: reload the weights. Returns a function that removes the handlers.
+ * SIGTERM/SIGINT: drain and exit 0, or after `timeoutMs` exit at once: 1 saying what was cut, 0 when nothing was
+ * (`timeoutMs` 0: do not wait for work in flight). A second signal exits at once. SIGHUP: reload the weights.
+ * Returns a function that removes the handlers.
  */
 export function installSignals(
   s: Drainable,
@@ -163,9 +166,15 @@ export function installSignals(
     }
     stopping = true;
     s.beginDrain();
-    o.log(`alexnet: ${signal}: draining (${s.describeWork()}); exit within ${o.timeoutMs / 1000} s`);
+    const wait = o.timeoutMs > 0 ? `exit within ${o.timeoutMs / 1000} s` : 'not waiting (--shutdown-timeout 0)';
+    o.log(`alexnet: ${signal}: draining (${s.describeWork()}); ${wait}`);
     const timer = setTimeout(() => {
-      o.log(`alexnet: shutdown took over ${o.timeoutMs / 1000} s (--shutdown-timeout): cut ${s.describeWork()}`);
+      if (!s.busy()) {
+        o.log('alexnet: stopped');
+        return o.exit(0);
+      }
+      const why = o.timeoutMs > 0 ? `shutdown took over ${o.timeoutMs / 1000} s` : 'not waiting';
+      o.log(`alexnet: ${why} (--shutdown-timeout): cut ${s.describeWork()}`);
       o.exit(1);
     }, o.timeoutMs);
     s.close().then(

@@ -11,6 +11,8 @@ import { readInputFile } from '../util/files';
 import { ADMIT } from './admission';
 import { ErrorOptions, ServeError, useErrorCatalogue } from './errors';
 import { checkUpload, decodeUpload } from './images';
+import { uploadOf } from './uploads';
+import { KBounds, kParam } from './params';
 import { describeRow, EmbeddingSet, ImageRenderer, nearest, readEmbeddings, row } from './neighbours';
 import { Engine, InsightEngine, LayerOutput, PageData } from './types';
 
@@ -125,18 +127,12 @@ const sameGeometry = (a: Engine, b: Engine) => {
   return g.channels === h.channels && g.height === h.height && g.width === h.width;
 };
 
-/** The body of an image upload, checked as POST /v1/predict checks it (src/serve/images.ts) and decoded. */
+/**
+ * The body of an image upload, taken (uploads.ts) and checked (images.ts) as POST /v1/predict takes and checks it,
+ * raw bodies only, and decoded.
+ */
 async function uploadedPixels(req: FastifyRequest, engine: Engine, maxPixels: number): Promise<Uint8Array> {
-  const type = String(req.headers['content-type'] ?? '')
-    .split(';')[0]
-    .trim()
-    .toLowerCase();
-  if (!type.startsWith('image/') && type !== 'application/octet-stream')
-    throw new ServeError(
-      'unsupported_media_type',
-      `expected an image/* body (the image's bytes), got '${type || 'none'}'`,
-    );
-  const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+  const body = await uploadOf(req, { multipart: false });
   await checkUpload(body, maxPixels);
   return decodeUpload(body, engine.card.geometry);
 }
@@ -201,7 +197,7 @@ function registerNeighbours(app: FastifyInstance, o: PageRoutesOptions): void {
     const counts = { queries: queries.rows, gallery: gallery.rows };
     if (req.query.query === undefined) return { ...info, ...counts };
     const q = intParam('query', req.query.query, 0, queries.rows - 1);
-    const k = req.query.k === undefined ? 8 : intParam('k', req.query.k, 1, Math.min(MAX_NEIGHBOURS, gallery.rows));
+    const k = req.query.k === undefined ? Math.min(8, gallery.rows) : kParam(req.query.k, neighbourBounds(gallery));
     const near = ranked(gallery, queries, q).slice(0, k);
     return {
       ...info,
@@ -223,6 +219,12 @@ function registerNeighbours(app: FastifyInstance, o: PageRoutesOptions): void {
       .send(await renderer.png(s, index, set === 'gallery' ? 'gallery' : 'query'));
   });
 }
+
+/** The bounds of k for neighbours: MAX_NEIGHBOURS, or the gallery's rows when it has fewer. */
+const neighbourBounds = (gallery: EmbeddingSet): KBounds =>
+  gallery.rows < MAX_NEIGHBOURS
+    ? { max: gallery.rows, why: `the gallery has ${gallery.rows} images` }
+    : { max: MAX_NEIGHBOURS, why: `at most ${MAX_NEIGHBOURS} neighbours are answered per query` };
 
 /** An integer parameter in [lo, hi], or the error that says what was expected and what was received. */
 function intParam(name: string, value: string, lo: number, hi: number, notFound = false): number {

@@ -170,6 +170,22 @@ export const runsPlugin: FastifyPluginAsync<RunRoutesOptions> = async (app, o) =
   });
 };
 
+/**
+ * Resolves when `res` has drained or closed. Each wait removes both of its listeners, whichever fires: a slow reader
+ * of a long stream waits thousands of times on one response, and a listener left behind per wait would pile up.
+ */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise<void>((done) => {
+    const settle = () => {
+      res.off('drain', settle);
+      res.off('close', settle);
+      done();
+    };
+    res.on('drain', settle);
+    res.on('close', settle);
+  });
+}
+
 /** Takes the response over from fastify and streams `file`'s records into it until `end()` or the client leaves. */
 function openStream(reply: FastifyReply, file: string, from: string | undefined, o: RunRoutesOptions): Stream {
   reply.hijack();
@@ -193,13 +209,7 @@ function openStream(reply: FastifyReply, file: string, from: string | undefined,
     {
       from,
       pollMs: o.pollMs,
-      ready: () =>
-        res.writableNeedDrain && !res.destroyed
-          ? new Promise<void>((done) => {
-              res.once('drain', done);
-              res.once('close', done);
-            })
-          : undefined,
+      ready: () => (res.writableNeedDrain && !res.destroyed ? drained(res) : undefined),
     },
   );
   const heartbeat = setInterval(() => send(': heartbeat\n\n'), o.heartbeatMs ?? 15_000);

@@ -4,15 +4,20 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { Socket } from 'node:net';
 import multipart from '@fastify/multipart';
-import { asServeError, errorBody, ErrorOptions, MEDIA, ServeError } from './errors';
+import { asServeError, errorBody, ErrorOptions, MEDIA, RAW_MEDIA, ServeError } from './errors';
 import { ServeContext, slotOf } from './context';
 import { checkUpload, decodeUpload } from './images';
 import { ModelCard } from './types';
 
-/** Raw image bodies (image/*, application/octet-stream) up to --max-upload-mb, and multipart forms, on `app`. */
+/**
+ * Raw image bodies (image/*, application/octet-stream) up to --max-upload-mb, and multipart forms, on `app`.
+ * text/plain is read as bytes too, never decoded as UTF-8 (fastify's own parser would): each upload route then
+ * decides by the Content-Type whether it takes the body (`uploadOf`), and none ever sees an image mangled to text.
+ */
 export function parseUploads(app: FastifyInstance, maxUploadMb: number): void {
   const bodyLimit = Math.round(maxUploadMb * 1024 * 1024);
-  for (const type of ['application/octet-stream', /^image\/.*/])
+  app.removeContentTypeParser('text/plain');
+  for (const type of ['application/octet-stream', /^image\/.*/, 'text/plain'])
     app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit }, (_r, b, done) => done(null, b));
   void app.register(multipart, { limits: { fileSize: bodyLimit, files: 1, fields: 16, parts: 32 } });
 }
@@ -94,20 +99,42 @@ function answerAndLinger(req: FastifyRequest, reply: FastifyReply, e: ServeError
   socket.once('close', () => clearTimeout(cap));
 }
 
-/** Where an upload route finds the image in a multipart form. */
+/** Which bodies an upload route takes, and where it finds the image in a multipart form. */
 export interface UploadForm {
   /** The first file under any field name (TorchServe's handlers read 'data' or 'body'), not only 'image'. */
   anyField?: boolean;
+  /**
+   * A raw body of any Content-Type, or none, is the image: its bytes decide (TorchServe's and the Open Inference
+   * Protocol's routes, whose clients send `curl -T`, `--data-binary`). Otherwise only image/* and
+   * application/octet-stream are, and any other type is 415 naming the types taken.
+   */
+  anyType?: boolean;
+  /** Multipart forms are taken (default); false: raw bodies only (the route's scope has no multipart parser). */
+  multipart?: boolean;
 }
 
-/** The upload's bytes: a raw body, or the multipart field 'image' (any field with `anyField`). */
+/** The media type of a request, lower case without parameters; '' for none. */
+export const mediaType = (req: FastifyRequest) =>
+  String(req.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase();
+
+/**
+ * The upload's bytes: a raw body, or the multipart field 'image' (any field with `anyField`). The body is bytes
+ * whatever its Content-Type (never text); a route without `anyType` refuses a type it does not take, by its name.
+ */
 export async function uploadOf(req: FastifyRequest, form: UploadForm = {}): Promise<Buffer> {
-  if (req.isMultipart()) return multipartImage(req, form);
+  const takesForms = form.multipart ?? true;
+  if (takesForms && req.isMultipart()) return multipartImage(req, form);
+  const type = mediaType(req);
+  const media = takesForms ? MEDIA : RAW_MEDIA;
+  if (!form.anyType && !(type.startsWith('image/') || type === 'application/octet-stream'))
+    throw new ServeError('unsupported_media_type', `${media}; got '${type || 'no Content-Type'}'`);
   const body = req.body as unknown;
-  if (body === undefined || body === null) throw new ServeError('empty_body', `no image in the request: ${MEDIA}`);
+  if (body === undefined || body === null) throw new ServeError('empty_body', `no image in the request: ${media}`);
   if (Buffer.isBuffer(body)) return body;
-  if (typeof body === 'string') return Buffer.from(body);
-  throw new ServeError('unsupported_media_type', `${MEDIA}; got ${req.headers['content-type']}`);
+  throw new ServeError('unsupported_media_type', `${media}; got '${type || 'no Content-Type'}'`);
 }
 
 /**

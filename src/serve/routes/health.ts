@@ -30,7 +30,10 @@ export const healthRoutes: FastifyPluginAsync<ServeContext> = async (app, c) => 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const r = readiness(c);
-    return r.ready ? { status: 'ready' } : reply.code(503).send(notReadyBody(r));
+    // A runs-only server (no --weights) has nothing to load: it is ready at once, and says it serves no model.
+    return r.ready
+      ? { status: 'ready', model: c.host.slot?.engine.card.model ?? 'none' }
+      : reply.code(503).send(notReadyBody(r));
   });
   app.get('/metrics', async (_req, reply) => {
     reply.type(c.metrics.registry.contentType);

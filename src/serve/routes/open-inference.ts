@@ -14,6 +14,7 @@ import { inferenceBodyLimits, InferenceBodyLimits, modelNamed, ServeContext, slo
 import { ServeError } from '../errors';
 import { checkUpload, decodeUpload } from '../images';
 import { Slot } from '../lifecycle';
+import { classBounds, kParam } from '../params';
 import { Engine } from '../types';
 import { classify, Oversized } from '../uploads';
 import { notReadyBody, readiness } from './health';
@@ -208,8 +209,9 @@ async function infer(c: ServeContext, req: FastifyRequest<Model>, reply: Fastify
   const { card } = modelOf(c, req.params);
   const body = req.body as { oip?: ParsedRequest } | undefined;
   if (!body?.oip) {
-    // A raw image body or a multipart upload: all class probabilities of the one image.
-    const r = await classify(req, c);
+    // A raw image body (of any Content-Type: the parser read it as bytes) or a multipart upload: all class
+    // probabilities of the one image.
+    const r = await classify(req, c, { anyType: true });
     const probs = topK(r.logits, card.classes, card.classes.length)[0].sort((a, b) => a.index - b.index);
     const data = probs.map((p) => p.probability);
     const out = { name: 'probabilities', datatype: 'FP32', shape: [1, card.classes.length], data };
@@ -241,10 +243,9 @@ function wantedOutputs(asked: RequestOutput[] | undefined, allBinary: unknown, c
     const binary = o.parameters?.binary_data ?? allBinary ?? false;
     if (typeof binary !== 'boolean')
       throw new ServeError('bad_inference_request', `outputs '${o.name}': binary_data must be true or false`);
-    const k = o.parameters?.classification;
-    if (k !== undefined && !(Number.isInteger(k) && (k as number) >= 1 && (k as number) <= classes))
-      throw new ServeError('bad_inference_request', `classification must be a whole number from 1 to ${classes}`);
-    return { name: o.name as Wanted['name'], binary, classification: k as number | undefined };
+    const raw = o.parameters?.classification;
+    const k = raw === undefined ? undefined : kParam(raw, classBounds(classes, 'classification'));
+    return { name: o.name as Wanted['name'], binary, classification: k };
   });
 }
 

@@ -27,7 +27,7 @@ export const torchServeRoutes: FastifyPluginAsync<ServeContext> = async (app, c)
     config: ADMIT,
     handler: async (req) => {
       check(req.params.model);
-      return top5(await classify(req, c, { anyField: true }));
+      return top5(await classify(req, c, { anyField: true, anyType: true }));
     },
   });
   app.route<{ Params: { model: string; version: string } }>({
@@ -36,7 +36,7 @@ export const torchServeRoutes: FastifyPluginAsync<ServeContext> = async (app, c)
     config: ADMIT,
     handler: async (req) => {
       check(req.params.model, req.params.version);
-      return top5(await classify(req, c, { anyField: true }));
+      return top5(await classify(req, c, { anyField: true, anyType: true }));
     },
   });
   app.get('/ping', async (_req, reply) =>

@@ -7,6 +7,7 @@ import { Limits, ServeContext, slotOf } from '../context';
 import { AUTO_RULE } from '../engine';
 import { ServeError } from '../errors';
 import { ALLOWED_FORMATS } from '../images';
+import { classBounds, kParam } from '../params';
 import { classify } from '../uploads';
 import { ModelCard } from '../types';
 
@@ -38,13 +39,10 @@ export const v1Routes: FastifyPluginAsync<ServeContext> = async (app, c) => {
   });
 };
 
+/** `?k=` (default 5, or every class of a model with fewer), by the one rule for k (params.ts). */
 function kOf(req: FastifyRequest, classes: number): number {
-  const raw = (req.query as { k?: string }).k;
-  if (raw === undefined) return Math.min(5, classes);
-  const k = Number(raw);
-  if (!Number.isInteger(k) || k < 1)
-    throw new ServeError('bad_k', `k must be a whole number from 1 to ${classes}, got '${raw}'`);
-  return Math.min(k, classes);
+  const raw = (req.query as { k?: unknown }).k;
+  return raw === undefined ? Math.min(5, classes) : kParam(raw, classBounds(classes));
 }
 
 function describeModel(card: ModelCard, o: Limits) {
