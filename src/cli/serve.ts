@@ -79,11 +79,11 @@ const OPTIONS = {
   device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
   threads: withHelp(
     COMMON.threads,
-    `the engine's CPU threads (default: libtorch all ${os.availableParallelism()} cores but one, which decodes uploads\nand answers HTTP; onnxruntime all)`,
+    `the engine's CPU threads (default: all ${os.availableParallelism()}; uploads are then decoded between forward passes,\nnever beside one; fewer: uploads decode on the cores left, beside the engine)`,
   ),
   decodeThreads: int(
     'N',
-    'uploads decoded at once (default: the cores --threads leaves free, at least 1; with\nonnxruntime, as many as libuv runs: 4)',
+    'uploads decoded at once (default: one per core between forward passes; with --threads\nbelow the cores, the cores it leaves free)',
     {
       min: 1,
       max: 64,
@@ -156,7 +156,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const app = buildServer({
     engine: eo ? () => openEngine(eo, engineChoice) : undefined,
     maxBatch: v.maxBatch,
-    decodeThreads: v.decodeThreads ?? (eo?.threads !== undefined ? Math.max(1, cores - eo.threads) : undefined),
+    ...decodeSettings(v.decodeThreads, eo?.threads, cores),
     maxDelayMs: v.maxDelayMs,
     maxUploadMb: v.maxUploadMb,
     maxPixels: v.maxPixels,
@@ -228,10 +228,16 @@ function engineSettings(v: { weights?: string } & Omit<EngineOptions, 'weights'>
     : undefined;
   const engineChoice = eo ? chooseEngine(eo) : undefined;
   const cores = os.availableParallelism();
-  // libtorch leaves one core to the server (HTTP, decoding) unless --threads says otherwise: see DecodeGate.
-  // onnxruntime keeps every core: its preprocessing runs on the server's thread, and one thread measured slower.
-  if (eo && eo.threads === undefined && engineChoice?.runtime === 'libtorch') eo.threads = Math.max(1, cores - 1);
   return { eo, engineChoice, cores };
+}
+
+/**
+ * An engine on every core (the default) has decoding wait for its forward passes, one decode per core between them;
+ * an engine given fewer cores leaves the others to decoding, beside it (see DecodeGate).
+ */
+function decodeSettings(decodeThreads: number | undefined, threads: number | undefined, cores: number) {
+  const decodeYields = threads === undefined || threads >= cores;
+  return { decodeYields, decodeThreads: decodeThreads ?? (decodeYields ? cores : Math.max(1, cores - threads!)) };
 }
 
 /** The guard's settings: the token from --token or ALEXNET_TOKEN, the bound address, more Host names. */
