@@ -138,8 +138,8 @@ function serverLanes(serveArgs: string[]): number {
 }
 
 /**
- * `alexnet predict` (a real process) on `n` copies of the JPEG in batches of `batch`: images/s from its first answer
- * to its last (the model's loading left out), and over its whole run.
+ * `alexnet predict` (a real process) on `n` copies of the JPEG in batches of `batch`: images/s from its first batch's
+ * answers to its last (the model's loading left out), and over its whole run.
  */
 async function predictThroughput(weights: string, body: Buffer, n: number, batch: number, extra: string[] = []) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-predict-bench-'));
@@ -156,7 +156,8 @@ async function predictThroughput(weights: string, body: Buffer, n: number, batch
     if (!k) return;
     seen += k;
     last = performance.now();
-    first ??= { t: last, n: k };
+    // The first batch's answers (they may come in several chunks): the rate is counted from there.
+    if (!first && seen >= Math.min(batch, n)) first = { t: last, n: seen };
   });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   const wall = (performance.now() - t0) / 1000;
