@@ -126,15 +126,18 @@ async function decodeThroughput(body: Buffer, g: InputGeometry, lanes: number, s
   return n / ((performance.now() - t0) / 1000);
 }
 
-/** The server's decode lanes, as `alexnet serve` chooses them from --threads and --decode-threads. */
-function serverLanes(serveArgs: string[]): number {
+/** The server's decode lanes for this arm, as `alexnet serve` chooses them from --threads and --decode-threads. */
+function serverLanes(arm: Arm, serveArgs: string[]): number {
   const given = (name: string) => {
     const i = serveArgs.indexOf(name);
     return i >= 0 ? Number(serveArgs[i + 1]) : undefined;
   };
   const cores = os.availableParallelism();
-  const threads = given('--threads') ?? cores;
-  return given('--decode-threads') ?? (threads >= cores ? cores : Math.max(1, cores - threads));
+  const threads = given('--threads');
+  if (threads !== undefined && threads >= cores) return given('--decode-threads') ?? cores; // decoding yields
+  const engine = threads ?? (arm.runtime === 'libtorch' ? Math.max(1, cores - 1) : undefined);
+  // onnxruntime by default: as many as libuv runs (bin/alexnet.js sets its pool to max(4, cores)).
+  return given('--decode-threads') ?? (engine !== undefined ? Math.max(1, cores - engine) : Math.max(4, cores));
 }
 
 /**
@@ -287,7 +290,7 @@ async function stagesAlone(arm: Arm, weights: string, good: Buffer, o: BenchOpti
   const geometry = engine.card.geometry;
   const engineIps = await engineThroughput(engine, o.maxBatch, 5).finally(() => engine.close());
   const cores = os.availableParallelism();
-  const lanes = serverLanes(o.serveArgs);
+  const lanes = serverLanes(arm, o.serveArgs);
   const decodeIps = await decodeThroughput(good, geometry, cores, o.seconds / 2);
   const decodeServerIps = lanes === cores ? decodeIps : await decodeThroughput(good, geometry, lanes, o.seconds / 2);
   const idealIps = 1 / (1 / engineIps + 1 / decodeIps);
