@@ -126,18 +126,26 @@ async function decodeThroughput(body: Buffer, g: InputGeometry, lanes: number, s
   return n / ((performance.now() - t0) / 1000);
 }
 
+const flag = (serveArgs: string[], name: string) => {
+  const i = serveArgs.indexOf(name);
+  return i >= 0 ? Number(serveArgs[i + 1]) : undefined;
+};
+
+/** The server's engine threads for this arm, as `alexnet serve` chooses them (undefined: every core, onnxruntime's). */
+function serverThreads(arm: Arm, serveArgs: string[]): number | undefined {
+  const cores = os.availableParallelism();
+  return flag(serveArgs, '--threads') ?? (arm.runtime === 'libtorch' ? Math.max(1, cores - 1) : undefined);
+}
+
 /** The server's decode lanes for this arm, as `alexnet serve` chooses them from --threads and --decode-threads. */
 function serverLanes(arm: Arm, serveArgs: string[]): number {
-  const given = (name: string) => {
-    const i = serveArgs.indexOf(name);
-    return i >= 0 ? Number(serveArgs[i + 1]) : undefined;
-  };
   const cores = os.availableParallelism();
-  const threads = given('--threads');
-  if (threads !== undefined && threads >= cores) return given('--decode-threads') ?? cores; // decoding yields
-  const engine = threads ?? (arm.runtime === 'libtorch' ? Math.max(1, cores - 1) : undefined);
+  const given = flag(serveArgs, '--decode-threads');
+  const threads = flag(serveArgs, '--threads');
+  if (threads !== undefined && threads >= cores) return given ?? cores; // decoding yields to the engine
+  const engine = serverThreads(arm, serveArgs);
   // onnxruntime by default: as many as libuv runs (bin/alexnet.js sets its pool to max(4, cores)).
-  return given('--decode-threads') ?? (engine !== undefined ? Math.max(1, cores - engine) : Math.max(4, cores));
+  return given ?? (engine !== undefined ? Math.max(1, cores - engine) : Math.max(4, cores));
 }
 
 /**
@@ -286,19 +294,25 @@ function breakdownOf(before: Record<string, number>, after: Record<string, numbe
  * rate spends each image's engine and decoding time back to back on the whole machine: 1 / (1/engine + 1/decode).
  */
 async function stagesAlone(arm: Arm, weights: string, good: Buffer, o: BenchOptions) {
-  const engine = await openEngine({ weights, runtime: arm.runtime, precision: arm.precision });
-  const geometry = engine.card.geometry;
-  const engineIps = await engineThroughput(engine, o.maxBatch, 5).finally(() => engine.close());
+  const engineAt = async (threads?: number) => {
+    const e = await openEngine({ weights, runtime: arm.runtime, precision: arm.precision, threads });
+    return { geometry: e.card.geometry, ips: await engineThroughput(e, o.maxBatch, 5).finally(() => e.close()) };
+  };
+  const { geometry, ips: engineIps } = await engineAt();
   const cores = os.availableParallelism();
+  // The server's own engine threads, where fewer than the cores (its libtorch default): that engine alone too.
+  const threads = serverThreads(arm, o.serveArgs);
+  const engineServerIps = threads !== undefined && threads < cores ? (await engineAt(threads)).ips : engineIps;
   const lanes = serverLanes(arm, o.serveArgs);
   const decodeIps = await decodeThroughput(good, geometry, cores, o.seconds / 2);
   const decodeServerIps = lanes === cores ? decodeIps : await decodeThroughput(good, geometry, lanes, o.seconds / 2);
   const idealIps = 1 / (1 / engineIps + 1 / decodeIps);
   console.log(
-    `  ${arm.runtime} ${arm.precision} alone: engine ${fmt(engineIps)} img/s, decoding ${fmt(decodeIps)} img/s ` +
+    `  ${arm.runtime} ${arm.precision} alone: engine ${fmt(engineIps)} img/s (${fmt(engineServerIps)} with the server's ` +
+      `threads), decoding ${fmt(decodeIps)} img/s ` +
       `(${cores} lanes; ${fmt(decodeServerIps)} with the server's ${lanes}), ideal ${fmt(idealIps)} img/s`,
   );
-  return { engineIps, decodeIps, decodeServerIps, lanes, idealIps };
+  return { engineIps, engineServerIps, threads, decodeIps, decodeServerIps, lanes, idealIps };
 }
 
 async function runArm(arm: Arm, files: { weights: string }, images: { good: Buffer; small: Buffer }, o: BenchOptions) {
@@ -414,14 +428,14 @@ async function main(): Promise<void> {
 function idealTable(o: BenchOptions, results: Awaited<ReturnType<typeof runArm>>[]): string[] {
   const at = o.clients[o.clients.length - 1];
   const lines = [
-    `| runtime | engine alone (img/s) | decoding alone, ${os.availableParallelism()} lanes (server's lanes) | ideal 1/(1/engine + 1/decode) | server at ${at} clients | ÷ ideal | alexnet predict, ${o.predictImages} copies, batch ${o.maxBatch} (÷ server) |`,
+    `| runtime | engine alone (img/s), all cores (server's threads) | decoding alone, ${os.availableParallelism()} lanes (server's lanes) | ideal 1/(1/engine + 1/decode) | server at ${at} clients | ÷ ideal | alexnet predict, ${o.predictImages} copies, batch ${o.maxBatch} (÷ server) |`,
     '|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
     const server = r.rows[r.rows.length - 1].rps;
     const p = r.predict ? `${fmt(r.predict.ips)} (${fmt(r.predict.ips / server, 2)}×)` : '—';
     lines.push(
-      `| ${r.runtime} ${r.precision} | ${fmt(r.engineIps)} | ${fmt(r.decodeIps)} (${r.lanes}: ${fmt(r.decodeServerIps)}) | ${fmt(r.idealIps)} | ${fmt(server)} | ${fmt(server / r.idealIps, 2)}× | ${p} |`,
+      `| ${r.runtime} ${r.precision} | ${fmt(r.engineIps)} (${r.threads ?? 'all'}: ${fmt(r.engineServerIps)}) | ${fmt(r.decodeIps)} (${r.lanes}: ${fmt(r.decodeServerIps)}) | ${fmt(r.idealIps)} | ${fmt(server)} | ${fmt(server / r.idealIps, 2)}× | ${p} |`,
     );
   }
   return lines;
