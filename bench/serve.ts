@@ -14,7 +14,9 @@ import { saveSafetensors } from '../src/io/safetensors';
 import { getModel } from '../src/models/registry';
 import { cpuInfo, describeCpu } from '../src/runtime/cpu';
 import { openEngine } from '../src/serve/engine';
+import { checkUpload, DecodeGate, decodeUpload } from '../src/serve/images';
 import { Engine } from '../src/serve/types';
+import { InputGeometry } from '../src/infer/predictor';
 import { manualSeed } from '../src/tensor/tensor';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -96,6 +98,84 @@ async function engineThroughput(e: Engine, batch: number, rounds: number): Promi
     best = Math.max(best, batch / ((performance.now() - t0) / 1000));
   }
   return best;
+}
+
+/**
+ * Decoding alone as the server does it (header checks, then decoding; sharp on libuv's pool) with `lanes` decodes
+ * at once (a DecodeGate, fed by more waiting uploads than lanes): images/s over `seconds`.
+ */
+async function decodeThroughput(body: Buffer, g: InputGeometry, lanes: number, seconds: number): Promise<number> {
+  const gate = new DecodeGate(lanes);
+  const one = () =>
+    gate.run(async () => {
+      await checkUpload(body, 100_000_000);
+      return decodeUpload(body, g);
+    });
+  for (let i = 0; i < 2 * lanes; i++) await one();
+  let n = 0;
+  const t0 = performance.now();
+  const until = t0 + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: Math.max(4, 2 * lanes) }, async () => {
+      while (performance.now() < until) {
+        await one();
+        n++;
+      }
+    }),
+  );
+  return n / ((performance.now() - t0) / 1000);
+}
+
+const flag = (serveArgs: string[], name: string) => {
+  const i = serveArgs.indexOf(name);
+  return i >= 0 ? Number(serveArgs[i + 1]) : undefined;
+};
+
+/** The server's engine threads for this arm, as `alexnet serve` chooses them (undefined: every core, onnxruntime's). */
+function serverThreads(arm: Arm, serveArgs: string[]): number | undefined {
+  const cores = os.availableParallelism();
+  return flag(serveArgs, '--threads') ?? (arm.runtime === 'libtorch' ? Math.max(1, cores - 1) : undefined);
+}
+
+/** The server's decode lanes for this arm, as `alexnet serve` chooses them from --threads and --decode-threads. */
+function serverLanes(arm: Arm, serveArgs: string[]): number {
+  const cores = os.availableParallelism();
+  const given = flag(serveArgs, '--decode-threads');
+  const threads = flag(serveArgs, '--threads');
+  if (threads !== undefined && threads >= cores) return given ?? cores; // decoding yields to the engine
+  const engine = serverThreads(arm, serveArgs);
+  // onnxruntime by default: as many as libuv runs (bin/alexnet.js sets its pool to max(4, cores)).
+  return given ?? (engine !== undefined ? Math.max(1, cores - engine) : Math.max(4, cores));
+}
+
+/**
+ * `alexnet predict` (a real process) on `n` copies of the JPEG in batches of `batch`: images/s from its first batch's
+ * answers to its last (the model's loading left out), and over its whole run.
+ */
+async function predictThroughput(weights: string, body: Buffer, n: number, batch: number, extra: string[] = []) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-predict-bench-'));
+  const files = Array.from({ length: n }, (_, i) => path.join(dir, `${String(i).padStart(4, '0')}.jpg`));
+  for (const f of files) fs.writeFileSync(f, body);
+  const t0 = performance.now();
+  const args = ['predict', '--weights', weights, '--json', '--batch-size', String(batch), ...extra, ...files];
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let seen = 0;
+  let first: { t: number; n: number } | undefined;
+  let last = 0;
+  child.stdout!.on('data', (d: Buffer) => {
+    const k = (d.toString().match(/"file":/g) ?? []).length;
+    if (!k) return;
+    seen += k;
+    last = performance.now();
+    // The first batch's answers (they may come in several chunks): the rate is counted from there.
+    if (!first && seen >= Math.min(batch, n)) first = { t: last, n: seen };
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const wall = (performance.now() - t0) / 1000;
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (code !== 0 || seen !== n || !first)
+    throw new Error(`alexnet predict exited ${code} after ${seen} of ${n} answers`);
+  return { ips: (n - first.n) / ((last - first.t) / 1000), wallIps: n / wall, images: n };
 }
 
 async function load(url: string, body: Buffer, connections: number, seconds: number): Promise<AutocannonResult> {
@@ -208,11 +288,37 @@ function breakdownOf(before: Record<string, number>, after: Record<string, numbe
   };
 }
 
+/**
+ * The two stages alone, one after the other, on this machine: the engine on batches of the server's size (all cores),
+ * and decoding with one lane per core (the machine's decoding rate) and with the server's lanes. The ideal pipelined
+ * rate spends each image's engine and decoding time back to back on the whole machine: 1 / (1/engine + 1/decode).
+ */
+async function stagesAlone(arm: Arm, weights: string, good: Buffer, o: BenchOptions) {
+  const engineAt = async (threads?: number) => {
+    const e = await openEngine({ weights, runtime: arm.runtime, precision: arm.precision, threads });
+    return { geometry: e.card.geometry, ips: await engineThroughput(e, o.maxBatch, 5).finally(() => e.close()) };
+  };
+  const { geometry, ips: engineIps } = await engineAt();
+  const cores = os.availableParallelism();
+  // The server's own engine threads, where fewer than the cores (its libtorch default): that engine alone too.
+  const threads = serverThreads(arm, o.serveArgs);
+  const engineServerIps = threads !== undefined && threads < cores ? (await engineAt(threads)).ips : engineIps;
+  const lanes = serverLanes(arm, o.serveArgs);
+  const decodeIps = await decodeThroughput(good, geometry, cores, o.seconds / 2);
+  const decodeServerIps = lanes === cores ? decodeIps : await decodeThroughput(good, geometry, lanes, o.seconds / 2);
+  const idealIps = 1 / (1 / engineIps + 1 / decodeIps);
+  console.log(
+    `  ${arm.runtime} ${arm.precision} alone: engine ${fmt(engineIps)} img/s (${fmt(engineServerIps)} with the server's ` +
+      `threads), decoding ${fmt(decodeIps)} img/s ` +
+      `(${cores} lanes; ${fmt(decodeServerIps)} with the server's ${lanes}), ideal ${fmt(idealIps)} img/s`,
+  );
+  return { engineIps, engineServerIps, threads, decodeIps, decodeServerIps, lanes, idealIps };
+}
+
 async function runArm(arm: Arm, files: { weights: string }, images: { good: Buffer; small: Buffer }, o: BenchOptions) {
   const { good, small } = images;
   const weights = files.weights;
-  const engine = await openEngine({ weights, runtime: arm.runtime, precision: arm.precision });
-  const engineIps = await engineThroughput(engine, o.maxBatch, 5).finally(() => engine.close());
+  const stages = await stagesAlone(arm, weights, good, o);
   const common = ['--weights', weights, '--runtime', arm.runtime, '--max-batch', String(o.maxBatch)];
   const precision = arm.runtime === 'libtorch' ? ['--precision', arm.precision] : [];
   const s = await startServer([...common, ...precision, ...o.serveArgs]);
@@ -242,7 +348,16 @@ async function runArm(arm: Arm, files: { weights: string }, images: { good: Buff
   } finally {
     await s.stop();
   }
-  return { ...arm, engineIps, rows, small224, breakdown, mix };
+  // alexnet predict (libtorch fp32: it has no --precision) on the same JPEG, after the server has stopped.
+  const predict =
+    o.predictImages && arm.runtime === 'libtorch' && arm.precision === 'fp32'
+      ? await predictThroughput(weights, good, o.predictImages, o.maxBatch)
+      : undefined;
+  if (predict)
+    console.log(
+      `  alexnet predict, ${o.predictImages} copies: ${fmt(predict.ips)} img/s (${fmt(predict.wallIps)} whole run)`,
+    );
+  return { ...arm, ...stages, rows, small224, breakdown, mix, predict };
 }
 
 interface BenchOptions {
@@ -251,6 +366,8 @@ interface BenchOptions {
   maxBatch: number;
   model: string;
   serveArgs: string[];
+  /** Copies of the JPEG given to `alexnet predict` (0: not run). */
+  predictImages: number;
 }
 
 async function main(): Promise<void> {
@@ -262,14 +379,18 @@ async function main(): Promise<void> {
       runtimes: { type: 'string', default: 'libtorch-fp32,libtorch-bf16,onnx-fp32' },
       // Extra options for every server started, e.g. '--threads 1' (one core for the engine, one for decoding).
       'serve-args': { type: 'string', default: '' },
+      clients: { type: 'string', default: '1,8,32' },
+      // alexnet predict on this many copies of the JPEG (libtorch fp32 arm), beside the server; 0 skips it.
+      'predict-images': { type: 'string', default: '320' },
     },
   });
   const o: BenchOptions = {
-    clients: [1, 8, 32],
+    clients: values.clients!.split(',').map(Number),
     seconds: Number(values.seconds),
     maxBatch: Number(values['max-batch']),
     model: values.model!,
     serveArgs: values['serve-args']!.split(' ').filter(Boolean),
+    predictImages: Number(values['predict-images']),
   };
   const cpu = cpuInfo();
   const arms = values
@@ -303,6 +424,23 @@ async function main(): Promise<void> {
   report(o, results, over, describeCpu(cpu));
 }
 
+/** The server against its ideal pipelined rate, and alexnet predict against the server, one row per arm. */
+function idealTable(o: BenchOptions, results: Awaited<ReturnType<typeof runArm>>[]): string[] {
+  const at = o.clients[o.clients.length - 1];
+  const lines = [
+    `| runtime | engine alone (img/s), all cores (server's threads) | decoding alone, ${os.availableParallelism()} lanes (server's lanes) | ideal 1/(1/engine + 1/decode) | server at ${at} clients | ÷ ideal | alexnet predict, ${o.predictImages} copies, batch ${o.maxBatch} (÷ server) |`,
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const r of results) {
+    const server = r.rows[r.rows.length - 1].rps;
+    const p = r.predict ? `${fmt(r.predict.ips)} (${fmt(r.predict.ips / server, 2)}×)` : '—';
+    lines.push(
+      `| ${r.runtime} ${r.precision} | ${fmt(r.engineIps)} (${r.threads ?? 'all'}: ${fmt(r.engineServerIps)}) | ${fmt(r.decodeIps)} (${r.lanes}: ${fmt(r.decodeServerIps)}) | ${fmt(r.idealIps)} | ${fmt(server)} | ${fmt(server / r.idealIps, 2)}× | ${p} |`,
+    );
+  }
+  return lines;
+}
+
 function report(o: BenchOptions, results: Awaited<ReturnType<typeof runArm>>[], over: unknown, cpu: string): void {
   const lines = [
     `| runtime | engine alone, batch ${o.maxBatch} (img/s) | ${o.clients.map((c) => `${c} clients: req/s, p50/p99 ms`).join(' | ')} | at ${o.clients[o.clients.length - 1]} ÷ engine | ${o.clients[o.clients.length - 1]} clients, 224×224 JPEG: req/s (÷ engine) | in the server at ${o.clients[o.clients.length - 1]}: batch, ms per forward, ms per decode |`,
@@ -314,6 +452,7 @@ function report(o: BenchOptions, results: Awaited<ReturnType<typeof runArm>>[], 
       `| ${r.runtime} ${r.precision} | ${fmt(r.engineIps)} | ${r.rows.map((x) => `${fmt(x.rps)}, ${x.p50}/${x.p99}${x.errors ? ` (${x.errors} errors)` : ''}`).join(' | ')} | ${fmt(last.rps / r.engineIps, 2)}× | ${fmt(r.small224!.rps)} (${fmt(r.small224!.rps / r.engineIps, 2)}×) | ${fmt(r.breakdown!.meanBatch)}, ${fmt(r.breakdown!.inferenceMsPerBatch, 0)}, ${fmt(r.breakdown!.decodeMsPerImage)} |`,
     );
   }
+  lines.push('', ...idealTable(o, results));
   console.log(`\n${cpu}\n${lines.join('\n')}\n`);
   for (const r of results) console.log(`bad-request mix, ${r.runtime} ${r.precision}: ${JSON.stringify(r.mix)}`);
   console.log(`overload (64 clients, --max-inflight 4): ${JSON.stringify(over)}`);

@@ -1,4 +1,5 @@
 // alexnet predict --weights PATH IMAGE…
+import * as os from 'node:os';
 import { UserError } from '../errors';
 import type { Predictor, PredictResult } from '../infer/predictor';
 import { choice, COMMON, int, optionHelp, parseCommand, refuse, text, withHelp } from './options';
@@ -17,6 +18,12 @@ const OPTIONS = {
   top: int('K', 'how many classes to show (default 5)', { min: 1, max: 100_000 }),
   batchSize: withHelp(COMMON.batchSize, 'images per forward pass (default 16): memory stays flat however many files'),
   device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
+  threads: withHelp(COMMON.threads, `the engine's CPU threads (default: all ${os.availableParallelism()} cores)`),
+  decodeThreads: int(
+    'N',
+    'images decoded at once, in a worker thread, while the engine runs the batch before (default 1;\n0: every batch decoded in the main thread, on all cores, before its forward pass)',
+    { min: 0, max: 64 },
+  ),
   json: withHelp(COMMON.json, 'machine-readable output: a JSON array, written as results come'),
 };
 
@@ -45,6 +52,7 @@ async function openPredictor(v: {
   weights?: string;
   model?: string;
   device?: import('../runtime/device').DeviceRequest;
+  threads?: number;
 }): Promise<Predictor> {
   if (v.runtime === 'onnx') {
     refuse(
@@ -56,11 +64,12 @@ async function openPredictor(v: {
       throw new UserError(
         '--runtime onnx needs --model-file MODEL.onnx (write one with: alexnet export --format onnx)',
       );
-    return (await import('../infer/onnx')).OnnxPredictor.open(v.modelFile);
+    return (await import('../infer/onnx')).OnnxPredictor.open(v.modelFile, { threads: v.threads });
   }
   refuse(v, ['modelFile'], 'is for --runtime onnx');
   if (!v.weights)
     throw new UserError("--weights PATH is required (a checkpoint from 'alexnet train --save', or a .pth state dict)");
+  if (v.threads !== undefined) (await import('../runtime/device')).prepareDevice(v.device, v.threads);
   return (await import('../infer/torch')).TorchPredictor.open(v.weights, { device: v.device, model: v.model });
 }
 
@@ -88,7 +97,8 @@ export async function predictCommand(argv: string[]): Promise<void> {
   let n = 0;
   if (v.json) process.stdout.write('[\n');
   try {
-    for await (const r of predictStream(predictor, positionals, { k: v.top ?? 5, batchSize: v.batchSize ?? 16 })) {
+    const o = { k: v.top ?? 5, batchSize: v.batchSize ?? 16, decodeLanes: v.decodeThreads };
+    for await (const r of predictStream(predictor, positionals, o)) {
       printResult(r, v.json, n++ === 0);
       if (r.error) failed++;
     }

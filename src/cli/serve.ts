@@ -81,11 +81,11 @@ const OPTIONS = {
   device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
   threads: withHelp(
     COMMON.threads,
-    `the engine's CPU threads (default: libtorch all ${os.availableParallelism()} cores but one, which decodes uploads\nand answers HTTP; onnxruntime all)`,
+    `the engine's CPU threads (default: libtorch all ${os.availableParallelism()} cores but one, which decodes uploads\nand answers HTTP; onnxruntime all); given as all ${os.availableParallelism()} or more, uploads decode between forward\npasses, never beside one`,
   ),
   decodeThreads: int(
     'N',
-    'uploads decoded at once (default: the cores --threads leaves free, at least 1; with\nonnxruntime, as many as libuv runs: 4)',
+    'uploads decoded at once (default: the cores --threads leaves free, at least 1; one per core\nwhen --threads takes them all; with onnxruntime, as many as libuv runs: 4)',
     {
       min: 1,
       max: 64,
@@ -155,12 +155,12 @@ export async function serveCommand(argv: string[]): Promise<void> {
     throw new UserError('--weights FILE (a model to serve) or --runs DIR (training runs to show) is required');
   if (v.runs && !fs.statSync(v.runs, { throwIfNoEntry: false })?.isDirectory())
     throw new UserError(`--runs must be a folder of training runs, got '${v.runs}'`);
-  const { eo, engineChoice, cores } = engineSettings(v);
+  const { eo, engineChoice, given } = engineSettings(v);
   const log = (l: string) => console.error(l);
   const app = buildServer({
     engine: eo ? () => openEngine(eo, engineChoice) : undefined,
     maxBatch: v.maxBatch,
-    decodeThreads: v.decodeThreads ?? (eo?.threads !== undefined ? Math.max(1, cores - eo.threads) : undefined),
+    ...decodeSettings(v.decodeThreads, given, eo?.threads),
     maxDelayMs: v.maxDelayMs,
     maxUploadMb: v.maxUploadMb,
     maxPixels: v.maxPixels,
@@ -235,8 +235,23 @@ function engineSettings(v: { weights?: string } & Omit<EngineOptions, 'weights'>
   const cores = os.availableParallelism();
   // libtorch leaves one core to the server (HTTP, decoding) unless --threads says otherwise: see DecodeGate.
   // onnxruntime keeps every core: its preprocessing runs on the server's thread, and one thread measured slower.
+  const given = eo?.threads;
   if (eo && eo.threads === undefined && engineChoice?.runtime === 'libtorch') eo.threads = Math.max(1, cores - 1);
-  return { eo, engineChoice, cores };
+  return { eo, engineChoice, cores, given };
+}
+
+/**
+ * --threads given as every core: decoding waits for the engine's forward passes and takes every core between them
+ * (see DecodeGate); otherwise uploads decode beside the engine on the cores it leaves (libuv's 4 for onnxruntime).
+ */
+function decodeSettings(decodeThreads: number | undefined, given: number | undefined, threads: number | undefined) {
+  const cores = os.availableParallelism();
+  const decodeYields = given !== undefined && given >= cores;
+  if (decodeYields) return { decodeYields, decodeThreads: decodeThreads ?? cores };
+  return {
+    decodeYields,
+    decodeThreads: decodeThreads ?? (threads !== undefined ? Math.max(1, cores - threads) : undefined),
+  };
 }
 
 /** The guard's settings: the token from --token or ALEXNET_TOKEN, the bound address, more Host names. */

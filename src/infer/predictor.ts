@@ -4,6 +4,7 @@
 import { UserError } from '../errors';
 import { ImageInput, inputName, loadImageAs } from '../data/image';
 import { ModelRecord } from '../persist/record';
+import { Decoded, DecodeLanes } from './decode-lanes';
 
 export type { ImageInput };
 
@@ -95,15 +96,60 @@ export interface PredictOptions {
   k?: number;
   /** Images per forward pass (default 16): memory stays flat in the number of inputs. */
   batchSize?: number;
+  /**
+   * Images decoded at once in a worker thread while the engine runs the batch before (default 1); 0 decodes every
+   * batch in this thread (on libuv's pool), still one batch ahead. The first batch is always decoded here.
+   */
+  decodeLanes?: number;
 }
 
 /** One result per input, in input order: a prediction, or the reason this input could not be classified. */
 export type PredictResult =
   { file: string; prediction: Prediction; error?: undefined } | { file: string; prediction?: undefined; error: Error };
 
+/** Decodes `items` in this thread (sharp on libuv's pool): each input's pixels or its error. */
+function decodeHere(items: ImageInput[], g: InputGeometry): Promise<Decoded[]> {
+  return Promise.all(
+    items.map((i) =>
+      decodeInput(i, g).then(
+        (px) => ({ px }),
+        (error: Error) => ({ error }),
+      ),
+    ),
+  );
+}
+
+function* batchesOf(inputs: Iterable<ImageInput>, size: number): Generator<ImageInput[]> {
+  let batch: ImageInput[] = [];
+  for (const input of inputs) {
+    batch.push(input);
+    if (batch.length === size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length) yield batch;
+}
+
+/** One decoded batch through the engine: one result per item, in order. */
+async function answer(p: Predictor, items: ImageInput[], decoded: Decoded[], k: number): Promise<PredictResult[]> {
+  const { channels, height, width } = p.geometry;
+  const size = channels * height * width;
+  const good = decoded.flatMap((d, i) => ('px' in d ? [i] : []));
+  const pixels = new Uint8Array(good.length * size);
+  good.forEach((i, j) => pixels.set((decoded[i] as { px: Uint8Array }).px, j * size));
+  const tops = good.length ? topK(await p.logits(pixels, good.length), p.record.classes, k) : [];
+  return items.map((item, i) => {
+    const file = inputName(item);
+    const d = decoded[i];
+    return 'error' in d ? { file, error: d.error } : { file, prediction: { file, top: tops[good.indexOf(i)] } };
+  });
+}
+
 /**
  * Classifies `inputs` in fixed-size batches, yielding each result as soon as its batch is done. An input that cannot
- * be decoded yields its error; the others are still answered. Memory is one batch, whatever the number of inputs.
+ * be decoded yields its error; the others are still answered. The next batch is decoded while the engine runs this
+ * one (`decodeLanes`); memory is two batches, whatever the number of inputs.
  */
 export async function* predictStream(
   p: Predictor,
@@ -111,38 +157,38 @@ export async function* predictStream(
   o: PredictOptions = {},
 ): AsyncGenerator<PredictResult> {
   const g = p.geometry;
-  const batchSize = o.batchSize ?? 16;
+  const lanes = o.decodeLanes ?? 1;
   const k = o.k ?? 5;
-  const size = g.channels * g.height * g.width;
-  let batch: ImageInput[] = [];
-  const run = async function* (items: ImageInput[]): AsyncGenerator<PredictResult> {
-    const decoded = await Promise.all(
-      items.map((i) =>
-        decodeInput(i, g).then(
-          (px) => ({ px }),
-          (error: Error) => ({ error }),
-        ),
-      ),
-    );
-    const good = decoded.flatMap((d, i) => ('px' in d ? [i] : []));
-    const pixels = new Uint8Array(good.length * size);
-    good.forEach((i, j) => pixels.set((decoded[i] as { px: Uint8Array }).px, j * size));
-    const tops = good.length ? topK(await p.logits(pixels, good.length), p.record.classes, k) : [];
-    for (let i = 0; i < items.length; i++) {
-      const file = inputName(items[i]);
-      const d = decoded[i];
-      if ('error' in d) yield { file, error: d.error };
-      else yield { file, prediction: { file, top: tops[good.indexOf(i)] } };
-    }
+  const batches = batchesOf(inputs, o.batchSize ?? 16);
+  let worker: DecodeLanes | undefined;
+  let done = false;
+  const decode = (items: ImageInput[], first: boolean): Promise<Decoded[]> => {
+    if (first || lanes === 0) return decodeHere(items, g);
+    worker ??= new DecodeLanes(lanes);
+    // A decoding thread that fails (never an input's fault: those are results) leaves the batch to this thread.
+    return worker
+      .decode(items, g)
+      .catch((error: Error) => (done ? items.map(() => ({ error })) : decodeHere(items, g)));
   };
-  for (const input of inputs) {
-    batch.push(input);
-    if (batch.length === batchSize) {
-      yield* run(batch);
-      batch = [];
+  const ahead: { items: ImageInput[]; decoded: Promise<Decoded[]> }[] = [];
+  let started = 0;
+  const refill = () => {
+    for (let next; ahead.length < 2 && !(next = batches.next()).done;)
+      ahead.push({ items: next.value, decoded: decode(next.value, started++ === 0) });
+  };
+  try {
+    refill();
+    while (ahead.length) {
+      const { items, decoded } = ahead[0];
+      const rows = await answer(p, items, await decoded, k);
+      ahead.shift();
+      refill();
+      yield* rows;
     }
+  } finally {
+    done = true;
+    await worker?.close();
   }
-  if (batch.length) yield* run(batch);
 }
 
 /** All predictions at once (throws on the first input that cannot be read): for a few images. */

@@ -40,6 +40,8 @@ export interface ServerOptions extends PageData, Omit<GuardOptions, 'cors'> {
   requestTimeoutMs?: number;
   /** Images decoded at once (default: libuv's pool size, 4, where sharp runs them anyway). */
   decodeThreads?: number;
+  /** The engine has every core: no decode starts while a forward pass runs (DecodeGate). */
+  decodeYields?: boolean;
   /** Origins whose pages may call the API (--cors); default: none. */
   cors?: string[];
   /** Log lines (reloads, failures); default: stderr. */
@@ -128,7 +130,10 @@ const checkEvery = (timeoutMs: number) => Math.min(1000, Math.max(50, Math.round
 function limitsOf(o: ServerOptions): Limits {
   const given = Object.fromEntries(Object.entries(o).filter(([k, v]) => v !== undefined && k in DEFAULTS));
   // Default: libuv's pool size (sharp decodes on it), i.e. no bound beyond what libuv already imposes.
-  const decodeGate = new DecodeGate(o.decodeThreads ?? Number(process.env.UV_THREADPOOL_SIZE || 4));
+  const decodeGate = new DecodeGate(
+    o.decodeThreads ?? Number(process.env.UV_THREADPOOL_SIZE || 4),
+    o.decodeYields ?? false,
+  );
   return { ...DEFAULTS, ...(given as Partial<Limits>), decodeGate };
 }
 
@@ -146,6 +151,8 @@ function modelHost(
       metrics.inferenceSeconds.observe(s);
     },
     onQueue: (n: number) => metrics.queued.set(n),
+    onForward: (done: Promise<unknown>) => o.decodeGate.engineRuns(done),
+    upcoming: o.decodeGate.yieldToEngine ? () => o.decodeGate.pending : undefined,
   };
   return new ModelHost(engine, batching, log, (ok) => metrics.reloads.inc({ result: ok ? 'ok' : 'failed' }));
 }

@@ -59,23 +59,54 @@ export async function decodeUpload(b: Buffer, g: InputGeometry): Promise<Uint8Ar
  * A bound on decodes running at once. sharp runs on libuv's pool (4 threads by default); on a small machine those
  * threads preempt the engine's own, and every preempted thread stalls the others at oneDNN's barriers: measured on
  * 2 cores (bf16, 32 clients, 500×375 JPEGs), 93 req/s with both cores for each, 137 with one core for the engine
- * and one decode at a time. Waiters are served in arrival order.
+ * and one decode at a time. With `yieldToEngine` (an engine on every core), no decode starts while a forward pass
+ * runs (`engineRuns`): decoding takes the cores between forward passes instead of stalling them, so each image costs
+ * its engine time and its decoding time on the whole machine, the ideal pipelined rate. Waiters are served in
+ * arrival order.
  */
 export class DecodeGate {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
+  /** Forward passes running now (counted only with yieldToEngine). */
+  private forwards = 0;
 
-  constructor(readonly limit: number) {}
+  constructor(
+    readonly limit: number,
+    readonly yieldToEngine = false,
+  ) {}
+
+  /** Decodes running or waiting: images a batcher will soon be given (or refused). */
+  get pending(): number {
+    return this.running + this.waiting.length;
+  }
+
+  /** A forward pass runs until `done` settles: with yieldToEngine, decodes wait meanwhile (running ones finish). */
+  engineRuns(done: Promise<unknown>): void {
+    if (!this.yieldToEngine) return;
+    this.forwards++;
+    const end = () => {
+      this.forwards--;
+      this.admit();
+    };
+    done.then(end, end);
+  }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.running++;
+    if (this.running < this.limit && !this.forwards) this.running++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
     try {
       return await fn();
     } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.running--;
+      this.running--;
+      this.admit();
+    }
+  }
+
+  /** Starts waiters, oldest first, while there is room and no forward pass to yield to. */
+  private admit(): void {
+    while (this.running < this.limit && !this.forwards && this.waiting.length) {
+      this.running++;
+      this.waiting.shift()!();
     }
   }
 }
