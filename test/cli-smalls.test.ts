@@ -22,7 +22,7 @@ function alexnet(args: string[], o: { env?: NodeJS.ProcessEnv; limitMs?: number;
     encoding: 'utf8',
     env: { ...process.env, ...o.env },
     cwd: o.cwd,
-    timeout: o.limitMs ?? 30_000,
+    timeout: o.limitMs ?? 90_000, // generous for a loaded machine; a regressed check would train for minutes
     killSignal: 'SIGKILL',
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - started) / 1000 };
