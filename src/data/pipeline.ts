@@ -1,7 +1,7 @@
-// The photo input pipeline: worker threads decode and crop images with sharp while the main thread runs the
-// engine; batches are requested `prefetch` ahead, each assembled into one contiguous uint8 buffer (NHWC, which
-// the engine reads as channels-last without a copy); flips, PCA colour noise and normalisation then run in the
-// engine on the whole batch, on the GPU when training runs there.
+// The photo input pipeline: worker threads decode and crop images (JPEGs with TurboJPEG, the rest with sharp:
+// decode-worker.ts) while the main thread runs the engine; batches are requested `prefetch` ahead, each assembled
+// into one contiguous uint8 buffer (NHWC, which the engine reads as channels-last without a copy); flips, PCA
+// colour noise and normalisation then run in the engine on the whole batch, on the GPU when training runs there.
 //
 // Everything random is decided from (seed, epoch, image index) — by whichever worker — so the same seed gives the
 // same batches, with any number of workers, and a resumed run continues with the batches it would have seen.
@@ -13,6 +13,7 @@ import { Device } from '../tensor/dtype';
 import { cat, tensor, Tensor, tidy, where } from '../tensor/tensor';
 import type { DecodeMode, DecodeReply, DecodeRequest, DecodeResult } from './decode-worker';
 import { Problem, Sample } from './image-folder';
+import { JpegDecoder, jpegDecoderFromEnv } from './jpeg';
 import { checkNormalization, normalize } from './loader';
 import { defaultSampler, Sampler } from './sampler';
 import { BatchSource, ReadyBatch } from './source';
@@ -33,16 +34,23 @@ export class DecodePool {
   #closed = false;
   readonly #inFlight = new Set<Promise<unknown>>();
 
+  /**
+   * `jpegDecoder`: 'turbojpeg' (JPEGs decoded by libjpeg-turbo in the addon, where it was built with it) or 'sharp'
+   * (every image by sharp); default: ALEXNET_JPEG_DECODER, else turbojpeg.
+   */
   constructor(
     readonly size = defaultWorkers(),
     readonly inFlight = 2,
+    readonly jpegDecoder: JpegDecoder = jpegDecoderFromEnv(),
   ) {
     if (!Number.isInteger(size) || size < 1) throw new UserError(`--workers must be a positive integer, got ${size}`);
     for (let i = 0; i < size; i++) this.#spawn(i);
   }
 
   #spawn(i: number): void {
-    const w = new Worker(path.join(__dirname, 'decode-worker.js'), { workerData: { inFlight: this.inFlight } });
+    const w = new Worker(path.join(__dirname, 'decode-worker.js'), {
+      workerData: { inFlight: this.inFlight, jpegDecoder: this.jpegDecoder },
+    });
     const slot = { w, pending: new Map() };
     this.#workers[i] = slot;
     w.on('message', (reply: DecodeReply) => {
