@@ -173,6 +173,17 @@ float* AccRow(size_t n) {
   return acc.data();
 }
 
+// The horizontal flip of an axis' outputs (output i reads what output count − 1 − i did): mirrored crops for free.
+void Mirror(Axis& a) {
+  const size_t n = a.start.size();
+  for (size_t i = 0; i < n / 2; i++) {
+    const size_t j = n - 1 - i;
+    std::swap(a.start[i], a.start[j]);
+    std::swap(a.taps[i], a.taps[j]);
+    std::swap_ranges(a.w.begin() + i * a.stride, a.w.begin() + (i + 1) * a.stride, a.w.begin() + j * a.stride);
+  }
+}
+
 // Resamples `src` (w × h × ch, interleaved) along `ax` (columns) and `ay` (rows) into `out` (ay outputs rows of
 // ax outputs), rounding half to even and clamping, as torchvision does when it casts back to uint8.
 void Resample(const uint8_t* src, int w, int ch, const Axis& ax, const Axis& ay, uint8_t* out) {
@@ -248,9 +259,10 @@ int64_t Since(std::chrono::steady_clock::time_point t0) {
 }
 
 // jpegDecode(bytes, { channels, resizeW, resizeH, outW, outH, crops: [left, top, width, height, ...],
-// dctScaling, fastDct, maxPixels }) -> { data: ArrayBuffer (crops × outH × outW × channels), scale, decodeNs,
-// resizeNs }. A plan as src/data/transforms.ts makes them: resize the whole image to resizeW × resizeH and cut
-// output-sized crops from it, or (no resize) cut the crops from the image and resize each to outW × outH.
+// dctScaling, fastDct, flip, maxPixels }) -> { data: ArrayBuffer (crops × outH × outW × channels), scale,
+// decodeNs, resizeNs }; flip mirrors every crop left to right. A plan as src/data/transforms.ts makes them: resize the
+// whole image to resizeW × resizeH and cut output-sized crops from it, or (no resize) cut the crops from the image and
+// resize each to outW × outH.
 Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
   auto [data, n] = Bytes(info, 0);
   Fields f(info, 1);
@@ -258,7 +270,7 @@ Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
   if (channels != 1 && channels != 3) throw ArgError("channels must be 1 or 3");
   const int resizeW = static_cast<int>(f.Num("resizeW")), resizeH = static_cast<int>(f.Num("resizeH"));
   const int outW = static_cast<int>(f.Num("outW")), outH = static_cast<int>(f.Num("outH"));
-  const bool dctScaling = f.Bool("dctScaling"), fastDct = f.Bool("fastDct");
+  const bool dctScaling = f.Bool("dctScaling"), fastDct = f.Bool("fastDct"), flip = f.Bool("flip");
   const double maxPixels = f.Num("maxPixels");
   Napi::Value cv = info[1].As<Napi::Object>().Get("crops");
   if (!cv.IsArray()) throw ArgError("argument 1: field 'crops' must be an array");
@@ -316,6 +328,7 @@ Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
     const Span& x = spans[i].first;
     const Span& y = spans[i].second;
     Axis ax = MakeAxis(x.lo / k, x.len / k, sw, x.dst, x.first, outW);
+    if (flip) Mirror(ax);
     Axis ay = MakeAxis(y.lo / k, y.len / k, sh, y.dst, y.first, outH);
     Resample(pixels.data(), sw, channels, ax, ay, dst + i * per);
   }

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ImageError, ImageInput, imageSize, renderPlan, sharpModule } from './image';
 import { decodeJpeg, isJpegName, JpegDecoder, turboAvailable } from './jpeg';
-import { Plan, PhotoTransform, planCenter, planTenCrop, planTrain } from './transforms';
+import { Plan, PhotoTransform, planCenter, planTenCrop, planTrain, trainFlip } from './transforms';
 
 export type DecodeMode = 'train' | 'center' | 'ten-crop';
 
@@ -39,18 +39,33 @@ function jpegBytes(file: string): Buffer | undefined {
   }
 }
 
-/** Decodes one image (JPEGs with TurboJPEG unless `decoder` is 'sharp'); failures become a reason, not an exception. */
+/** `src` (rows of `width` pixels of `channels` bytes) mirrored left to right, into `dst`. */
+function mirrorRows(src: Uint8Array, dst: Uint8Array, width: number, channels: number): void {
+  const row = width * channels;
+  for (let r = 0; r < src.length; r += row)
+    for (let x = 0; x < width; x++) {
+      const from = r + x * channels;
+      const to = r + (width - 1 - x) * channels;
+      for (let c = 0; c < channels; c++) dst[to + c] = src[from + c];
+    }
+}
+
+/**
+ * Decodes one image (JPEGs with TurboJPEG unless `decoder` is 'sharp'); failures become a reason, not an exception.
+ * Training's flips (trainFlip) are made here, on the crop: the engine only converts and normalises.
+ */
 export async function decodeOne(
   item: { file: string; seed: number },
   mode: DecodeMode,
   t: PhotoTransform,
   decoder: JpegDecoder = 'turbojpeg',
 ): Promise<DecodeResult> {
+  const flip = mode === 'train' && trainFlip(item.seed, t);
   let input: ImageInput = item.file;
   if (decoder === 'turbojpeg' && t.channels === 3 && turboAvailable()) {
     const bytes = jpegBytes(item.file);
     if (bytes?.length) {
-      const data = decodeJpeg(bytes, t.channels, (w, h) => planFor(mode, w, h, t, item.seed));
+      const data = decodeJpeg(bytes, t.channels, (w, h) => planFor(mode, w, h, t, item.seed), { flip });
       if (data) return { ok: true, data };
       // sharp takes over from the bytes already read.
       input = { name: item.file, data: bytes };
@@ -58,10 +73,12 @@ export async function decodeOne(
   }
   try {
     const size = await imageSize(input);
-    const buf = await renderPlan(input, planFor(mode, size.width, size.height, t, item.seed), t.channels, size);
+    const plan = planFor(mode, size.width, size.height, t, item.seed);
+    const buf = await renderPlan(input, plan, t.channels, size);
     // A standalone ArrayBuffer, so it can be transferred without copying.
     const data = new ArrayBuffer(buf.length);
-    new Uint8Array(data).set(buf);
+    if (flip) mirrorRows(buf, new Uint8Array(data), plan.outW, t.channels);
+    else new Uint8Array(data).set(buf);
     return { ok: true, data };
   } catch (e) {
     return { ok: false, reason: e instanceof ImageError ? e.reason : String((e as Error)?.message ?? e) };

@@ -42,10 +42,12 @@ export function turboAvailable(): boolean {
 /** A file name that says JPEG (the bytes are checked too). */
 export const isJpegName = (file: string): boolean => /\.jpe?g$/i.test(file);
 
-/** Options of one decode: DCT scaling on by default; FASTDCT (less accurate IDCT) off. */
+/** Options of one decode: DCT scaling on by default; FASTDCT (less accurate IDCT) and flipping off. */
 export interface TurboOptions {
   dctScaling?: boolean;
   fastDct?: boolean;
+  /** Mirror the crops left to right. */
+  flip?: boolean;
 }
 
 /**
@@ -75,6 +77,7 @@ export function decodeJpeg(
       crops: p.crops.flatMap((c) => [c.left, c.top, c.width, c.height]),
       dctScaling: o.dctScaling ?? true,
       fastDct: o.fastDct ?? false,
+      flip: o.flip ?? false,
       maxPixels: MAX_PIXELS,
     }).data;
   } catch {

@@ -1,7 +1,8 @@
 // The photo input pipeline: worker threads decode and crop images (JPEGs with TurboJPEG, the rest with sharp:
 // decode-worker.ts) while the main thread runs the engine; batches are requested `prefetch` ahead, each assembled
-// into one contiguous uint8 buffer (NHWC, which the engine reads as channels-last without a copy); flips, PCA
-// colour noise and normalisation then run in the engine on the whole batch, on the GPU when training runs there.
+// into one contiguous uint8 buffer (NHWC, which the engine reads as channels-last without a copy). Training's flips
+// are made by the workers on each crop (free in TurboJPEG's resize); PCA colour noise and normalisation then run in
+// the engine on the whole batch, on the GPU when training runs there.
 //
 // Everything random is decided from (seed, epoch, image index) — by whichever worker — so the same seed gives the
 // same batches, with any number of workers, and a resumed run continues with the batches it would have seen.
@@ -17,7 +18,7 @@ import { JpegDecoder, jpegDecoderFromEnv } from './jpeg';
 import { checkNormalization, normalize } from './loader';
 import { defaultSampler, Sampler } from './sampler';
 import { BatchSource, ReadyBatch } from './source';
-import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, TEN_CROP_MIRRORED, trainFlip } from './transforms';
+import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, TEN_CROP_MIRRORED } from './transforms';
 
 /** Decode workers: min(8, cores − 1), at least one. */
 export function defaultWorkers(): number {
@@ -273,8 +274,8 @@ export class FolderSource implements BatchSource {
       const shape = ten ? [n, 6, t.size, t.size, t.channels] : [n, t.size, t.size, t.channels];
       const train = this.o.mode === 'train';
       const x = tidy(() =>
+        // Flips were made by the decode workers (decodeOne).
         finishBatch(tensor(raw.pixels, shape, 'uint8'), {
-          flips: train ? raw.seeds.map((s) => trainFlip(s, t)) : undefined,
           shifts:
             train && t.pcaStd > 0 && t.channels === 3
               ? raw.seeds.map((s) => pcaShift(pcaAlphas(s, t.pcaStd), t.eigval, t.eigvec))

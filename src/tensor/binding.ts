@@ -64,6 +64,8 @@ export interface JpegDecodeOptions {
   crops: number[];
   dctScaling: boolean;
   fastDct: boolean;
+  /** Mirror every crop left to right (training's flips, made here at no cost). */
+  flip: boolean;
   maxPixels: number;
 }
 
