@@ -33,7 +33,10 @@ interface Values {
 /** The middle value (the upper one of an even count). */
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** The photo pipeline alone, ours: img/s of `batches` batches after one warm-up, over endless shuffled epochs. */
+/**
+ * The photo pipeline alone, ours: img/s of `batches` batches after one warm-up, over endless shuffled epochs, and
+ * images per CPU-second (what one core delivers, however loaded the machine is).
+ */
 async function oursPipeline(root: string, workers: number, batch: number, batches: number, decoder: JpegDecoder) {
   const pool = new DecodePool(workers, 2, decoder);
   try {
@@ -60,12 +63,19 @@ async function oursPipeline(root: string, workers: number, batch: number, batche
       return n;
     };
     await take();
+    const cpu = () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1e6;
+    };
     const t0 = performance.now();
+    const c0 = cpu();
     let n = 0;
     for (let i = 0; i < batches; i++) n += await take();
     const ips = n / ((performance.now() - t0) / 1000);
+    // Every thread of this process: decode workers, the main thread's batch assembly and the engine's normalisation.
+    const perCpu = n / (cpu() - c0);
     await it.return(undefined as never);
-    return ips;
+    return { ips, perCpu };
   } finally {
     await pool.close();
   }
@@ -79,12 +89,13 @@ export interface PipelineRow {
   ours_sharp_ips: number;
   torch_ips: number | null;
   ratio_vs_torch: number | null;
+  /** Images per CPU-second (all threads and processes of each side). */
+  ours_turbojpeg_ips_per_cpu: number;
+  ours_sharp_ips_per_cpu: number;
+  torch_ips_per_cpu: number | null;
+  per_cpu_ratio_vs_torch: number | null;
 }
 
-/**
- * The photo-pipeline row: ours with TurboJPEG, ours with sharp alone, and PyTorch's DataLoader (ImageFolder, PIL,
- * the same augmentation, the same number of workers) on the same folder, in alternating rounds; medians.
- */
 export async function pipelineRow(photos: string | undefined, workers: number, rounds: number, haveTorch: boolean) {
   const batch = 64;
   const batches = 12;
@@ -96,41 +107,41 @@ export async function pipelineRow(photos: string | undefined, workers: number, r
       await writeNoisePhotos(tmp, { classes: 2, perClass: 256 });
       root = tmp;
     }
-    const runs: { turbo: number[]; sharp: number[]; torch: number[] } = { turbo: [], sharp: [], torch: [] };
+    type Run = { ips: number; perCpu: number };
+    const runs: { turbo: Run[]; sharp: Run[]; torch: Run[] } = { turbo: [], sharp: [], torch: [] };
+    const script = path.join(ROOT, 'bench', 'torch_bench.py');
     for (let r = 0; r < rounds; r++) {
       runs.turbo.push(await oursPipeline(root!, workers, batch, batches, 'turbojpeg'));
       runs.sharp.push(await oursPipeline(root!, workers, batch, batches, 'sharp'));
       if (haveTorch) {
-        const p = spawnSync(
-          PYTHON,
-          [
-            path.join(ROOT, 'bench', 'torch_bench.py'),
-            'pipeline',
-            root!,
-            String(workers),
-            String(batch),
-            String(batches),
-          ],
-          { encoding: 'utf8' },
-        );
-        if (p.status === 0) runs.torch.push(JSON.parse(p.stdout.trim().split('\n').pop()!).pipeline_ips);
-        else console.error(`PyTorch pipeline run failed: ${(p.stderr || '').trim().split('\n').pop()}`);
+        const args = [script, 'pipeline', root!, String(workers), String(batch), String(batches)];
+        const p = spawnSync(PYTHON, args, { encoding: 'utf8' });
+        if (p.status === 0) {
+          const j = JSON.parse(p.stdout.trim().split('\n').pop()!);
+          runs.torch.push({ ips: j.pipeline_ips, perCpu: j.pipeline_ips_per_cpu });
+        } else console.error(`PyTorch pipeline run failed: ${(p.stderr || '').trim().split('\n').pop()}`);
       }
+      const f = (x?: Run) => (x ? `${x.ips.toFixed(0)} img/s (${x.perCpu.toFixed(0)} per CPU-second)` : '–');
       console.log(
-        `photo pipeline round ${r + 1}: ours ${runs.turbo[r].toFixed(0)} img/s (sharp alone ${runs.sharp[r].toFixed(0)}), PyTorch DataLoader ${runs.torch[r]?.toFixed(0) ?? '–'}`,
+        `photo pipeline round ${r + 1}: ours ${f(runs.turbo[r])}, sharp alone ${f(runs.sharp[r])}, PyTorch DataLoader ${f(runs.torch[r])}`,
       );
     }
-    const torch = runs.torch.length ? median(runs.torch) : null;
-    const row: PipelineRow = {
+    const med = (xs: Run[], k: keyof Run) => (xs.length ? median(xs.map((x) => x[k])) : null);
+    const torch = med(runs.torch, 'ips');
+    const torchCpu = med(runs.torch, 'perCpu');
+    return {
       workers,
       batch,
       images: tmp ? '512 generated 500×375 JPEGs' : root!,
-      ours_turbojpeg_ips: median(runs.turbo),
-      ours_sharp_ips: median(runs.sharp),
+      ours_turbojpeg_ips: med(runs.turbo, 'ips')!,
+      ours_sharp_ips: med(runs.sharp, 'ips')!,
       torch_ips: torch,
-      ratio_vs_torch: torch ? median(runs.turbo) / torch : null,
+      ratio_vs_torch: torch ? med(runs.turbo, 'ips')! / torch : null,
+      ours_turbojpeg_ips_per_cpu: med(runs.turbo, 'perCpu')!,
+      ours_sharp_ips_per_cpu: med(runs.sharp, 'perCpu')!,
+      torch_ips_per_cpu: torchCpu,
+      per_cpu_ratio_vs_torch: torchCpu ? med(runs.turbo, 'perCpu')! / torchCpu : null,
     };
-    return row;
   } finally {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   }
@@ -139,11 +150,12 @@ export async function pipelineRow(photos: string | undefined, workers: number, r
 export function pipelineMarkdown(p: PipelineRow): string {
   const f = (x: number | null, d = 0) => (x === null ? '–' : x.toFixed(d));
   return [
-    `Photo pipeline alone (${p.images}; RandomResizedCrop(224), flip, normalise; batch ${p.batch}, ${p.workers} workers), img/s:`,
+    `Photo pipeline alone (${p.images}; RandomResizedCrop(224), flip, normalise; batch ${p.batch}, ${p.workers} workers):`,
     '',
-    '| ours (TurboJPEG) | ours (sharp alone) | PyTorch DataLoader (PIL) | ours / PyTorch |',
-    '|---|---|---|---|',
-    `| ${f(p.ours_turbojpeg_ips)} | ${f(p.ours_sharp_ips)} | ${f(p.torch_ips)} | ${f(p.ratio_vs_torch, 2)} |`,
+    '| | ours (TurboJPEG) | ours (sharp alone) | PyTorch DataLoader (PIL) | ours / PyTorch |',
+    '|---|---|---|---|---|',
+    `| img/s | ${f(p.ours_turbojpeg_ips)} | ${f(p.ours_sharp_ips)} | ${f(p.torch_ips)} | ${f(p.ratio_vs_torch, 2)} |`,
+    `| img per CPU-second | ${f(p.ours_turbojpeg_ips_per_cpu)} | ${f(p.ours_sharp_ips_per_cpu)} | ${f(p.torch_ips_per_cpu)} | ${f(p.per_cpu_ratio_vs_torch, 2)} |`,
   ].join('\n');
 }
 

@@ -15,7 +15,7 @@ import { cat, tensor, Tensor, tidy, where } from '../tensor/tensor';
 import type { DecodeMode, DecodeReply, DecodeRequest, DecodeResult } from './decode-worker';
 import { Problem, Sample } from './image-folder';
 import { JpegDecoder, jpegDecoderFromEnv } from './jpeg';
-import { checkNormalization, normalize } from './loader';
+import { checkNormalization } from './loader';
 import { defaultSampler, Sampler } from './sampler';
 import { BatchSource, ReadyBatch } from './source';
 import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, TEN_CROP_MIRRORED } from './transforms';
@@ -156,10 +156,19 @@ export function finishBatch(
       x = where(mask, x.flip(2), x);
     }
     // NHWC viewed as NCHW is the channels-last layout: no copy.
-    let f = x.permute(0, 3, 1, 2).float().div(255);
-    const c = f.shape[1];
-    if (o.shifts) f = f.add(tensor(o.shifts.flat(), [o.shifts.length, c, 1, 1]).to({ device: o.device }));
-    return normalize(f, o.mean, o.std);
+    const f = x.permute(0, 3, 1, 2).float();
+    const [n, c] = f.shape;
+    checkNormalization(o.mean, o.std, c);
+    // (x/255 + shift − mean)/std as x·(1/(255·std)) + (shift − mean)/std: one multiply and one add over the batch.
+    const mean = o.mean.length ? o.mean : new Array<number>(c).fill(0);
+    const std = o.std.length ? o.std : new Array<number>(c).fill(1);
+    const scale = tensor(
+      std.map((s) => 1 / (255 * s)),
+      [1, c, 1, 1],
+    ).to({ device: o.device });
+    const shifts = o.shifts ?? [new Array<number>(c).fill(0)];
+    const bias = shifts.flatMap((sh) => sh.map((v, k) => (v - mean[k]) / std[k]));
+    return f.mul(scale).add(tensor(bias, [o.shifts ? n : 1, c, 1, 1]).to({ device: o.device }));
   });
 }
 
