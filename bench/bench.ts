@@ -14,6 +14,7 @@ import { SGD } from '../src/optim/optimizer';
 import { parseDevice, prepareDevice, prepareModel, synchronize } from '../src/runtime/device';
 import { cpuInfo, describeCpu } from '../src/runtime/cpu';
 import { GradScaler, Precision, resolvePrecision } from '../src/runtime/precision';
+import { median, PIPELINE_OPTIONS, pipelineOnly, pipelineSection } from './pipeline';
 import { imagesPerSecond, imagesPerSecondAsync, inferenceSpeed } from '../src/runtime/timing';
 import { onednnPlan, onednnRun, releaseOnednnPlan } from '../src/tensor/onednn';
 import { onednnAvailable } from '../src/tensor/runtime';
@@ -221,8 +222,6 @@ function rerunUnderAvx2(): number {
   return spawnSync(process.execPath, [process.argv[1], ...argv], { stdio: 'inherit', env }).status ?? 1;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
 interface Setting {
   batch: number;
   threads: number;
@@ -370,6 +369,7 @@ function options() {
       'no-torch': { type: 'boolean' },
       'no-onnx': { type: 'boolean' },
       'no-tuned': { type: 'boolean' },
+      ...PIPELINE_OPTIONS,
       isa: { type: 'string', default: 'native' },
       device: { type: 'string', default: 'auto' },
       precision: { type: 'string', default: 'auto' },
@@ -394,6 +394,7 @@ async function main(): Promise<void> {
       'Usage: npm run bench -- [--models a,b|all] [--batch-size 32] [--threads N] [--warmup 2] [--iters 5] [--rounds 3]\n' +
         '                        [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16] [--isa native|avx2]\n' +
         '                        [--peak-tflops T] [--no-torch] [--no-tuned] [--no-onnx] [--out DIR]\n' +
+        '                        [--no-pipeline | --pipeline-only] [--photos folder:PATH] [--workers 2] (photos)\n' +
         '       npm run bench -- --nproc N [--batch-size 32] [--warmup 2] [--iters 5]   (data-parallel vs 1 process)\n' +
         'Peers, side by side in one run: PyTorch as shipped (NCHW and channels-last), PyTorch with jemalloc (tuned),\n' +
         'onnxruntime-node for float32 inference. --isa avx2 holds oneDNN and ATen to AVX2 (an AVX2 machine).\n' +
@@ -422,6 +423,7 @@ async function main(): Promise<void> {
   const tuned = values['no-tuned'] || !haveTorch ? undefined : tunedEnv();
   if (haveTorch && !values['no-tuned'] && !tuned)
     console.error(`jemalloc not found (${JEMALLOC}): no tuned PyTorch peer (apt-get install libjemalloc2)`);
+  if (values['pipeline-only']) return pipelineOnly(values, haveTorch);
   const s: Setting = {
     batch: Number(values['batch-size']),
     threads: Number(values.threads),
@@ -459,7 +461,8 @@ async function main(): Promise<void> {
   const peakGflops =
     device === 'cpu' ? cpuPeak : Number(values['peak-tflops'] ?? peakTflops(gpuName, precision) ?? NaN) * 1e3;
   const head = `batch ${s.batch}, ${device === 'cpu' ? where : `${device} (${gpuName ?? 'GPU'})`}, ${precision}, ISA ${cpuInfo().isa}, libtorch ${info.libtorchVersion}; medians of ${s.rounds} alternating rounds`;
-  const md = markdown(rows, head, { gflops: peakGflops, source: peakSource });
+  const pipeline = device === 'cpu' ? await pipelineSection(values, haveTorch) : undefined;
+  const md = markdown(rows, head, { gflops: peakGflops, source: peakSource }) + (pipeline?.md ?? '');
   fs.mkdirSync(values.out!, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const json = {
@@ -472,6 +475,7 @@ async function main(): Promise<void> {
     peak_gflops: peakGflops,
     peak_source: peakSource,
     rows,
+    pipeline: pipeline?.row,
   };
   fs.writeFileSync(path.join(values.out!, `bench-${stamp}.json`), JSON.stringify(json, null, 2) + '\n');
   fs.writeFileSync(path.join(values.out!, `bench-${stamp}.md`), md + '\n');

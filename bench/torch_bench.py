@@ -3,6 +3,11 @@
 
 Usage: torch_bench.py MODEL BATCH THREADS WARMUP ITERS [channels_last|contiguous] [cpu|cuda] [fp32|bf16|fp16]
   ->  prints JSON {"train_ips", "infer_ips", "torch", "gpu"}
+       torch_bench.py pipeline FOLDER WORKERS BATCH BATCHES
+  ->  prints JSON {"pipeline_ips", "pipeline_ips_per_cpu", "torch", "pil"}: the photo input pipeline alone, a DataLoader over an ImageFolder
+      with RandomResizedCrop(224), RandomHorizontalFlip, ToTensor and ImageNet's Normalize (PIL decoding), one
+      warm-up batch then BATCHES timed ones from one stream of shuffled epochs; per CPU: images per CPU-second of
+      the main process and the workers together (what a core delivers, whatever else the machine runs).
 Mixed precision is torch.autocast (with a GradScaler for fp16), eager mode, cuDNN autotuning on.
 The architectures are torchvision's and the reference definitions in test/golden/oracle.py.
 """
@@ -83,7 +88,42 @@ def build(name):
     raise SystemExit("unknown model " + name)
 
 
+def pipeline(root, workers, batch, batches):
+    import PIL
+    import torchvision
+    import torchvision.transforms as T
+    torch.set_num_threads(1)
+    transform = T.Compose([
+        T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+        T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    data = torchvision.datasets.ImageFolder(root, transform=transform)
+    n = (batches + 1) * batch
+    sampler = torch.utils.data.RandomSampler(data, num_samples=n + (-n) % len(data))
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers)
+    it = iter(loader)
+    next(it)
+
+    def cpu():
+        # This process (all its threads) and the DataLoader's worker processes, in seconds.
+        total = time.process_time()
+        for w in it._workers:
+            with open("/proc/%d/stat" % w.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    t, c = time.perf_counter(), cpu()
+    for _ in range(batches):
+        x, _y = next(it)
+    ips = batch * batches / (time.perf_counter() - t)
+    ips_per_cpu = batch * batches / (cpu() - c)
+    print(json.dumps({"pipeline_ips": ips, "pipeline_ips_per_cpu": ips_per_cpu, "torch": torch.__version__,
+                      "pil": PIL.__version__}))
+
+
 def main():
+    if sys.argv[1] == "pipeline":
+        return pipeline(sys.argv[2], *map(int, sys.argv[3:6]))
     name, batch, threads, warmup, iters = sys.argv[1], *map(int, sys.argv[2:6])
     channels_last = len(sys.argv) > 6 and sys.argv[6] == "channels_last"
     device = sys.argv[7] if len(sys.argv) > 7 else "cpu"

@@ -143,6 +143,21 @@ function c10dFlags(torch) {
   return { cflags, libs };
 }
 
+// Photo decoding (native/jpeg.cc) links libjpeg-turbo's TurboJPEG library when its header is there (Debian:
+// libturbojpeg0-dev); jpeg.cc checks for the header itself, so without it the addon is built without the decoder
+// and every JPEG goes through sharp.
+function turbojpegLibs(torch) {
+  if (process.env.ALEXNET_NO_TURBOJPEG === '1') return [];
+  const dirs = [...torch.include, '/usr/include', '/usr/local/include'];
+  if (!dirs.some((d) => fs.existsSync(path.join(d, 'turbojpeg.h')))) {
+    console.log(
+      'build-addon: turbojpeg.h not found (apt-get install libturbojpeg0-dev): JPEGs will be decoded by sharp',
+    );
+    return [];
+  }
+  return ['turbojpeg'];
+}
+
 // Inference plans (native/onednn.cc) call oneDNN directly: only when its headers (Debian: libdnnl-dev) match the
 // libdnnl.so.2 that libtorch itself links, so that one oneDNN runs everything (a PyTorch wheel carries its own,
 // hidden inside libtorch_cpu: no plans there, inference stays on libtorch's ops).
@@ -209,6 +224,8 @@ async function main() {
   libNames.push(...c10d.libs);
   const onednn = onednnFlags(torch);
   libNames.push(...onednn.libs);
+  const turbojpeg = turbojpegLibs(torch);
+  libNames.push(...turbojpeg);
   const cudaHeaders = libNames.includes('torch_cuda') ? cudaInclude(torch) : undefined;
   if (cudaHeaders) includes.push(cudaHeaders);
   else if (libNames.includes('torch_cuda')) {
@@ -249,7 +266,11 @@ async function main() {
     .filter((f) => f.endsWith('.cc'))
     .sort();
   const headers = fs.readdirSync(srcDir).filter((f) => f.endsWith('.h'));
-  const config = JSON.stringify({ cxx, cflags, ldflags });
+  // Objects depend on the compiler flags; the link (below) also on the linker's.
+  const config = JSON.stringify({ cxx, cflags });
+  const linkHash = crypto.createHash('sha256').update(JSON.stringify(ldflags)).digest('hex').slice(0, 16);
+  const linkStamp = path.join(objDir, 'link-hash');
+  const sameLink = fs.existsSync(linkStamp) && fs.readFileSync(linkStamp, 'utf8') === linkHash;
   const configHash = crypto.createHash('sha256').update(config).digest('hex').slice(0, 16);
   const headerTime = Math.max(...headers.map((h) => fs.statSync(path.join(srcDir, h)).mtimeMs));
 
@@ -288,8 +309,9 @@ async function main() {
   const out = path.join(outDir, 'alexnet_native.node');
   const objs = sources.map((s) => path.join(objDir, s.replace(/\.cc$/, '.o')));
   const newestObj = Math.max(...objs.map((o) => fs.statSync(o).mtimeMs));
-  if (pending.length || !fs.existsSync(out) || fs.statSync(out).mtimeMs < newestObj) {
+  if (pending.length || !sameLink || !fs.existsSync(out) || fs.statSync(out).mtimeMs < newestObj) {
     await run(cxx, [...objs, '-o', out, ...ldflags]).catch((e) => fail(`link failed: ${e.message}`));
+    fs.writeFileSync(linkStamp, linkHash);
   }
   const info = {
     source: torch.source,
@@ -298,6 +320,7 @@ async function main() {
     cudaGraphs: Boolean(cudaHeaders),
     c10d: c10d.cflags.length > 0,
     onednn: onednn.cflags.length > 0,
+    turbojpeg: turbojpeg.length > 0,
     abi: torch.abi,
     builtAt: new Date().toISOString(),
   };

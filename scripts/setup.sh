@@ -27,6 +27,9 @@ pkgs=(g++ make python3 dataset-fashion-mnist libopenblas0-pthread)
 # libgloo-dev: distributed training (native/distributed.cc) compiles libtorch's Gloo process group, whose header
 # includes <gloo/...>, which libtorch-dev lacks; its libgloo.so.0 is the one libtorch_cpu already links.
 pkgs+=(libgloo-dev)
+# libturbojpeg0-dev: the addon decodes the photo pipeline's JPEGs with libjpeg-turbo (native/jpeg.cc); without it,
+# sharp decodes them (slower).
+pkgs+=(libturbojpeg0-dev)
 # libdnnl-dev: oneDNN's headers, for the inference plans (native/onednn.cc) on the libdnnl.so.2 libtorch-dev links.
 if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=(libtorch-dev libdnnl-dev); fi
 # clang-format: `npm run lint` checks the C++ formatting (Debian 12 ships version 14, which .clang-format is written for).
@@ -34,8 +37,9 @@ if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=
 # chromium: the web page's tests run in a real browser (playwright-core drives Debian's, never a downloaded one).
 # iproute2: the two-machine test joins two network namespaces with a veth pair (ip netns, ip link).
 # prometheus: its promtool checks the server's /metrics page (`promtool check metrics`); the service is not started.
+# python3-pil: npm run bench's photo-pipeline peer (PyTorch's DataLoader over an ImageFolder decodes with PIL).
 if [ "$want_tests" = 1 ]; then
-  pkgs+=(python3-torch python3-torchvision python3-onnx clang-format libjemalloc2 chromium iproute2 prometheus)
+  pkgs+=(python3-torch python3-torchvision python3-onnx python3-pil clang-format libjemalloc2 chromium iproute2 prometheus)
 fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 

@@ -194,11 +194,16 @@ async function benchPipeline(b: PipelineBench): Promise<void> {
       b.y.dispose();
       return n;
     });
+    // Per core: the cores the decoding threads can use (the main thread's share, batch assembly and normalisation,
+    // included in the rate).
+    const cores = Math.min(workers, os.cpus().length);
     result.pipeline_images_per_sec = pipelineRate;
+    result.pipeline_images_per_sec_per_core = pipelineRate / cores;
     result.workers = workers;
     result.augment = augment;
+    result.jpeg_decoder = pool.jpegDecoder;
     log(
-      `  input pipeline alone:        ${(result.pipeline_images_per_sec as number).toFixed(1)} img/s (${workers} decoding threads, ${augment} augmentation, ${samples.length} images from ${tmp ? 'generated JPEGs' : root})`,
+      `  input pipeline alone:        ${pipelineRate.toFixed(1)} img/s, ${(pipelineRate / cores).toFixed(1)} per core (${workers} decoding threads on ${cores} of ${os.cpus().length} cores, JPEGs by ${pool.jpegDecoder}, ${augment} augmentation, ${samples.length} images from ${tmp ? 'generated JPEGs' : root})`,
     );
     await it.return(undefined as never);
     it = endless();

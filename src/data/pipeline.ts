@@ -1,7 +1,8 @@
-// The photo input pipeline: worker threads decode and crop images with sharp while the main thread runs the
-// engine; batches are requested `prefetch` ahead, each assembled into one contiguous uint8 buffer (NHWC, which
-// the engine reads as channels-last without a copy); flips, PCA colour noise and normalisation then run in the
-// engine on the whole batch, on the GPU when training runs there.
+// The photo input pipeline: worker threads decode and crop images (JPEGs with TurboJPEG, the rest with sharp:
+// decode-worker.ts) while the main thread runs the engine; batches are requested `prefetch` ahead, each assembled
+// into one contiguous uint8 buffer (NHWC, which the engine reads as channels-last without a copy). Training's flips
+// are made by the workers on each crop (free in TurboJPEG's resize); PCA colour noise and normalisation then run in
+// the engine on the whole batch, on the GPU when training runs there.
 //
 // Everything random is decided from (seed, epoch, image index) — by whichever worker — so the same seed gives the
 // same batches, with any number of workers, and a resumed run continues with the batches it would have seen.
@@ -13,10 +14,11 @@ import { Device } from '../tensor/dtype';
 import { cat, tensor, Tensor, tidy, where } from '../tensor/tensor';
 import type { DecodeMode, DecodeReply, DecodeRequest, DecodeResult } from './decode-worker';
 import { Problem, Sample } from './image-folder';
-import { checkNormalization, normalize } from './loader';
+import { JpegDecoder, jpegDecoderFromEnv } from './jpeg';
+import { checkNormalization } from './loader';
 import { defaultSampler, Sampler } from './sampler';
 import { BatchSource, ReadyBatch } from './source';
-import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, TEN_CROP_MIRRORED, trainFlip } from './transforms';
+import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, TEN_CROP_MIRRORED } from './transforms';
 
 /** Decode workers: min(8, cores − 1), at least one. */
 export function defaultWorkers(): number {
@@ -33,16 +35,23 @@ export class DecodePool {
   #closed = false;
   readonly #inFlight = new Set<Promise<unknown>>();
 
+  /**
+   * `jpegDecoder`: 'turbojpeg' (JPEGs decoded by libjpeg-turbo in the addon, where it was built with it) or 'sharp'
+   * (every image by sharp); default: ALEXNET_JPEG_DECODER, else turbojpeg.
+   */
   constructor(
     readonly size = defaultWorkers(),
     readonly inFlight = 2,
+    readonly jpegDecoder: JpegDecoder = jpegDecoderFromEnv(),
   ) {
     if (!Number.isInteger(size) || size < 1) throw new UserError(`--workers must be a positive integer, got ${size}`);
     for (let i = 0; i < size; i++) this.#spawn(i);
   }
 
   #spawn(i: number): void {
-    const w = new Worker(path.join(__dirname, 'decode-worker.js'), { workerData: { inFlight: this.inFlight } });
+    const w = new Worker(path.join(__dirname, 'decode-worker.js'), {
+      workerData: { inFlight: this.inFlight, jpegDecoder: this.jpegDecoder },
+    });
     const slot = { w, pending: new Map() };
     this.#workers[i] = slot;
     w.on('message', (reply: DecodeReply) => {
@@ -147,10 +156,19 @@ export function finishBatch(
       x = where(mask, x.flip(2), x);
     }
     // NHWC viewed as NCHW is the channels-last layout: no copy.
-    let f = x.permute(0, 3, 1, 2).float().div(255);
-    const c = f.shape[1];
-    if (o.shifts) f = f.add(tensor(o.shifts.flat(), [o.shifts.length, c, 1, 1]).to({ device: o.device }));
-    return normalize(f, o.mean, o.std);
+    const f = x.permute(0, 3, 1, 2).float();
+    const [n, c] = f.shape;
+    checkNormalization(o.mean, o.std, c);
+    // (x/255 + shift − mean)/std as x·(1/(255·std)) + (shift − mean)/std: one multiply and one add over the batch.
+    const mean = o.mean.length ? o.mean : new Array<number>(c).fill(0);
+    const std = o.std.length ? o.std : new Array<number>(c).fill(1);
+    const scale = tensor(
+      std.map((s) => 1 / (255 * s)),
+      [1, c, 1, 1],
+    ).to({ device: o.device });
+    const shifts = o.shifts ?? [new Array<number>(c).fill(0)];
+    const bias = shifts.flatMap((sh) => sh.map((v, k) => (v - mean[k]) / std[k]));
+    return f.mul(scale).add(tensor(bias, [o.shifts ? n : 1, c, 1, 1]).to({ device: o.device }));
   });
 }
 
@@ -265,8 +283,8 @@ export class FolderSource implements BatchSource {
       const shape = ten ? [n, 6, t.size, t.size, t.channels] : [n, t.size, t.size, t.channels];
       const train = this.o.mode === 'train';
       const x = tidy(() =>
+        // Flips were made by the decode workers (decodeOne).
         finishBatch(tensor(raw.pixels, shape, 'uint8'), {
-          flips: train ? raw.seeds.map((s) => trainFlip(s, t)) : undefined,
           shifts:
             train && t.pcaStd > 0 && t.channels === 3
               ? raw.seeds.map((s) => pcaShift(pcaAlphas(s, t.pcaStd), t.eigval, t.eigvec))

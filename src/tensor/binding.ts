@@ -42,6 +42,41 @@ export interface AdamStepOptions {
   decoupled: boolean;
 }
 
+export interface JpegHeader {
+  width: number;
+  height: number;
+  colorspace: string;
+  orientation: number;
+}
+
+/**
+ * jpegDecode's plan: resize the whole image to resizeW×resizeH and cut output-sized crops from it, or (sizes equal
+ * to the image's) cut the crops from the image and resize each to outW×outH. `crops` is flat: left, top, width,
+ * height per crop. dctScaling lets the decoder shrink by 2, 4 or 8 when the resize allows it; fastDct trades
+ * accuracy for speed (libjpeg-turbo's TJFLAG_FASTDCT).
+ */
+export interface JpegDecodeOptions {
+  channels: number;
+  resizeW: number;
+  resizeH: number;
+  outW: number;
+  outH: number;
+  crops: number[];
+  dctScaling: boolean;
+  fastDct: boolean;
+  /** Mirror every crop left to right (training's flips, made here at no cost). */
+  flip: boolean;
+  maxPixels: number;
+}
+
+/** crops × outH × outW × channels bytes; the DCT scaling used (1, 2, 4, 8); time spent decoding and resizing. */
+export interface JpegDecoded {
+  data: ArrayBuffer;
+  scale: number;
+  decodeNs: number;
+  resizeNs: number;
+}
+
 /** new C10dStore(options): a c10d TCPStore; the master binds host:port (0: any free port). Blocking. */
 export interface C10dStoreOptions {
   host: string;
@@ -253,10 +288,15 @@ export interface Native {
   onednnRelease?(plan: unknown): void;
   /** linear() on oneDNN's GEMM with libtorch autograd (2-D float32 CPU, no autocast; else at::linear). */
   onednnLinear?(x: H, w: H, b: Opt<H>): H;
+  // jpeg.cc: TurboJPEG decoding, present when the addon was built with turbojpeg.h (build-info.json: turbojpeg)
+  /** A JPEG's header alone: size, colour space ('ycbcr', 'gray', 'rgb', 'cmyk', 'ycck') and EXIF orientation (1–8). */
+  jpegHeader?(bytes: Uint8Array): JpegHeader;
+  /** Decodes a JPEG and applies a plan (crop, antialiased bilinear resize) to uint8 HWC pixels. */
+  jpegDecode?(bytes: Uint8Array, options: JpegDecodeOptions): JpegDecoded;
 }
 
 /** Must equal kAbiVersion in native/addon.cc. */
-const ADDON_ABI = 5;
+const ADDON_ABI = 6;
 let loaded: Native | undefined;
 
 function projectRoot(): string {
