@@ -51,7 +51,11 @@ async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Serve
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
   const port = await new Promise<number>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no listening line within 60 s: ${err}`)), 60_000);
+    const t = setTimeout(() => {
+      // A server that is slow to start must not outlive the test (its pipes would hold the test file open).
+      child.kill('SIGKILL');
+      reject(new Error(`no listening line within 60 s: ${err}`));
+    }, 60_000);
     child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
     child.stdout!.on('data', (d) => {
       out += d;
