@@ -202,10 +202,12 @@ test('a demo running in --out DIR: another is refused under --out; stopped, it p
   child.stderr.on('data', (d) => (output += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   try {
-    // The run takes the checkpoint's lock once its data is loaded, just before the first step.
+    // The run takes the checkpoint's lock once its data is loaded, just before its start line ("training … on …");
+    // the demo's own check of --out takes and releases it a moment earlier, so the lock alone is not the sign.
     const lock = path.join(out, 'checkpoint.safetensors.lock');
-    for (const end = Date.now() + 120_000; !fs.existsSync(lock) && Date.now() < end;) await sleep(200);
-    assert.ok(fs.existsSync(lock), output);
+    const training = () => fs.existsSync(lock) && /\btraining \S+ on /.test(output);
+    for (const end = Date.now() + 120_000; !training() && Date.now() < end;) await sleep(200);
+    assert.ok(training(), output);
     const second = alexnet(['demo', '--out', out]);
     assertOneLine(second, /another run \(PID \d+.*\) is writing .*checkpoint\.safetensors: .*choose another --out$/);
     child.kill('SIGTERM');
