@@ -237,13 +237,16 @@ test("lrn on CIFAR-10: the settling rule (the last 3 epochs' test error within 0
     testLimit: 2000,
     batchSize: 128,
     maxEpochs: 10,
-    lr: 0.01,
+    lr: 0.003,
     momentum: 0.9,
   });
   assert.equal(lrnPlan({ ...o, budget: 'quick', steps: 65 }).maxEpochs, 2);
   assert.equal(lrnPlan({ ...o, budget: 'full' }).maxEpochs, 120);
   assert.equal(lrnPlan({ ...o, budget: 'full' }).trainLimit, 50000);
   assert.equal(lrnPlan({ ...o, budget: 'medium' }).maxEpochs, 30);
+  // layer-params-18pct.cfg's epsW, a rate on the mean gradient, with its 120 epochs; the shorter budgets' faster 0.003.
+  assert.equal(lrnPlan({ ...o, budget: 'full' }).lr, 0.001);
+  assert.equal(lrnPlan({ ...o, budget: 'medium' }).lr, 0.003);
   assert.equal(EXPERIMENTS.find((e) => e.name === 'lrn')!.seeds!({ ...o, budget: 'full', net: 'cifar' }), 5);
   assert.equal(EXPERIMENTS.find((e) => e.name === 'lrn')!.seeds!({ ...o, budget: 'full' }), 3);
 });
