@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ImageError, ImageInput, imageSize, renderPlan, sharpModule } from './image';
 import { decodeJpeg, isJpegName, JpegDecoder, turboAvailable } from './jpeg';
 import { Plan, PhotoTransform, planCenter, planTenCrop, planTrain, trainFlip } from './transforms';
+import { mapInLanes } from '../util/lanes';
 
 export type DecodeMode = 'train' | 'center' | 'ten-crop';
 
@@ -94,15 +95,7 @@ if (parentPort) {
   sharpModule().concurrency(1);
   sharpModule().cache(false);
   port.on('message', async (req: DecodeRequest) => {
-    const results: DecodeResult[] = new Array(req.items.length);
-    let next = 0;
-    const lane = async () => {
-      while (next < req.items.length) {
-        const i = next++;
-        results[i] = await decodeOne(req.items[i], req.mode, req.transform, decoder);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(inFlight, req.items.length) }, lane));
+    const results = await mapInLanes(req.items, inFlight, (item) => decodeOne(item, req.mode, req.transform, decoder));
     const reply: DecodeReply = { id: req.id, results };
     port.postMessage(
       reply,

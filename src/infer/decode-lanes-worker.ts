@@ -5,6 +5,7 @@ import { ImageInput, sharpModule } from '../data/image';
 import type { LaneReply, LaneRequest, LaneResult } from './decode-lanes';
 import { toLane } from './decode-lanes';
 import { decodeInput } from './predictor';
+import { mapInLanes } from '../util/lanes';
 
 /** Bytes cloned across threads arrive as a Uint8Array: sharp is given a Buffer over the same memory. */
 function asInput(i: ImageInput): ImageInput {
@@ -19,18 +20,9 @@ if (parentPort) {
   // One libvips thread per image: the lanes are the parallelism.
   sharpModule().concurrency(1);
   port.on('message', async (req: LaneRequest) => {
-    const results: LaneResult[] = new Array(req.inputs.length);
-    let next = 0;
-    const lane = async () => {
-      while (next < req.inputs.length) {
-        const i = next++;
-        results[i] = await decodeInput(asInput(req.inputs[i]), req.geometry).then(
-          (px): LaneResult => ({ ok: true, px }),
-          toLane,
-        );
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(lanes, req.inputs.length) }, lane));
+    const results = await mapInLanes(req.inputs, lanes, (input) =>
+      decodeInput(asInput(input), req.geometry).then((px): LaneResult => ({ ok: true, px }), toLane),
+    );
     const reply: LaneReply = { id: req.id, results };
     port.postMessage(
       reply,
