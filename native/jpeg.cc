@@ -4,15 +4,27 @@
 //
 // When the resize shrinks the image by 2, 4 or 8 or more, the decoder's DCT-domain scaling produces the smaller
 // image directly (as torchvision's and DALI's decoders can): the scaled image is still at least the output's
-// resolution, and the resize then works on fewer pixels. Flips and normalisation run in the engine on the batch.
+// resolution, and the resize then works on fewer pixels. Only the rows and columns the crops read are decoded (rows
+// below them are never read) when libjpeg's API is there. Flips are made by the resize's weights; the
+// normalisation, when asked for, on each output pixel (float output), else in the engine on the batch.
 //
 // Files this does not take (CMYK, EXIF-rotated: jpegHeader says which) and files it fails on stay with sharp:
 // the TypeScript side falls back, so a file sharp can read never fails here. Without turbojpeg.h at build time
 // the exports are absent and every JPEG goes through sharp.
 #include "common.h"
 
-#if __has_include(<turbojpeg.h>)
+#if __has_include(<turbojpeg.h>) && !defined(ALEXNET_NO_TURBOJPEG)
 #include <turbojpeg.h>
+
+// libjpeg's own API (Debian: libjpeg62-turbo-dev, the same library TurboJPEG wraps) decodes just the rows and
+// columns a crop reads; without its header every JPEG is decoded whole.
+#if __has_include(<jpeglib.h>) && !defined(ALEXNET_NO_JPEGLIB)
+#include <csetjmp>
+#include <cstdio>  // jpeglib.h needs FILE and size_t declared first
+
+#include <jpeglib.h>
+#define ALEXNET_JPEG_REGION 1
+#endif
 
 #include <chrono>
 #include <cmath>
@@ -185,8 +197,16 @@ void Mirror(Axis& a) {
 }
 
 // Resamples `src` (w × h × ch, interleaved) along `ax` (columns) and `ay` (rows) into `out` (ay outputs rows of
-// ax outputs), rounding half to even and clamping, as torchvision does when it casts back to uint8.
-void Resample(const uint8_t* src, int w, int ch, const Axis& ax, const Axis& ay, uint8_t* out) {
+// ax outputs), rounding half to even and clamping, as torchvision does when it casts back to uint8. With `affine`
+// (ch scales, then ch biases) `out` is float: each rounded pixel v becomes v · scale[c] + bias[c], the batch's
+// to-float and normalisation (finishBatch's formula) done here, where the pixel is already in the cache.
+// The decoded pixels: a `width` × `height` window of the (scaled) image whose top-left pixel is (left, top).
+struct Region {
+  int left, top, width, height;
+};
+
+void Resample(const uint8_t* src, const Region& r, int ch, const Axis& ax, const Axis& ay, void* out,
+              const float* affine) {
   const int ow = static_cast<int>(ax.start.size());
   const int oh = static_cast<int>(ay.start.size());
   const int rows = ay.hi - ay.lo;
@@ -194,11 +214,11 @@ void Resample(const uint8_t* src, int w, int ch, const Axis& ax, const Axis& ay,
   tmp.resize(size_t(std::max(rows, 0)) * ow * ch);
   const size_t rowFloats = size_t(ow) * ch;
   for (int y = ay.lo; y < ay.hi; y++) {
-    const uint8_t* s = src + size_t(y) * w * ch;
+    const uint8_t* s = src + size_t(y - r.top) * r.width * ch;
     float* t = tmp.data() + size_t(y - ay.lo) * rowFloats;
     for (int x = 0; x < ow; x++) {
       const float* wt = ax.w.data() + size_t(x) * ax.stride;
-      const uint8_t* p = s + size_t(ax.start[x]) * ch;
+      const uint8_t* p = s + size_t(ax.start[x] - r.left) * ch;
       const int n = ax.taps[x];
       if (ch == 3) {
         float r = 0, g = 0, b = 0;
@@ -220,6 +240,16 @@ void Resample(const uint8_t* src, int w, int ch, const Axis& ax, const Axis& ay,
     }
   }
   float* __restrict__ acc = AccRow(rowFloats);
+  // The affine's scale and bias spread along a row (period ch), so the row's last loop is one vectorisable pass.
+  thread_local std::vector<float> rowScale, rowBias;
+  if (affine) {
+    rowScale.resize(rowFloats);
+    rowBias.resize(rowFloats);
+    for (size_t i = 0; i < rowFloats; i++) {
+      rowScale[i] = affine[i % ch];
+      rowBias[i] = affine[ch + i % ch];
+    }
+  }
   for (int y = 0; y < oh; y++) {
     const float* wt = ay.w.data() + size_t(y) * ay.stride;
     const float* first = tmp.data() + size_t(ay.start[y] - ay.lo) * rowFloats;
@@ -229,12 +259,25 @@ void Resample(const uint8_t* src, int w, int ch, const Axis& ax, const Axis& ay,
       const float wk = wt[k];
       for (size_t i = 0; i < rowFloats; i++) acc[i] += wk * t[i];
     }
-    uint8_t* __restrict__ o = out + size_t(y) * rowFloats;
     // Clamped, then rounded half to even by the float adder itself (2^23 + 2^22 leaves no fraction bits): what
     // nearbyint does in the default rounding mode, without a library call per pixel on baseline x86-64.
-    for (size_t i = 0; i < rowFloats; i++) {
-      const float v = std::min(255.f, std::max(0.f, acc[i]));
-      o[i] = uint8_t(int((v + 12582912.f) - 12582912.f));
+    if (!affine) {
+      uint8_t* __restrict__ o = static_cast<uint8_t*>(out) + size_t(y) * rowFloats;
+      for (size_t i = 0; i < rowFloats; i++) {
+        const float v = std::min(255.f, std::max(0.f, acc[i]));
+        o[i] = uint8_t(int((v + 12582912.f) - 12582912.f));
+      }
+    } else {
+      float* __restrict__ o = static_cast<float*>(out) + size_t(y) * rowFloats;
+      const float* __restrict__ sc = rowScale.data();
+      const float* __restrict__ bi = rowBias.data();
+      for (size_t i = 0; i < rowFloats; i++) {
+        const float v = std::min(255.f, std::max(0.f, acc[i]));
+        // Two roundings, multiply then add, as the engine's mul and add make them (the addon is built for
+        // baseline x86-64, without FMA, so the compiler cannot fuse them).
+        const float scaled = ((v + 12582912.f) - 12582912.f) * sc[i];
+        o[i] = scaled + bi[i];
+      }
     }
   }
 }
@@ -254,15 +297,88 @@ int ChooseDenominator(const std::vector<std::pair<double, double>>& ratios) {
   return 1;
 }
 
+#ifdef ALEXNET_JPEG_REGION
+// libjpeg reports errors by calling error_exit, which must not return: it jumps back to DecodeRegion. Warnings
+// (corrupt or truncated data) end the decode too, as TurboJPEG's do for us: the caller then decodes the whole image,
+// which fails the same way, and sharp reports it.
+struct JumpErrors {
+  jpeg_error_mgr pub;
+  std::jmp_buf jump;
+};
+
+void JumpOnError(j_common_ptr c) { std::longjmp(reinterpret_cast<JumpErrors*>(c->err)->jump, 1); }
+
+void JumpOnWarning(j_common_ptr c, int level) {
+  if (level < 0) std::longjmp(reinterpret_cast<JumpErrors*>(c->err)->jump, 1);
+}
+
+// Whether the data ends with the end-of-image marker: only then is a decode that stops early safe, since a file cut
+// short below the crop would otherwise pass unnoticed in one epoch and fail in another.
+constexpr int kMargin = 8;
+
+bool EndsWithEoi(const uint8_t* data, size_t n) { return n >= 4 && data[n - 2] == 0xFF && data[n - 1] == 0xD9; }
+
+// Decodes the columns [x0, x1) and rows [y0, y1) of the image scaled by 1/k (libjpeg widens the columns to its
+// block boundaries) into `pixels`: the rows above are skipped without the inverse DCT, the rows below never read,
+// the columns outside never transformed. Pixels equal the whole decode's (libjpeg-turbo's jpeg_crop_scanline and
+// jpeg_skip_scanlines keep the upsampling's context). false when libjpeg fails or the sizes disagree with the header's;
+// the caller then decodes the whole image.
+bool DecodeRegion(const uint8_t* data, size_t n, int k, bool fastDct, int channels, int sw, int sh, int x0, int y0,
+                  int x1, int y1, std::vector<uint8_t>& pixels, Region& region) {
+  jpeg_decompress_struct cinfo;
+  JumpErrors errors;
+  cinfo.err = jpeg_std_error(&errors.pub);
+  errors.pub.error_exit = JumpOnError;
+  errors.pub.emit_message = JumpOnWarning;
+  jpeg_create_decompress(&cinfo);
+  // Nothing below this line owns memory outside cinfo, so the jump skips no destructor.
+  if (setjmp(errors.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(n));
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = channels == 3 ? JCS_RGB : JCS_GRAYSCALE;
+  cinfo.scale_num = 1;
+  cinfo.scale_denom = k;
+  cinfo.dct_method = fastDct ? JDCT_IFAST : JDCT_ISLOW;
+  jpeg_start_decompress(&cinfo);
+  if (int(cinfo.output_width) != sw || int(cinfo.output_height) != sh || cinfo.output_components != channels) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  JDIMENSION left = x0, width = x1 - x0;
+  if (x0 > 0 || x1 < sw) jpeg_crop_scanline(&cinfo, &left, &width);
+  else left = 0, width = sw;
+  if (y0 > 0 && jpeg_skip_scanlines(&cinfo, y0) != JDIMENSION(y0)) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  region = {int(left), y0, int(width), y1 - y0};
+  pixels.resize(size_t(width) * (y1 - y0) * channels);
+  while (int(cinfo.output_scanline) < y1) {
+    JSAMPROW row = pixels.data() + size_t(cinfo.output_scanline - y0) * width * channels;
+    if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) {
+      jpeg_destroy_decompress(&cinfo);
+      return false;
+    }
+  }
+  jpeg_abort_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return true;
+}
+#endif
+
 int64_t Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// jpegDecode(bytes, { channels, resizeW, resizeH, outW, outH, crops: [left, top, width, height, ...],
-// dctScaling, fastDct, flip, maxPixels }) -> { data: ArrayBuffer (crops × outH × outW × channels), scale,
-// decodeNs, resizeNs }; flip mirrors every crop left to right. A plan as src/data/transforms.ts makes them: resize the
-// whole image to resizeW × resizeH and cut output-sized crops from it, or (no resize) cut the crops from the image and
-// resize each to outW × outH.
+// jpegDecode(bytes, { channels, resizeW, resizeH, outW, outH, crops: [left, top, width, height, ...], dctScaling,
+// fastDct, flip, maxPixels, affine?, into?, regionDecode? }) -> { data: ArrayBuffer (crops × outH × outW × channels
+// bytes, or floats with affine: channels scales then channels biases; `into` when it has that size), scale, region,
+// decodeNs, resizeNs }; flip mirrors every crop left to right. A plan as src/data/transforms.ts makes them: resize
+// the whole image to resizeW × resizeH and cut output-sized crops from it, or (no resize) cut the crops from the
+// image and resize each to outW × outH.
 Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
   auto [data, n] = Bytes(info, 0);
   Fields f(info, 1);
@@ -271,6 +387,9 @@ Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
   const int resizeW = static_cast<int>(f.Num("resizeW")), resizeH = static_cast<int>(f.Num("resizeH"));
   const int outW = static_cast<int>(f.Num("outW")), outH = static_cast<int>(f.Num("outH"));
   const bool dctScaling = f.Bool("dctScaling"), fastDct = f.Bool("fastDct"), flip = f.Bool("flip");
+  // regionDecode (default true): decode only the rows and columns the crops read, when libjpeg's API is there.
+  Napi::Value rv = info[1].As<Napi::Object>().Get("regionDecode");
+  const bool regionDecode = rv.IsUndefined() || rv.ToBoolean().Value();
   const double maxPixels = f.Num("maxPixels");
   Napi::Value cv = info[1].As<Napi::Object>().Get("crops");
   if (!cv.IsArray()) throw ArgError("argument 1: field 'crops' must be an array");
@@ -283,6 +402,14 @@ Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
     *slot[i % 4] = v;
   }
   if (outW < 1 || outH < 1 || resizeW < 1 || resizeH < 1) throw ArgError("sizes must be positive");
+  std::vector<float> affine;
+  Napi::Value av = info[1].As<Napi::Object>().Get("affine");
+  if (!av.IsUndefined()) {
+    if (!av.IsArray() || av.As<Napi::Array>().Length() != uint32_t(2 * channels))
+      throw ArgError("affine must hold a scale and a bias per channel");
+    for (uint32_t i = 0; i < 2 * uint32_t(channels); i++)
+      affine.push_back(av.As<Napi::Array>().Get(i).As<Napi::Number>().FloatValue());
+  }
 
   Header h = ReadHeader(data, n);
   if (double(h.width) * h.height > maxPixels) throw std::runtime_error("too many pixels");
@@ -311,30 +438,51 @@ Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
   tjscalingfactor sf{1, k};
   const int sw = TJSCALED(h.width, sf), sh = TJSCALED(h.height, sf);
 
-  auto t0 = std::chrono::steady_clock::now();
-  thread_local std::vector<uint8_t> pixels;
-  pixels.resize(size_t(sw) * sh * channels);
-  const int flags = fastDct ? TJFLAG_FASTDCT : 0;
-  if (tjDecompress2(Handle(), data, static_cast<unsigned long>(n), pixels.data(), sw, 0, sh,
-                    channels == 3 ? TJPF_RGB : TJPF_GRAY, flags) != 0)
-    throw std::runtime_error(std::string("JPEG data could not be decoded (") + tjGetErrorStr2(Handle()) + ")");
-  const int64_t decodeNs = Since(t0);
-
-  auto t1 = std::chrono::steady_clock::now();
-  const size_t per = size_t(outW) * outH * channels;
-  Napi::ArrayBuffer out = Napi::ArrayBuffer::New(info.Env(), per * crops.size());
-  uint8_t* dst = static_cast<uint8_t*>(out.Data());
-  for (size_t i = 0; i < crops.size(); i++) {
-    const Span& x = spans[i].first;
-    const Span& y = spans[i].second;
+  // Every crop's axes first: together they say which source rows and columns any output reads.
+  std::vector<std::pair<Axis, Axis>> axes;
+  int x0 = sw, x1 = 0, y0 = sh, y1 = 0;
+  for (const auto& [x, y] : spans) {
     Axis ax = MakeAxis(x.lo / k, x.len / k, sw, x.dst, x.first, outW);
     if (flip) Mirror(ax);
     Axis ay = MakeAxis(y.lo / k, y.len / k, sh, y.dst, y.first, outH);
-    Resample(pixels.data(), sw, channels, ax, ay, dst + i * per);
+    x0 = std::min(x0, ax.lo), x1 = std::max(x1, ax.hi), y0 = std::min(y0, ay.lo), y1 = std::max(y1, ay.hi);
+    axes.emplace_back(std::move(ax), std::move(ay));
   }
+
+  auto t0 = std::chrono::steady_clock::now();
+  thread_local std::vector<uint8_t> pixels;
+  Region region{0, 0, sw, sh};
+  bool done = false;
+#ifdef ALEXNET_JPEG_REGION
+  if (regionDecode && x0 < x1 && y0 < y1 && (x0 > 0 || x1 < sw || y0 > 0 || y1 < sh) && EndsWithEoi(data, n))
+    done = DecodeRegion(data, n, k, fastDct, channels, sw, sh, std::max(0, x0 - kMargin), std::max(0, y0 - kMargin),
+                        std::min(sw, x1 + kMargin), std::min(sh, y1 + kMargin), pixels, region);
+#endif
+  if (!done) {
+    region = {0, 0, sw, sh};
+    pixels.resize(size_t(sw) * sh * channels);
+    const int flags = fastDct ? TJFLAG_FASTDCT : 0;
+    if (tjDecompress2(Handle(), data, static_cast<unsigned long>(n), pixels.data(), sw, 0, sh,
+                      channels == 3 ? TJPF_RGB : TJPF_GRAY, flags) != 0)
+      throw std::runtime_error(std::string("JPEG data could not be decoded (") + tjGetErrorStr2(Handle()) + ")");
+  }
+  const int64_t decodeNs = Since(t0);
+
+  auto t1 = std::chrono::steady_clock::now();
+  const size_t per = size_t(outW) * outH * channels * (affine.empty() ? 1 : sizeof(float));
+  // `into`: a buffer of the exact size to write to (one the caller recycles: no fresh pages to fault in and zero).
+  Napi::Value iv = info[1].As<Napi::Object>().Get("into");
+  Napi::ArrayBuffer out = iv.IsArrayBuffer() && iv.As<Napi::ArrayBuffer>().ByteLength() == per * crops.size()
+                              ? iv.As<Napi::ArrayBuffer>()
+                              : Napi::ArrayBuffer::New(info.Env(), per * crops.size());
+  uint8_t* dst = static_cast<uint8_t*>(out.Data());
+  for (size_t i = 0; i < crops.size(); i++)
+    Resample(pixels.data(), region, channels, axes[i].first, axes[i].second, dst + i * per,
+             affine.empty() ? nullptr : affine.data());
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("data", out);
   o.Set("scale", k);
+  o.Set("region", done);
   o.Set("decodeNs", double(decodeNs));
   o.Set("resizeNs", double(Since(t1)));
   return o;

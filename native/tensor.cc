@@ -37,6 +37,40 @@ static Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
   return Wrap(info.Env(), t);
 }
 
+// fromBuffers(arrayBuffers, shape, dtype): one tensor from buffers laid end to end (a batch from its images, each
+// from a decode worker), with one copy and no joined buffer in JS between.
+static Napi::Value FromBuffers(const Napi::CallbackInfo& info) {
+  if (!info[0].IsArray()) throw ArgError("argument 1 must be an array of ArrayBuffers");
+  Napi::Array parts = info[0].As<Napi::Array>();
+  std::vector<int64_t> shape = Ints(info, 1);
+  at::ScalarType dt = ParseDtype(Str(info, 2));
+  int64_t numel = 1;
+  for (int64_t s : shape) {
+    if (s < 0) throw ArgError("shape entries must be >= 0");
+    numel *= s;
+  }
+  const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(dt);
+  std::vector<std::pair<const uint8_t*, size_t>> spans;
+  size_t total = 0;
+  for (uint32_t i = 0; i < parts.Length(); i++) {
+    Napi::Value v = parts.Get(i);
+    if (!v.IsArrayBuffer()) throw ArgError("argument 1: entry " + std::to_string(i) + " must be an ArrayBuffer");
+    Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
+    spans.push_back({static_cast<const uint8_t*>(ab.Data()), ab.ByteLength()});
+    total += ab.ByteLength();
+  }
+  if (total != bytes)
+    throw ArgError("the buffers hold " + std::to_string(total) + " bytes but shape and dtype need " +
+                   std::to_string(bytes));
+  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dt));
+  uint8_t* dst = static_cast<uint8_t*>(t.data_ptr());
+  for (auto [p, n] : spans) {
+    if (n) std::memcpy(dst, p, n);
+    dst += n;
+  }
+  return Wrap(info.Env(), t);
+}
+
 // toBuffer(t): a fresh ArrayBuffer holding the tensor's elements in row-major order (copied to the CPU).
 static Napi::Value ToBuffer(const Napi::CallbackInfo& info) {
   at::Tensor t = T(info, 0).detach().to(at::kCPU).contiguous();
@@ -182,6 +216,7 @@ static Napi::Value CopyInPlace(const Napi::CallbackInfo& info) {
 
 void RegisterTensor(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "fromBuffer", FromBuffer);
+  Export(env, exports, "fromBuffers", FromBuffers);
   Export(env, exports, "toBuffer", ToBuffer);
   Export(env, exports, "item", Item);
   Export(env, exports, "meta", Meta);

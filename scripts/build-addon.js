@@ -144,18 +144,25 @@ function c10dFlags(torch) {
 }
 
 // Photo decoding (native/jpeg.cc) links libjpeg-turbo's TurboJPEG library when its header is there (Debian:
-// libturbojpeg0-dev); jpeg.cc checks for the header itself, so without it the addon is built without the decoder
-// and every JPEG goes through sharp.
-function turbojpegLibs(torch) {
-  if (process.env.ALEXNET_NO_TURBOJPEG === '1') return [];
-  const dirs = [...torch.include, '/usr/include', '/usr/local/include'];
-  if (!dirs.some((d) => fs.existsSync(path.join(d, 'turbojpeg.h')))) {
+// libturbojpeg0-dev), and libjpeg's own API (libjpeg62-turbo-dev: the same library, which can decode just a crop's
+// rows and columns) when its header is too. Without TurboJPEG the addon is built without the decoder and every
+// JPEG goes through sharp; without jpeglib.h every JPEG is decoded whole. ALEXNET_NO_TURBOJPEG=1 builds without both.
+function jpegLibs(torch) {
+  const none = { libs: [], cflags: ['-DALEXNET_NO_TURBOJPEG'] };
+  if (process.env.ALEXNET_NO_TURBOJPEG === '1') return none;
+  const dirs = [...torch.include, '/usr/include', '/usr/local/include', '/usr/include/x86_64-linux-gnu'];
+  const has = (h) => dirs.some((d) => fs.existsSync(path.join(d, h)));
+  if (!has('turbojpeg.h')) {
     console.log(
       'build-addon: turbojpeg.h not found (apt-get install libturbojpeg0-dev): JPEGs will be decoded by sharp',
     );
-    return [];
+    return none;
   }
-  return ['turbojpeg'];
+  if (!has('jpeglib.h')) {
+    console.log('build-addon: jpeglib.h not found (apt-get install libjpeg62-turbo-dev): JPEGs are decoded whole');
+    return { libs: ['turbojpeg'], cflags: ['-DALEXNET_NO_JPEGLIB'] };
+  }
+  return { libs: ['turbojpeg', 'jpeg'], cflags: [] };
 }
 
 // Inference plans (native/onednn.cc) call oneDNN directly: only when its headers (Debian: libdnnl-dev) match the
@@ -224,8 +231,8 @@ async function main() {
   libNames.push(...c10d.libs);
   const onednn = onednnFlags(torch);
   libNames.push(...onednn.libs);
-  const turbojpeg = turbojpegLibs(torch);
-  libNames.push(...turbojpeg);
+  const jpeg = jpegLibs(torch);
+  libNames.push(...jpeg.libs);
   const cudaHeaders = libNames.includes('torch_cuda') ? cudaInclude(torch) : undefined;
   if (cudaHeaders) includes.push(cudaHeaders);
   else if (libNames.includes('torch_cuda')) {
@@ -245,6 +252,7 @@ async function main() {
     ...(cudaHeaders ? ['-DALEXNET_CUDA_GRAPHS'] : []),
     ...c10d.cflags,
     ...onednn.cflags,
+    ...jpeg.cflags,
     '-Wall',
     '-Wno-unused-parameter',
     '-Wno-deprecated-declarations',
@@ -320,7 +328,8 @@ async function main() {
     cudaGraphs: Boolean(cudaHeaders),
     c10d: c10d.cflags.length > 0,
     onednn: onednn.cflags.length > 0,
-    turbojpeg: turbojpeg.length > 0,
+    turbojpeg: jpeg.libs.includes('turbojpeg'),
+    jpegRegion: jpeg.libs.includes('jpeg'),
     abi: torch.abi,
     builtAt: new Date().toISOString(),
   };

@@ -28,8 +28,9 @@ pkgs=(g++ make python3 dataset-fashion-mnist libopenblas0-pthread)
 # includes <gloo/...>, which libtorch-dev lacks; its libgloo.so.0 is the one libtorch_cpu already links.
 pkgs+=(libgloo-dev)
 # libturbojpeg0-dev: the addon decodes the photo pipeline's JPEGs with libjpeg-turbo (native/jpeg.cc); without it,
-# sharp decodes them (slower).
-pkgs+=(libturbojpeg0-dev)
+# sharp decodes them (slower). libjpeg62-turbo-dev: the same library's own API, with which only a crop's rows and
+# columns are decoded.
+pkgs+=(libturbojpeg0-dev libjpeg62-turbo-dev)
 # libdnnl-dev: oneDNN's headers, for the inference plans (native/onednn.cc) on the libdnnl.so.2 libtorch-dev links.
 if [ -z "${LIBTORCH:-}" ] && [ "${LIBTORCH_USE_PYTORCH:-}" != "1" ]; then pkgs+=(libtorch-dev libdnnl-dev); fi
 # clang-format: `npm run lint` checks the C++ formatting (Debian 12 ships version 14, which .clang-format is written for).

@@ -48,6 +48,10 @@ export interface TurboOptions {
   fastDct?: boolean;
   /** Mirror the crops left to right. */
   flip?: boolean;
+  /** Float32 output, each pixel v · scale[c] + bias[c] (transforms.ts pixelAffine); default uint8. */
+  affine?: { scale: number[]; bias: number[] };
+  /** Called with the output's byte length: a recycled buffer of that size to write into, if there is one. */
+  into?: (bytes: number) => ArrayBuffer | undefined;
 }
 
 /**
@@ -68,6 +72,8 @@ export function decodeJpeg(
     // Over the pixel limit: sharp refuses it with its own message, before decoding.
     if (h.width * h.height > MAX_PIXELS) return undefined;
     const p = plan(h.width, h.height);
+    const size = p.outW * p.outH * channels * p.crops.length * (o.affine ? 4 : 1);
+    const into = o.into?.(size);
     return jpegDecode(bytes, {
       channels,
       resizeW: p.resizeW,
@@ -79,6 +85,8 @@ export function decodeJpeg(
       fastDct: o.fastDct ?? false,
       flip: o.flip ?? false,
       maxPixels: MAX_PIXELS,
+      ...(o.affine ? { affine: [...o.affine.scale, ...o.affine.bias] } : {}),
+      ...(into ? { into } : {}),
     }).data;
   } catch {
     // Truncated, damaged or unusual data: sharp decodes it or reports it.

@@ -1,8 +1,10 @@
 // The photo input pipeline: worker threads decode and crop images (JPEGs with TurboJPEG, the rest with sharp:
-// decode-worker.ts) while the main thread runs the engine; batches are requested `prefetch` ahead, each assembled
-// into one contiguous uint8 buffer (NHWC, which the engine reads as channels-last without a copy). Training's flips
-// are made by the workers on each crop (free in TurboJPEG's resize); PCA colour noise and normalisation then run in
-// the engine on the whole batch, on the GPU when training runs there.
+// decode-worker.ts) while the main thread runs the engine; batches are requested `prefetch` ahead. On the CPU the
+// workers also finish each image (to float, PCA colour noise, normalisation: as PyTorch's DataLoader workers do),
+// and the main thread copies the finished images into the batch tensor (NHWC, which the engine reads as
+// channels-last without a copy) and hands their buffers back to be written into again. On a GPU the workers send
+// uint8 pixels (4× less to move) and the engine finishes the batch there (finishBatch). Training's flips are made
+// by the workers on each crop (free in TurboJPEG's resize).
 //
 // Everything random is decided from (seed, epoch, image index) — by whichever worker — so the same seed gives the
 // same batches, with any number of workers, and a resumed run continues with the batches it would have seen.
@@ -11,14 +13,14 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { UserError } from '../errors';
 import { Device } from '../tensor/dtype';
-import { cat, tensor, Tensor, tidy, where } from '../tensor/tensor';
+import { cat, tensor, Tensor, tensorFromBuffers, tidy, where } from '../tensor/tensor';
 import type { DecodeMode, DecodeReply, DecodeRequest, DecodeResult } from './decode-worker';
 import { Problem, Sample } from './image-folder';
 import { JpegDecoder, jpegDecoderFromEnv } from './jpeg';
 import { checkNormalization } from './loader';
 import { defaultSampler, Sampler } from './sampler';
 import { BatchSource, ReadyBatch } from './source';
-import { imageSeed, pcaAlphas, pcaShift, PhotoTransform, TEN_CROP_MIRRORED } from './transforms';
+import { imageSeed, imageShift, PhotoTransform, pixelAffine, TEN_CROP_MIRRORED } from './transforms';
 
 /** Decode workers: min(8, cores − 1), at least one. */
 export function defaultWorkers(): number {
@@ -33,6 +35,8 @@ export class DecodePool {
   }[] = [];
   #nextId = 1;
   #closed = false;
+  /** Result buffers given back (recycle), sent to the workers with the next requests to be written into again. */
+  #spare: ArrayBuffer[] = [];
   readonly #inFlight = new Set<Promise<unknown>>();
 
   /**
@@ -72,8 +76,16 @@ export class DecodePool {
     w.unref();
   }
 
-  /** Decodes `items`, split into one request per worker. Results come back in the order of `items`. */
-  async decode(mode: DecodeMode, transform: PhotoTransform, items: DecodeRequest['items']): Promise<DecodeResult[]> {
+  /**
+   * Decodes `items`, split into one request per worker. Results come back in the order of `items`: uint8 HWC
+   * pixels, or with `output` 'float32' the finished, normalised float32 HWC image (see DecodeRequest).
+   */
+  async decode(
+    mode: DecodeMode,
+    transform: PhotoTransform,
+    items: DecodeRequest['items'],
+    output: DecodeRequest['output'] = 'uint8',
+  ): Promise<DecodeResult[]> {
     if (this.#closed) throw new UserError('the decode pool is closed');
     const parts = Math.min(this.size, items.length);
     const per = Math.ceil(items.length / Math.max(1, parts));
@@ -86,8 +98,10 @@ export class DecodePool {
       const job = new Promise<DecodeResult[]>((resolve, reject) => {
         slot.pending.set(id, { resolve, reject, items: chunk.length });
         slot.w.ref();
-        const req: DecodeRequest = { id, mode, transform, items: chunk };
-        slot.w.postMessage(req);
+        // As many spare buffers as the chunk has images (the worker keeps those of the size it needs).
+        const spare = this.#spare.splice(0, chunk.length);
+        const req: DecodeRequest = { id, mode, transform, items: chunk, output, spare };
+        slot.w.postMessage(req, spare);
       }).finally(() => {
         this.#inFlight.delete(job);
         if (!slot.pending.size) slot.w.unref();
@@ -98,8 +112,22 @@ export class DecodePool {
     return (await Promise.all(jobs)).flat();
   }
 
+  /**
+   * Gives result buffers back once their contents are copied elsewhere: later requests carry them to the workers
+   * (transferred, so they must not be used here afterwards). At most 128 MiB are kept waiting.
+   */
+  recycle(buffers: ArrayBuffer[]): void {
+    let held = this.#spare.reduce((a, b) => a + b.byteLength, 0);
+    for (const b of buffers) {
+      if (b.byteLength === 0 || held + b.byteLength > 128 << 20) continue;
+      this.#spare.push(b);
+      held += b.byteLength;
+    }
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
+    this.#spare = [];
     // Requests still being decoded (batches prefetched for an epoch that ended early) finish first: terminating a
     // worker in the middle of a native sharp call does not reliably end it.
     await Promise.allSettled([...this.#inFlight]);
@@ -131,6 +159,12 @@ export interface FolderSourceOptions {
   strict?: boolean;
   /** Called once per unreadable image, the first time it is met. */
   onProblem?: (p: Problem) => void;
+  /**
+   * Where pixels become normalised floats: 'workers' (each decode worker finishes its images, as PyTorch's
+   * DataLoader workers do: the main thread only joins them) or 'engine' (uint8 batches finished by finishBatch: 4×
+   * less to move, which pays on a GPU). Default: workers on the CPU, engine elsewhere; ten-crop always engine.
+   */
+  finish?: 'workers' | 'engine';
 }
 
 /** The engine's part of the transform, on a batch of uint8 NHWC pixels: flip, to float, PCA noise, normalise. */
@@ -160,21 +194,17 @@ export function finishBatch(
     const [n, c] = f.shape;
     checkNormalization(o.mean, o.std, c);
     // (x/255 + shift − mean)/std as x·(1/(255·std)) + (shift − mean)/std: one multiply and one add over the batch.
-    const mean = o.mean.length ? o.mean : new Array<number>(c).fill(0);
-    const std = o.std.length ? o.std : new Array<number>(c).fill(1);
-    const scale = tensor(
-      std.map((s) => 1 / (255 * s)),
-      [1, c, 1, 1],
-    ).to({ device: o.device });
-    const shifts = o.shifts ?? [new Array<number>(c).fill(0)];
-    const bias = shifts.flatMap((sh) => sh.map((v, k) => (v - mean[k]) / std[k]));
+    const affines = (o.shifts ?? [undefined]).map((sh) => pixelAffine(o.mean, o.std, c, sh));
+    const scale = tensor(affines[0].scale, [1, c, 1, 1]).to({ device: o.device });
+    const bias = affines.flatMap((a) => a.bias);
     return f.mul(scale).add(tensor(bias, [o.shifts ? n : 1, c, 1, 1]).to({ device: o.device }));
   });
 }
 
 interface RawBatch {
   index: number;
-  pixels: Uint8Array;
+  /** One buffer per image: uint8 HWC pixels, or finished float32 HWC images (FolderSource's `finish` workers). */
+  parts: ArrayBuffer[];
   labels: number[];
   files: string[];
   seeds: number[];
@@ -207,6 +237,12 @@ export class FolderSource implements BatchSource {
     return this.sampler.size;
   }
 
+  /** Whether the decode workers finish the images (FolderSourceOptions.finish). */
+  get #inWorkers(): boolean {
+    if (this.o.mode === 'ten-crop') return false;
+    return (this.o.finish ?? (this.o.device === 'cpu' ? 'workers' : 'engine')) === 'workers';
+  }
+
   get crops(): number {
     return this.o.mode === 'ten-crop' ? 10 : 1;
   }
@@ -224,8 +260,8 @@ export class FolderSource implements BatchSource {
     });
     const mode: DecodeMode = this.o.mode;
     const items = todo.map((i) => ({ file: this.samples[i].file, seed: imageSeed(this.o.seed, epoch, i) }));
-    const results = await this.o.pool.decode(mode, t, items);
-    const per = (mode === 'ten-crop' ? 6 : 1) * t.size * t.size * t.channels;
+    const results = await this.o.pool.decode(mode, t, items, this.#inWorkers ? 'float32' : 'uint8');
+    const per = (mode === 'ten-crop' ? 6 : 1) * t.size * t.size * t.channels * (this.#inWorkers ? 4 : 1);
     const ok: number[] = [];
     results.forEach((r, k) => {
       if (r.ok) {
@@ -245,11 +281,9 @@ export class FolderSource implements BatchSource {
         this.o.onProblem?.({ file, reason: r.reason });
       }
     });
-    const pixels = new Uint8Array(ok.length * per);
-    ok.forEach((k, j) => pixels.set(new Uint8Array((results[k] as { data: ArrayBuffer }).data), j * per));
     return {
       index: b,
-      pixels,
+      parts: ok.map((k) => (results[k] as { data: ArrayBuffer }).data),
       labels: ok.map((k) => this.samples[todo[k]].label),
       files: ok.map((k) => items[k].file),
       seeds: ok.map((k) => items[k].seed),
@@ -282,19 +316,21 @@ export class FolderSource implements BatchSource {
       const ten = this.o.mode === 'ten-crop';
       const shape = ten ? [n, 6, t.size, t.size, t.channels] : [n, t.size, t.size, t.channels];
       const train = this.o.mode === 'train';
+      // Flips were made by the decode workers (decodeOne), and with `finish` workers everything else too: NHWC
+      // viewed as NCHW is the channels-last layout the model takes, without a copy.
       const x = tidy(() =>
-        // Flips were made by the decode workers (decodeOne).
-        finishBatch(tensor(raw.pixels, shape, 'uint8'), {
-          shifts:
-            train && t.pcaStd > 0 && t.channels === 3
-              ? raw.seeds.map((s) => pcaShift(pcaAlphas(s, t.pcaStd), t.eigval, t.eigvec))
-              : undefined,
-          mean: t.mean,
-          std: t.std,
-          tenCrop: ten,
-          device: this.o.device,
-        }),
+        this.#inWorkers
+          ? tensorFromBuffers(raw.parts, shape, 'float32').permute(0, 3, 1, 2).to({ device: this.o.device })
+          : finishBatch(tensorFromBuffers(raw.parts, shape, 'uint8'), {
+              shifts: train && imageShift(t, 0) ? raw.seeds.map((s) => imageShift(t, s)!) : undefined,
+              mean: t.mean,
+              std: t.std,
+              tenCrop: ten,
+              device: this.o.device,
+            }),
       );
+      // The images are in the batch tensor now: their buffers go back to the workers.
+      this.o.pool.recycle(raw.parts);
       const y = tensor(raw.labels, [n], 'int64').to({ device: this.o.device });
       yield { index: raw.index, x, y, crops: this.crops, files: raw.files };
     }

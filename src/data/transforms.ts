@@ -227,3 +227,27 @@ export function pcaShift(alphas: number[], eigval: number[], eigvec: number[][])
   for (let r = 0; r < 3; r++) for (let i = 0; i < 3; i++) out[r] += eigvec[r][i] * alphas[i] * eigval[i];
   return out;
 }
+
+/**
+ * The to-float step and normalisation of one image as one multiply and one add per channel: pixel v (0–255) becomes
+ * v · scale[c] + bias[c] = (v/255 + shift[c] − mean[c]) / std[c], with scale = 1/(255·std) and bias = (shift −
+ * mean)/std, both rounded to float32 as the engine holds them. Empty mean/std: none (0 and 1); no shift: 0.
+ */
+export function pixelAffine(
+  mean: number[],
+  std: number[],
+  channels: number,
+  shift?: number[],
+): { scale: number[]; bias: number[] } {
+  const m = mean.length ? mean : new Array<number>(channels).fill(0);
+  const s = std.length ? std : new Array<number>(channels).fill(1);
+  return {
+    scale: s.map((v) => Math.fround(1 / (255 * v))),
+    bias: s.map((v, c) => Math.fround(((shift?.[c] ?? 0) - m[c]) / v)),
+  };
+}
+
+/** One training image's PCA colour shift (zero vector when the transform adds none). */
+export function imageShift(t: PhotoTransform, seed: number): number[] | undefined {
+  return t.pcaStd > 0 && t.channels === 3 ? pcaShift(pcaAlphas(seed, t.pcaStd), t.eigval, t.eigvec) : undefined;
+}

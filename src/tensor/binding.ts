@@ -67,12 +67,28 @@ export interface JpegDecodeOptions {
   /** Mirror every crop left to right (training's flips, made here at no cost). */
   flip: boolean;
   maxPixels: number;
+  /**
+   * A scale then a bias per channel: the output is float32, each pixel v (0–255, rounded as the uint8 output would
+   * be) written as v · scale + bias — the batch's normalisation, done while the pixel is at hand.
+   */
+  affine?: number[];
+  /** Where to write the output when it is exactly the output's size (a recycled buffer); else a new one. */
+  into?: ArrayBuffer;
+  /**
+   * Decode only the rows and columns the crops read (default true; used when the addon has libjpeg's API and the
+   * file ends with its end-of-image marker). The pixels are the whole decode's either way.
+   */
+  regionDecode?: boolean;
 }
 
-/** crops × outH × outW × channels bytes; the DCT scaling used (1, 2, 4, 8); time spent decoding and resizing. */
+/**
+ * crops × outH × outW × channels bytes (floats with affine); the DCT scaling used (1, 2, 4, 8); whether only the
+ * crops' region was decoded; time spent decoding and resizing.
+ */
 export interface JpegDecoded {
   data: ArrayBuffer;
   scale: number;
+  region: boolean;
   decodeNs: number;
   resizeNs: number;
 }
@@ -148,6 +164,8 @@ export interface Native {
   setErrorClass(cls: new (message: string) => Error): void;
   // tensor.cc
   fromBuffer(data: ArrayBufferView, shape: number[], dtype: string): H;
+  /** One tensor from ArrayBuffers laid end to end (one copy). */
+  fromBuffers(parts: ArrayBuffer[], shape: number[], dtype: string): H;
   toBuffer(t: H): ArrayBuffer;
   item(t: H): number;
   meta(t: H): { shape: number[]; dtype: string; device: string };

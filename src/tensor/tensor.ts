@@ -462,6 +462,12 @@ export function tensor(data: Numeric, shape?: number[], dtype?: DType): Tensor {
   return new Tensor(native().fromBuffer(typed, s, dt));
 }
 
+/** A tensor from ArrayBuffers laid end to end (a batch from its images' buffers), with one copy. */
+export function tensorFromBuffers(parts: ArrayBuffer[], shape: number[], dtype: DType): Tensor {
+  if (shape.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`invalid shape [${shape.join(', ')}]`);
+  return new Tensor(native().fromBuffers(parts, shape, checkDtype(dtype)));
+}
+
 export function scalar(v: number, dtype: DType = 'float32'): Tensor {
   return tensor([v], [], dtype);
 }
