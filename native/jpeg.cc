@@ -314,6 +314,8 @@ void JumpOnWarning(j_common_ptr c, int level) {
 
 // Whether the data ends with the end-of-image marker: only then is a decode that stops early safe, since a file cut
 // short below the crop would otherwise pass unnoticed in one epoch and fail in another.
+// Pixels decoded beyond the crops' rows and columns on each side: the chroma upsampling reads neighbours, and with
+// this margin the crops' pixels are the whole decode's (4:2:0 needed 1 in the tests; they check it bit for bit).
 constexpr int kMargin = 8;
 
 bool EndsWithEoi(const uint8_t* data, size_t n) { return n >= 4 && data[n - 2] == 0xFF && data[n - 1] == 0xD9; }
@@ -379,17 +381,65 @@ int64_t Since(std::chrono::steady_clock::time_point t0) {
 // decodeNs, resizeNs }; flip mirrors every crop left to right. A plan as src/data/transforms.ts makes them: resize
 // the whole image to resizeW × resizeH and cut output-sized crops from it, or (no resize) cut the crops from the
 // image and resize each to outW × outH.
-Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
+// One decode, prepared on the JS thread (options read, header checked, axes computed, output buffer chosen) and run
+// on any thread: Run touches no JS value, so jpegDecodeAsync runs it on libuv's pool.
+struct DecodeJob {
+  const uint8_t* data = nullptr;
+  size_t n = 0;
+  int channels = 3, k = 1, sw = 0, sh = 0, x0 = 0, x1 = 0, y0 = 0, y1 = 0;
+  bool fastDct = false, regionDecode = true;
+  std::vector<std::pair<Axis, Axis>> axes;
+  std::vector<float> affine;
+  uint8_t* dst = nullptr;
+  size_t per = 0;
+  // Results.
+  bool region = false;
+  int64_t decodeNs = 0, resizeNs = 0;
+
+  void Run() {
+    auto t0 = std::chrono::steady_clock::now();
+    thread_local std::vector<uint8_t> pixels;
+    Region r{0, 0, sw, sh};
+#ifdef ALEXNET_JPEG_REGION
+    if (regionDecode && x0 < x1 && y0 < y1 && (x0 > 0 || x1 < sw || y0 > 0 || y1 < sh) && EndsWithEoi(data, n))
+      region = DecodeRegion(data, n, k, fastDct, channels, sw, sh, std::max(0, x0 - kMargin), std::max(0, y0 - kMargin),
+                            std::min(sw, x1 + kMargin), std::min(sh, y1 + kMargin), pixels, r);
+#endif
+    if (!region) {
+      r = {0, 0, sw, sh};
+      pixels.resize(size_t(sw) * sh * channels);
+      const int flags = fastDct ? TJFLAG_FASTDCT : 0;
+      if (tjDecompress2(Handle(), data, static_cast<unsigned long>(n), pixels.data(), sw, 0, sh,
+                        channels == 3 ? TJPF_RGB : TJPF_GRAY, flags) != 0)
+        throw std::runtime_error(std::string("JPEG data could not be decoded (") + tjGetErrorStr2(Handle()) + ")");
+    }
+    decodeNs = Since(t0);
+    auto t1 = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < axes.size(); i++)
+      Resample(pixels.data(), r, channels, axes[i].first, axes[i].second, dst + i * per,
+               affine.empty() ? nullptr : affine.data());
+    resizeNs = Since(t1);
+    // A thread keeps its pixel buffer for the next image, unless one huge image made it huge.
+    if (pixels.capacity() > (size_t(64) << 20)) std::vector<uint8_t>().swap(pixels);
+  }
+};
+
+// Reads jpegDecode's arguments into a job whose output is `out` (the caller's `into`, or a new buffer).
+DecodeJob Prepare(const Napi::CallbackInfo& info, Napi::ArrayBuffer& out) {
   auto [data, n] = Bytes(info, 0);
   Fields f(info, 1);
-  const int channels = static_cast<int>(f.Num("channels"));
+  DecodeJob job;
+  job.data = data;
+  job.n = n;
+  const int channels = job.channels = static_cast<int>(f.Num("channels"));
   if (channels != 1 && channels != 3) throw ArgError("channels must be 1 or 3");
   const int resizeW = static_cast<int>(f.Num("resizeW")), resizeH = static_cast<int>(f.Num("resizeH"));
   const int outW = static_cast<int>(f.Num("outW")), outH = static_cast<int>(f.Num("outH"));
-  const bool dctScaling = f.Bool("dctScaling"), fastDct = f.Bool("fastDct"), flip = f.Bool("flip");
+  const bool dctScaling = f.Bool("dctScaling"), flip = f.Bool("flip");
+  job.fastDct = f.Bool("fastDct");
   // regionDecode (default true): decode only the rows and columns the crops read, when libjpeg's API is there.
   Napi::Value rv = info[1].As<Napi::Object>().Get("regionDecode");
-  const bool regionDecode = rv.IsUndefined() || rv.ToBoolean().Value();
+  job.regionDecode = rv.IsUndefined() || rv.ToBoolean().Value();
   const double maxPixels = f.Num("maxPixels");
   Napi::Value cv = info[1].As<Napi::Object>().Get("crops");
   if (!cv.IsArray()) throw ArgError("argument 1: field 'crops' must be an array");
@@ -402,13 +452,12 @@ Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
     *slot[i % 4] = v;
   }
   if (outW < 1 || outH < 1 || resizeW < 1 || resizeH < 1) throw ArgError("sizes must be positive");
-  std::vector<float> affine;
   Napi::Value av = info[1].As<Napi::Object>().Get("affine");
   if (!av.IsUndefined()) {
     if (!av.IsArray() || av.As<Napi::Array>().Length() != uint32_t(2 * channels))
       throw ArgError("affine must hold a scale and a bias per channel");
     for (uint32_t i = 0; i < 2 * uint32_t(channels); i++)
-      affine.push_back(av.As<Napi::Array>().Get(i).As<Napi::Number>().FloatValue());
+      job.affine.push_back(av.As<Napi::Array>().Get(i).As<Napi::Number>().FloatValue());
   }
 
   Header h = ReadHeader(data, n);
@@ -434,58 +483,95 @@ Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
     ratios.push_back(
         {spans.back().first.len / spans.back().first.dst, spans.back().second.len / spans.back().second.dst});
   }
-  int k = dctScaling ? ChooseDenominator(ratios) : 1;
+  const int k = job.k = dctScaling ? ChooseDenominator(ratios) : 1;
   tjscalingfactor sf{1, k};
-  const int sw = TJSCALED(h.width, sf), sh = TJSCALED(h.height, sf);
+  const int sw = job.sw = TJSCALED(h.width, sf), sh = job.sh = TJSCALED(h.height, sf);
 
   // Every crop's axes first: together they say which source rows and columns any output reads.
-  std::vector<std::pair<Axis, Axis>> axes;
-  int x0 = sw, x1 = 0, y0 = sh, y1 = 0;
+  job.x0 = sw, job.x1 = 0, job.y0 = sh, job.y1 = 0;
   for (const auto& [x, y] : spans) {
     Axis ax = MakeAxis(x.lo / k, x.len / k, sw, x.dst, x.first, outW);
     if (flip) Mirror(ax);
     Axis ay = MakeAxis(y.lo / k, y.len / k, sh, y.dst, y.first, outH);
-    x0 = std::min(x0, ax.lo), x1 = std::max(x1, ax.hi), y0 = std::min(y0, ay.lo), y1 = std::max(y1, ay.hi);
-    axes.emplace_back(std::move(ax), std::move(ay));
+    job.x0 = std::min(job.x0, ax.lo), job.x1 = std::max(job.x1, ax.hi);
+    job.y0 = std::min(job.y0, ay.lo), job.y1 = std::max(job.y1, ay.hi);
+    job.axes.emplace_back(std::move(ax), std::move(ay));
   }
 
-  auto t0 = std::chrono::steady_clock::now();
-  thread_local std::vector<uint8_t> pixels;
-  Region region{0, 0, sw, sh};
-  bool done = false;
-#ifdef ALEXNET_JPEG_REGION
-  if (regionDecode && x0 < x1 && y0 < y1 && (x0 > 0 || x1 < sw || y0 > 0 || y1 < sh) && EndsWithEoi(data, n))
-    done = DecodeRegion(data, n, k, fastDct, channels, sw, sh, std::max(0, x0 - kMargin), std::max(0, y0 - kMargin),
-                        std::min(sw, x1 + kMargin), std::min(sh, y1 + kMargin), pixels, region);
-#endif
-  if (!done) {
-    region = {0, 0, sw, sh};
-    pixels.resize(size_t(sw) * sh * channels);
-    const int flags = fastDct ? TJFLAG_FASTDCT : 0;
-    if (tjDecompress2(Handle(), data, static_cast<unsigned long>(n), pixels.data(), sw, 0, sh,
-                      channels == 3 ? TJPF_RGB : TJPF_GRAY, flags) != 0)
-      throw std::runtime_error(std::string("JPEG data could not be decoded (") + tjGetErrorStr2(Handle()) + ")");
-  }
-  const int64_t decodeNs = Since(t0);
-
-  auto t1 = std::chrono::steady_clock::now();
-  const size_t per = size_t(outW) * outH * channels * (affine.empty() ? 1 : sizeof(float));
+  job.per = size_t(outW) * outH * channels * (job.affine.empty() ? 1 : sizeof(float));
   // `into`: a buffer of the exact size to write to (one the caller recycles: no fresh pages to fault in and zero).
   Napi::Value iv = info[1].As<Napi::Object>().Get("into");
-  Napi::ArrayBuffer out = iv.IsArrayBuffer() && iv.As<Napi::ArrayBuffer>().ByteLength() == per * crops.size()
-                              ? iv.As<Napi::ArrayBuffer>()
-                              : Napi::ArrayBuffer::New(info.Env(), per * crops.size());
-  uint8_t* dst = static_cast<uint8_t*>(out.Data());
-  for (size_t i = 0; i < crops.size(); i++)
-    Resample(pixels.data(), region, channels, axes[i].first, axes[i].second, dst + i * per,
-             affine.empty() ? nullptr : affine.data());
-  Napi::Object o = Napi::Object::New(info.Env());
+  out = iv.IsArrayBuffer() && iv.As<Napi::ArrayBuffer>().ByteLength() == job.per * crops.size()
+            ? iv.As<Napi::ArrayBuffer>()
+            : Napi::ArrayBuffer::New(info.Env(), job.per * crops.size());
+  job.dst = static_cast<uint8_t*>(out.Data());
+  return job;
+}
+
+Napi::Object Result(Napi::Env env, const DecodeJob& job, Napi::ArrayBuffer out) {
+  Napi::Object o = Napi::Object::New(env);
   o.Set("data", out);
-  o.Set("scale", k);
-  o.Set("region", done);
-  o.Set("decodeNs", double(decodeNs));
-  o.Set("resizeNs", double(Since(t1)));
+  o.Set("scale", job.k);
+  o.Set("region", job.region);
+  o.Set("decodeNs", double(job.decodeNs));
+  o.Set("resizeNs", double(job.resizeNs));
   return o;
+}
+
+Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
+  Napi::ArrayBuffer out;
+  DecodeJob job = Prepare(info, out);
+  job.Run();
+  return Result(info.Env(), job, out);
+}
+
+// The same decode on libuv's pool, settling a Promise: the input's bytes and the output buffer are held by
+// references until it settles, so neither is collected (or moved) while the pool thread reads and writes them.
+class DecodeWorker : public Napi::AsyncWorker {
+ public:
+  DecodeWorker(Napi::Env env, DecodeJob job, Napi::Object input, Napi::ArrayBuffer out)
+      : Napi::AsyncWorker(env, "jpegDecode"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        job_(std::move(job)),
+        input_(Napi::Persistent(input)),
+        out_(Napi::Persistent(out)) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      job_.Run();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override { deferred_.Resolve(Result(Env(), job_, out_.Value())); }
+
+  void OnError(const Napi::Error& e) override {
+    Napi::Error err = Napi::Error::New(Env(), "jpegDecodeAsync: " + e.Message());
+    err.Set("op", Napi::String::New(Env(), "jpegDecodeAsync"));
+    err.Set("detail", Napi::String::New(Env(), e.Message()));
+    deferred_.Reject(err.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  DecodeJob job_;
+  Napi::ObjectReference input_;
+  Napi::Reference<Napi::ArrayBuffer> out_;
+};
+
+// jpegDecodeAsync(bytes, options) -> Promise of jpegDecode's result; argument errors and the header's are thrown
+// at once, as jpegDecode throws them.
+Napi::Value JpegDecodeAsync(const Napi::CallbackInfo& info) {
+  Napi::ArrayBuffer out;
+  DecodeJob job = Prepare(info, out);
+  auto* w = new DecodeWorker(info.Env(), std::move(job), info[0].As<Napi::Object>(), out);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
 }
 
 }  // namespace
@@ -493,6 +579,7 @@ Napi::Value JpegDecode(const Napi::CallbackInfo& info) {
 void RegisterJpeg(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "jpegHeader", JpegHeader);
   Export(env, exports, "jpegDecode", JpegDecode);
+  Export(env, exports, "jpegDecodeAsync", JpegDecodeAsync);
 }
 
 }  // namespace alexnet

@@ -19,8 +19,8 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import sharp from 'sharp';
 import { decodeOne } from '../src/data/decode-worker';
-import { decodeJpeg, jpegDecoderFromEnv, turboAvailable } from '../src/data/jpeg';
-import { renderPlan } from '../src/data/image';
+import { decodeJpeg, decodeJpegAsync, jpegDecoderFromEnv, turboAvailable } from '../src/data/jpeg';
+import { loadImageAs, renderPlan } from '../src/data/image';
 import { finishBatch } from '../src/data/pipeline';
 import {
   pixelAffine,
@@ -426,6 +426,32 @@ test(
     const other = new ArrayBuffer(16);
     assert.notEqual(jpegDecode(bytes, options(p, { affine: [...a.scale, ...a.bias], into: other })).data, other);
     assert.throws(() => jpegDecode(bytes, options(p, { affine: [1, 2] })), /affine must hold a scale and a bias/);
+  },
+);
+
+test(
+  "the async decode gives the same pixels on libuv's pool, without holding the JS thread; predict's decode uses it",
+  { skip: noTurbo },
+  async () => {
+    const file = path.join(dir, 'async.jpg');
+    const bytes = await photo(file, 1600, 1200);
+    const p = planCenter(1600, 1200, presetTransform('torchvision', 224));
+    const order: string[] = [];
+    const pending = decodeJpegAsync(bytes, 3, () => p).then((d) => {
+      order.push('decoded');
+      return d;
+    });
+    setImmediate(() => order.push('the loop turned'));
+    const got = await pending;
+    // A decode in this thread would have settled first (its promise resolves before the loop turns).
+    assert.deepEqual(order, ['the loop turned', 'decoded']);
+    assert.ok(Buffer.from(got!).equals(Buffer.from(decodeJpeg(bytes, 3, () => p)!)));
+    // What `alexnet predict` and the server decode with: the same pixels, planar.
+    const planar = await loadImageAs(file, 3, 224, 224, 256);
+    const hwc = new Uint8Array(got!);
+    for (const i of [0, 1000, 50175]) for (let c = 0; c < 3; c++) assert.equal(planar[c * 50176 + i], hwc[i * 3 + c]);
+    // Damaged data: undefined (sharp then reports it), never a rejection.
+    assert.equal(await decodeJpegAsync(bytes.subarray(0, 5000), 3, () => p), undefined);
   },
 );
 

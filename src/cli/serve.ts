@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { UserError } from '../errors';
 import { buildServer, DEFAULTS, ServeApp } from '../serve/app';
 import { parseOrigins } from '../serve/cors';
-import { chooseEngine, EngineOptions, openEngine } from '../serve/engine';
+import { chooseEngine, EngineOptions, openEngine, wantsGpu } from '../serve/engine';
 import { isLoopback } from '../serve/guard';
 import { checkPageFiles, installSignals } from '../serve/lifecycle';
 import { MAX_PIXELS } from '../data/image';
@@ -81,11 +81,11 @@ const OPTIONS = {
   device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
   threads: withHelp(
     COMMON.threads,
-    `the engine's CPU threads (default: libtorch all ${os.availableParallelism()} cores but one, which decodes uploads\nand answers HTTP; onnxruntime all); given as all ${os.availableParallelism()} or more, uploads decode between forward\npasses, never beside one`,
+    `the engine's CPU threads (default: all ${os.availableParallelism()} cores; libtorch on a GPU all but one, which\ndecodes uploads and answers HTTP); when libtorch takes every core, uploads decode between its\nforward passes, never beside one; given fewer, beside the engine on the cores it leaves`,
   ),
   decodeThreads: int(
     'N',
-    'uploads decoded at once (default: the cores --threads leaves free, at least 1; one per core\nwhen --threads takes them all; with onnxruntime, as many as libuv runs: 4)',
+    'uploads decoded at once (default: one per core when the engine takes them all, else the cores\n--threads leaves free, at least 1; with onnxruntime, as many as libuv runs: 4)',
     {
       min: 1,
       max: 64,
@@ -233,10 +233,16 @@ function engineSettings(v: { weights?: string } & Omit<EngineOptions, 'weights'>
     : undefined;
   const engineChoice = eo ? chooseEngine(eo) : undefined;
   const cores = os.availableParallelism();
-  // libtorch leaves one core to the server (HTTP, decoding) unless --threads says otherwise: see DecodeGate.
-  // onnxruntime keeps every core: its preprocessing runs on the server's thread, and one thread measured slower.
-  const given = eo?.threads;
-  if (eo && eo.threads === undefined && engineChoice?.runtime === 'libtorch') eo.threads = Math.max(1, cores - 1);
+  // libtorch on the CPU takes every core, and uploads decode between its forward passes (DecodeGate): measured on
+  // 2 cores, 108 against 87 img/s at 32 clients, 34 against 24 at one, than leaving a core to decoding (the
+  // default before uploads decoded with libjpeg-turbo). On a GPU it leaves one core to the server (HTTP, decoding),
+  // which then decodes beside the forward passes. onnxruntime keeps every core: its preprocessing runs on the
+  // server's thread, and one thread measured slower. --threads overrides either.
+  let given = eo?.threads;
+  if (eo && given === undefined && engineChoice?.runtime === 'libtorch') {
+    if (wantsGpu(eo.device)) eo.threads = Math.max(1, cores - 1);
+    else given = eo.threads = cores;
+  }
   return { eo, engineChoice, cores, given };
 }
 

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import type { Sharp } from 'sharp';
 import { UserError } from '../errors';
+import { decodeJpegAsync, jpegDecoderFromEnv, turboAvailable } from './jpeg';
 import { Plan, planCenter, roundHalfEven } from './transforms';
 
 /** Refuse images with more pixels than this (image bombs): sharp checks it from the header, before decoding. */
@@ -210,6 +211,27 @@ export async function renderPlan(
 }
 
 /**
+ * The HWC pixels of a JPEG input decoded by libjpeg-turbo in the addon (src/data/jpeg.ts), or undefined when it is
+ * not a JPEG, ALEXNET_JPEG_DECODER=sharp, or TurboJPEG leaves it to sharp (EXIF-rotated, CMYK, damaged: sharp then
+ * decodes it or says what is wrong).
+ */
+async function turboPixels(file: ImageInput, plan: (w: number, h: number) => Plan): Promise<Uint8Array | undefined> {
+  if (jpegDecoderFromEnv() !== 'turbojpeg' || !turboAvailable()) return undefined;
+  let bytes: Buffer;
+  if (typeof file === 'string') {
+    if (sniffFormat(headOf(file)) !== 'jpeg') return undefined;
+    try {
+      bytes = await fs.promises.readFile(file);
+    } catch {
+      return undefined;
+    }
+  } else bytes = file.data;
+  if (sniffFormat(bytes) !== 'jpeg') return undefined;
+  const data = await decodeJpegAsync(bytes, 3, plan);
+  return data ? new Uint8Array(data) : undefined;
+}
+
+/**
  * Decodes `file` to uint8 pixels, C×H×W (planar), with `channels` 1 (grayscale) or 3 (RGB), at height×width:
  * either resized to it directly (the aspect ratio is not kept: as the data set's images were made) or, with
  * `shortSide`, resized so that the short side has that length and then centre-cropped (torchvision's Resize +
@@ -224,10 +246,16 @@ export async function loadImageAs(
 ): Promise<Uint8Array> {
   if (channels !== 1 && channels !== 3) throw new UserError(`models take 1 or 3 channels, this one ${channels}`);
   checkAllowedFormat(file);
-  const size = await imageSize(file);
-  let plan: Plan;
-  if (shortSide) {
-    plan = planCenter(size.width, size.height, { size: Math.max(height, width), shortSide });
+  const planFor = (w: number, h: number): Plan => {
+    if (!shortSide)
+      return {
+        resizeW: width,
+        resizeH: height,
+        outW: width,
+        outH: height,
+        crops: [{ left: 0, top: 0, width, height }],
+      };
+    const plan = planCenter(w, h, { size: Math.max(height, width), shortSide });
     // Non-square inputs: centre the height×width window in the resized image.
     plan.outW = width;
     plan.outH = height;
@@ -239,10 +267,13 @@ export async function loadImageAs(
         height,
       },
     ];
-  } else {
-    plan = { resizeW: width, resizeH: height, outW: width, outH: height, crops: [{ left: 0, top: 0, width, height }] };
-  }
-  const data = await renderPlan(file, plan, channels, size);
+    return plan;
+  };
+  // JPEGs in colour: libjpeg-turbo in the addon, as the training pipeline decodes them (one header read, the crop's
+  // rows only, torchvision's resize weights); anything it does not take goes on to sharp below.
+  const jpeg = channels === 3 ? await turboPixels(file, planFor) : undefined;
+  const size = jpeg ? undefined : await imageSize(file);
+  const data = jpeg ?? (await renderPlan(file, planFor(size!.width, size!.height), channels, size));
   const hw = height * width;
   const out = new Uint8Array(channels * hw);
   // sharp gives interleaved HWC; the engine's tensor here is planar CHW.

@@ -9,7 +9,7 @@
 //
 // ALEXNET_JPEG_DECODER=sharp (or the pool's `jpegDecoder` option) sends every JPEG through sharp, for comparison.
 import { UserError } from '../errors';
-import { jpegAvailable, jpegDecode, jpegHeader } from '../tensor/jpeg';
+import { jpegAvailable, jpegDecode, jpegDecodeAsync, JpegDecodeOptions, jpegHeader } from '../tensor/jpeg';
 import { MAX_PIXELS } from './image';
 import { Plan } from './transforms';
 
@@ -54,9 +54,41 @@ export interface TurboOptions {
   into?: (bytes: number) => ArrayBuffer | undefined;
 }
 
+/** jpegDecode's options for this JPEG, or undefined when sharp should decode it instead. */
+function prepare(
+  bytes: Uint8Array,
+  channels: number,
+  plan: (width: number, height: number) => Plan,
+  o: TurboOptions,
+): JpegDecodeOptions | undefined {
+  if (channels !== 3 || bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
+  const h = jpegHeader(bytes);
+  if (h.orientation !== 1 || (h.colorspace !== 'ycbcr' && h.colorspace !== 'gray' && h.colorspace !== 'rgb'))
+    return undefined;
+  // Over the pixel limit: sharp refuses it with its own message, before decoding.
+  if (h.width * h.height > MAX_PIXELS) return undefined;
+  const p = plan(h.width, h.height);
+  const size = p.outW * p.outH * channels * p.crops.length * (o.affine ? 4 : 1);
+  const into = o.into?.(size);
+  return {
+    channels,
+    resizeW: p.resizeW,
+    resizeH: p.resizeH,
+    outW: p.outW,
+    outH: p.outH,
+    crops: p.crops.flatMap((c) => [c.left, c.top, c.width, c.height]),
+    dctScaling: o.dctScaling ?? true,
+    fastDct: o.fastDct ?? false,
+    flip: o.flip ?? false,
+    maxPixels: MAX_PIXELS,
+    ...(o.affine ? { affine: [...o.affine.scale, ...o.affine.bias] } : {}),
+    ...(into ? { into } : {}),
+  };
+}
+
 /**
  * The pixels of `plan(width, height)` applied to the JPEG in `bytes` (interleaved HWC, crops one after another),
- * or undefined when sharp should decode it instead.
+ * or undefined when sharp should decode it instead. Decodes in this thread (the photo pipeline's workers).
  */
 export function decodeJpeg(
   bytes: Uint8Array,
@@ -64,32 +96,26 @@ export function decodeJpeg(
   plan: (width: number, height: number) => Plan,
   o: TurboOptions = {},
 ): ArrayBuffer | undefined {
-  if (channels !== 3 || bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
   try {
-    const h = jpegHeader(bytes);
-    if (h.orientation !== 1 || (h.colorspace !== 'ycbcr' && h.colorspace !== 'gray' && h.colorspace !== 'rgb'))
-      return undefined;
-    // Over the pixel limit: sharp refuses it with its own message, before decoding.
-    if (h.width * h.height > MAX_PIXELS) return undefined;
-    const p = plan(h.width, h.height);
-    const size = p.outW * p.outH * channels * p.crops.length * (o.affine ? 4 : 1);
-    const into = o.into?.(size);
-    return jpegDecode(bytes, {
-      channels,
-      resizeW: p.resizeW,
-      resizeH: p.resizeH,
-      outW: p.outW,
-      outH: p.outH,
-      crops: p.crops.flatMap((c) => [c.left, c.top, c.width, c.height]),
-      dctScaling: o.dctScaling ?? true,
-      fastDct: o.fastDct ?? false,
-      flip: o.flip ?? false,
-      maxPixels: MAX_PIXELS,
-      ...(o.affine ? { affine: [...o.affine.scale, ...o.affine.bias] } : {}),
-      ...(into ? { into } : {}),
-    }).data;
+    const options = prepare(bytes, channels, plan, o);
+    return options && jpegDecode(bytes, options).data;
   } catch {
     // Truncated, damaged or unusual data: sharp decodes it or reports it.
+    return undefined;
+  }
+}
+
+/** decodeJpeg on libuv's thread pool: for a thread that must stay free meanwhile (the server's, predict's). */
+export async function decodeJpegAsync(
+  bytes: Uint8Array,
+  channels: number,
+  plan: (width: number, height: number) => Plan,
+  o: TurboOptions = {},
+): Promise<ArrayBuffer | undefined> {
+  try {
+    const options = prepare(bytes, channels, plan, o);
+    return options && (await jpegDecodeAsync(bytes, options)).data;
+  } catch {
     return undefined;
   }
 }

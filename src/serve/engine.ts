@@ -45,7 +45,7 @@ export const AUTO_RULE =
 const isOnnxFile = (f: string) => f.toLowerCase().endsWith('.onnx');
 
 /** Whether libtorch would run on a GPU (--device auto asks the engine whether CUDA is there). */
-function wantsGpu(device: DeviceRequest | undefined): boolean {
+export function wantsGpu(device: DeviceRequest | undefined): boolean {
   if (device === undefined || device === 'auto') return runtimeInfo().cudaAvailable;
   return device.startsWith('cuda');
 }

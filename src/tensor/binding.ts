@@ -311,6 +311,8 @@ export interface Native {
   jpegHeader?(bytes: Uint8Array): JpegHeader;
   /** Decodes a JPEG and applies a plan (crop, antialiased bilinear resize) to uint8 HWC pixels. */
   jpegDecode?(bytes: Uint8Array, options: JpegDecodeOptions): JpegDecoded;
+  /** jpegDecode on libuv's thread pool (the JS thread is not held); argument and header errors throw at once. */
+  jpegDecodeAsync?(bytes: Uint8Array, options: JpegDecodeOptions): Promise<JpegDecoded>;
 }
 
 /** Must equal kAbiVersion in native/addon.cc. */
