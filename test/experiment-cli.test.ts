@@ -62,6 +62,9 @@ test('relu-vs-tanh --net cifar says plainly that it needs CIFAR-10, and runs on 
       /learning-rate search, tanh lr 0\.01: training error \d\.\d+ after 1 step \(seed 1000, not measured\)/,
     );
     assert.match(r.stdout, /chosen: relu lr [\d.]+, tanh lr [\d.]+/);
+    // The quick budget runs tanh first, then ReLU until the lowest error its seed's tanh run reached.
+    assert.ok(r.stdout.indexOf('tanh, seed 0:') < r.stdout.indexOf('relu, seed 0:'), r.stdout);
+    assert.match(r.stdout, /relu, seed 0: [\d.]+ epochs in \d+ s \(stopped at tanh's lowest error, 0\.\d+\)/);
     const report = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
     assert.match(report, /^# ReLU against tanh[^\n]*\n\n\*\*What this setting can show:\*\* Figure 1's own setting/);
     assert.match(report, /convnet-cifar \(cuda-convnet's layers-18pct\.cfg .* on 64 CIFAR-10 training images/);
