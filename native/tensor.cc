@@ -13,18 +13,29 @@ static at::TensorOptions Options(const Napi::CallbackInfo& info, size_t dtypeArg
 }
 
 // ---- data in and out ---------------------------------------------------------------------------------------
+// The shape (argument 1) and dtype (argument 2) of a tensor made from JS bytes, and how many bytes it needs.
+struct Layout {
+  std::vector<int64_t> shape;
+  at::ScalarType dtype;
+  size_t bytes;
+};
+
+static Layout ReadLayout(const Napi::CallbackInfo& info) {
+  Layout l{Ints(info, 1), ParseDtype(Str(info, 2)), 0};
+  int64_t numel = 1;
+  for (int64_t s : l.shape) {
+    if (s < 0) throw ArgError("shape entries must be >= 0");
+    numel *= s;
+  }
+  l.bytes = static_cast<size_t>(numel) * c10::elementSize(l.dtype);
+  return l;
+}
+
 // fromBuffer(typedArray, shape, dtype): copies the bytes; the tensor never aliases JS memory.
 static Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
   if (!info[0].IsTypedArray()) throw ArgError("argument 1 must be a TypedArray");
   Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
-  std::vector<int64_t> shape = Ints(info, 1);
-  at::ScalarType dt = ParseDtype(Str(info, 2));
-  int64_t numel = 1;
-  for (int64_t s : shape) {
-    if (s < 0) throw ArgError("shape entries must be >= 0");
-    numel *= s;
-  }
-  size_t bytes = static_cast<size_t>(numel) * c10::elementSize(dt);
+  auto [shape, dt, bytes] = ReadLayout(info);
   if (ta.ByteLength() != bytes) {
     throw ArgError("data has " + std::to_string(ta.ByteLength()) + " bytes but shape and dtype need " +
                    std::to_string(bytes));
@@ -42,14 +53,7 @@ static Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
 static Napi::Value FromBuffers(const Napi::CallbackInfo& info) {
   if (!info[0].IsArray()) throw ArgError("argument 1 must be an array of ArrayBuffers");
   Napi::Array parts = info[0].As<Napi::Array>();
-  std::vector<int64_t> shape = Ints(info, 1);
-  at::ScalarType dt = ParseDtype(Str(info, 2));
-  int64_t numel = 1;
-  for (int64_t s : shape) {
-    if (s < 0) throw ArgError("shape entries must be >= 0");
-    numel *= s;
-  }
-  const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(dt);
+  auto [shape, dt, bytes] = ReadLayout(info);
   std::vector<std::pair<const uint8_t*, size_t>> spans;
   size_t total = 0;
   for (uint32_t i = 0; i < parts.Length(); i++) {

@@ -123,7 +123,7 @@ test('predictStream decodes ahead in a worker (1 or 2 lanes) or here (0) with th
   }
 });
 
-test('predictStream takes the next batch before the engine runs this one, and never more than one ahead', async () => {
+test('predictStream takes the next batch before the engine runs this one, and never more than one ahead (none, taking turns)', async () => {
   const data = await png(100);
   let pulled = 0;
   function* inputs(): Generator<ImageInput> {
@@ -145,6 +145,16 @@ test('predictStream takes the next batch before the engine runs this one, and ne
   assert.equal(rows, 10);
   // Batch i (3 inputs each, the last 1) runs with batch i + 1 taken already: 6, 9, 10, 10 inputs pulled.
   assert.deepEqual(atEngine, [6, 9, 10, 10]);
+  // Without lanes, decoding and the engine take turns: a batch runs with nothing after it taken yet.
+  pulled = 0;
+  const turns: number[] = [];
+  for await (const r of predictStream(
+    brightness(() => turns.push(pulled)),
+    inputs(),
+    { batchSize: 3, decodeLanes: 0 },
+  ))
+    assert.equal(r.error, undefined);
+  assert.deepEqual(turns, [3, 6, 9, 10]);
 });
 
 test('predictStream stopped after its first row ends cleanly (the decoding thread stops with it)', async () => {

@@ -12,6 +12,7 @@ import {
   setNumThreads,
   stack,
   tensor,
+  tensorFromBuffers,
   tidy,
   zeros,
 } from '../src/tensor/tensor';
@@ -39,6 +40,22 @@ test('tensors round-trip data for every dtype', () => {
       .toArray(),
     [0.333984375],
   );
+});
+
+test('tensorFromBuffers lays buffers end to end; a total that misses the shape is refused', () => {
+  const a = new Float32Array([1, 2, 3]).buffer;
+  const b = new Float32Array([4, 5, 6]).buffer;
+  const t = tensorFromBuffers([a, b], [2, 3], 'float32');
+  assert.deepEqual(t.toArray(), [1, 2, 3, 4, 5, 6]);
+  // A copy: changing a buffer afterwards changes nothing.
+  new Float32Array(a)[0] = 9;
+  assert.equal(t.toArray()[0], 1);
+  assert.deepEqual(tensorFromBuffers([new Uint8Array([7, 8]).buffer], [2], 'uint8').toArray(), [7, 8]);
+  assert.throws(
+    () => tensorFromBuffers([a], [2, 3], 'float32'),
+    /the buffers hold 12 bytes but shape and dtype need 24/,
+  );
+  assert.throws(() => tensorFromBuffers([a], [-1], 'float32'), UserError);
 });
 
 test('elementwise, matmul and reductions match hand-computed values', () => {

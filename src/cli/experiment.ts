@@ -22,7 +22,7 @@ const OPTIONS = {
   ),
   seeds: int(
     'N',
-    'seeds per arm (default 3; lrn --net cifar --budget full 5; relu-vs-tanh --net cifar 2 quick, 5 otherwise; the spread and the interval come from them)',
+    'seeds per arm (default 3; lrn --net cifar --budget full 5; relu-vs-tanh --net cifar --budget medium and full 5; the spread and the interval come from them)',
     {
       min: 1,
       max: 100,

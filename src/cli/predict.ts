@@ -21,7 +21,7 @@ const OPTIONS = {
   threads: withHelp(COMMON.threads, `the engine's CPU threads (default: all ${os.availableParallelism()} cores)`),
   decodeThreads: int(
     'N',
-    'images decoded at once, in a worker thread, while the engine runs the batch before (default 1;\n0: every batch decoded in the main thread, on all cores, before its forward pass)',
+    'images decoded at once, in a worker thread, while the engine runs the batch before (default 1;\n0: decoding and the engine take turns, each batch decoded on all cores after the forward pass before it)',
     { min: 0, max: 64 },
   ),
   json: withHelp(COMMON.json, 'machine-readable output: a JSON array, written as results come'),

@@ -172,8 +172,12 @@ export async function* predictStream(
   };
   const ahead: { items: ImageInput[]; decoded: Promise<Decoded[]> }[] = [];
   let started = 0;
+  // With lanes, the next batch decodes in the worker while the engine runs this one. Without (0), decoding and the
+  // engine take turns, each with every core: the next batch starts decoding when this one's forward pass is done
+  // (on a small machine, a decode beside a forward pass on every core slows oneDNN's threads more than it gains).
+  const depth = lanes === 0 ? 1 : 2;
   const refill = () => {
-    for (let next; ahead.length < 2 && !(next = batches.next()).done;)
+    for (let next; ahead.length < depth && !(next = batches.next()).done;)
       ahead.push({ items: next.value, decoded: decode(next.value, started++ === 0) });
   };
   try {
