@@ -33,11 +33,9 @@ export interface LrnPlan {
 }
 
 /**
- * quick: 8192 training images (64 steps of 128 an epoch), at most 10 epochs, 2000 test images. Sized from a timed
- * training step of convnet-cifar at batch 128 on synthetic data, ~0.4× alexnet-d2l's at the ablations' quick size
- * (timed together), whose idle 2-core pace the README's lrn row gives (≤ 0.40 s a step): ~0.16 s a step, so 6 runs
- * × (640 steps × 0.16 s + 10 evaluations × 2000 images × ~0.4 ms) ≈ 11 min, ≈ 14 min at 0.2 s a step.
- * medium: all 50,000 images, at most 30 epochs, 10,000 test images (~1 h a run on 2 cores).
+ * quick: 8192 training images (64 steps of 128 an epoch), at most 10 epochs, 2000 test images: measured on the idle
+ * 2-core Xeon (2026-12-07), 30 s a run without rnorm and 42–52 s with it, 3.9 minutes for the 6 runs.
+ * medium: all 50,000 images, at most 30 epochs, 10,000 test images (at that pace ~9–16 min a run, ~75 min in all).
  * full: up to 120 epochs (layer-params-18pct.cfg's first stage) and 5 seeds: hours, for a GPU.
  */
 export function lrnPlan(o: ExperimentOptions): LrnPlan {
