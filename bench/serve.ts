@@ -17,6 +17,7 @@ import { openEngine } from '../src/serve/engine';
 import { checkUpload, DecodeGate, decodeUpload } from '../src/serve/images';
 import { Engine } from '../src/serve/types';
 import { InputGeometry } from '../src/infer/predictor';
+import { serveThreading } from '../src/cli/serve';
 import { manualSeed } from '../src/tensor/tensor';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -131,21 +132,16 @@ const flag = (serveArgs: string[], name: string) => {
   return i >= 0 ? Number(serveArgs[i + 1]) : undefined;
 };
 
-/** The server's engine threads for this arm, as `alexnet serve` chooses them (undefined: every core, onnxruntime's). */
-function serverThreads(arm: Arm, serveArgs: string[]): number | undefined {
-  const cores = os.availableParallelism();
-  return flag(serveArgs, '--threads') ?? (arm.runtime === 'libtorch' ? Math.max(1, cores - 1) : undefined);
-}
-
-/** The server's decode lanes for this arm, as `alexnet serve` chooses them from --threads and --decode-threads. */
-function serverLanes(arm: Arm, serveArgs: string[]): number {
-  const cores = os.availableParallelism();
-  const given = flag(serveArgs, '--decode-threads');
-  const threads = flag(serveArgs, '--threads');
-  if (threads !== undefined && threads >= cores) return given ?? cores; // decoding yields to the engine
-  const engine = serverThreads(arm, serveArgs);
-  // onnxruntime by default: as many as libuv runs (bin/alexnet.js sets its pool to max(4, cores)).
-  return given ?? (engine !== undefined ? Math.max(1, cores - engine) : Math.max(4, cores));
+/** The server's engine threads and decode lanes for this arm, as `alexnet serve` chooses them (on this CPU). */
+function serverThreading(arm: Arm, serveArgs: string[]) {
+  const t = serveThreading({
+    runtime: arm.runtime === 'libtorch' ? 'libtorch' : 'onnxruntime',
+    gpu: false,
+    threads: flag(serveArgs, '--threads'),
+    decodeThreads: flag(serveArgs, '--decode-threads'),
+  });
+  // onnxruntime by default decodes on libuv's pool: bin/alexnet.js sets it to max(4, cores).
+  return { threads: t.threads, lanes: t.decodeThreads ?? Math.max(4, os.availableParallelism()) };
 }
 
 /**
@@ -301,9 +297,8 @@ async function stagesAlone(arm: Arm, weights: string, good: Buffer, o: BenchOpti
   const { geometry, ips: engineIps } = await engineAt();
   const cores = os.availableParallelism();
   // The server's own engine threads, where fewer than the cores (its libtorch default): that engine alone too.
-  const threads = serverThreads(arm, o.serveArgs);
+  const { threads, lanes } = serverThreading(arm, o.serveArgs);
   const engineServerIps = threads !== undefined && threads < cores ? (await engineAt(threads)).ips : engineIps;
-  const lanes = serverLanes(arm, o.serveArgs);
   const decodeIps = await decodeThroughput(good, geometry, cores, o.seconds / 2);
   const decodeServerIps = lanes === cores ? decodeIps : await decodeThroughput(good, geometry, lanes, o.seconds / 2);
   const idealIps = 1 / (1 / engineIps + 1 / decodeIps);

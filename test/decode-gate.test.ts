@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { Batcher } from '../src/serve/batcher';
 import { DecodeGate } from '../src/serve/images';
 import { Engine } from '../src/serve/types';
+import { serveThreading } from '../src/cli/serve';
 
 /** A promise with its resolve function. */
 function deferred<T = void>() {
@@ -173,4 +174,31 @@ test('Batcher: onForward is told of each forward pass with a promise that settle
   assert.equal((await answer).logits[0], 5);
   await turns();
   assert.equal(ended, true);
+});
+
+test("how alexnet serve shares the cores: libtorch on the CPU takes them all and decoding yields; a GPU or fewer threads leave cores to decoding; onnxruntime decodes on libuv's pool", () => {
+  const at = (o: Omit<Parameters<typeof serveThreading>[0], 'cores'>, cores = 8) => serveThreading({ ...o, cores });
+  assert.deepEqual(at({ runtime: 'libtorch', gpu: false }), { threads: 8, decodeThreads: 8, decodeYields: true });
+  assert.deepEqual(at({ runtime: 'libtorch', gpu: true }), { threads: 7, decodeThreads: 1, decodeYields: false });
+  assert.deepEqual(at({ runtime: 'libtorch', gpu: false, threads: 6 }), {
+    threads: 6,
+    decodeThreads: 2,
+    decodeYields: false,
+  });
+  assert.deepEqual(at({ runtime: 'libtorch', gpu: false, threads: 12, decodeThreads: 3 }), {
+    threads: 12,
+    decodeThreads: 3,
+    decodeYields: true,
+  });
+  assert.deepEqual(at({ runtime: 'onnxruntime', gpu: false }), {
+    threads: undefined,
+    decodeThreads: undefined,
+    decodeYields: false,
+  });
+  assert.deepEqual(at({ runtime: 'onnxruntime', gpu: false, threads: 8 }), {
+    threads: 8,
+    decodeThreads: 8,
+    decodeYields: true,
+  });
+  assert.deepEqual(at({ runtime: 'libtorch', gpu: false }, 1), { threads: 1, decodeThreads: 1, decodeYields: true });
 });

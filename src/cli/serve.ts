@@ -155,12 +155,12 @@ export async function serveCommand(argv: string[]): Promise<void> {
     throw new UserError('--weights FILE (a model to serve) or --runs DIR (training runs to show) is required');
   if (v.runs && !fs.statSync(v.runs, { throwIfNoEntry: false })?.isDirectory())
     throw new UserError(`--runs must be a folder of training runs, got '${v.runs}'`);
-  const { eo, engineChoice, given } = engineSettings(v);
+  const { eo, engineChoice, decode } = engineSettings(v);
   const log = (l: string) => console.error(l);
   const app = buildServer({
     engine: eo ? () => openEngine(eo, engineChoice) : undefined,
     maxBatch: v.maxBatch,
-    ...decodeSettings(v.decodeThreads, given, eo?.threads),
+    ...decode,
     maxDelayMs: v.maxDelayMs,
     maxUploadMb: v.maxUploadMb,
     maxPixels: v.maxPixels,
@@ -219,8 +219,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   setImmediate(() => process.exit(code));
 }
 
-/** The engine to open (none for a runs-only server), the runtime chosen, and the cores the threads are split from. */
-function engineSettings(v: { weights?: string } & Omit<EngineOptions, 'weights'>) {
+/** The engine to open (none for a runs-only server), the runtime chosen, and how the cores are shared. */
+function engineSettings(v: { weights?: string; decodeThreads?: number } & Omit<EngineOptions, 'weights'>) {
   const eo: EngineOptions | undefined = v.weights
     ? {
         weights: v.weights,
@@ -232,32 +232,37 @@ function engineSettings(v: { weights?: string } & Omit<EngineOptions, 'weights'>
       }
     : undefined;
   const engineChoice = eo ? chooseEngine(eo) : undefined;
-  const cores = os.availableParallelism();
-  // libtorch on the CPU takes every core, and uploads decode between its forward passes (DecodeGate): measured on
-  // 2 cores, 108 against 87 img/s at 32 clients, 34 against 24 at one, than leaving a core to decoding (the
-  // default before uploads decoded with libjpeg-turbo). On a GPU it leaves one core to the server (HTTP, decoding),
-  // which then decodes beside the forward passes. onnxruntime keeps every core: its preprocessing runs on the
-  // server's thread, and one thread measured slower. --threads overrides either.
-  let given = eo?.threads;
-  if (eo && given === undefined && engineChoice?.runtime === 'libtorch') {
-    if (wantsGpu(eo.device)) eo.threads = Math.max(1, cores - 1);
-    else given = eo.threads = cores;
-  }
-  return { eo, engineChoice, cores, given };
+  const t = serveThreading({
+    runtime: engineChoice?.runtime ?? 'libtorch',
+    gpu: eo !== undefined && engineChoice?.runtime === 'libtorch' && wantsGpu(eo.device),
+    threads: v.threads,
+    decodeThreads: v.decodeThreads,
+  });
+  if (eo) eo.threads = t.threads;
+  return { eo, engineChoice, decode: { decodeYields: t.decodeYields, decodeThreads: t.decodeThreads } };
 }
 
 /**
- * --threads given as every core: decoding waits for the engine's forward passes and takes every core between them
- * (see DecodeGate); otherwise uploads decode beside the engine on the cores it leaves (libuv's 4 for onnxruntime).
+ * How `alexnet serve` shares the cores (npm run bench:serve asks the same): libtorch on the CPU takes every core,
+ * and uploads decode between its forward passes (see DecodeGate) — measured on 2 cores, 114 against 87 img/s at 32
+ * clients in fp32 than leaving a core to decoding, the default before uploads decoded with libjpeg-turbo. libtorch
+ * on a GPU leaves one core to the server (HTTP, decoding), which decodes beside the forward passes. onnxruntime
+ * keeps every core (its preprocessing runs on the server's thread, and one thread measured slower) and decodes on
+ * libuv's pool (decodeThreads undefined). --threads given as every core or more makes decoding yield too; fewer,
+ * and uploads decode beside the engine on the cores it leaves.
  */
-function decodeSettings(decodeThreads: number | undefined, given: number | undefined, threads: number | undefined) {
-  const cores = os.availableParallelism();
-  const decodeYields = given !== undefined && given >= cores;
-  if (decodeYields) return { decodeYields, decodeThreads: decodeThreads ?? cores };
-  return {
-    decodeYields,
-    decodeThreads: decodeThreads ?? (threads !== undefined ? Math.max(1, cores - threads) : undefined),
-  };
+export function serveThreading(o: {
+  runtime: 'libtorch' | 'onnxruntime';
+  gpu: boolean;
+  threads?: number;
+  decodeThreads?: number;
+  cores?: number;
+}): { threads?: number; decodeThreads?: number; decodeYields: boolean } {
+  const cores = o.cores ?? os.availableParallelism();
+  const threads = o.threads ?? (o.runtime === 'libtorch' ? (o.gpu ? Math.max(1, cores - 1) : cores) : undefined);
+  const decodeYields = threads !== undefined && threads >= cores;
+  const lanes = decodeYields ? cores : threads !== undefined ? Math.max(1, cores - threads) : undefined;
+  return { threads, decodeThreads: o.decodeThreads ?? lanes, decodeYields };
 }
 
 /** The guard's settings: the token from --token or ALEXNET_TOKEN, the bound address, more Host names. */
