@@ -19,7 +19,8 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import sharp from 'sharp';
 import { decodeOne } from '../src/data/decode-worker';
-import { decodeJpeg, decodeJpegAsync, jpegDecoderFromEnv, turboAvailable } from '../src/data/jpeg';
+import { decodeJpeg, decodeJpegAsync, jpegDecoderFromEnv, jpegSize, turboAvailable } from '../src/data/jpeg';
+import { checkUpload } from '../src/serve/images';
 import { loadImageAs, renderPlan } from '../src/data/image';
 import { finishBatch } from '../src/data/pipeline';
 import {
@@ -452,6 +453,28 @@ test(
     for (const i of [0, 1000, 50175]) for (let c = 0; c < 3; c++) assert.equal(planar[c * 50176 + i], hwc[i * 3 + c]);
     // Damaged data: undefined (sharp then reports it), never a rejection.
     assert.equal(await decodeJpegAsync(bytes.subarray(0, 5000), 3, () => p), undefined);
+  },
+);
+
+test(
+  "the server reads a JPEG upload's header with TurboJPEG, and anything it cannot read with sharp, as before",
+  {
+    skip: noTurbo,
+  },
+  async () => {
+    const bytes = await photo(path.join(dir, 'upload.jpg'), 321, 123);
+    assert.deepEqual(jpegSize(bytes), { width: 321, height: 123 });
+    assert.deepEqual(await checkUpload(bytes, 1e8), { format: 'jpeg', width: 321, height: 123 });
+    await assert.rejects(checkUpload(bytes, 1000), /at most 1,000 pixels \(--max-pixels\), got 321×123 = 39,483/);
+    // A JPEG signature and nothing readable after it: TurboJPEG gives up, sharp says what is wrong.
+    const junk = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(40, 7)]);
+    assert.equal(jpegSize(junk), undefined);
+    await assert.rejects(checkUpload(junk, 1e8), (e: Error & { code?: string }) => /corrupt|damaged/.test(e.message));
+    const png = await sharp(Buffer.alloc(12, 9), { raw: { width: 2, height: 2, channels: 3 } })
+      .png()
+      .toBuffer();
+    assert.equal(jpegSize(png), undefined);
+    assert.deepEqual(await checkUpload(png, 1e8), { format: 'png', width: 2, height: 2 });
   },
 );
 

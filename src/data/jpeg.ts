@@ -39,6 +39,21 @@ export function turboAvailable(): boolean {
   return available;
 }
 
+/**
+ * A JPEG's size from its header alone (TurboJPEG: microseconds, where sharp's metadata sets up a pipeline), or
+ * undefined when TurboJPEG is not used here or cannot read the header (sharp then reads it, or says why not).
+ */
+export function jpegSize(bytes: Uint8Array): { width: number; height: number } | undefined {
+  if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
+  if (jpegDecoderFromEnv() !== 'turbojpeg' || !turboAvailable()) return undefined;
+  try {
+    const h = jpegHeader(bytes);
+    return h.width > 0 && h.height > 0 ? { width: h.width, height: h.height } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A file name that says JPEG (the bytes are checked too). */
 export const isJpegName = (file: string): boolean => /\.jpe?g$/i.test(file);
 

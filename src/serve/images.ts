@@ -3,6 +3,7 @@
 // any decoding), and then decoding as `alexnet predict` does it (EXIF rotation, alpha, grayscale, CMYK, 16-bit).
 import { decodeInput, InputGeometry } from '../infer/predictor';
 import { ALLOWED_FORMATS, decodeFailure, formatProblem, ImageError, sharpModule } from '../data/image';
+import { jpegSize } from '../data/jpeg';
 import { ServeError } from './errors';
 
 export { ALLOWED_FORMATS } from '../data/image';
@@ -20,13 +21,16 @@ export async function checkUpload(b: Buffer, maxPixels: number): Promise<Checked
   // The allow-list and its words are `alexnet predict`'s (src/data/image.ts).
   const problem = formatProblem(b);
   if (problem) throw new ServeError('unsupported_format', problem);
-  let m: { width?: number; height?: number; format?: string };
-  try {
-    // No pixel limit here: the header is read, never the pixels, and the count is checked below with our limit.
-    m = await sharpModule()(b, { limitInputPixels: false }).metadata();
-  } catch (e) {
-    throw new ServeError('corrupt_image', decodeFailure('upload', e).reason);
-  }
+  // A JPEG's header by TurboJPEG (microseconds); anything else, or a header it cannot read, by sharp.
+  const jpeg = jpegSize(b);
+  let m: { width?: number; height?: number; format?: string } = { ...jpeg, format: 'jpeg' };
+  if (!jpeg)
+    try {
+      // No pixel limit here: the header is read, never the pixels, and the count is checked below with our limit.
+      m = await sharpModule()(b, { limitInputPixels: false }).metadata();
+    } catch (e) {
+      throw new ServeError('corrupt_image', decodeFailure('upload', e).reason);
+    }
   if (!m.width || !m.height)
     throw new ServeError('corrupt_image', 'damaged or truncated image (no size in the header)');
   const seen = m.format === 'jpg' ? 'jpeg' : m.format;
