@@ -140,8 +140,7 @@ function serverThreading(arm: Arm, serveArgs: string[]) {
     threads: flag(serveArgs, '--threads'),
     decodeThreads: flag(serveArgs, '--decode-threads'),
   });
-  // onnxruntime by default decodes on libuv's pool: bin/alexnet.js sets it to max(4, cores).
-  return { threads: t.threads, lanes: t.decodeThreads ?? Math.max(4, os.availableParallelism()) };
+  return { threads: t.threads, lanes: t.decodeThreads };
 }
 
 /**

@@ -176,7 +176,7 @@ test('Batcher: onForward is told of each forward pass with a promise that settle
   assert.equal(ended, true);
 });
 
-test("how alexnet serve shares the cores: libtorch on the CPU takes them all and decoding yields; a GPU or fewer threads leave cores to decoding; onnxruntime decodes on libuv's pool", () => {
+test('how alexnet serve shares the cores: an engine on the CPU takes them all and decoding yields; a GPU or fewer threads leave cores to decoding', () => {
   const at = (o: Omit<Parameters<typeof serveThreading>[0], 'cores'>, cores = 8) => serveThreading({ ...o, cores });
   assert.deepEqual(at({ runtime: 'libtorch', gpu: false }), { threads: 8, decodeThreads: 8, decodeYields: true });
   assert.deepEqual(at({ runtime: 'libtorch', gpu: true }), { threads: 7, decodeThreads: 1, decodeYields: false });
@@ -190,9 +190,10 @@ test("how alexnet serve shares the cores: libtorch on the CPU takes them all and
     decodeThreads: 3,
     decodeYields: true,
   });
-  assert.deepEqual(at({ runtime: 'onnxruntime', gpu: false }), {
-    threads: undefined,
-    decodeThreads: undefined,
+  assert.deepEqual(at({ runtime: 'onnxruntime', gpu: false }), { threads: 8, decodeThreads: 8, decodeYields: true });
+  assert.deepEqual(at({ runtime: 'onnxruntime', gpu: false, threads: 4 }), {
+    threads: 4,
+    decodeThreads: 4,
     decodeYields: false,
   });
   assert.deepEqual(at({ runtime: 'onnxruntime', gpu: false, threads: 8 }), {

@@ -81,11 +81,11 @@ const OPTIONS = {
   device: withHelp(COMMON.device, `${COMMON.device.help}; libtorch only`),
   threads: withHelp(
     COMMON.threads,
-    `the engine's CPU threads (default: all ${os.availableParallelism()} cores; libtorch on a GPU all but one, which\ndecodes uploads and answers HTTP); when libtorch takes every core, uploads decode between its\nforward passes, never beside one; given fewer, beside the engine on the cores it leaves`,
+    `the engine's CPU threads (default: all ${os.availableParallelism()} cores; libtorch on a GPU all but one, which\ndecodes uploads and answers HTTP); when the engine takes every core, uploads decode between its\nforward passes, never beside one; given fewer, beside the engine on the cores it leaves`,
   ),
   decodeThreads: int(
     'N',
-    'uploads decoded at once (default: one per core when the engine takes them all, else the cores\n--threads leaves free, at least 1; with onnxruntime, as many as libuv runs: 4)',
+    'uploads decoded at once (default: one per core when the engine takes them all, else the cores\n--threads leaves free, at least 1)',
     {
       min: 1,
       max: 64,
@@ -243,13 +243,12 @@ function engineSettings(v: { weights?: string; decodeThreads?: number } & Omit<E
 }
 
 /**
- * How `alexnet serve` shares the cores (npm run bench:serve asks the same): libtorch on the CPU takes every core,
- * and uploads decode between its forward passes (see DecodeGate) — measured on 2 cores, 114 against 87 img/s at 32
- * clients in fp32 than leaving a core to decoding, the default before uploads decoded with libjpeg-turbo. libtorch
- * on a GPU leaves one core to the server (HTTP, decoding), which decodes beside the forward passes. onnxruntime
- * keeps every core (its preprocessing runs on the server's thread, and one thread measured slower) and decodes on
- * libuv's pool (decodeThreads undefined). --threads given as every core or more makes decoding yield too; fewer,
- * and uploads decode beside the engine on the cores it leaves.
+ * How `alexnet serve` shares the cores (npm run bench:serve asks the same): an engine on the CPU takes every core,
+ * and uploads decode between its forward passes (see DecodeGate). Measured on 2 cores at 32 clients, against the
+ * earlier defaults: libtorch fp32 114 against 87 img/s (it left a core to decoding, the default before uploads
+ * decoded with libjpeg-turbo), onnxruntime 96 against 78 (its threads and libuv's 4 decoding beside them). libtorch
+ * on a GPU leaves one core to the server (HTTP, decoding), which decodes beside the forward passes. --threads given
+ * as every core or more makes decoding yield; fewer, and uploads decode beside the engine on the cores it leaves.
  */
 export function serveThreading(o: {
   runtime: 'libtorch' | 'onnxruntime';
@@ -257,11 +256,11 @@ export function serveThreading(o: {
   threads?: number;
   decodeThreads?: number;
   cores?: number;
-}): { threads?: number; decodeThreads?: number; decodeYields: boolean } {
+}): { threads: number; decodeThreads: number; decodeYields: boolean } {
   const cores = o.cores ?? os.availableParallelism();
-  const threads = o.threads ?? (o.runtime === 'libtorch' ? (o.gpu ? Math.max(1, cores - 1) : cores) : undefined);
-  const decodeYields = threads !== undefined && threads >= cores;
-  const lanes = decodeYields ? cores : threads !== undefined ? Math.max(1, cores - threads) : undefined;
+  const threads = o.threads ?? (o.runtime === 'libtorch' && o.gpu ? Math.max(1, cores - 1) : cores);
+  const decodeYields = threads >= cores;
+  const lanes = decodeYields ? cores : Math.max(1, cores - threads);
   return { threads, decodeThreads: o.decodeThreads ?? lanes, decodeYields };
 }
 
