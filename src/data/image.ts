@@ -4,10 +4,11 @@ import * as fs from 'node:fs';
 import type { Sharp } from 'sharp';
 import { UserError } from '../errors';
 import { decodeJpegAsync, jpegDecoderFromEnv, turboAvailable } from './jpeg';
+import { MAX_PIXELS } from './limits';
 import { Plan, planCenter, roundHalfEven } from './transforms';
 
 /** Refuse images with more pixels than this (image bombs): sharp checks it from the header, before decoding. */
-export const MAX_PIXELS = 100_000_000;
+export { MAX_PIXELS };
 /** libvips gives up on one image after this many seconds (a pathological file never hangs a run). */
 export const DECODE_TIMEOUT_S = 60;
 

@@ -10,7 +10,7 @@
 // ALEXNET_JPEG_DECODER=sharp (or the pool's `jpegDecoder` option) sends every JPEG through sharp, for comparison.
 import { UserError } from '../errors';
 import { jpegAvailable, jpegDecode, jpegDecodeAsync, JpegDecodeOptions, jpegHeader } from '../tensor/jpeg';
-import { MAX_PIXELS } from './image';
+import { MAX_PIXELS } from './limits';
 import { Plan } from './transforms';
 
 export type JpegDecoder = 'turbojpeg' | 'sharp';
