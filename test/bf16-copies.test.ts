@@ -9,6 +9,10 @@ import { conv2d, crossEntropy, linear } from '../src/nn/functional';
 import { Adam, Optimizer, SGD } from '../src/optim/optimizer';
 import { autocast } from '../src/runtime/precision';
 import { manualSeed, noGrad, randint, randn, Tensor, tidy } from '../src/tensor/tensor';
+import { bf16ConvMissing } from './helpers/cpu';
+
+// Where oneDNN has no bfloat16 kernels (AVX2: libtorch 1.13 fails bf16 autocast itself) there is nothing to compare.
+const skip = bf16ConvMissing();
 
 function assertSameBits(a: Tensor, b: Tensor, what: string): void {
   assert.deepEqual(a.shape, b.shape, `${what}: shape`);
@@ -78,47 +82,59 @@ function dispose(c: Case): void {
   for (const t of [c.x, c.w, c.b, c.target]) t.dispose();
 }
 
-test('bf16 autocast with kept weight copies: linear layers match explicit casts to the bit through SGD and Adam', () => {
-  manualSeed(1);
-  const c = fcCase();
-  trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9 }), 4, 'linear, SGD');
-  trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, form: 'paper', weightDecay: 1e-3 }), 4, 'paper');
-  trainSideBySide(c, (ps) => new Adam(ps, { lr: 0.01, weightDecay: 0.01, decoupled: true }), 4, 'linear, AdamW');
-  // Not fused (Nesterov goes through the multi-tensor ops): the copy is cast again from the updated weight.
-  trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, nesterov: true }), 3, 'linear, Nesterov SGD');
-  dispose(c);
-});
+test(
+  'bf16 autocast with kept weight copies: linear layers match explicit casts to the bit through SGD and Adam',
+  { skip },
+  () => {
+    manualSeed(1);
+    const c = fcCase();
+    trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9 }), 4, 'linear, SGD');
+    trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, form: 'paper', weightDecay: 1e-3 }), 4, 'paper');
+    trainSideBySide(c, (ps) => new Adam(ps, { lr: 0.01, weightDecay: 0.01, decoupled: true }), 4, 'linear, AdamW');
+    // Not fused (Nesterov goes through the multi-tensor ops): the copy is cast again from the updated weight.
+    trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, nesterov: true }), 3, 'linear, Nesterov SGD');
+    dispose(c);
+  },
+);
 
-test('bf16 autocast with kept weight copies: convolutions (NCHW and channels-last weights) match explicit casts', () => {
-  manualSeed(2);
-  const base: Case = {
-    layer: conv,
-    x: randn([4, 5, 6, 6]).keep(),
-    w: randn([7, 5, 3, 3]).mul(0.1).keep(),
-    b: randn([7]).mul(0.1).keep(),
-    target: randint(0, 7 * 36, [4]).keep(),
-  };
-  trainSideBySide(base, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9 }), 3, 'conv NCHW');
-  const cl = base.w.to({ memoryFormat: 'channelsLast' }).keep();
-  const xcl = base.x.to({ memoryFormat: 'channelsLast' }).keep();
-  trainSideBySide({ ...base, w: cl, x: xcl }, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9 }), 3, 'conv CL');
-  cl.dispose();
-  xcl.dispose();
-  dispose(base);
-});
+test(
+  'bf16 autocast with kept weight copies: convolutions (NCHW and channels-last weights) match explicit casts',
+  { skip },
+  () => {
+    manualSeed(2);
+    const base: Case = {
+      layer: conv,
+      x: randn([4, 5, 6, 6]).keep(),
+      w: randn([7, 5, 3, 3]).mul(0.1).keep(),
+      b: randn([7]).mul(0.1).keep(),
+      target: randint(0, 7 * 36, [4]).keep(),
+    };
+    trainSideBySide(base, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9 }), 3, 'conv NCHW');
+    const cl = base.w.to({ memoryFormat: 'channelsLast' }).keep();
+    const xcl = base.x.to({ memoryFormat: 'channelsLast' }).keep();
+    trainSideBySide({ ...base, w: cl, x: xcl }, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9 }), 3, 'conv CL');
+    cl.dispose();
+    xcl.dispose();
+    dispose(base);
+  },
+);
 
-test('bf16 kept weight copies follow their weight: a new weight in a freed one’s place, and autocast off', () => {
-  manualSeed(3);
-  const c = fcCase();
-  for (let i = 0; i < 4; i++) {
-    // Each round's weight is freed and a new one of the same shape made (the allocator may reuse its memory).
-    const w = randn([70, 300]).requiresGrad_().keep();
-    tidy(() => {
-      const y = autocast('cpu', 'bf16', () => linear(c.x, w, c.b));
-      assertSameBits(y, linear(c.x.to('bfloat16'), w.to('bfloat16'), c.b.to('bfloat16')), `round ${i}`);
-      assert.equal(linear(c.x, w, c.b).dtype, 'float32', 'outside autocast the float32 weight is used');
-    });
-    w.dispose();
-  }
-  dispose(c);
-});
+test(
+  'bf16 kept weight copies follow their weight: a new weight in a freed one’s place, and autocast off',
+  { skip },
+  () => {
+    manualSeed(3);
+    const c = fcCase();
+    for (let i = 0; i < 4; i++) {
+      // Each round's weight is freed and a new one of the same shape made (the allocator may reuse its memory).
+      const w = randn([70, 300]).requiresGrad_().keep();
+      tidy(() => {
+        const y = autocast('cpu', 'bf16', () => linear(c.x, w, c.b));
+        assertSameBits(y, linear(c.x.to('bfloat16'), w.to('bfloat16'), c.b.to('bfloat16')), `round ${i}`);
+        assert.equal(linear(c.x, w, c.b).dtype, 'float32', 'outside autocast the float32 weight is used');
+      });
+      w.dispose();
+    }
+    dispose(c);
+  },
+);
