@@ -4,6 +4,10 @@
 
 namespace alexnet {
 
+// The weight as a layer uses it: under CPU bf16 autocast its kept bfloat16 copy (native/optim.cc), else itself.
+at::Tensor AutocastWeight(const at::Tensor& w);
+c10::optional<at::Tensor> AutocastWeight(const c10::optional<at::Tensor>& w);
+
 static std::vector<int64_t> Pair(const Napi::CallbackInfo& info, size_t i) {
   std::vector<int64_t> v = Ints(info, i);
   if (v.size() != 2) throw ArgError("expected a pair of integers");
@@ -46,17 +50,19 @@ static Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   // and libtorch 1.13 are exact. So an NCHW input that needs its gradient runs in channels-last there (the result
   // handed back in NCHW). A network's first layer never needs it, and our models run in channels-last anyway.
   if (x.device().is_cpu() && x.requires_grad() && x.dim() == 4 && x.is_contiguous()) {
-    return Wrap(info.Env(), at::conv2d(x.contiguous(at::MemoryFormat::ChannelsLast), T(info, 1), OptT(info, 2), stride,
-                                       Pair(info, 4), Pair(info, 5), Int(info, 6))
-                                .contiguous());
+    return Wrap(info.Env(),
+                at::conv2d(x.contiguous(at::MemoryFormat::ChannelsLast), AutocastWeight(T(info, 1)),
+                           AutocastWeight(OptT(info, 2)), stride, Pair(info, 4), Pair(info, 5), Int(info, 6))
+                    .contiguous());
   }
 #endif
-  return Wrap(info.Env(), at::conv2d(x, T(info, 1), OptT(info, 2), stride, Pair(info, 4), Pair(info, 5), Int(info, 6)));
+  return Wrap(info.Env(), at::conv2d(x, AutocastWeight(T(info, 1)), AutocastWeight(OptT(info, 2)), stride,
+                                     Pair(info, 4), Pair(info, 5), Int(info, 6)));
 }
 
 // linear(x, w, b|null)
 static Napi::Value Linear(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), at::linear(T(info, 0), T(info, 1), OptT(info, 2)));
+  return Wrap(info.Env(), at::linear(T(info, 0), AutocastWeight(T(info, 1)), AutocastWeight(OptT(info, 2))));
 }
 
 // maxPool2d(x, kernel[2], stride[2], padding[2], ceilMode)

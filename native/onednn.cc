@@ -25,6 +25,10 @@
 namespace alexnet {
 
 #if defined(ALEXNET_ONEDNN)
+// native/optim.cc: under CPU bf16 autocast a weight's kept bfloat16 copy, else the weight itself.
+at::Tensor AutocastWeight(const at::Tensor& w);
+c10::optional<at::Tensor> AutocastWeight(const c10::optional<at::Tensor>& w);
+
 namespace {
 
 using dnnl::memory;
@@ -451,7 +455,8 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
                      w.scalar_type() == at::kFloat && w.dim() == 2 && x.size(1) == w.size(1) && x.size(0) > 0 &&
                      (!b || (b->scalar_type() == at::kFloat && b->dim() == 1 && b->size(0) == w.size(0))) &&
                      !at::autocast::is_cpu_enabled();
-  if (!plain) return Wrap(info.Env(), at::linear(x, w, b));
+  // Under bfloat16 autocast: the weights' kept bfloat16 copies (native/optim.cc) instead of a cast per call.
+  if (!plain) return Wrap(info.Env(), at::linear(x, AutocastWeight(w), AutocastWeight(b)));
   at::Tensor y = SgemmLinear::apply(x, w);
   return Wrap(info.Env(), b ? y + *b : y);
 }

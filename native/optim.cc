@@ -4,12 +4,23 @@
 // libtorch 1.13 has no fused CPU optimiser, and the op-by-op form reads and writes every parameter-sized buffer
 // several times (measured: the fused loop is 3x faster). Everything else (GPU tensors, other dtypes) goes through
 // multi-tensor ops, a few kernels for all parameters together (torch.optim's foreach form).
+//
+// bf16 weight copies: under CPU bf16 autocast a training forward casts every float32 weight to bfloat16 (all 61M
+// of torchvision AlexNet's, each step: 6 bytes of memory traffic a weight). Instead the linear and convolution
+// layers (native/nn.cc) take a kept bfloat16 copy of the weight, which the fused step rewrites in its pass over the
+// weight (2 bytes a weight). The copy is the same rounding as autocast's cast (nearest even), and it is valid while
+// the weight's version counter says it is unchanged: the fused loops bump it, every in-place ATen op does too.
 #include "common.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
+#include <mutex>
+#include <unordered_map>
 
 namespace alexnet {
 
@@ -20,6 +31,123 @@ static bool Fusable(std::initializer_list<const at::Tensor*> ts) {
     if (!t->device().is_cpu() || t->scalar_type() != at::kFloat || !t->is_contiguous()) return false;
   }
   return true;
+}
+
+// ---- bf16 weight copies ------------------------------------------------------------------------------------
+struct KeptCopy {
+  // Weak: the entry never keeps a weight alive, and while it exists the weight's address cannot be reused.
+  c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> owner;
+  at::Tensor copy;
+  const void* data;
+  int64_t version;
+};
+
+static std::mutex gKeptMu;
+static std::unordered_map<const c10::TensorImpl*, KeptCopy> gKept;
+
+// The entry of `w` when it is still its weight's (alive, same storage), else null.
+static KeptCopy* FindKept(const at::Tensor& w) {
+  auto it = gKept.find(w.unsafeGetTensorImpl());
+  if (it == gKept.end()) return nullptr;
+  KeptCopy& k = it->second;
+  if (k.owner.expired() || k.data != w.data_ptr() || k.copy.sizes() != w.sizes() || k.copy.strides() != w.strides()) {
+    gKept.erase(it);
+    return nullptr;
+  }
+  return &k;
+}
+
+static void PruneKept() {
+  for (auto it = gKept.begin(); it != gKept.end();) {
+    it = it->second.owner.expired() ? gKept.erase(it) : std::next(it);
+  }
+}
+
+// The autocast cast of a weight with the kept copy as its value: the gradient goes to the float32 weight, as from
+// autocast's own cast (ToCopyBackward).
+struct KeptCast : public torch::autograd::Function<KeptCast> {
+  static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor&, const at::Tensor& copy) {
+    return copy.detach();
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*, torch::autograd::variable_list g) {
+    return {g[0].to(at::kFloat), at::Tensor()};
+  }
+};
+
+static bool CpuAutocastBf16() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return at::autocast::is_autocast_enabled(c10::DeviceType::CPU) &&
+         at::autocast::get_autocast_dtype(c10::DeviceType::CPU) == at::kBFloat16;
+#else
+  return at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16;
+#endif
+}
+
+// ALEXNET_NO_KEPT_BF16=1 turns the copies off (autocast casts every call, as before): for A/B measurements.
+static bool KeptCopiesOn() {
+  static const bool on = [] {
+    const char* v = std::getenv("ALEXNET_NO_KEPT_BF16");
+    return !(v && std::string(v) == "1");
+  }();
+  return on;
+}
+
+at::Tensor AutocastWeight(const at::Tensor& w) {
+  if (!w.defined() || !KeptCopiesOn() || !CpuAutocastBf16() || !w.device().is_cpu() || w.scalar_type() != at::kFloat ||
+      !w.is_leaf() || w.is_inference() || !w.is_non_overlapping_and_dense()) {
+    return w;
+  }
+  at::Tensor copy;
+  {
+    std::lock_guard<std::mutex> lock(gKeptMu);
+    KeptCopy* k = FindKept(w);
+    if (k && k->version == static_cast<int64_t>(w._version())) {
+      copy = k->copy;
+    } else {
+      at::NoGradGuard ng;
+      copy = w.detach().to(at::kBFloat16);
+      if (!k) {
+        if (gKept.size() >= 64) PruneKept();
+        KeptCopy fresh{c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(w.getIntrusivePtr()),
+                       at::Tensor(), w.data_ptr(), 0};
+        k = &gKept.emplace(w.unsafeGetTensorImpl(), std::move(fresh)).first->second;
+      }
+      k->copy = copy;
+      k->version = static_cast<int64_t>(w._version());
+    }
+  }
+  return w.requires_grad() && at::GradMode::is_enabled() ? KeptCast::apply(w, copy) : copy;
+}
+
+c10::optional<at::Tensor> AutocastWeight(const c10::optional<at::Tensor>& w) {
+  if (!w) return w;
+  return AutocastWeight(*w);
+}
+
+// bfloat16 with round-to-nearest-even, as c10::BFloat16(float) (NaN to the quiet NaN), branch-free to vectorise.
+static inline uint16_t ToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  const uint16_t r = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  return f != f ? static_cast<uint16_t>(0x7FC0) : r;
+}
+
+// The kept copy of `w` to rewrite in a fused pass (null when there is none), and the version the weight will
+// have after it: call BumpKept with it afterwards.
+static uint16_t* KeptFor(const at::Tensor& w) {
+  std::lock_guard<std::mutex> lock(gKeptMu);
+  KeptCopy* k = FindKept(w);
+  return k && k->version == static_cast<int64_t>(w._version()) ? reinterpret_cast<uint16_t*>(k->copy.data_ptr())
+                                                               : nullptr;
+}
+
+// After a fused pass wrote `w` through its pointer: a new version, which the copy matches when the pass wrote it.
+static void BumpKept(const at::Tensor& w, bool copyWritten) {
+  w.unsafeGetTensorImpl()->bump_version();
+  if (!copyWritten) return;
+  std::lock_guard<std::mutex> lock(gKeptMu);
+  KeptCopy* k = FindKept(w);
+  if (k) k->version = static_cast<int64_t>(w._version());
 }
 
 static void CheckSameLength(size_t params, size_t state) {
@@ -63,12 +191,16 @@ static void SgdFused(const SgdOptions& o, const at::Tensor& w, const at::Tensor&
   float* pv = v.data_ptr<float>();
   const float fm = static_cast<float>(o.momentum), fwd = static_cast<float>(o.weightDecay),
               flr = static_cast<float>(o.lr), fd = static_cast<float>(1 - o.dampening);
+  uint16_t* pc = KeptFor(w);
   if (o.paper) {
     at::parallel_for(0, w.numel(), kGrain, [&](int64_t b, int64_t e) {
       for (int64_t k = b; k < e; k++) {
         const float vk = fm * pv[k] - fwd * flr * pw[k] - flr * pg[k];
         pv[k] = vk;
         pw[k] += vk;
+      }
+      if (pc) {
+        for (int64_t k = b; k < e; k++) pc[k] = ToBf16(pw[k]);
       }
     });
   } else {
@@ -79,8 +211,12 @@ static void SgdFused(const SgdOptions& o, const at::Tensor& w, const at::Tensor&
         pv[k] = vk;
         pw[k] -= flr * vk;
       }
+      if (pc) {
+        for (int64_t k = b; k < e; k++) pc[k] = ToBf16(pw[k]);
+      }
     });
   }
+  BumpKept(w, pc != nullptr);
 }
 
 static void SgdForeach(const SgdOptions& o, std::vector<at::Tensor>& W, const std::vector<at::Tensor>& G,
@@ -166,6 +302,7 @@ static void AdamFused(const AdamOptions& o, const at::Tensor& w, const at::Tenso
               decay = static_cast<float>(1 - lr * wd);
   // Branch-free inner loops (one per weight-decay mode) so that the compiler vectorises them.
   const int mode = fwd == 0 ? 0 : (o.decoupled ? 1 : 2);
+  uint16_t* pc = KeptFor(w);
   at::parallel_for(0, w.numel(), kGrain, [&](int64_t b, int64_t e) {
     if (mode == 1) {
       for (int64_t k = b; k < e; k++) pw[k] *= decay;
@@ -178,7 +315,11 @@ static void AdamFused(const AdamOptions& o, const at::Tensor& w, const at::Tenso
       pv[k] = vk;
       pw[k] -= step_size * mk / (std::sqrt(vk) * inv_sqrt_bc2 + feps);
     }
+    if (pc) {
+      for (int64_t k = b; k < e; k++) pc[k] = ToBf16(pw[k]);
+    }
   });
+  BumpKept(w, pc != nullptr);
 }
 
 static void AdamForeach(const AdamOptions& o, std::vector<at::Tensor>& W, std::vector<at::Tensor> G,
