@@ -11,10 +11,11 @@
 // weight (2 bytes a weight). The copy is the same rounding as autocast's cast (nearest even), and it is valid while
 // the weight's version counter says it is unchanged: the fused loops bump it, every in-place ATen op does too.
 #include "common.h"
+#include "kernels.h"
 
-#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -24,11 +25,14 @@
 
 namespace alexnet {
 
-static constexpr int64_t kGrain = 1 << 15;
-
+// float32 CPU tensors that are dense and laid out alike (contiguous, or all channels-last like a convolution's
+// weight, its gradient and its state): element k of each is at the same offset, so one flat loop covers them all.
 static bool Fusable(std::initializer_list<const at::Tensor*> ts) {
+  const at::Tensor& first = **ts.begin();
   for (const at::Tensor* t : ts) {
-    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat || !t->is_contiguous()) return false;
+    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat || !t->is_non_overlapping_and_dense() ||
+        t->sizes() != first.sizes() || t->strides() != first.strides())
+      return false;
   }
   return true;
 }
@@ -92,10 +96,10 @@ static bool KeptCopiesOn() {
   return on;
 }
 
-at::Tensor AutocastWeight(const at::Tensor& w) {
+at::Tensor KeptBf16(const at::Tensor& w) {
   if (!w.defined() || !KeptCopiesOn() || !CpuAutocastBf16() || !w.device().is_cpu() || w.scalar_type() != at::kFloat ||
       !w.is_leaf() || w.is_inference() || !w.is_non_overlapping_and_dense()) {
-    return w;
+    return at::Tensor();
   }
   at::Tensor copy;
   {
@@ -116,20 +120,18 @@ at::Tensor AutocastWeight(const at::Tensor& w) {
       k->version = static_cast<int64_t>(w._version());
     }
   }
+  return copy;
+}
+
+at::Tensor AutocastWeight(const at::Tensor& w) {
+  at::Tensor copy = KeptBf16(w);
+  if (!copy.defined()) return w;
   return w.requires_grad() && at::GradMode::is_enabled() ? KeptCast::apply(w, copy) : copy;
 }
 
 c10::optional<at::Tensor> AutocastWeight(const c10::optional<at::Tensor>& w) {
   if (!w) return w;
   return AutocastWeight(*w);
-}
-
-// bfloat16 with round-to-nearest-even, as c10::BFloat16(float) (NaN to the quiet NaN), branch-free to vectorise.
-static inline uint16_t ToBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  const uint16_t r = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-  return f != f ? static_cast<uint16_t>(0x7FC0) : r;
 }
 
 // The kept copy of `w` to rewrite in a fused pass (null when there is none), and the version the weight will
@@ -185,6 +187,28 @@ static bool SgdFusable(const SgdOptions& o, const at::Tensor& w, const at::Tenso
   return Fusable({&w, &g, &v}) && (o.paper || (!o.nesterov && o.momentum != 0));
 }
 
+ALEXNET_CLONES static void Bf16Chunk(const float* pw, uint16_t* pc, int64_t b, int64_t e) {
+  for (int64_t k = b; k < e; k++) pc[k] = ToBf16(pw[k]);
+}
+
+ALEXNET_CLONES static void SgdPaperChunk(float* pw, const float* pg, float* pv, float fm, float fwdlr, float flr,
+                                         int64_t b, int64_t e) {
+  for (int64_t k = b; k < e; k++) {
+    const float vk = fm * pv[k] - fwdlr * pw[k] - flr * pg[k];
+    pv[k] = vk;
+    pw[k] += vk;
+  }
+}
+
+ALEXNET_CLONES static void SgdTorchChunk(float* pw, const float* pg, float* pv, float keep, float take, float fwd,
+                                         float flr, int64_t b, int64_t e) {
+  for (int64_t k = b; k < e; k++) {
+    const float vk = keep * pv[k] + take * (pg[k] + fwd * pw[k]);
+    pv[k] = vk;
+    pw[k] -= flr * vk;
+  }
+}
+
 static void SgdFused(const SgdOptions& o, const at::Tensor& w, const at::Tensor& g, const at::Tensor& v) {
   float* pw = w.data_ptr<float>();
   const float* pg = g.data_ptr<float>();
@@ -192,30 +216,13 @@ static void SgdFused(const SgdOptions& o, const at::Tensor& w, const at::Tensor&
   const float fm = static_cast<float>(o.momentum), fwd = static_cast<float>(o.weightDecay),
               flr = static_cast<float>(o.lr), fd = static_cast<float>(1 - o.dampening);
   uint16_t* pc = KeptFor(w);
-  if (o.paper) {
-    at::parallel_for(0, w.numel(), kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; k++) {
-        const float vk = fm * pv[k] - fwd * flr * pw[k] - flr * pg[k];
-        pv[k] = vk;
-        pw[k] += vk;
-      }
-      if (pc) {
-        for (int64_t k = b; k < e; k++) pc[k] = ToBf16(pw[k]);
-      }
-    });
-  } else {
-    const float keep = o.firstStep ? 0.f : fm, take = o.firstStep ? 1.f : fd;
-    at::parallel_for(0, w.numel(), kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; k++) {
-        const float vk = keep * pv[k] + take * (pg[k] + fwd * pw[k]);
-        pv[k] = vk;
-        pw[k] -= flr * vk;
-      }
-      if (pc) {
-        for (int64_t k = b; k < e; k++) pc[k] = ToBf16(pw[k]);
-      }
-    });
-  }
+  const float keep = o.firstStep ? 0.f : fm, take = o.firstStep ? 1.f : fd;
+  // In blocks that stay in the cache between the update and the bfloat16 copy.
+  ParallelBlocks(w, [&](int64_t b, int64_t e) {
+    if (o.paper) SgdPaperChunk(pw, pg, pv, fm, fwd * flr, flr, b, e);
+    else SgdTorchChunk(pw, pg, pv, keep, take, fwd, flr, b, e);
+    if (pc) Bf16Chunk(pw, pc, b, e);
+  });
   BumpKept(w, pc != nullptr);
 }
 
@@ -289,6 +296,22 @@ static AdamOptions ReadAdamOptions(const Napi::CallbackInfo& info, size_t i) {
   return o;
 }
 
+ALEXNET_CLONES static void AdamChunk(float* pw, const float* pg, float* pm, float* pv, int mode, float decay, float fwd,
+                                     float fb1, float fb2, float step_size, float inv_sqrt_bc2, float feps, int64_t b,
+                                     int64_t e) {
+  if (mode == 1) {
+    for (int64_t k = b; k < e; k++) pw[k] *= decay;
+  }
+  for (int64_t k = b; k < e; k++) {
+    const float gk = mode == 2 ? pg[k] + fwd * pw[k] : pg[k];
+    const float mk = fb1 * pm[k] + (1 - fb1) * gk;
+    const float vk = fb2 * pv[k] + (1 - fb2) * gk * gk;
+    pm[k] = mk;
+    pv[k] = vk;
+    pw[k] -= step_size * mk / (std::sqrt(vk) * inv_sqrt_bc2 + feps);
+  }
+}
+
 static void AdamFused(const AdamOptions& o, const at::Tensor& w, const at::Tensor& g, const at::Tensor& m,
                       const at::Tensor& v) {
   float* pw = w.data_ptr<float>();
@@ -303,21 +326,9 @@ static void AdamFused(const AdamOptions& o, const at::Tensor& w, const at::Tenso
   // Branch-free inner loops (one per weight-decay mode) so that the compiler vectorises them.
   const int mode = fwd == 0 ? 0 : (o.decoupled ? 1 : 2);
   uint16_t* pc = KeptFor(w);
-  at::parallel_for(0, w.numel(), kGrain, [&](int64_t b, int64_t e) {
-    if (mode == 1) {
-      for (int64_t k = b; k < e; k++) pw[k] *= decay;
-    }
-    for (int64_t k = b; k < e; k++) {
-      const float gk = mode == 2 ? pg[k] + fwd * pw[k] : pg[k];
-      const float mk = fb1 * pm[k] + (1 - fb1) * gk;
-      const float vk = fb2 * pv[k] + (1 - fb2) * gk * gk;
-      pm[k] = mk;
-      pv[k] = vk;
-      pw[k] -= step_size * mk / (std::sqrt(vk) * inv_sqrt_bc2 + feps);
-    }
-    if (pc) {
-      for (int64_t k = b; k < e; k++) pc[k] = ToBf16(pw[k]);
-    }
+  ParallelBlocks(w, [&](int64_t b, int64_t e) {
+    AdamChunk(pw, pg, pm, pv, mode, decay, fwd, fb1, fb2, step_size, inv_sqrt_bc2, feps, b, e);
+    if (pc) Bf16Chunk(pw, pc, b, e);
   });
   BumpKept(w, pc != nullptr);
 }

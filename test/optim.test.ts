@@ -22,8 +22,8 @@ function runOurs(make: (p: Tensor[]) => SGD | Adam, w0: Tensor, grads: Tensor[])
 
 test('SGD and Adam match torch.optim step for step', { skip: oracleMissing() }, () => {
   manualSeed(9);
-  // 100k elements: the fused float32 loops run in parallel chunks; float64 takes the multi-tensor (foreach) path
-  // that GPU tensors take.
+  // 100k elements: the fused float32 loops run in parallel blocks on libtorch's threads; float64 takes the
+  // multi-tensor (foreach) path that GPU tensors take.
   const configs = [
     {
       id: 'sgd_mom_wd',
@@ -70,15 +70,22 @@ test('SGD and Adam match torch.optim step for step', { skip: oracleMissing() }, 
   ];
   const cases = [];
   const ours = new Map<string, Tensor>();
-  for (const [n, dtype] of [
-    [100_000, 'float32'],
-    [7, 'float32'],
-    [1000, 'float64'],
+  // The 4-D case is a convolution's weight in channels-last, as our models keep them: the fused loops take it too
+  // (weight, gradient and state laid out alike).
+  for (const [shape, dtype, layout] of [
+    [[100_000], 'float32', 'contiguous'],
+    [[7], 'float32', 'contiguous'],
+    [[1000], 'float64', 'contiguous'],
+    [[64, 32, 7, 7], 'float32', 'channelsLast'],
   ] as const) {
     for (const c of configs) {
-      const w = randn([n], { dtype });
-      const grads = Array.from({ length: STEPS }, () => randn([n], { dtype }));
-      const id = `${c.id}_${n}_${dtype}`;
+      const make = () => {
+        const t = randn([...shape], { dtype });
+        return layout === 'channelsLast' ? t.to({ memoryFormat: 'channelsLast' }) : t;
+      };
+      const w = make();
+      const grads = Array.from({ length: STEPS }, make);
+      const id = `${c.id}_${shape.join('x')}_${layout}_${dtype}`;
       const tensors: Record<string, Tensor> = { w };
       grads.forEach((g, i) => (tensors[`g${i}`] = g));
       cases.push({ id, op: c.op, args: { ...c.args, steps: STEPS }, tensors });
