@@ -8,6 +8,12 @@ namespace alexnet {
 at::Tensor AutocastWeight(const at::Tensor& w);
 c10::optional<at::Tensor> AutocastWeight(const c10::optional<at::Tensor>& w);
 
+// native/onednn.cc: a float32 3×3 convolution needing gradients through oneDNN's Winograd kernels where it has them;
+// false (nothing done) otherwise.
+bool TryWinogradConv(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
+                     const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                     const std::vector<int64_t>& dilation, int64_t groups, at::Tensor* out);
+
 static std::vector<int64_t> Pair(const Napi::CallbackInfo& info, size_t i) {
   std::vector<int64_t> v = Ints(info, i);
   if (v.size() != 2) throw ArgError("expected a pair of integers");
@@ -56,8 +62,12 @@ static Napi::Value Conv2d(const Napi::CallbackInfo& info) {
                     .contiguous());
   }
 #endif
-  return Wrap(info.Env(), at::conv2d(x, AutocastWeight(T(info, 1)), AutocastWeight(OptT(info, 2)), stride,
-                                     Pair(info, 4), Pair(info, 5), Int(info, 6)));
+  const std::vector<int64_t> padding = Pair(info, 4), dilation = Pair(info, 5);
+  at::Tensor y;
+  if (TryWinogradConv(x, T(info, 1), OptT(info, 2), stride, padding, dilation, Int(info, 6), &y))
+    return Wrap(info.Env(), y);
+  return Wrap(info.Env(), at::conv2d(x, AutocastWeight(T(info, 1)), AutocastWeight(OptT(info, 2)), stride, padding,
+                                     dilation, Int(info, 6)));
 }
 
 // linear(x, w, b|null)

@@ -28,6 +28,8 @@ namespace alexnet {
 // native/optim.cc: under CPU bf16 autocast a weight's kept bfloat16 copy, else the weight itself.
 at::Tensor AutocastWeight(const at::Tensor& w);
 c10::optional<at::Tensor> AutocastWeight(const c10::optional<at::Tensor>& w);
+// native/optim.cc: the kept bfloat16 copy itself (no autograd), undefined where there is none.
+at::Tensor KeptBf16(const at::Tensor& w);
 
 namespace {
 
@@ -445,6 +447,271 @@ struct SgemmLinear : public torch::autograd::Function<SgemmLinear> {
   }
 };
 
+// ---- float32 3×3 convolutions in training: Winograd ----------------------------------------------------------
+// oneDNN has Winograd F(4×4, 3×3) kernels for float32 forward, backward-data and backward-weights on AVX-512
+// (jit_wino_4x3); libtorch's CPU convolutions (ideep) always pick the direct algorithm. For AlexNet's 3×3 layers
+// (conv3–conv5, 13×13 maps) the three passes take 0.70–0.80 of the direct kernels' time (measured on a 2-core
+// Xeon with AVX-512, batch 32). The numbers differ from direct convolution by rounding only (Winograd's transforms
+// add a few float32 ulps; the tests bound the difference against libtorch's and PyTorch's convolution).
+// An autograd Function of libtorch's own; the activations are reordered between the ATen tensor's layout and the
+// blocked one Winograd wants (small for 13×13 maps). Where oneDNN has no Winograd kernel (AVX2, other shapes)
+// the primitive descriptor cannot be created and the call stays on at::conv2d.
+struct WinoPrims {
+  Dims pad;
+  dnnl::convolution_forward::primitive_desc fwd;
+  dnnl::convolution_backward_data::primitive_desc bwdData;
+  dnnl::convolution_backward_weights::primitive_desc bwdWeights;
+  dnnl::convolution_forward fwdP;
+  dnnl::convolution_backward_data bwdDataP;
+  dnnl::convolution_backward_weights bwdWeightsP;
+};
+
+// Scratch memory comes from the caller (an ATen buffer per execution, from our caching allocator): a primitive
+// may then run on several threads at once, which oneDNN's own per-primitive scratchpad does not allow.
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr a;
+  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return a;
+}
+
+// Executes `prim` with a scratchpad of the size `pd` asks for.
+template <typename PD>
+void ExecuteWithScratch(const dnnl::primitive& prim, const PD& pd, dnnl::stream& s,
+                        std::unordered_map<int, memory> args) {
+  const memory::desc sd = pd.scratchpad_desc();
+  at::Tensor buf;
+  if (sd.get_size() > 0) {
+    buf = at::empty({static_cast<int64_t>(sd.get_size())}, at::TensorOptions().dtype(at::kByte));
+    args[DNNL_ARG_SCRATCHPAD] = memory(sd, Engine(), buf.data_ptr());
+  }
+  prim.execute(s, args);
+  s.wait();
+}
+
+std::mutex gWinoMu;
+// Keyed by geometry; a null entry remembers that oneDNN has no Winograd kernel for it.
+std::unordered_map<std::string, std::shared_ptr<WinoPrims>> gWino;
+
+bool WinogradOn() {
+  static const bool on = [] {
+    const char* v = std::getenv("ALEXNET_CONV_WINOGRAD");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+std::shared_ptr<WinoPrims> WinoFor(const Dims& src, const Dims& wei, const Dims& dst, const Dims& pad, bool bias) {
+  std::string key;
+  for (const Dims* d : {&src, &wei, &dst, &pad})
+    for (int64_t v : *d) key += std::to_string(v) + ",";
+  key += bias ? "b" : "n";
+  std::lock_guard<std::mutex> lock(gWinoMu);
+  auto it = gWino.find(key);
+  if (it != gWino.end()) return it->second;
+  std::shared_ptr<WinoPrims> p;
+  try {
+    const memory::desc s(src, Dt::f32, Tag::any), w(wei, Dt::f32, Tag::any), d(dst, Dt::f32, Tag::any),
+        b = bias ? memory::desc({wei[0]}, Dt::f32, Tag::a) : memory::desc();
+    const Dims one{1, 1};
+    const auto alg = dnnl::algorithm::convolution_winograd;
+    const dnnl::primitive_attr attr = UserScratchpad();
+    dnnl::convolution_forward::primitive_desc f(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, s, w, b, d, one, pad, pad), attr,
+        Engine());
+    dnnl::convolution_backward_data::primitive_desc bd(
+        dnnl::convolution_backward_data::desc(alg, s, w, d, one, pad, pad), attr, Engine(), f);
+    dnnl::convolution_backward_weights::primitive_desc bw(
+        dnnl::convolution_backward_weights::desc(alg, s, w, b, d, one, pad, pad), attr, Engine(), f);
+    p = std::make_shared<WinoPrims>(WinoPrims{pad, f, bd, bw, dnnl::convolution_forward(f),
+                                              dnnl::convolution_backward_data(bd),
+                                              dnnl::convolution_backward_weights(bw)});
+  } catch (const dnnl::error&) {
+    p = nullptr;
+  }
+  if (gWino.size() >= 64) gWino.clear();
+  gWino.emplace(key, p);
+  return p;
+}
+
+Dims DimsOf(const at::Tensor& t) { return Dims(t.sizes().begin(), t.sizes().end()); }
+
+// A buffer for oneDNN memory of layout `d`, owned by an ATen tensor (our caching allocator; can be saved).
+at::Tensor BufferFor(const memory::desc& d) {
+  return at::empty({static_cast<int64_t>(d.get_size())}, at::TensorOptions().dtype(at::kByte));
+}
+
+// `t` (any strides) reordered into a buffer of layout `want` (no copy when it is already that layout).
+std::pair<memory, at::Tensor> Into(const at::Tensor& t, const memory::desc& want, dnnl::stream& s) {
+  memory user(ViewDesc(t, DimsOf(t)), Engine(), t.data_ptr());
+  if (user.get_desc() == want) return {user, t};
+  at::Tensor buf = BufferFor(want);
+  memory m(want, Engine(), buf.data_ptr());
+  dnnl::reorder(user, m).execute(s, user, m);
+  return {m, buf};
+}
+
+// `m` reordered into a new float32 tensor of `like`'s sizes in memory format `format`.
+at::Tensor OutOf(const memory& m, const Dims& sizes, at::MemoryFormat format, dnnl::stream& s) {
+  at::Tensor t = at::empty(at::IntArrayRef(sizes), at::TensorOptions().dtype(at::kFloat).memory_format(format));
+  memory user(ViewDesc(t, sizes), Engine(), t.data_ptr());
+  dnnl::reorder(const_cast<memory&>(m), user).execute(s, const_cast<memory&>(m), user);
+  return t;
+}
+
+struct WinogradConv : public torch::autograd::Function<WinogradConv> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const at::Tensor& b, const std::shared_ptr<WinoPrims>& p) {
+    dnnl::stream s(Engine());
+    const at::MemoryFormat format = x.suggest_memory_format();
+    auto [src, srcBuf] = Into(x, p->fwd.src_desc(), s);
+    auto [wei, weiBuf] = Into(w, p->fwd.weights_desc(), s);
+    at::Tensor dstBuf = BufferFor(p->fwd.dst_desc());
+    memory dst(p->fwd.dst_desc(), Engine(), dstBuf.data_ptr());
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+    if (b.defined()) args[DNNL_ARG_BIAS] = memory({{b.size(0)}, Dt::f32, Tag::a}, Engine(), b.data_ptr());
+    ExecuteWithScratch(p->fwdP, p->fwd, s, args);
+    at::Tensor y = OutOf(dst, p->fwd.dst_desc().dims(), format, s);
+    s.wait();
+    // Saved: the blocked input (backward-weights reads it) and the weights as given (backward-data reorders them).
+    ctx->save_for_backward({srcBuf.defined() && srcBuf.scalar_type() == at::kByte ? srcBuf : x.contiguous(format), w});
+    ctx->saved_data["blocked"] = srcBuf.scalar_type() == at::kByte;
+    ctx->saved_data["bias"] = b.defined();
+    ctx->saved_data["format"] = static_cast<int64_t>(format);
+    ctx->saved_data["xsizes"] = c10::List<int64_t>(x.sizes().vec());
+    ctx->saved_data["wsizes"] = c10::List<int64_t>(w.sizes().vec());
+    ctx->saved_data["ysizes"] = c10::List<int64_t>(y.sizes().vec());
+    ctx->saved_data["pad"] = c10::List<int64_t>(std::vector<int64_t>(p->pad.begin(), p->pad.end()));
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &xs = saved[0], &w = saved[1];
+    const auto format = static_cast<at::MemoryFormat>(ctx->saved_data["format"].toInt());
+    auto dims = [&](const char* k) {
+      const c10::List<int64_t> l = ctx->saved_data[k].toIntList();
+      return Dims(l.begin(), l.end());
+    };
+    const Dims xsizes = dims("xsizes");
+    // From the cache (built again in the rare case it was cleared since the forward).
+    const std::shared_ptr<WinoPrims> p =
+        WinoFor(xsizes, dims("wsizes"), dims("ysizes"), dims("pad"), ctx->saved_data["bias"].toBool());
+    dnnl::stream s(Engine());
+    const at::Tensor gy = grads[0].contiguous(format);
+    at::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {
+      auto [dd, ddBuf] = Into(gy, p->bwdData.diff_dst_desc(), s);
+      auto [wei, weiBuf] = Into(w, p->bwdData.weights_desc(), s);
+      at::Tensor dsBuf = BufferFor(p->bwdData.diff_src_desc());
+      memory ds(p->bwdData.diff_src_desc(), Engine(), dsBuf.data_ptr());
+      ExecuteWithScratch(p->bwdDataP, p->bwdData, s,
+                         {{DNNL_ARG_DIFF_DST, dd}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, ds}});
+      gx = OutOf(ds, xsizes, format, s);
+      s.wait();
+    }
+    if (ctx->needs_input_grad(1) || ctx->needs_input_grad(2)) {
+      memory src;
+      at::Tensor srcBuf;
+      if (ctx->saved_data["blocked"].toBool() && p->fwd.src_desc() == p->bwdWeights.src_desc()) {
+        src = memory(p->bwdWeights.src_desc(), Engine(), xs.data_ptr());
+      } else {
+        at::Tensor x = ctx->saved_data["blocked"].toBool()
+                           ? OutOf(memory(p->fwd.src_desc(), Engine(), xs.data_ptr()), xsizes, format, s)
+                           : xs;
+        std::tie(src, srcBuf) = Into(x, p->bwdWeights.src_desc(), s);
+      }
+      auto [dd, ddBuf] = Into(gy, p->bwdWeights.diff_dst_desc(), s);
+      at::Tensor dwBuf = BufferFor(p->bwdWeights.diff_weights_desc());
+      memory dw(p->bwdWeights.diff_weights_desc(), Engine(), dwBuf.data_ptr());
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dd}, {DNNL_ARG_DIFF_WEIGHTS, dw}};
+      if (ctx->saved_data["bias"].toBool()) {
+        gb = at::empty({w.size(0)}, w.options());
+        args[DNNL_ARG_DIFF_BIAS] = memory({{w.size(0)}, Dt::f32, Tag::a}, Engine(), gb.data_ptr());
+      }
+      ExecuteWithScratch(p->bwdWeightsP, p->bwdWeights, s, args);
+      // The weight gradient in the weight's own layout (channels-last weights stay channels-last).
+      gw = at::empty_like(w);
+      memory user(ViewDesc(gw, DimsOf(gw)), Engine(), gw.data_ptr());
+      dnnl::reorder(dw, user).execute(s, dw, user);
+      s.wait();
+    }
+    return {gx, gw, gb, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+// A float32 convolution needing gradients through Winograd where oneDNN has it (see WinogradConv); false when it
+// does not apply (the caller runs at::conv2d).
+bool TryWinogradConv(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
+                     const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                     const std::vector<int64_t>& dilation, int64_t groups, at::Tensor* out) {
+  if (!WinogradOn() || !at::GradMode::is_enabled() || at::autocast::is_cpu_enabled()) return false;
+  if (!(x.requires_grad() || w.requires_grad() || (b && b->requires_grad()))) return false;
+  if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat || x.dim() != 4 ||
+      w.dim() != 4 || groups != 1 || w.size(2) != 3 || w.size(3) != 3 || x.size(1) != w.size(1) || x.size(0) == 0)
+    return false;
+  if (stride[0] != 1 || stride[1] != 1 || dilation[0] != 1 || dilation[1] != 1 || padding[0] != padding[1] ||
+      padding[0] > 1)
+    return false;
+  if (b && (b->scalar_type() != at::kFloat || b->dim() != 1 || b->size(0) != w.size(0))) return false;
+  // Only the two memory formats ATen's own convolution produces.
+  const at::MemoryFormat f = x.suggest_memory_format();
+  if (!x.is_contiguous(f) || !w.is_non_overlapping_and_dense()) return false;
+  const int64_t oh = x.size(2) + 2 * padding[0] - 2, ow = x.size(3) + 2 * padding[1] - 2;
+  if (oh <= 0 || ow <= 0) return false;
+  std::shared_ptr<WinoPrims> p =
+      WinoFor(DimsOf(x), DimsOf(w), {x.size(0), w.size(0), oh, ow}, {padding[0], padding[1]}, b.has_value());
+  if (!p) return false;
+  *out = WinogradConv::apply(x, w, b ? *b : at::Tensor(), p);
+  return true;
+}
+
+namespace {
+
+// ---- fully connected layers under bfloat16 autocast -------------------------------------------------------------
+// Autocast's linear is addmm on bfloat16 copies of x, W and b; its weight gradient gyᵀ·x comes out of the product in
+// bfloat16 and is then cast to float32 for the float32 weight (ToCopyBackward): for AlexNet's 58.6M classifier
+// weights a bfloat16 write, a read and a float32 write every step, and the gradient rounded to 8 bits of mantissa
+// on the way. Here the forward is the same addmm on the kept bfloat16 copies (native/optim.cc), bit for bit, and the
+// weight gradient is the product of the same bfloat16 operands computed and written in float32 (accumulated in
+// float32, as before, but never rounded to bfloat16); the bias gradient is summed in float32.
+struct Bf16Linear : public torch::autograd::Function<Bf16Linear> {
+  // x: the input as given; w, b: the float32 parameters (for their gradients); wc, bc: their bfloat16 copies.
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const at::Tensor& b, const at::Tensor& wc, const at::Tensor& bc) {
+    const at::Tensor xb = x.to(at::kBFloat16).contiguous();
+    at::Tensor y = bc.defined() ? at::addmm(bc, xb, wc.t()) : at::mm(xb, wc.t());
+    ctx->save_for_backward({xb, wc});
+    ctx->saved_data["xdtype"] = static_cast<int64_t>(x.scalar_type());
+    ctx->saved_data["bias"] = b.defined();
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &xb = saved[0], &wc = saved[1];
+    const at::Tensor gy = grads[0].to(at::kBFloat16).contiguous();
+    at::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {
+      gx = gy.mm(wc).to(static_cast<at::ScalarType>(ctx->saved_data["xdtype"].toInt()));
+    }
+    if (ctx->needs_input_grad(1)) {
+      // Both operands to float32 (exact, and small: batch × features) and oneDNN's float32 GEMM, which writes
+      // the out × in result faster than its bfloat16 matmul does here (measured: 10 against 17 ms for FC6's
+      // 4096 × 9216 on a 2-core Xeon; the write of the result bounds both).
+      const at::Tensor g32 = gy.to(at::kFloat), x32 = xb.to(at::kFloat);
+      const int64_t n = xb.size(0), in = xb.size(1), out = wc.size(0);
+      gw = at::empty({out, in}, g32.options());
+      SgemmLinear::Gemm('T', 'N', out, in, n, g32, out, x32, in, 0.0f, gw);
+    }
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0, false, at::kFloat);
+    return {gx, gw, gb, at::Tensor(), at::Tensor()};
+  }
+};
+
 // onednnLinear(x, w, b|null): linear() with oneDNN's GEMM for 2-D float32 CPU inputs outside autocast; anything
 // else (other dtypes, devices, ranks, bfloat16 autocast) goes to libtorch's at::linear as before.
 Napi::Value Linear(const Napi::CallbackInfo& info) {
@@ -455,13 +722,28 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
                      w.scalar_type() == at::kFloat && w.dim() == 2 && x.size(1) == w.size(1) && x.size(0) > 0 &&
                      (!b || (b->scalar_type() == at::kFloat && b->dim() == 1 && b->size(0) == w.size(0))) &&
                      !at::autocast::is_cpu_enabled();
-  // Under bfloat16 autocast: the weights' kept bfloat16 copies (native/optim.cc) instead of a cast per call.
-  if (!plain) return Wrap(info.Env(), at::linear(x, AutocastWeight(w), AutocastWeight(b)));
+  if (!plain) {
+    // Under bfloat16 autocast with gradients: Bf16Linear on the kept copies (native/optim.cc).
+    const at::Tensor wc = at::GradMode::is_enabled() && w.requires_grad() && x.dim() == 2 && x.is_floating_point()
+                              ? KeptBf16(w)
+                              : at::Tensor();
+    const at::Tensor bc = b ? KeptBf16(*b) : at::Tensor();
+    if (wc.defined() && wc.dim() == 2 && x.size(1) == wc.size(1) && (!b || bc.defined()))
+      return Wrap(info.Env(), Bf16Linear::apply(x, w, b ? *b : at::Tensor(), wc, bc));
+    // Elsewhere under autocast: the kept copies instead of a cast per call.
+    return Wrap(info.Env(), at::linear(x, AutocastWeight(w), AutocastWeight(b)));
+  }
   at::Tensor y = SgemmLinear::apply(x, w);
   return Wrap(info.Env(), b ? y + *b : y);
 }
 
 }  // namespace
+#else
+bool TryWinogradConv(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
+                     const std::vector<int64_t>&, const std::vector<int64_t>&, const std::vector<int64_t>&, int64_t,
+                     at::Tensor*) {
+  return false;
+}
 #endif
 
 void RegisterOnednn(Napi::Env env, Napi::Object exports) {

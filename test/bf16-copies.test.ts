@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { conv2d, crossEntropy, linear } from '../src/nn/functional';
 import { Adam, Optimizer, SGD } from '../src/optim/optimizer';
 import { autocast } from '../src/runtime/precision';
-import { manualSeed, noGrad, randint, randn, Tensor, tidy } from '../src/tensor/tensor';
+import { manualSeed, noGrad, randint, randn, Tensor, tidy, zeros } from '../src/tensor/tensor';
 import { bf16ConvMissing } from './helpers/cpu';
 
 // Where oneDNN has no bfloat16 kernels (AVX2: libtorch 1.13 fails bf16 autocast itself) there is nothing to compare.
@@ -33,21 +33,56 @@ interface Case {
   target: Tensor;
 }
 
-/** Trains (w, b) under autocast and their twins with explicit casts side by side, comparing each step. */
-function trainSideBySide(c: Case, makeOpt: (ps: Tensor[]) => Optimizer, steps: number, label: string): void {
+/**
+ * Trains (w, b) under autocast and their twins with explicit casts side by side, comparing each step.
+ * `gradients`: 'bits' — ours equal the twin's to the bit (convolutions: autocast's own backward, the bfloat16
+ * gradient cast to float32); 'float32' — fully connected layers compute the weight gradient gyᵀ·x from the same
+ * bfloat16 operands straight into float32 (native/onednn.cc, Bf16Linear): it must equal that product in float32
+ * and be closer to the exact (float64) product than autocast's bfloat16-rounded gradient; the twin then takes our
+ * gradients so that the steps and the kept copies are still compared to the bit.
+ */
+function trainSideBySide(
+  c: Case,
+  makeOpt: (ps: Tensor[]) => Optimizer,
+  steps: number,
+  label: string,
+  gradients: 'bits' | 'float32' = 'bits',
+): void {
   const ours = [c.w, c.b].map((p) => p.detach().clone().requiresGrad_().keep());
   const twin = [c.w, c.b].map((p) => p.detach().clone().requiresGrad_().keep());
   const [optOurs, optTwin] = [makeOpt(ours), makeOpt(twin)];
   for (let s = 0; s < steps; s++) {
     tidy(() => {
       const y = autocast('cpu', 'bf16', () => c.layer(c.x, ours[0], ours[1]));
-      const yRef = c.layer(c.x.to('bfloat16'), twin[0].to('bfloat16'), twin[1].to('bfloat16'));
+      // gy, the gradient reaching the layer's output, is the gradient of this zero addend.
+      const probe = zeros(y.shape, { dtype: 'bfloat16' }).requiresGrad_();
+      const xb = c.x.to('bfloat16');
+      const yRef = c.layer(xb, twin[0].to('bfloat16'), twin[1].to('bfloat16')).add(probe);
       assert.equal(y.dtype, 'bfloat16', `${label}: the layer ran in bfloat16`);
       assertSameBits(y, yRef, `${label}, step ${s}: output`);
       crossEntropy(y.to('float32'), c.target).backward();
       crossEntropy(yRef.to('float32'), c.target).backward();
-      assertSameBits(ours[0].grad!, twin[0].grad!, `${label}, step ${s}: weight gradient`);
-      assertSameBits(ours[1].grad!, twin[1].grad!, `${label}, step ${s}: bias gradient`);
+      if (gradients === 'bits') {
+        assertSameBits(ours[0].grad!, twin[0].grad!, `${label}, step ${s}: weight gradient`);
+        assertSameBits(ours[1].grad!, twin[1].grad!, `${label}, step ${s}: bias gradient`);
+      } else {
+        const gy = probe.grad!;
+        const exact = gy.to('float64').transpose(0, 1).matmul(xb.to('float64'));
+        const inFloat32 = gy.to('float32').transpose(0, 1).matmul(xb.to('float32'));
+        const scale = Math.max(1, exact.abs().max().item());
+        const dOurs = ours[0].grad!.to('float64').sub(exact).abs().max().item();
+        const dProduct = ours[0].grad!.sub(inFloat32).abs().max().item();
+        const dAutocast = twin[0].grad!.to('float64').sub(exact).abs().max().item();
+        assert.equal(ours[0].grad!.dtype, 'float32');
+        assert.ok(dProduct <= 1e-6 * scale, `${label}, step ${s}: weight gradient ${dProduct} from gyᵀ·x in float32`);
+        assert.ok(dOurs < dAutocast, `${label}, step ${s}: ${dOurs} from exact, autocast's bfloat16 ${dAutocast}`);
+        const gb = gy.to('float32').sum(0);
+        assert.ok(ours[1].grad!.sub(gb).abs().max().item() <= 1e-6 * Math.max(1, gb.abs().max().item()));
+        noGrad(() => {
+          twin[0].grad!.copy_(ours[0].grad!);
+          twin[1].grad!.copy_(ours[1].grad!);
+        });
+      }
     });
     for (const o of [optOurs, optTwin]) {
       o.step();
@@ -83,16 +118,34 @@ function dispose(c: Case): void {
 }
 
 test(
-  'bf16 autocast with kept weight copies: linear layers match explicit casts to the bit through SGD and Adam',
+  'bf16 autocast with kept weight copies: linear layers match explicit casts through SGD and Adam, with float32 weight gradients',
   { skip },
   () => {
     manualSeed(1);
     const c = fcCase();
-    trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9 }), 4, 'linear, SGD');
-    trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, form: 'paper', weightDecay: 1e-3 }), 4, 'paper');
-    trainSideBySide(c, (ps) => new Adam(ps, { lr: 0.01, weightDecay: 0.01, decoupled: true }), 4, 'linear, AdamW');
+    trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9 }), 4, 'linear, SGD', 'float32');
+    trainSideBySide(
+      c,
+      (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, form: 'paper', weightDecay: 1e-3 }),
+      4,
+      'paper',
+      'float32',
+    );
+    trainSideBySide(
+      c,
+      (ps) => new Adam(ps, { lr: 0.01, weightDecay: 0.01, decoupled: true }),
+      4,
+      'linear, AdamW',
+      'float32',
+    );
     // Not fused (Nesterov goes through the multi-tensor ops): the copy is cast again from the updated weight.
-    trainSideBySide(c, (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, nesterov: true }), 3, 'linear, Nesterov SGD');
+    trainSideBySide(
+      c,
+      (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, nesterov: true }),
+      3,
+      'linear, Nesterov SGD',
+      'float32',
+    );
     dispose(c);
   },
 );

@@ -66,6 +66,10 @@ function makeCases(): LayerCase[] {
   conv('conv_stride4', 3, 8, 11, 4, 2, 1, 31);
   conv('conv_groups2', 8, 12, 5, 1, 2, 2, 9);
   conv('conv_3x3', 6, 4, 3, 1, 1, 1, 7);
+  // AlexNet's conv3–conv5 geometry (16-multiple channels, 13×13, padding 1): where oneDNN has Winograd kernels
+  // (AVX-512), float32 training runs them (native/onednn.cc, WinogradConv); padding 0 too.
+  conv('conv_3x3_winograd', 32, 48, 3, 1, 1, 1, 13);
+  conv('conv_3x3_winograd_pad0', 16, 32, 3, 1, 0, 1, 11);
   add({
     id: 'linear',
     op: 'linear',
