@@ -364,20 +364,40 @@ interface BenchOptions {
   predictImages: number;
 }
 
+const OPTIONS = {
+  seconds: { type: 'string', default: '10' },
+  'max-batch': { type: 'string', default: '16' },
+  model: { type: 'string', default: 'alexnet-torchvision' },
+  runtimes: { type: 'string', default: 'libtorch-fp32,libtorch-bf16,onnx-fp32' },
+  // Extra options for every server started, e.g. '--threads 1' (one core for the engine, one for decoding).
+  'serve-args': { type: 'string', default: '' },
+  clients: { type: 'string', default: '1,8,32' },
+  // alexnet predict on this many copies of the JPEG (libtorch fp32 arm), beside the server; 0 skips it.
+  'predict-images': { type: 'string', default: '320' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const USAGE =
+  'Usage: npm run bench:serve -- [--runtimes libtorch-fp32,libtorch-bf16,onnx-fp32] [--clients 1,8,32] [--seconds 10]\n' +
+  "                              [--max-batch 16] [--model alexnet-torchvision] [--serve-args '--threads 1']\n" +
+  '                              [--predict-images 320]   (0: no alexnet predict row)\n' +
+  'Starts `alexnet serve` for each runtime and drives it with autocannon (a 500×375 JPEG per request) beside the\n' +
+  "engine's own batch rate and decoding alone, measured in this process: the server against 1/(1/engine + 1/decode).";
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      seconds: { type: 'string', default: '10' },
-      'max-batch': { type: 'string', default: '16' },
-      model: { type: 'string', default: 'alexnet-torchvision' },
-      runtimes: { type: 'string', default: 'libtorch-fp32,libtorch-bf16,onnx-fp32' },
-      // Extra options for every server started, e.g. '--threads 1' (one core for the engine, one for decoding).
-      'serve-args': { type: 'string', default: '' },
-      clients: { type: 'string', default: '1,8,32' },
-      // alexnet predict on this many copies of the JPEG (libtorch fp32 arm), beside the server; 0 skips it.
-      'predict-images': { type: 'string', default: '320' },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({ options: OPTIONS });
+  } catch (e) {
+    console.error(`bench:serve: ${(e as Error).message.split('\n')[0]}\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  const { values } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   const o: BenchOptions = {
     clients: values.clients!.split(',').map(Number),
     seconds: Number(values.seconds),
