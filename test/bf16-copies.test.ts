@@ -133,14 +133,14 @@ test(
       (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, form: 'paper', weightDecay: 1e-3 }),
       4,
       'paper',
-      'float32',
+      fcGradients,
     );
     trainSideBySide(
       c,
       (ps) => new Adam(ps, { lr: 0.01, weightDecay: 0.01, decoupled: true }),
       4,
       'linear, AdamW',
-      'float32',
+      fcGradients,
     );
     // Not fused (Nesterov goes through the multi-tensor ops): the copy is cast again from the updated weight.
     trainSideBySide(
@@ -148,7 +148,7 @@ test(
       (ps) => new SGD(ps, { lr: 0.5, momentum: 0.9, nesterov: true }),
       3,
       'linear, Nesterov SGD',
-      'float32',
+      fcGradients,
     );
     dispose(c);
   },
