@@ -103,6 +103,19 @@ inline bool HasGrad(const at::Tensor& p) { return p.grad().defined(); }
 using Body = std::function<Napi::Value(const Napi::CallbackInfo&)>;
 void Export(Napi::Env env, Napi::Object exports, const char* name, Body body);
 
+// ---- training hooks one part offers the others ------------------------------------------------------------------
+// optim.cc: under CPU bf16 autocast the weight's kept bfloat16 copy (through an autograd cast when it needs a
+// gradient), else the weight itself.
+at::Tensor AutocastWeight(const at::Tensor& w);
+c10::optional<at::Tensor> AutocastWeight(const c10::optional<at::Tensor>& w);
+// optim.cc: the kept bfloat16 copy itself (no autograd), undefined where there is none.
+at::Tensor KeptBf16(const at::Tensor& w);
+// onednn.cc: a float32 3×3 convolution needing gradients through oneDNN's Winograd kernels where it has them;
+// false (nothing done) otherwise.
+bool TryWinogradConv(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
+                     const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                     const std::vector<int64_t>& dilation, int64_t groups, at::Tensor* out);
+
 // ---- the parts: each registers its exports (addon.cc calls them in this order) --------------------------------
 void RegisterCommon(Napi::Env env, Napi::Object exports);       // common.cc: NativeTensor, setErrorClass
 void RegisterTensor(Napi::Env env, Napi::Object exports);       // tensor.cc: creation, data, conversion

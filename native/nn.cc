@@ -1,5 +1,7 @@
 // Neural-network functions: convolution, linear, pooling, dropout, batch norm, local response normalisation,
-// losses and resizing. Every one is an ATen call (or a composition of them), so autograd gives exact gradients.
+// losses and resizing. Each is an ATen call (or a composition of them), so autograd gives exact gradients, except
+// where an autograd Function of our own is faster: dropout on the CPU (FastDropout, below) and float32 3×3
+// convolutions in training (Winograd, native/onednn.cc).
 #include "common.h"
 #include "kernels.h"
 
@@ -7,16 +9,6 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace alexnet {
-
-// The weight as a layer uses it: under CPU bf16 autocast its kept bfloat16 copy (native/optim.cc), else itself.
-at::Tensor AutocastWeight(const at::Tensor& w);
-c10::optional<at::Tensor> AutocastWeight(const c10::optional<at::Tensor>& w);
-
-// native/onednn.cc: a float32 3×3 convolution needing gradients through oneDNN's Winograd kernels where it has them;
-// false (nothing done) otherwise.
-bool TryWinogradConv(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b,
-                     const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-                     const std::vector<int64_t>& dilation, int64_t groups, at::Tensor* out);
 
 static std::vector<int64_t> Pair(const Napi::CallbackInfo& info, size_t i) {
   std::vector<int64_t> v = Ints(info, i);

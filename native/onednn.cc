@@ -25,12 +25,6 @@
 namespace alexnet {
 
 #if defined(ALEXNET_ONEDNN)
-// native/optim.cc: under CPU bf16 autocast a weight's kept bfloat16 copy, else the weight itself.
-at::Tensor AutocastWeight(const at::Tensor& w);
-c10::optional<at::Tensor> AutocastWeight(const c10::optional<at::Tensor>& w);
-// native/optim.cc: the kept bfloat16 copy itself (no autograd), undefined where there is none.
-at::Tensor KeptBf16(const at::Tensor& w);
-
 namespace {
 
 using dnnl::memory;
@@ -474,6 +468,11 @@ dnnl::primitive_attr UserScratchpad() {
   return a;
 }
 
+// A buffer for oneDNN memory of layout `d`, owned by an ATen tensor (our caching allocator; can be saved).
+at::Tensor BufferFor(const memory::desc& d) {
+  return at::empty({static_cast<int64_t>(d.get_size())}, at::TensorOptions().dtype(at::kByte));
+}
+
 // Executes `prim` with a scratchpad of the size `pd` asks for.
 template <typename PD>
 void ExecuteWithScratch(const dnnl::primitive& prim, const PD& pd, dnnl::stream& s,
@@ -481,7 +480,7 @@ void ExecuteWithScratch(const dnnl::primitive& prim, const PD& pd, dnnl::stream&
   const memory::desc sd = pd.scratchpad_desc();
   at::Tensor buf;
   if (sd.get_size() > 0) {
-    buf = at::empty({static_cast<int64_t>(sd.get_size())}, at::TensorOptions().dtype(at::kByte));
+    buf = BufferFor(sd);
     args[DNNL_ARG_SCRATCHPAD] = memory(sd, Engine(), buf.data_ptr());
   }
   prim.execute(s, args);
@@ -535,11 +534,6 @@ std::shared_ptr<WinoPrims> WinoFor(const Dims& src, const Dims& wei, const Dims&
 
 Dims DimsOf(const at::Tensor& t) { return Dims(t.sizes().begin(), t.sizes().end()); }
 
-// A buffer for oneDNN memory of layout `d`, owned by an ATen tensor (our caching allocator; can be saved).
-at::Tensor BufferFor(const memory::desc& d) {
-  return at::empty({static_cast<int64_t>(d.get_size())}, at::TensorOptions().dtype(at::kByte));
-}
-
 // `t` (any strides) reordered into a buffer of layout `want` (no copy when it is already that layout).
 std::pair<memory, at::Tensor> Into(const at::Tensor& t, const memory::desc& want, dnnl::stream& s) {
   memory user(ViewDesc(t, DimsOf(t)), Engine(), t.data_ptr());
@@ -550,7 +544,7 @@ std::pair<memory, at::Tensor> Into(const at::Tensor& t, const memory::desc& want
   return {m, buf};
 }
 
-// `m` reordered into a new float32 tensor of `like`'s sizes in memory format `format`.
+// `m` reordered into a new float32 tensor of `sizes` in memory format `format`.
 at::Tensor OutOf(const memory& m, const Dims& sizes, at::MemoryFormat format, dnnl::stream& s) {
   at::Tensor t = at::empty(at::IntArrayRef(sizes), at::TensorOptions().dtype(at::kFloat).memory_format(format));
   memory user(ViewDesc(t, sizes), Engine(), t.data_ptr());
@@ -572,14 +566,12 @@ struct WinogradConv : public torch::autograd::Function<WinogradConv> {
     ExecuteWithScratch(p->fwdP, p->fwd, s, args);
     at::Tensor y = OutOf(dst, p->fwd.dst_desc().dims(), format, s);
     s.wait();
-    // Saved: the blocked input (backward-weights reads it) and the weights as given (backward-data reorders them).
-    ctx->save_for_backward({srcBuf.defined() && srcBuf.scalar_type() == at::kByte ? srcBuf : x.contiguous(format), w});
-    ctx->saved_data["blocked"] = srcBuf.scalar_type() == at::kByte;
+    // Saved: the input as the forward read it (a byte buffer in the blocked layout, or x itself when x already had
+    // that layout; backward-weights reads it) and the weights as given (backward-data reorders them).
+    ctx->save_for_backward({srcBuf, w});
     ctx->saved_data["bias"] = b.defined();
     ctx->saved_data["format"] = static_cast<int64_t>(format);
     ctx->saved_data["xsizes"] = c10::List<int64_t>(x.sizes().vec());
-    ctx->saved_data["wsizes"] = c10::List<int64_t>(w.sizes().vec());
-    ctx->saved_data["ysizes"] = c10::List<int64_t>(y.sizes().vec());
     ctx->saved_data["pad"] = c10::List<int64_t>(std::vector<int64_t>(p->pad.begin(), p->pad.end()));
     return y;
   }
@@ -594,14 +586,18 @@ struct WinogradConv : public torch::autograd::Function<WinogradConv> {
       return Dims(l.begin(), l.end());
     };
     const Dims xsizes = dims("xsizes");
+    const bool blocked = xs.scalar_type() == at::kByte;
+    const at::Tensor gy = grads[0].contiguous(format);
     // From the cache (built again in the rare case it was cleared since the forward).
     const std::shared_ptr<WinoPrims> p =
-        WinoFor(xsizes, dims("wsizes"), dims("ysizes"), dims("pad"), ctx->saved_data["bias"].toBool());
+        WinoFor(xsizes, DimsOf(w), DimsOf(gy), dims("pad"), ctx->saved_data["bias"].toBool());
     dnnl::stream s(Engine());
-    const at::Tensor gy = grads[0].contiguous(format);
     at::Tensor gx, gw, gb;
+    // gy in backward-data's layout, reused by backward-weights when it asks for the same one.
+    std::pair<memory, at::Tensor> ddData;
     if (ctx->needs_input_grad(0)) {
-      auto [dd, ddBuf] = Into(gy, p->bwdData.diff_dst_desc(), s);
+      ddData = Into(gy, p->bwdData.diff_dst_desc(), s);
+      const memory& dd = ddData.first;
       auto [wei, weiBuf] = Into(w, p->bwdData.weights_desc(), s);
       at::Tensor dsBuf = BufferFor(p->bwdData.diff_src_desc());
       memory ds(p->bwdData.diff_src_desc(), Engine(), dsBuf.data_ptr());
@@ -613,15 +609,14 @@ struct WinogradConv : public torch::autograd::Function<WinogradConv> {
     if (ctx->needs_input_grad(1) || ctx->needs_input_grad(2)) {
       memory src;
       at::Tensor srcBuf;
-      if (ctx->saved_data["blocked"].toBool() && p->fwd.src_desc() == p->bwdWeights.src_desc()) {
+      if (blocked && p->fwd.src_desc() == p->bwdWeights.src_desc()) {
         src = memory(p->bwdWeights.src_desc(), Engine(), xs.data_ptr());
       } else {
-        at::Tensor x = ctx->saved_data["blocked"].toBool()
-                           ? OutOf(memory(p->fwd.src_desc(), Engine(), xs.data_ptr()), xsizes, format, s)
-                           : xs;
+        at::Tensor x = blocked ? OutOf(memory(p->fwd.src_desc(), Engine(), xs.data_ptr()), xsizes, format, s) : xs;
         std::tie(src, srcBuf) = Into(x, p->bwdWeights.src_desc(), s);
       }
-      auto [dd, ddBuf] = Into(gy, p->bwdWeights.diff_dst_desc(), s);
+      const bool same = ddData.second.defined() && p->bwdWeights.diff_dst_desc() == p->bwdData.diff_dst_desc();
+      auto [dd, ddBuf] = same ? ddData : Into(gy, p->bwdWeights.diff_dst_desc(), s);
       at::Tensor dwBuf = BufferFor(p->bwdWeights.diff_weights_desc());
       memory dw(p->bwdWeights.diff_weights_desc(), Engine(), dwBuf.data_ptr());
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dd}, {DNNL_ARG_DIFF_WEIGHTS, dw}};
